@@ -1,0 +1,57 @@
+"""The common shape of every benchmark: named figures, each beside its baseline and ratio."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import typer
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure; names are stable once published (see docs/benchmarks.md)."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """The figure divided by its baseline measured in the same run."""
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.value / self.baseline
+
+
+def rate(count: int, run: Callable[[], None]) -> float:
+    """Run once and return count divided by the wall-clock seconds it took."""
+    start = time.perf_counter()
+    run()
+    return count / (time.perf_counter() - start)
+
+
+def report(figures: Iterable[Figure], *, as_json: bool) -> None:
+    """Print figures as text lines, or as one JSON object per line with --json."""
+    for fig in figures:
+        if as_json:
+            row = {k: v for k, v in asdict(fig).items() if k != "baseline_name"}
+            row["ratio"] = fig.ratio
+            typer.echo(json.dumps(row, ensure_ascii=False))
+            continue
+        line = f"{fig.name:<40} {fig.value:>14,.1f} {fig.unit}"
+        if fig.ratio is not None:
+            line += f"   (baseline {fig.baseline_name}: {fig.baseline:,.1f}; ratio {fig.ratio:.2f})"
+        typer.echo(line)
+
+
+def machine() -> str:
+    """Describe the machine the figures were measured on."""
+    import os
+
+    return f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"

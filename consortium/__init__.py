@@ -1,0 +1,1 @@
+"""The consortium CLI and the settings every process reads."""

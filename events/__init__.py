@@ -1,0 +1,1 @@
+"""Clinical event contracts of the consortium: models, topics, codec and publisher."""

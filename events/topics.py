@@ -1,0 +1,82 @@
+"""Every topic of the backbone, declared once: name, key, value subjects and configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+RETAIN_FOREVER = -1
+
+
+class Family(StrEnum):
+    """The families of source events; each has one topic."""
+
+    PATIENT = "patient"
+    ENCOUNTER = "encounter"
+    ORDER = "order"
+    RESULT = "result"
+    REFERRAL = "referral"
+    CONSENT = "consent"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic's name (without the consortium prefix), key, values and configuration."""
+
+    suffix: str
+    key: str
+    values: str
+    partitions: int = 6
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
+    retention_ms: int = RETAIN_FOREVER
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def name(self, consortium_id: str) -> str:
+        """The full topic name for one consortium (tenant)."""
+        return f"{consortium_id}.{self.suffix}"
+
+    def config(self, replication_factor: int) -> dict[str, str]:
+        """Topic configuration for a cluster where this replication factor is used."""
+        return {
+            "retention.ms": str(self.retention_ms),
+            "retention.bytes": "-1",
+            "min.insync.replicas": str(min(self.min_insync_replicas, replication_factor)),
+            "unclean.leader.election.enable": "false",
+            "cleanup.policy": "delete",
+            **self.extra_config,
+        }
+
+
+SOURCE_KEY = "utf-8 '<source>|<patient_local_id>' (all events of one patient at one institution)"
+
+EVENT_TOPICS: dict[Family, TopicSpec] = {
+    family: TopicSpec(
+        suffix=f"{family.value}.v1",
+        key=SOURCE_KEY,
+        values=f"Confluent-framed Avro, subjects consortium.events.{family.value}.*",
+    )
+    for family in Family
+}
+
+DEAD_LETTER_TOPICS: dict[Family, TopicSpec] = {
+    family: TopicSpec(
+        suffix=f"{family.value}.v1.dlq",
+        key="the key of the failed record, unchanged",
+        values="the failed record's raw bytes; headers carry error, topic, partition, offset",
+        partitions=1,
+    )
+    for family in Family
+}
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (*EVENT_TOPICS.values(), *DEAD_LETTER_TOPICS.values())
+
+
+def event_topic(family: Family | str, consortium_id: str) -> str:
+    """The topic name that events of a family go to."""
+    return EVENT_TOPICS[Family(family)].name(consortium_id)
+
+
+def patient_key(source: str, patient_local_id: str | None) -> bytes:
+    """The key that keeps one patient's events at one institution in order."""
+    return f"{source}|{patient_local_id or ''}".encode()

@@ -1,0 +1,1 @@
+"""Servers the project runs itself: Apache Kafka (KRaft) and PostgreSQL, plus migrations."""

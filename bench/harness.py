@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable, Iterable
@@ -52,6 +53,5 @@ def report(figures: Iterable[Figure], *, as_json: bool) -> None:
 
 def machine() -> str:
     """Describe the machine the figures were measured on."""
-    import os
 
     return f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"

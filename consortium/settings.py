@@ -28,7 +28,8 @@ class Settings(BaseSettings):
         default=None, description="Existing PostgreSQL; unset means the project's own cluster."
     )
     state_dir: Path = Field(
-        default=PROJECT_ROOT / ".state", description="Data and logs of the servers the project runs."
+        default=PROJECT_ROOT / ".state",
+        description="Data and logs of the servers the project runs.",
     )
     cache_dir: Path = Field(
         default=PROJECT_ROOT / ".cache", description="Downloaded Kafka jars (kept between runs)."

@@ -36,6 +36,7 @@ class Person:
     township: int
     village: str
     address: str
+    ethnicity: str
 
     @property
     def name(self) -> str:
@@ -87,6 +88,8 @@ HOUSEHOLD_SHAPES: dict[str, float] = {
 MARRIED_IN_SHARE = 0.3
 PHONE_OWNERSHIP = {"child": 0.0, "teen": 0.5, "adult": 0.92, "elderly": 0.45}
 CHANGED_PHONE_SHARE = 0.15
+# GB/T 3304 codes: 汉族 with the minorities of the hill counties of central China.
+ETHNICITIES: dict[str, float] = {"01": 90, "15": 5, "06": 3, "13": 2}
 
 
 @dataclass
@@ -248,6 +251,7 @@ def build_population(
         owners = [rng.random() < PHONE_OWNERSHIP[_life_stage(_age(d, builder))] for d in drafts]
         # The first owner's mobile is the household's; with no owner, a migrant child's.
         home_phone = builder.phone()
+        ethnicity = rng.choices(list(ETHNICITIES), list(ETHNICITIES.values()))[0]
         members: list[Person] = []
         for draft, owns in zip(drafts, owners, strict=True):
             rid, insurance = builder.finish(draft)
@@ -269,6 +273,7 @@ def build_population(
                     township=township,
                     village=village,
                     address=address,
+                    ethnicity=ethnicity,
                 )
             )
         households.append(Household(number, township, village, address, tuple(members)))

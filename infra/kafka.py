@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -90,6 +91,16 @@ class KafkaCluster:
         self.nodes: dict[int, NodeState] = {}
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._load(nodes)
+
+    @classmethod
+    def existing(cls, data_dir: Path | None = None, **options: Any) -> KafkaCluster | None:
+        """The cluster persisted in data_dir, None when there is none."""
+        folder = (data_dir or get_settings().state_dir / "kafka").resolve()
+        try:
+            state = json.loads((folder / STATE_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        return cls(len(state["nodes"]), folder, **options)
 
     @property
     def state_file(self) -> Path:

@@ -1,0 +1,92 @@
+"""Where Kafka and PostgreSQL are for this environment, starting the project's own if needed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consortium.settings import Settings, get_settings
+from infra.kafka import KafkaCluster
+from infra.migrate import apply_migrations
+from infra.postgres import PostgresServer
+
+Report = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    """Report nothing."""
+    del message
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """How to reach the servers: Kafka bootstrap servers and a PostgreSQL URL."""
+
+    bootstrap_servers: str
+    database_url: str
+
+    def export_lines(self) -> str:
+        """Shell lines that point other processes at these servers."""
+        return (
+            f"export KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers}\n"
+            f"export DATABASE_URL={self.database_url}\n"
+        )
+
+
+def ensure_up(nodes: int = 1, report: Report = _silent) -> Endpoints:
+    """Use KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else start (or reuse) our own."""
+    settings = get_settings()
+    endpoints = Endpoints(_kafka(settings, nodes, report), _postgres(settings, report))
+    applied = apply_migrations(endpoints.database_url)
+    report(f"migrations applied: {', '.join(applied)}" if applied else "migrations up to date")
+    env_file = settings.state_dir / "env"
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text(endpoints.export_lines())
+    return endpoints
+
+
+def _kafka(settings: Settings, nodes: int, report: Report) -> str:
+    """The configured bootstrap servers, or those of the project's own cluster."""
+    if settings.kafka_bootstrap_servers:
+        report(f"Kafka: using KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}")
+        return settings.kafka_bootstrap_servers
+    cluster = KafkaCluster(nodes, settings.state_dir / "kafka")
+    if cluster.is_running() and cluster.answers():
+        report(f"Kafka: already up ({nodes} node(s)) at {cluster.bootstrap}")
+        return cluster.bootstrap
+    report(f"Kafka: starting {nodes} node(s) …")
+    bootstrap = cluster.start()
+    report(f"Kafka: up at {bootstrap} (pids {', '.join(map(str, cluster.pids.values()))})")
+    return bootstrap
+
+
+def _postgres(settings: Settings, report: Report) -> str:
+    """The configured DATABASE_URL, or that of the project's own cluster."""
+    if settings.database_url is not None:
+        report("PostgreSQL: using DATABASE_URL")
+        return settings.database_url.get_secret_value()
+    server = PostgresServer(settings.state_dir / "postgres")
+    if server.is_running() and server.answers():
+        report(f"PostgreSQL: already up at {server.url}")
+        return server.url
+    url = server.start()
+    report(f"PostgreSQL: up at {url} (pid {server.pid})")
+    return url
+
+
+def shut_down(timeout: float = 30.0, report: Report = _silent) -> None:
+    """Stop the project's own Kafka and PostgreSQL (servers named by env vars are not ours)."""
+    state_dir = get_settings().state_dir
+    cluster = KafkaCluster.existing(state_dir / "kafka")
+    if cluster is not None and any(cluster.pids.values()):
+        cluster.stop(timeout)
+        report("Kafka: stopped")
+    else:
+        report("Kafka: not running")
+    server = PostgresServer(state_dir / "postgres")
+    if server.is_running():
+        server.stop(timeout)
+        report("PostgreSQL: stopped")
+    else:
+        report("PostgreSQL: not running")
+    (state_dir / "env").unlink(missing_ok=True)

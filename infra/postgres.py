@@ -116,11 +116,9 @@ class PostgresServer:
         self._save()
 
     def remove(self) -> None:
-        """Stop and delete the cluster's files, including a folder relocated under /tmp."""
+        """Stop and delete the cluster's data (also when relocated under /tmp); keep the log."""
         self.stop()
-        if self.relocated:
-            shutil.rmtree(self.pgdata, ignore_errors=True)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        shutil.rmtree(self.pgdata, ignore_errors=True)
 
     def _init(self, bin_dir: Path, user: ServiceUser | None) -> None:
         """initdb as the service user, into a folder that user can reach."""

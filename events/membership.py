@@ -13,7 +13,7 @@ from pathlib import Path
 from consortium.settings import get_settings
 
 BUNDLED_MEMBERSHIP = Path(__file__).resolve().parent / "data" / "membership.csv"
-CODE_PATTERN = re.compile(r"^\d{6}-(C\d{2}|S\d{2}|T\d{2}|V\d{3})$")
+CODE_PATTERN = re.compile(r"^\d{6}-(C\d{2}|S\d{2}|T\d{2}|V\d{3})$", re.ASCII)
 COLUMNS = ("code", "name", "level", "parent_code", "beds", "township_division_code")
 
 
@@ -122,11 +122,11 @@ def _check(membership: Membership) -> None:
     if len(membership._by_code) != len(membership.institutions):
         raise MembershipError("duplicate institution codes in the membership")
     for inst in membership.institutions:
-        if not CODE_PATTERN.match(inst.code):
+        if not CODE_PATTERN.fullmatch(inst.code):
             raise MembershipError(
                 f"institution code {inst.code!r} is not <division>-C01/S01/T01/V001"
             )
-        if not re.fullmatch(r"\d{9}", inst.township_division_code):
+        if not re.fullmatch(r"[0-9]{9}", inst.township_division_code):
             raise MembershipError(
                 f"institution {inst.code}: township division code must be 9 digits"
             )

@@ -17,15 +17,16 @@ from pydantic import ValidationInfo
 from consortium.settings import get_settings
 from events.membership import InstitutionLevel, Membership, load_membership
 
+# ASCII only: \d would also match full-width and other Unicode digits.
 # ISO 7064 MOD 11-2 as GB 11643-1999 applies it: weight of position i is 2**(17-i) mod 11.
 _WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
 _CHECK_CHARS = "10X98765432"
-_RESIDENT_ID = re.compile(r"^\d{17}[\dX]$")
-_ICD10 = re.compile(r"^[A-Z]\d{2}(\.[0-9A-Z]{1,4}(x\d{3})?)?$")
-_DICOM_UID = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))*$")
-_DICOM_MODALITY = re.compile(r"^[A-Z0-9_]{1,16}$")
-_ETHNICITY = re.compile(r"^(0[1-9]|[1-4]\d|5[0-6]|97|98)$")
-_TOWNSHIP = re.compile(r"^\d{9}$")
+_RESIDENT_ID = re.compile(r"^\d{17}[\dX]$", re.ASCII)
+_ICD10 = re.compile(r"^[A-Z]\d{2}(\.[0-9x]{1,4}(x\d{3})?)?$", re.ASCII)
+_DICOM_UID = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))*$", re.ASCII)
+_DICOM_MODALITY = re.compile(r"^[A-Z0-9_]{1,16}$", re.ASCII)
+_ETHNICITY = re.compile(r"^(0[1-9]|[1-4]\d|5[0-6]|97|98)$", re.ASCII)
+_TOWNSHIP = re.compile(r"^\d{9}$", re.ASCII)
 
 
 class Checks(TypedDict, total=False):
@@ -53,7 +54,7 @@ def resident_id_check_char(first17: str) -> str:
 
 def parse_resident_id(value: str) -> ResidentIdentity:
     """Check an 18-character resident identity number and decode it, or raise ValueError."""
-    if not _RESIDENT_ID.match(value):
+    if not _RESIDENT_ID.fullmatch(value):
         raise ValueError("resident id number must be 17 digits followed by a digit or X")
     expected = resident_id_check_char(value[:17])
     if value[17] != expected:
@@ -175,33 +176,35 @@ def check_icd10(system: str, code: str) -> None:
     """Refuse a diagnosis that is not an ICD-10 code (国家临床版 codes such as I21.900x001 pass)."""
     if system != "ICD-10":
         raise ValueError(f"diagnosis must be coded in system ICD-10, not {system!r}")
-    if not _ICD10.match(code):
-        raise ValueError(f"{code!r} is not an ICD-10 code (expected e.g. I21.900 or J18.900x001)")
+    if not _ICD10.fullmatch(code):
+        raise ValueError(
+            f"{code!r} is not an ICD-10 code (expected e.g. I10.x00, I21.900 or J18.900x001)"
+        )
 
 
 def check_dicom_uid(value: str) -> str:
     """Refuse a malformed DICOM UID (dotted decimal, no leading zeros, at most 64 characters)."""
-    if len(value) > 64 or not _DICOM_UID.match(value):
+    if len(value) > 64 or not _DICOM_UID.fullmatch(value):
         raise ValueError(f"{value!r} is not a DICOM UID (dotted numbers, at most 64 characters)")
     return value
 
 
 def check_dicom_modality(value: str) -> str:
     """Refuse a malformed DICOM modality code (upper-case, at most 16 characters)."""
-    if not _DICOM_MODALITY.match(value):
+    if not _DICOM_MODALITY.fullmatch(value):
         raise ValueError(f"{value!r} is not a DICOM modality code (e.g. CT, MR, DX, US)")
     return value
 
 
 def check_ethnicity(value: str) -> str:
     """Refuse a code outside GB/T 3304 (01–56, 97, 98)."""
-    if not _ETHNICITY.match(value):
+    if not _ETHNICITY.fullmatch(value):
         raise ValueError(f"{value!r} is not a GB/T 3304 ethnic group code (01–56, 97, 98)")
     return value
 
 
 def check_township_division(value: str) -> str:
     """Refuse a township-level division code that is not 9 digits."""
-    if not _TOWNSHIP.match(value):
+    if not _TOWNSHIP.fullmatch(value):
         raise ValueError(f"{value!r} is not a 9-digit township-level division code")
     return value

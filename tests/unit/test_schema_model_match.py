@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from events.envelope import Event
 from events.registry import EVENT_TYPES, from_record, to_record
+from events.result import LabResultReported
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
@@ -261,8 +262,9 @@ def test_example_round_trips_through_avro(event_type: str) -> None:
 def test_lab_values_of_any_text_and_number_round_trip(
     value: str, number: float | None, unit: str | None
 ) -> None:
-    event = lab_result_reported().model_copy(
-        update={"value_string": value, "value_numeric": number, "unit": unit}
+    data = lab_result_reported().model_dump()
+    event = LabResultReported.model_validate(
+        data | {"value_string": value, "value_numeric": number, "unit": unit}
     )
     record = avro_round_trip(event)
     assert record["value_string"] == value

@@ -139,7 +139,7 @@ class Publisher:
     ) -> None:
         envelope = event.envelope
         value = self._codec.encode_event(event)
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("event_type", envelope.event_type.encode()),
             ("schema_id", str(int.from_bytes(value[1:5], "big")).encode()),
             ("source", envelope.source.encode()),
@@ -150,9 +150,9 @@ class Publisher:
             if err is not None:
                 failed[envelope.event_id] = err.str()
             else:
-                deliveries[index] = Delivery(
-                    envelope.event_id, msg.topic(), msg.partition(), msg.offset()
-                )
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                assert topic is not None and partition is not None and offset is not None
+                deliveries[index] = Delivery(envelope.event_id, topic, partition, offset)
 
         topic = event_topic(event.family, self._consortium_id)
         key = patient_key(envelope.source, envelope.patient_local_id)

@@ -151,9 +151,10 @@ class KafkaCluster:
             assert node.pid is not None
             os.kill(node.pid, signal.SIGCONT)
             os.kill(node.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
         for node in self.nodes.values():
             if node in running:
-                terminate(node.pid, timeout)
+                terminate(node.pid, max(0.1, deadline - time.monotonic()))
             self._reap(node.node_id)
             node.pid = None
         self._save()

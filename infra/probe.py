@@ -61,21 +61,28 @@ def produce_all(
 
 
 def read_partition(
-    bootstrap: str, topic: str, partition: int, count: int, timeout: float = 60
+    bootstrap: str, topic: str, partition: int = 0, timeout: float = 60
 ) -> list[tuple[bytes, bytes]]:
-    """Read up to count (key, value) records of one partition from offset 0, without a group."""
+    """Every (key, value) of one partition up to its current end, read without a group."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "infra-probe", "enable.auto.commit": False}
     )
     records: list[tuple[bytes, bytes]] = []
     try:
-        consumer.assign([TopicPartition(topic, partition, 0)])
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout
+        )
+        consumer.assign([TopicPartition(topic, partition, low)])
         deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
+        offset = low - 1
+        while offset < high - 1 and time.monotonic() < deadline:
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
+            offset = message.offset() or 0
             records.append((message.key() or b"", message.value() or b""))
     finally:
         consumer.close()
+    if offset < high - 1:
+        raise TimeoutError(f"read {topic}[{partition}] up to {offset}, not to {high - 1}")
     return records

@@ -1,0 +1,32 @@
+"""`consortium bench`: the project's benchmarks, each printed beside its baseline."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from bench import codec as codec_bench
+from bench.harness import report
+
+app = typer.Typer(no_args_is_help=True, help="Measure throughput beside a baseline.")
+
+
+@app.callback()
+def bench() -> None:
+    """Benchmarks of the backbone; each figure is printed beside its baseline and ratio."""
+
+
+@app.command()
+def codec(
+    records: Annotated[int, typer.Option("--records", min=100, help="Events per round.")] = 20_000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per figure.")] = False,
+) -> None:
+    """Encode and decode a county's event mix through the codec, beside plain fastavro."""
+    # Progress goes to stderr so that --json output stays machine-readable.
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("codec", total=codec_bench.rounds_total())
+        figures = codec_bench.measure(records, tick=lambda: progress.advance(task))
+    report(figures, as_json=as_json)

@@ -230,7 +230,6 @@ def test_every_example_event_round_trips_through_the_repository_codec() -> None:
 
 def test_the_benchmark_workload_is_the_day_mix_and_decodes_back() -> None:
     from bench.codec import DAY_MIX, workload
-
     from events.registry import EVENT_TYPES
 
     assert set(DAY_MIX) == set(EVENT_TYPES)

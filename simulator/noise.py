@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from types import MappingProxyType
 
@@ -182,11 +182,22 @@ class TruthRecord:
     noise: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class UnreferredTransfer:
+    """A patient discharged at one member and admitted at another with no referral."""
+
+    person: str
+    from_institution: str
+    to_institution: str
+    discharged_at: datetime
+
+
 @dataclass
 class Truth:
     """Every local patient record the simulation created, mapped to its true person."""
 
     records: dict[tuple[str, str], TruthRecord] = field(default_factory=dict)
+    transfers: list[UnreferredTransfer] = field(default_factory=list)
 
     def record(self, source: str, local_id: str, registration: Registration) -> None:
         """Keep the truth about one registration."""
@@ -194,19 +205,22 @@ class Truth:
             source, local_id, registration.person_key, registration.noise
         )
 
+    def transfer(self, person: str, source: str, target: str, at: datetime) -> None:
+        """Keep the truth about a transfer that no referral records."""
+        self.transfers.append(UnreferredTransfer(person, source, target, at))
+
     def person_of(self, source: str, local_id: str) -> str:
         """The true person key behind a local patient id."""
         return self.records[(source, local_id)].person
 
     def lines(self) -> Iterator[str]:
-        """The truth as JSON lines, one local record a line."""
+        """The truth as JSON lines: registrations, then unreferred transfers."""
         for rec in self.records.values():
-            row = {
-                "source": rec.source,
-                "patient_local_id": rec.patient_local_id,
-                "person": rec.person,
-                "noise": list(rec.noise),
-            }
+            row: dict[str, object] = {"kind": "registration", **asdict(rec)}
+            yield json.dumps(row, ensure_ascii=False)
+        for move in self.transfers:
+            row = {"kind": "unreferred_transfer", **asdict(move)}
+            row["discharged_at"] = move.discharged_at.isoformat()
             yield json.dumps(row, ensure_ascii=False)
 
     def write(self, path: Path) -> None:

@@ -51,7 +51,7 @@ def parse_line(number: int, text: str) -> Event | list[LineError]:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", newline="\n") as handle:
         for number, text in enumerate(handle, start=1):
             if text.strip():
                 yield number, text

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from examples import EXAMPLES, REFERRAL_ID, example, example_data
 from pydantic import ValidationError
 
 from events.envelope import Event
@@ -20,6 +19,7 @@ from events.registry import (
     to_record,
 )
 from events.topics import Family
+from examples import EXAMPLES, REFERRAL_ID, example, example_data
 
 FAMILY_SIZES = {
     Family.PATIENT: 3,

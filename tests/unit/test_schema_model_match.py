@@ -15,7 +15,6 @@ from uuid import UUID
 
 import fastavro
 import pytest
-from examples import EXAMPLES, example, lab_result_reported
 from fastavro.validation import validate
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +23,7 @@ from pydantic import BaseModel
 from events.envelope import Event
 from events.registry import EVENT_TYPES, from_record, to_record
 from events.result import LabResultReported
+from examples import EXAMPLES, example, lab_result_reported
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}

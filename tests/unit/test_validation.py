@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from examples import OCCURRED_AT, example_data, resident_id
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -16,6 +15,7 @@ from consortium.settings import get_settings
 from events.patient import PatientRegistered
 from events.registry import parse_event
 from events.validation import Checks, parse_resident_id, resident_id_check_char
+from examples import OCCURRED_AT, example_data, resident_id
 
 
 def errors_of(

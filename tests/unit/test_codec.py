@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from examples import EXAMPLES
 from fastavro import parse_schema, schemaless_writer
 
 from events.catalog import Catalog
 from events.codec import Codec, Decoded, DecodeError, EncodeError
+from examples import EXAMPLES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "catalog"
 VISIT = "fixture.events.clinic.VisitRecorded"

@@ -1,0 +1,117 @@
+"""Sinks, pacing, batching and the command line of the simulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from events.envelope import Event
+from events.membership import read_membership
+from events.registry import parse_event
+from simulator.cli import app
+from simulator.county import SimulationConfig
+from simulator.simulation import simulate
+from simulator.sinks import JsonLinesSink, Pacer, Pump
+
+START = datetime(2025, 3, 2, 16, tzinfo=UTC)
+
+
+def few_events() -> list[Event]:
+    county = simulate(SimulationConfig(seed=9, days=0.5, population=800, start=START))
+    return list(county.events())
+
+
+class ListSink:
+    """Remembers the batches it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Event]] = []
+        self.closed = False
+
+    def write(self, events: Sequence[Event]) -> None:
+        self.batches.append(list(events))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeTime:
+    """A monotonic clock that only moves when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_json_lines_round_trip_through_parse_event(tmp_path: Path) -> None:
+    events = few_events()
+    path = tmp_path / "events.jsonl"
+    sink = JsonLinesSink(path)
+    sink.write(events)
+    sink.close()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [parse_event(json.loads(line)) for line in lines] == events
+
+
+def test_pump_delivers_everything_in_order_in_batches() -> None:
+    events = few_events()
+    sink = ListSink()
+    with Pump(sink, batch=100) as pump:
+        assert pump.run(events) == len(events)
+    assert sink.closed
+    assert [e for b in sink.batches for e in b] == events
+    assert all(len(b) == 100 for b in sink.batches[:-1])
+
+
+def test_real_time_times_n_sleeps_the_simulated_gaps_divided_by_n() -> None:
+    events = few_events()
+    fake = FakeTime()
+    sink = ListSink()
+    Pump(sink, Pacer(3600.0, fake.clock, fake.sleep), batch=10_000).run(events)
+    span = (events[-1].envelope.occurred_at - events[0].envelope.occurred_at).total_seconds()
+    assert sum(fake.slept) == pytest.approx(span / 3600.0, rel=1e-6)
+    # Events due before a sleep are delivered before it, so batches follow the clock.
+    assert len(sink.batches) > 1
+
+
+def test_cli_writes_events_and_truth(tmp_path: Path) -> None:
+    out, truth = tmp_path / "e.jsonl", tmp_path / "t.jsonl"
+    args = ["run", "--days", "0.5", "--population", "600", "--out", str(out), "--truth", str(truth)]
+    result = CliRunner().invoke(app, [*args, "--start", "2025-03-02T16:00:00"])
+    assert result.exit_code == 0, result.output
+    events = [parse_event(json.loads(line)) for line in out.read_text("utf-8").splitlines()]
+    truth_rows = [json.loads(line) for line in truth.read_text("utf-8").splitlines()]
+    registered = sum(e.envelope.event_type == "PatientRegistered" for e in events)
+    assert registered == sum(r["kind"] == "registration" for r in truth_rows)
+
+
+def test_cli_refuses_both_or_neither_destination(tmp_path: Path) -> None:
+    neither = CliRunner().invoke(app, ["run", "--days", "0.1"])
+    both = CliRunner().invoke(app, ["run", "--kafka", "--out", str(tmp_path / "x")])
+    assert neither.exit_code != 0 and both.exit_code != 0
+
+
+def test_cli_writes_a_membership_in_the_bundled_format(tmp_path: Path) -> None:
+    path = tmp_path / "members.csv"
+    result = CliRunner().invoke(
+        app, ["membership", "--townships", "5", "--villages", "30", "--out", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    members = read_membership(path)
+    levels = [i.level.value for i in members]
+    assert levels.count("county_hospital") == 1
+    assert levels.count("specialist_hospital") == 2
+    assert levels.count("township_centre") == 5
+    assert levels.count("village_clinic") == 30

@@ -17,7 +17,8 @@ from simulator.results import OrderContext, order_drug, order_imaging, order_lab
 from simulator.sites import Site, Ward
 
 DETERIORATION_SHARE = 0.05
-DOWN_REFERRAL_SHARE = 0.45
+DOWN_REFERRAL_SHARE = 0.6
+LATERAL_SHARE = 0.2
 ICU_FIRST_SHARE = 0.15
 UNREFERRED_TRANSFER_SHARE = 0.03
 # Median length of stay in days (county hospitals in China average about 8).
@@ -148,18 +149,20 @@ def _leave(county: County, stay: Stay, readmit: Readmit) -> None:
         return
     rng = county.rng
     home = county.township_site(stay.person)
+    tcm = [s for s in county.sites.values() if s.kind == "tcm" and s.wards]
     if (
-        stay.site.kind != "township"
+        stay.site.kind == "county"
         and stay.condition.code in REHABILITATION
-        and any(w.department[0] == "KFBQ" for w in home.wards)
         and rng.random() < DOWN_REFERRAL_SHARE
     ):
-        referral = _referral(county, stay, home, "ROUTINE", readmit)
-        referral.on_not_taken = lambda: discharge(county, stay, readmit)
-        referrals.request(
-            county, referral, "康复治疗", f"{stay.condition.display}，病情稳定，转回康复。"
-        )
-        return
+        # Rehabilitation near home (下转), or at the TCM hospital's rehabilitation ward.
+        receiver = rng.choice(tcm) if tcm and rng.random() < LATERAL_SHARE else home
+        if receiver.wards:
+            referral = _referral(county, stay, receiver, "ROUTINE", readmit)
+            referral.on_not_taken = lambda: discharge(county, stay, readmit)
+            summary = f"{stay.condition.display}，病情稳定，转康复治疗。"
+            referrals.request(county, referral, "康复治疗", summary)
+            return
     discharge(county, stay, readmit)
 
 

@@ -119,6 +119,10 @@ class KafkaCluster:
 
     def _owns(self, node: NodeState) -> bool:
         """Whether node.pid is alive and still this node's broker (pids get reused)."""
+        proc = self._procs.get(node.node_id)
+        if proc is not None and proc.pid == node.pid:
+            # Our own child: its cmdline is briefly empty while it execs.
+            return proc.poll() is None
         cmd = command_line(node.pid)
         return pid_alive(node.pid) and (cmd is None or str(self.node_dir(node.node_id)) in cmd)
 

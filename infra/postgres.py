@@ -59,6 +59,7 @@ class PostgresServer:
         self.pid: int | None = None
         self.pgdata = self.data_dir / "pgdata"
         self.relocated = False
+        self._proc: subprocess.Popen[bytes] | None = None
         if self.state_file.is_file():
             state = json.loads(self.state_file.read_text())
             self.port, self.pid = state["port"], state["pid"]
@@ -85,6 +86,9 @@ class PostgresServer:
 
     def is_running(self) -> bool:
         """Whether the postmaster recorded in the state file is alive and ours."""
+        # Our own child is watched directly: its cmdline is briefly empty while it execs.
+        if self._proc is not None and self._proc.pid == self.pid:
+            return self._proc.poll() is None
         cmd = command_line(self.pid)
         return pid_alive(self.pid) and (cmd is None or str(self.pgdata) in cmd)
 
@@ -158,6 +162,7 @@ class PostgresServer:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, **_as(user, self.pgdata),
             )  # fmt: skip
+        self._proc = proc
         self.pid = proc.pid
         self._save()
 

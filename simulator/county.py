@@ -64,7 +64,8 @@ class County:
         self.checks: Checks = {"membership": self.membership}
         self.sites = {i.code: build_site(i, self.rng) for i in self.membership}
         self.townships = self.membership.at_level(InstitutionLevel.TOWNSHIP_CENTRE)
-        self.population = self._residents(start)
+        # Ages as of the first simulated day (warm-up included): nobody is seen before birth.
+        self.population = self._residents(self.clock.start)
         self.truth = Truth()
         self.inpatients: set[str] = set()
         self.registrations: dict[tuple[str, str], Registration] = {}

@@ -86,8 +86,10 @@ def register(app: typer.Typer) -> None:
     """Attach the top-level sub-commands to the CLI."""
     from bench.cli import app as bench_app
     from events.schemas_cli import app as schemas_app
+    from simulator.cli import app as simulate_app
 
     app.add_typer(schemas_app, name="schemas", help="The schema catalog: ids, lock, compatibility.")
+    app.add_typer(simulate_app, name="simulate", help="Run the simulated county consortium.")
     app.add_typer(bench_app, name="bench", help="Benchmarks: figures beside a same-run baseline.")
     app.add_typer(topics_app, name="topics", help="Create and list the consortium's topics.")
     app.command("publish")(publish)

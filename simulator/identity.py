@@ -5,9 +5,7 @@ from __future__ import annotations
 import random
 from datetime import date
 
-# GB 11643-1999: weight of position i is 2^(17-i) mod 11; the check maps the sum mod 11.
-_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
-_CHECK = "10X98765432"
+from events.validation import parse_resident_id, resident_id_check_char
 
 # Prefixes that mainland carriers hand out to ordinary subscribers (China Mobile, Unicom,
 # Telecom, Broadcast); 14x data-only and 17x virtual-operator blocks are rare on purpose.
@@ -27,32 +25,24 @@ MOBILE_PREFIXES: tuple[str, ...] = (
 )
 
 
-def check_digit(first17: str) -> str:
-    """The GB 11643 check character for the first 17 digits of a resident id."""
-    total = sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True))
-    return _CHECK[total % 11]
-
-
 def resident_id(division: str, birth: date, sequence: int) -> str:
     """An 18-character resident id: division, birth date, 3-digit sequence, check character."""
     first17 = f"{division}{birth:%Y%m%d}{sequence:03d}"
-    return first17 + check_digit(first17)
+    return first17 + resident_id_check_char(first17)
 
 
 def is_valid_resident_id(value: str) -> bool:
     """Whether a string is a well-formed resident id whose check character is right."""
-    if len(value) != 18 or not value[:17].isascii() or not value[:17].isdigit():
-        return False
     try:
-        date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+        parse_resident_id(value)
     except ValueError:
         return False
-    return value[17] == check_digit(value[:17])
+    return True
 
 
 def sex_of_resident_id(value: str) -> str:
     """The sex a resident id encodes: the 17th digit is odd for men, even for women."""
-    return "M" if int(value[16]) % 2 else "F"
+    return "M" if parse_resident_id(value).male else "F"
 
 
 def random_sequence(rng: random.Random, sex: str) -> int:

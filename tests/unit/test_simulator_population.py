@@ -8,9 +8,9 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.validation import parse_resident_id, resident_id_check_char
+from events.validation import parse_resident_id
 from simulator import names
-from simulator.identity import check_digit, is_valid_resident_id, resident_id
+from simulator.identity import is_valid_resident_id, resident_id
 from simulator.population import Population, Township, build_population
 
 TOWNSHIPS = [Township(f"镇{i}", tuple(f"{i}村{j}" for j in range(6))) for i in range(5)]
@@ -19,11 +19,6 @@ AS_OF = date(2025, 6, 1)
 
 def population(seed: int, size: int = 3000) -> Population:
     return build_population(seed, size, TOWNSHIPS, "439901", AS_OF, ["439902", "439903"])
-
-
-@given(st.text(alphabet="0123456789", min_size=17, max_size=17))
-def test_check_digit_agrees_with_the_contract_validator(first17: str) -> None:
-    assert check_digit(first17) == resident_id_check_char(first17)
 
 
 def test_a_known_resident_id_has_the_published_check_character() -> None:

@@ -62,6 +62,8 @@ def server_properties(
         "num.io.threads": "4",
         "num.recovery.threads.per.data.dir": "1",
         "log.retention.ms": "-1",
+        # Topics are declared once (events/topics.py); a typo must fail, not create a topic.
+        "auto.create.topics.enable": "false",
         **replication_settings(len(all_nodes)),
         **(extra or {}),
     }

@@ -93,3 +93,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench", help="Benchmarks: figures beside a same-run baseline.")
     app.add_typer(topics_app, name="topics", help="Create and list the consortium's topics.")
     app.command("publish")(publish)
+    from consortium.demo import demo
+
+    app.command("demo")(demo)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from events.envelope import Event
 from simulator.county import SimulationConfig
 from simulator.noise import NO_NOISE, NoiseRates
 
@@ -50,8 +46,9 @@ def run(
 ) -> None:
     """Simulate the county and write its events to a file or publish them to Kafka."""
     from events.membership import load_membership
+    from simulator.runner import run_county
     from simulator.simulation import simulate
-    from simulator.sinks import JsonLinesSink, KafkaSink, Pacer, Pump, Sink
+    from simulator.sinks import JsonLinesSink, KafkaSink, Sink
 
     if (out is None) == (not kafka):
         raise typer.BadParameter("give exactly one of --out FILE or --kafka")
@@ -76,31 +73,12 @@ def run(
     else:
         assert out is not None
         sink = JsonLinesSink(out)
-    console = Console(stderr=True)
-    begin, end = county.clock.start.timestamp(), county.clock.end.timestamp()
-    columns = (
-        TextColumn("simulating"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[count]:>8,} events  {task.fields[rate]:>8,.0f} events/s"),
-    )
-    started = time.monotonic()
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("run", total=end - begin, count=0, rate=0.0)
-
-        def report(events: Sequence[Event]) -> None:
-            done = events[-1].envelope.occurred_at.timestamp() - begin
-            elapsed = max(time.monotonic() - started, 1e-6)
-            progress.update(task, completed=done, count=pump.count, rate=pump.count / elapsed)
-
-        with Pump(sink, Pacer(_speed(speed)), batch, report) as pump:
-            total = pump.run(county.events())
-        progress.update(task, completed=end - begin)
+    total, seconds = run_county(county, sink, speed=_speed(speed), batch=batch)
     if truth is not None:
         county.truth.write(truth)
     where = "published to Kafka (all acknowledged)" if kafka else f"written to {out}"
-    console.print(
-        f"{total:,} events {where} in {time.monotonic() - started:.1f} s; "
+    Console(stderr=True).print(
+        f"{total:,} events {where} in {seconds:.1f} s; "
         f"{len(county.population.people):,} residents, {len(county.truth.records):,} registrations"
     )
 

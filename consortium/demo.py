@@ -133,6 +133,8 @@ def demo(
     from simulator.sinks import KafkaSink
 
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=132)  # tables stay readable in logs and CI output
     settings = get_settings()
     console.rule("[bold]1. servers")
     endpoints = ensure_up(report=console.print)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -55,4 +56,23 @@ def ensure_topics(
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
                 outcomes[name] = TopicOutcome(name, False, outcomes[name].partitions, 0)
+        _wait_for_leaders(admin, [t.topic for t in wanted], deadline=time.monotonic() + timeout)
     return list(outcomes.values())
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], deadline: float) -> None:
+    """Return once every partition of the new topics has a leader, so they can be used at once."""
+    while True:
+        topics = admin.list_topics(timeout=max(1.0, deadline - time.monotonic())).topics
+        waiting = [
+            name
+            for name in names
+            if name not in topics
+            or topics[name].error is not None
+            or any(p.leader < 0 for p in topics[name].partitions.values())
+        ]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without a leader after creation: {', '.join(waiting)}")
+        time.sleep(0.2)

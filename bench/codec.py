@@ -1,11 +1,9 @@
-"""Codec throughput on a county's event mix, beside plain fastavro measured in the same run."""
+"""Codec throughput on a simulated county's events, beside plain fastavro in the same run."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import random
-import uuid
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,36 +11,10 @@ from typing import Any, TypeVar
 from fastavro import schemaless_reader, schemaless_writer
 
 from bench.harness import Figure, rate
-from consortium.settings import PROJECT_ROOT
 from events.catalog import Catalog
 from events.codec import HEADER, Codec
 from events.envelope import Event
 
-# Relative frequency of event types in a county's day: labs and outpatient visits dominate.
-DAY_MIX: dict[str, float] = {
-    "LabResultReported": 30,
-    "OutpatientVisitStarted": 14,
-    "OutpatientVisitCompleted": 14,
-    "OrderPlaced": 12,
-    "ImagingReportIssued": 4,
-    "PatientRegistered": 4,
-    "PatientAdmitted": 3,
-    "PatientDischarged": 3,
-    "BedCensusReported": 2,
-    "PatientDemographicsUpdated": 2,
-    "ConsentGranted": 2,
-    "OrderCancelled": 1.5,
-    "ResultAmended": 1,
-    "PatientTransferredWard": 1,
-    "ReferralRequested": 1,
-    "ReferralAccepted": 0.9,
-    "ReferralPatientArrived": 0.8,
-    "ReferralCompleted": 0.7,
-    "ReferralRejected": 0.1,
-    "ReferralCancelled": 0.1,
-    "ConsentRevoked": 0.2,
-    "PatientIdentifiersMerged": 0.2,
-}
 ROUNDS = 3
 BASELINE = "fastavro"
 T = TypeVar("T")
@@ -59,35 +31,25 @@ class Workload:
     framed: list[bytes]
 
 
-def _examples() -> dict[str, Callable[[], Event]]:
-    """The example factories of tests/examples.py (a plain file, not a package)."""
-    path = PROJECT_ROOT / "tests" / "examples.py"
-    spec = importlib.util.spec_from_file_location("consortium_examples", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    examples: dict[str, Callable[[], Event]] = module.EXAMPLES
-    return examples
+def county_events(count: int, seed: int) -> list[Event]:
+    """The first count events of a simulated county week: the real mix of a county's days."""
+    from simulator.county import SimulationConfig
+    from simulator.simulation import simulate
 
-
-def _varied(event: Event, rng: random.Random) -> Event:
-    """The example with its own event id: every event of a real stream has one."""
-    # Only the id varies: other envelope fields take part in cross-field rules of the models.
-    envelope = event.envelope.model_copy(
-        update={"event_id": uuid.UUID(int=rng.getrandbits(128), version=4)}
-    )
-    return event.model_copy(update={"envelope": envelope})
+    # A simulated week yields about 1.2 events per resident; size the county to fit.
+    config = SimulationConfig(seed=seed, days=7, population=max(1_000, int(count / 1.1)))
+    events = list(itertools.islice(simulate(config).events(), count))
+    if len(events) < count:
+        raise RuntimeError(f"the simulated county gave {len(events)} events, not {count}")
+    return events
 
 
 def workload(codec: Codec, count: int, seed: int = 7) -> Workload:
-    """count events drawn from the day's mix, prepared in every form the figures need."""
+    """count events of a simulated county, prepared in every form the figures need."""
     from events.registry import to_record
 
-    rng = random.Random(seed)
-    factories = _examples()
-    kinds = rng.choices(list(DAY_MIX), weights=list(DAY_MIX.values()), k=count)
-    events = [_varied(factories[kind](), rng) for kind in kinds]
+    events = county_events(count, seed)
+    kinds = [e.event_type for e in events]
     records = [to_record(e) for e in events]
     ids = [codec.catalog.latest_id_for_event_type(k) for k in kinds]
     return Workload(

@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from confluent_kafka.cimpl import NewTopic
 
 from events.topics import ALL_TOPICS, TopicSpec
@@ -61,18 +61,33 @@ def ensure_topics(
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], deadline: float) -> None:
-    """Return once every partition of the new topics has a leader, so they can be used at once."""
+    """Return once the leader of every partition of the new topics answers for it."""
+    # The controller names a leader before that broker has taken the partition over; asking
+    # each leader for its latest offset is what shows the topic can be used at once.
     while True:
-        topics = admin.list_topics(timeout=max(1.0, deadline - time.monotonic())).topics
-        waiting = [
-            name
-            for name in names
-            if name not in topics
-            or topics[name].error is not None
-            or any(p.leader < 0 for p in topics[name].partitions.values())
-        ]
+        waiting = _partitions_not_served(admin, names, deadline)
         if not waiting:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"topics without a leader after creation: {', '.join(waiting)}")
+            raise TimeoutError(f"partitions not served after creation: {', '.join(waiting)}")
         time.sleep(0.2)
+
+
+def _partitions_not_served(admin: AdminClient, names: list[str], deadline: float) -> list[str]:
+    """The partitions of the topics whose leader does not answer a ListOffsets request yet."""
+    topics = admin.list_topics(timeout=max(1.0, deadline - time.monotonic())).topics
+    missing = [n for n in names if n not in topics or topics[n].error is not None]
+    if missing:
+        return missing
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    wanted = {TopicPartition(name, p): latest for name in names for p in topics[name].partitions}
+    if not wanted:
+        return []
+    futures = admin.list_offsets(wanted, request_timeout=max(1.0, deadline - time.monotonic()))
+    waiting: list[str] = []
+    for tp, future in futures.items():
+        try:
+            future.result()
+        except KafkaException:
+            waiting.append(f"{tp.topic}[{tp.partition}]")
+    return waiting

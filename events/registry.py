@@ -21,6 +21,13 @@ from events.encounter import (
 from events.envelope import Event
 from events.order import OrderCancelled, OrderPlaced
 from events.patient import PatientDemographicsUpdated, PatientIdentifiersMerged, PatientRegistered
+from events.person import (
+    MatchReviewDecided,
+    MatchReviewRequested,
+    PersonLinked,
+    PersonsMerged,
+    PersonUnlinked,
+)
 from events.referral import (
     ReferralAccepted,
     ReferralCancelled,
@@ -57,6 +64,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ReferralCompleted,
         ConsentGranted,
         ConsentRevoked,
+        PersonLinked,
+        PersonUnlinked,
+        PersonsMerged,
+        MatchReviewRequested,
+        MatchReviewDecided,
     )
 }
 

@@ -9,7 +9,7 @@ RETAIN_FOREVER = -1
 
 
 class Family(StrEnum):
-    """The families of source events; each has one topic."""
+    """The families of events; each has one topic (person: the patient index's decisions)."""
 
     PATIENT = "patient"
     ENCOUNTER = "encounter"
@@ -17,6 +17,7 @@ class Family(StrEnum):
     RESULT = "result"
     REFERRAL = "referral"
     CONSENT = "consent"
+    PERSON = "person"
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,12 @@ class TopicSpec:
 
 
 SOURCE_KEY = "utf-8 '<source>|<patient_local_id>' (all events of one patient at one institution)"
+PERSON_KEY = "utf-8 consortium person id (all identity decisions about one person)"
 
 EVENT_TOPICS: dict[Family, TopicSpec] = {
     family: TopicSpec(
         suffix=f"{family.value}.v1",
-        key=SOURCE_KEY,
+        key=PERSON_KEY if family is Family.PERSON else SOURCE_KEY,
         values=f"Confluent-framed Avro, subjects consortium.events.{family.value}.*",
     )
     for family in Family
@@ -80,3 +82,8 @@ def event_topic(family: Family | str, consortium_id: str) -> str:
 def patient_key(source: str, patient_local_id: str | None) -> bytes:
     """The key that keeps one patient's events at one institution in order."""
     return f"{source}|{patient_local_id or ''}".encode()
+
+
+def person_key(person_id: object) -> bytes:
+    """The key that keeps one person's identity decisions in order."""
+    return str(person_id).encode()

@@ -1,1 +1,1 @@
-"""Processors: see README."""
+"""Processors: faust-streaming apps, one consumer group per projection (thin loops)."""

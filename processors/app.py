@@ -1,0 +1,139 @@
+"""The faust-streaming app of one projection: a thin loop around the frame's BatchProcessor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import psycopg
+
+from events.catalog import Catalog
+from events.codec import Codec
+from events.topics import event_topic
+from processors.positions import stored_positions
+from projections.frame import generations
+from projections.frame.batch import BatchProcessor, Outcome
+from projections.frame.deadletters import KafkaDeadLetters
+from projections.frame.declaration import Projection
+from projections.frame.records import Record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """Where a processor reads and writes, and how it batches."""
+
+    bootstrap_servers: str
+    database_url: str
+    consortium_id: str
+    batch_size: int = 2_000
+    batch_within_s: float = 0.05
+    tick_interval_s: float = 5.0
+    strict_decoding: bool = False
+
+
+def group_id(consortium_id: str, projection: str) -> str:
+    """The consumer group (and faust app id) of a projection: one per projection."""
+    return f"{consortium_id}.projection.{projection}"
+
+
+def record_of(message: Any) -> Record:
+    """The frame's view of a faust message."""
+    headers = message.headers or ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=tuple((k, v) for k, v in items),
+    )
+
+
+def build_app(projection: Projection[Any, Any], config: ProcessorConfig) -> faust.App:
+    """A faust app whose one agent feeds batches of raw records to the projection."""
+    with psycopg.connect(config.database_url) as conn:
+        generations.ensure_live(conn, projection)
+    brokers = ";".join(f"kafka://{b}" for b in config.bootstrap_servers.split(","))
+    app = faust.App(
+        group_id(config.consortium_id, projection.name),
+        broker=brokers,
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    topics = app.topic(
+        *(event_topic(f, config.consortium_id) for f in projection.families),
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    codec = Codec(Catalog.load(), strict=config.strict_decoding)
+    dead_letters = KafkaDeadLetters(config.bootstrap_servers, config.consortium_id, projection.name)
+    processor = BatchProcessor(projection, config.database_url, codec, dead_letters)
+
+    @app.agent(topics)
+    async def project(stream: Any) -> None:
+        async for events in stream.take_events(config.batch_size, within=config.batch_within_s):
+            await _until_done(processor, [record_of(e.message) for e in events])
+
+    async def position(_sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        assigned = args[0]
+        # Faust seeks each assigned partition to Kafka's committed offset right after this
+        # signal; committing PostgreSQL's positions first makes it seek where we want.
+        mine = {tp for tp in assigned if tp.topic in topics.topics}
+        if not mine:
+            return
+        stored = await asyncio.to_thread(
+            stored_positions,
+            config.database_url,
+            projection.name,
+            [(tp.topic, tp.partition) for tp in mine],
+        )
+        offsets = {tp: stored[(tp.topic, tp.partition)] for tp in mine}
+        log.info("%s: resuming at PostgreSQL positions %s", projection.name, offsets)
+        consumer: Any = app.consumer
+        if not await consumer._commit(offsets):
+            raise RuntimeError(f"could not move the group to PostgreSQL positions {offsets}")
+
+    async def tick() -> None:
+        try:
+            await asyncio.to_thread(processor.tick)
+        except Exception:
+            log.exception("%s: the clock sweep failed; it runs again next tick", projection.name)
+
+    app.on_partitions_assigned.connect(position)
+    app.timer(interval=config.tick_interval_s)(tick)
+    return app
+
+
+async def _until_done(processor: BatchProcessor, records: list[Record]) -> Outcome:
+    """Apply a batch, retrying forever: an exception here would make faust ack and move on."""
+    delay = 0.5
+    while True:
+        try:
+            outcome = await asyncio.to_thread(processor.process, records)
+        except Exception:
+            log.exception("batch of %d records failed; retrying in %.1fs", len(records), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        log.debug("batch: %s", outcome)
+        return outcome
+
+
+def run(
+    projection: Projection[Any, Any], config: ProcessorConfig, loglevel: str = "warning"
+) -> None:
+    """Run the projection's faust worker until it is stopped."""
+    from faust.worker import Worker
+
+    app = build_app(projection, config)
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,160 @@
+"""Replay a projection's topics from offset 0 into a new generation, then switch readers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from events.catalog import Catalog
+from events.codec import Codec
+from events.topics import event_topic
+from projections.frame import generations
+from projections.frame.batch import BatchProcessor, Outcome, fixed_target
+from projections.frame.deadletters import DeadLetterSink
+from projections.frame.declaration import Projection
+from projections.frame.generations import Generation
+from projections.frame.records import Record
+
+Progress = Callable[[int, int], None]  # (records done, records known so far)
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """The outcome of a rebuild: the new generation and what its replay did."""
+
+    generation: Generation
+    outcome: Outcome
+    switched: bool
+
+
+def rebuild(
+    projection: Projection[Any, Any],
+    *,
+    bootstrap_servers: str,
+    database_url: str,
+    consortium_id: str,
+    dead_letters: DeadLetterSink,
+    batch_size: int = 5_000,
+    strict_decoding: bool = False,
+    switch: bool = True,
+    progress: Progress | None = None,
+) -> Rebuilt:
+    """Build a new generation from offset 0; make it live once it caught up with the live one."""
+    with psycopg.connect(database_url) as conn:
+        generation = generations.create(conn, projection, "building")
+    processor = BatchProcessor(
+        projection,
+        database_url,
+        Codec(Catalog.load(), strict=strict_decoding),
+        dead_letters,
+        target=fixed_target(generation),
+    )
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            # Offsets live in PostgreSQL; the group id is only a label here.
+            "group.id": f"{consortium_id}.rebuild.{projection.name}.{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+    total = Outcome()
+    try:
+        partitions = _partitions(consumer, projection, consortium_id)
+        consumer.assign([TopicPartition(t, p, 0) for t, p in partitions])
+        done = 0
+        while True:
+            ends = _ends(consumer, partitions)
+            known = sum(ends.values())
+            with processor.conn.cursor() as cur:
+                positions = _positions(cur, generation)
+            processor.conn.rollback()
+            if all(positions.get(tp, 0) >= end for tp, end in ends.items()):
+                if not switch or _try_switch(processor, projection, generation):
+                    break
+                continue  # the live generation got ahead meanwhile: read on
+            messages = consumer.consume(batch_size, timeout=0.5)
+            records = [_record(m) for m in messages if m.error() is None]
+            if records:
+                total += processor.process(records)
+                done += len(records)
+            if progress is not None:
+                progress(min(done, known), known)
+        _final_sweep(processor)
+    finally:
+        consumer.close()
+        processor.close()
+    return Rebuilt(generation, total, switch)
+
+
+def _partitions(
+    consumer: Consumer, projection: Projection[Any, Any], consortium_id: str
+) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    for family in projection.families:
+        topic = event_topic(family, consortium_id)
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        if meta.error is not None:
+            raise RuntimeError(f"topic {topic}: {meta.error}")
+        found.extend((topic, p) for p in sorted(meta.partitions))
+    return found
+
+
+def _ends(consumer: Consumer, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    ends: dict[tuple[str, int], int] = {}
+    for t, p in partitions:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+        ends[(t, p)] = int(high)
+    return ends
+
+
+def _positions(cur: psycopg.Cursor[Any], generation: Generation) -> dict[tuple[str, int], int]:
+    rows = cur.execute(
+        "SELECT topic, partition, next_offset FROM consumer_offsets WHERE projection = %s",
+        (generation.key,),
+    ).fetchall()
+    return {(t, p): int(n) for t, p, n in rows}
+
+
+def _try_switch(
+    processor: BatchProcessor, projection: Projection[Any, Any], generation: Generation
+) -> bool:
+    """Switch readers if the new generation is at or past the live one on every partition."""
+    with processor.conn.transaction(), processor.conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (generations.GENERATION_LOCK,))
+        # FOR UPDATE waits for the live writers' batches (they hold the row FOR SHARE).
+        row = cur.execute(
+            "SELECT generation FROM projection_generations"
+            " WHERE projection = %s AND status = 'live' FOR UPDATE",
+            (projection.name,),
+        ).fetchone()
+        if row is not None:
+            live = Generation(projection.name, int(row[0]))
+            mine = _positions(cur, generation)
+            theirs = _positions(cur, live)
+            if any(mine.get(tp, 0) < offset for tp, offset in theirs.items()):
+                return False
+        generations.switch(cur, projection, generation)
+    return True
+
+
+def _final_sweep(processor: BatchProcessor) -> None:
+    """Bring clock-derived rows up to the final event clock."""
+    while processor.tick() > 0:
+        pass
+
+
+def _record(message: Any) -> Record:
+    return Record(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=tuple(message.headers() or ()),
+    )

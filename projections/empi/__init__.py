@@ -1,0 +1,1 @@
+"""The consortium patient index (EMPI): pure matching and index logic, and its read model."""

@@ -1,0 +1,82 @@
+"""Folding and romanising Chinese names and addresses the way the index compares them."""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import lru_cache
+
+import opencc
+from pypinyin import Style, lazy_pinyin
+
+# Compound surnames (复姓): the surname is the first two characters, not the first one.
+COMPOUND_SURNAMES = frozenset(
+    "欧阳 司马 诸葛 上官 尉迟 令狐 东方 皇甫 慕容 长孙 宇文 司徒 夏侯 公孙 端木 轩辕 万俟 独孤"
+    " 南宫 西门 澹台 申屠 太史 呼延 钟离 闻人 赫连 公羊 濮阳 淳于 单于 左丘 东郭 百里".split()
+)
+
+# Surnames read differently from the character's common reading (多音字姓氏). pypinyin reads
+# 单 as dan and 曾 as ceng; a clerk typing what the patient says writes shan and zeng.
+SURNAME_READINGS: dict[str, str] = {
+    "单": "shan", "曾": "zeng", "解": "xie", "仇": "qiu", "区": "ou", "查": "zha",
+    "朴": "piao", "盖": "ge", "缪": "miao", "覃": "qin", "乐": "yue", "召": "shao",
+    "任": "ren", "华": "hua", "燕": "yan", "纪": "ji", "翟": "zhai", "尉": "yu",
+    "繁": "po", "秘": "bi", "种": "chong", "员": "yun", "过": "guo", "句": "gou",
+    "莘": "shen", "牟": "mu", "祭": "zhai", "折": "she", "都": "du", "能": "nai",
+    "宿": "su", "柏": "bai", "沈": "shen", "曲": "qu", "藏": "zang",
+    "长孙": "zhangsun", "尉迟": "yuchi", "万俟": "moqi", "单于": "chanyu", "澹台": "tantai",
+}  # fmt: skip
+
+# Dialect confusions of the south (平翘舌, 前后鼻音, n/l): what a clerk may hear and type.
+_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"), ("r", "l"), ("f", "h"))
+_FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"))
+_SEPARATORS = str.maketrans("", "", " \t·•・.-_'’,，")
+
+
+@lru_cache(maxsize=1)
+def _to_simplified() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=65536)
+def fold(text: str) -> str:
+    """Full-width to half-width, traditional to simplified, separators and case removed."""
+    half = unicodedata.normalize("NFKC", text)
+    return _to_simplified().convert(half).translate(_SEPARATORS).lower()
+
+
+def split_name(folded: str) -> tuple[str, str]:
+    """Surname and given name of a folded Chinese name (compound surnames kept whole)."""
+    if len(folded) >= 3 and folded[:2] in COMPOUND_SURNAMES:
+        return folded[:2], folded[2:]
+    return folded[:1], folded[1:]
+
+
+@lru_cache(maxsize=65536)
+def syllables(text: str) -> tuple[str, ...]:
+    """Toneless pinyin of each character (non-Chinese runs kept as they are)."""
+    return tuple(lazy_pinyin(text, style=Style.NORMAL, v_to_u=False))
+
+
+def surname_pinyin(surname: str) -> str:
+    """The surname's reading as a surname, not the character's most common reading."""
+    if surname in SURNAME_READINGS:
+        return SURNAME_READINGS[surname]
+    return "".join(syllables(surname))
+
+
+@lru_cache(maxsize=65536)
+def fuzzy(syllable: str) -> str:
+    """A syllable with the southern dialect confusions folded (zh→z, ang→an, l→n …)."""
+    for long, short in _FUZZY_INITIALS:
+        if syllable.startswith(long):
+            syllable = short + syllable[len(long) :]
+            break
+    for long, short in _FUZZY_FINALS:
+        if syllable.endswith(long):
+            return syllable[: -len(long)] + short
+    return syllable
+
+
+def digits(text: str) -> str:
+    """The ASCII digits of a text after full-width folding (phones, insurance numbers)."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text) if "0" <= c <= "9")

@@ -1,0 +1,146 @@
+"""What the index knows of one local patient record, and the features it compares."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+from events.patient import PatientDemographicsUpdated, PatientRegistered
+from events.validation import resident_id_check_char
+from projections.empi import chinese
+
+RecordKey = tuple[str, str]  # (institution code, local patient id)
+_UNKNOWN_SEXES = frozenset({"UNKNOWN", "UNSPECIFIED"})
+_DEMOGRAPHICS = (
+    "resident_id_number",
+    "medical_insurance_number",
+    "name",
+    "sex",
+    "birth_date",
+    "phone",
+    "address",
+    "township_division_code",
+)
+
+
+class IdHasher:
+    """Keyed hashes (HMAC-SHA256) of resident id numbers: the index never keeps them in clear."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the resident id hash key must have at least 16 bytes")
+        self._key = key
+
+    def __call__(self, value: str) -> str:
+        """The hex digest of one normalised value."""
+        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Demographics:
+    """The identifying fields of one local record as the source last stated them."""
+
+    name: str
+    sex: str
+    birth_date: date
+    resident_id_number: str | None = None
+    medical_insurance_number: str | None = None
+    phone: str | None = None
+    address: str | None = None
+    township_division_code: str | None = None
+
+    @classmethod
+    def of(cls, event: PatientRegistered) -> Demographics:
+        """The demographics a registration states."""
+        return cls(**{f: _plain(getattr(event, f)) for f in _DEMOGRAPHICS})
+
+    def updated(self, event: PatientDemographicsUpdated) -> Demographics:
+        """These demographics with the update's non-null fields applied (null means unchanged)."""
+        changes = {f: _plain(getattr(event, f)) for f in _DEMOGRAPHICS}
+        return replace(self, **{f: v for f, v in changes.items() if v is not None})
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Folded, romanised and hashed features of one record; no resident id in clear."""
+
+    name: str
+    surname: str
+    given: str
+    name_pinyin: tuple[str, ...]
+    surname_pinyin: str
+    given_pinyin: str
+    fuzzy_pinyin: str
+    sex: str | None
+    birth_date: date
+    id_hash: str | None
+    id17_hash: str | None
+    id_check_valid: bool
+    insurance: str | None
+    phone: str | None
+    address: str | None
+    township: str | None
+
+
+def identity_of(demographics: Demographics, hasher: IdHasher) -> Identity:
+    """The features the matcher compares, computed once per record version."""
+    name = chinese.fold(demographics.name)
+    surname, given = chinese.split_name(name)
+    given_syllables = chinese.syllables(given)
+    surname_reading = chinese.surname_pinyin(surname)
+    full = (surname_reading, *given_syllables)
+    id_hash, id17_hash, valid = _hashed_id(demographics.resident_id_number, hasher)
+    insurance = chinese.digits(demographics.medical_insurance_number or "") or None
+    phone = _phone(demographics.phone)
+    address = chinese.fold(demographics.address) if demographics.address else None
+    return Identity(
+        name=name,
+        surname=surname,
+        given=given,
+        name_pinyin=full,
+        surname_pinyin=surname_reading,
+        given_pinyin="".join(given_syllables),
+        fuzzy_pinyin=" ".join(chinese.fuzzy(s) for s in full),
+        sex=None if demographics.sex in _UNKNOWN_SEXES else demographics.sex,
+        birth_date=demographics.birth_date,
+        id_hash=id_hash,
+        id17_hash=id17_hash,
+        id_check_valid=valid,
+        insurance=insurance,
+        phone=phone,
+        address=address or None,
+        township=demographics.township_division_code,
+    )
+
+
+def _hashed_id(value: str | None, hasher: IdHasher) -> tuple[str | None, str | None, bool]:
+    """Hashes of the whole id and of its first 17 characters, and whether its check digit holds.
+
+    A wrong check digit is flagged, not trusted: such an id never links deterministically, but
+    its first 17 characters may still agree with another record's (a typo in the last one).
+    """
+    if not value:
+        return None, None, False
+    text = chinese.fold(value).upper()
+    if len(text) != 18 or not text[:17].isdigit():
+        return None, None, False
+    valid = resident_id_check_char(text[:17]) == text[17]
+    return (hasher(text) if valid else None), hasher(text[:17]), valid
+
+
+def _phone(value: str | None) -> str | None:
+    """Digits of a phone, without the +86 / 0086 country prefix."""
+    if not value:
+        return None
+    number = chinese.digits(value)
+    for prefix in ("0086", "86"):
+        if len(number) == len(prefix) + 11 and number.startswith(prefix):
+            number = number[len(prefix) :]
+    return number or None

@@ -1,0 +1,1 @@
+"""The processing frame every projection uses: declaration, batches, generations, digests."""

@@ -1,0 +1,334 @@
+"""One batch of records into PostgreSQL: read-model writes and positions in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import Connection, Cursor
+from psycopg import errors as pg_errors
+
+from events.codec import Codec
+from events.envelope import Event
+from projections.frame import generations
+from projections.frame.deadletters import DeadLetterSink
+from projections.frame.declaration import Projection
+from projections.frame.generations import Generation
+from projections.frame.records import DeadLetter, Record
+
+log = logging.getLogger(__name__)
+
+# Errors caused by one record's data (a value PostgreSQL refuses): isolate the record.
+_DATA_ERRORS = (pg_errors.DataError, pg_errors.IntegrityError)
+# Lost races between workers: the whole batch is simply tried again.
+_RETRY_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+MAX_RACE_RETRIES = 8
+
+Target = Callable[[Cursor[Any]], Generation]
+
+
+class NoLiveGenerationError(RuntimeError):
+    """The projection has no live generation yet (run ensure_live first)."""
+
+
+@dataclass
+class Outcome:
+    """What became of a batch's records."""
+
+    applied: int = 0
+    duplicates: int = 0  # an event id the projection had already applied
+    stale: int = 0  # an offset behind the stored position (redelivery)
+    ignored: int = 0  # decoded, but not this projection's business
+    dead_lettered: int = 0
+    gaps: int = 0  # partitions whose batch started beyond the stored position
+
+    def __iadd__(self, other: Outcome) -> Outcome:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    @property
+    def records(self) -> int:
+        """Every record the outcome accounts for."""
+        return self.applied + self.duplicates + self.stale + self.ignored + self.dead_lettered
+
+
+def live_target(projection: str) -> Target:
+    """Write into whichever generation is live, holding it against a switch meanwhile."""
+
+    def target(cur: Cursor[Any]) -> Generation:
+        found = generations.live(cur, projection, share=True)
+        if found is None:
+            raise NoLiveGenerationError(f"projection {projection} has no live generation")
+        return found
+
+    return target
+
+
+def fixed_target(generation: Generation) -> Target:
+    """Always write into one generation (a rebuild)."""
+    return lambda _cur: generation
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    record: Record
+    event: Event
+    key: Any
+
+
+class BatchProcessor:
+    """Applies batches of records to a projection, effectively once, with dead letters."""
+
+    def __init__(
+        self,
+        projection: Projection[Any, Any],
+        conninfo: str,
+        codec: Codec,
+        dead_letters: DeadLetterSink,
+        target: Target | None = None,
+    ) -> None:
+        self.projection = projection
+        self._conninfo = conninfo
+        self._codec = codec
+        self._dead_letters = dead_letters
+        self._target = target or live_target(projection.name)
+        self._conn: Connection[Any] | None = None
+
+    @property
+    def conn(self) -> Connection[Any]:
+        """The processor's own connection, opened again after a failure."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._conninfo)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def process(self, records: Sequence[Record]) -> Outcome:
+        """Apply a batch; a record PostgreSQL refuses is retried alone and dead-lettered."""
+        if not records:
+            return Outcome()
+        try:
+            return self._with_retries(records)
+        except _DATA_ERRORS as exc:
+            if len(records) == 1:
+                return self._dead_letter_alone(records[0], f"{type(exc).__name__}: {exc}")
+            log.warning("batch refused (%s); applying its %d records one by one", exc, len(records))
+            outcome = Outcome()
+            for record in records:
+                outcome += self.process([record])
+            return outcome
+        except psycopg.OperationalError:
+            self.close()
+            raise
+
+    def _with_retries(self, records: Sequence[Record]) -> Outcome:
+        for attempt in range(MAX_RACE_RETRIES):
+            try:
+                return self._attempt(records)
+            except _RETRY_ERRORS:
+                if attempt == MAX_RACE_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _attempt(self, records: Sequence[Record]) -> Outcome:
+        outcome = Outcome()
+        letters: list[DeadLetter] = []
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            generation = self._target(cur)
+            positions = _lock_positions(cur, generation, records)
+            fresh: list[Record] = []
+            for record in records:
+                position = positions[(record.topic, record.partition)]
+                if record.offset < position:
+                    outcome.stale += 1
+                else:
+                    fresh.append(record)
+            outcome.gaps = _count_gaps(fresh, positions)
+            decoded = self._decode(fresh, letters)
+            todo = self._claim_new(cur, generation, decoded, outcome)
+            store = self.projection.store
+            states = store.lock(cur, generation.schema, sorted({d.key for d in todo}))
+            changed: dict[Any, Any] = {}
+            failed: list[UUID] = []
+            for item in todo:
+                try:
+                    state = self.projection.evolve(states.get(item.key), item.event)
+                except Exception as exc:  # the pure logic refused one event: dead-letter it
+                    letters.append(DeadLetter(item.record, f"{type(exc).__name__}: {exc}"))
+                    failed.append(item.event.envelope.event_id)
+                    continue
+                states[item.key] = changed[item.key] = state
+                outcome.applied += 1
+            clock = _advance_clock(cur, generation, decoded)
+            # Dead letters are stored before the batch commits: a crash in between repeats
+            # them (duplicates carry the same topic/partition/offset), never loses them.
+            self._dead_letters.send(letters)
+            outcome.dead_lettered = len(letters)
+            store.save(cur, generation.schema, changed, clock)
+            if failed:
+                cur.execute(
+                    "DELETE FROM consumed_events WHERE projection = %s AND event_id = ANY(%s)",
+                    (generation.key, failed),
+                )
+            _advance_positions(cur, generation, fresh)
+            if clock is not None:
+                store.sweep(cur, generation.schema, clock)
+        if outcome.gaps:
+            log.warning(
+                "%s: %d partitions jumped past the stored position", generation.key, outcome.gaps
+            )
+        return outcome
+
+    def _decode(self, records: Iterable[Record], letters: list[DeadLetter]) -> list[_Decoded]:
+        decoded: list[_Decoded] = []
+        for record in records:
+            if record.value is None:
+                letters.append(DeadLetter(record, "empty value (tombstone) on an event topic"))
+                continue
+            try:
+                event = self._codec.decode_event(record.value)
+            except Exception as exc:  # undecodable bytes of any kind go to the dead letters
+                letters.append(DeadLetter(record, f"undecodable: {type(exc).__name__}: {exc}"))
+                continue
+            decoded.append(_Decoded(record, event, self.projection.key_of(event)))
+        return decoded
+
+    def _claim_new(
+        self, cur: Cursor[Any], generation: Generation, decoded: list[_Decoded], outcome: Outcome
+    ) -> list[_Decoded]:
+        """The events not applied before, claimed in consumed_events (first of a batch wins)."""
+        relevant: dict[UUID, _Decoded] = {}
+        for item in decoded:
+            if item.key is None:
+                outcome.ignored += 1
+            elif item.event.envelope.event_id in relevant:
+                outcome.duplicates += 1
+            else:
+                relevant[item.event.envelope.event_id] = item
+        if not relevant:
+            return []
+        # A concurrent claim of the same id waits here for the other transaction's outcome.
+        rows = cur.execute(
+            "INSERT INTO consumed_events (projection, event_id)"
+            " SELECT %s, unnest(%s::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
+            (generation.key, sorted(relevant)),
+        ).fetchall()
+        claimed = {row[0] for row in rows}
+        outcome.duplicates += len(relevant) - len(claimed)
+        return [item for event_id, item in relevant.items() if event_id in claimed]
+
+    def _dead_letter_alone(self, record: Record, error: str) -> Outcome:
+        """Send one record PostgreSQL refused to the dead letters and move past it."""
+        outcome = Outcome()
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            generation = self._target(cur)
+            positions = _lock_positions(cur, generation, [record])
+            if record.offset < positions[(record.topic, record.partition)]:
+                outcome.stale = 1
+                return outcome
+            self._dead_letters.send([DeadLetter(record, f"not stored: {error}")])
+            _advance_positions(cur, generation, [record])
+        outcome.dead_lettered = 1
+        return outcome
+
+    def tick(self) -> int:
+        """Re-derive rows that the event clock alone changes; run when the stream is idle."""
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            generation = self._target(cur)
+            clock = read_clock(cur, generation)
+            if clock is None:
+                return 0
+            return self.projection.store.sweep(cur, generation.schema, clock)
+
+
+def _partitions(records: Iterable[Record]) -> list[tuple[str, int]]:
+    return sorted({(r.topic, r.partition) for r in records})
+
+
+def _lock_positions(
+    cur: Cursor[Any], generation: Generation, records: Sequence[Record]
+) -> dict[tuple[str, int], int]:
+    """Lock the batch's partitions' positions (in a fixed order) and return them."""
+    tps = _partitions(records)
+    topics = [t for t, _ in tps]
+    parts = [p for _, p in tps]
+    cur.execute(
+        "INSERT INTO consumer_offsets (projection, topic, partition, next_offset)"
+        " SELECT %s, t, p, 0 FROM unnest(%s::text[], %s::int[]) AS x(t, p)"
+        " ON CONFLICT DO NOTHING",
+        (generation.key, topics, parts),
+    )
+    rows = cur.execute(
+        "SELECT o.topic, o.partition, o.next_offset FROM consumer_offsets o"
+        " JOIN unnest(%s::text[], %s::int[]) AS x(topic, partition) USING (topic, partition)"
+        " WHERE o.projection = %s ORDER BY o.topic, o.partition FOR UPDATE OF o",
+        (topics, parts, generation.key),
+    ).fetchall()
+    return {(t, p): int(n) for t, p, n in rows}
+
+
+def _count_gaps(fresh: Sequence[Record], positions: dict[tuple[str, int], int]) -> int:
+    first: dict[tuple[str, int], int] = {}
+    for r in fresh:
+        tp = (r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    return sum(1 for tp, offset in first.items() if offset > positions[tp])
+
+
+def _advance_positions(cur: Cursor[Any], generation: Generation, records: Sequence[Record]) -> None:
+    nexts: dict[tuple[str, int], int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        nexts[tp] = max(nexts.get(tp, 0), r.offset + 1)
+    if not nexts:
+        return
+    tps = sorted(nexts)
+    cur.execute(
+        "UPDATE consumer_offsets o SET next_offset = GREATEST(o.next_offset, x.n)"
+        " FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS x(topic, partition, n)"
+        " WHERE o.projection = %s AND o.topic = x.topic AND o.partition = x.partition",
+        ([t for t, _ in tps], [p for _, p in tps], [nexts[tp] for tp in tps], generation.key),
+    )
+
+
+def _advance_clock(
+    cur: Cursor[Any], generation: Generation, decoded: Sequence[_Decoded]
+) -> datetime | None:
+    """Move each partition's event clock to its latest occurred_at; the projection's clock."""
+    latest: dict[tuple[str, int], datetime] = {}
+    for item in decoded:
+        tp = (item.record.topic, item.record.partition)
+        at = item.event.envelope.occurred_at
+        if tp not in latest or at > latest[tp]:
+            latest[tp] = at
+    if latest:
+        tps = sorted(latest)
+        cur.execute(
+            "INSERT INTO projection_clocks (projection, topic, partition, clock)"
+            " SELECT %s, t, p, c"
+            " FROM unnest(%s::text[], %s::int[], %s::timestamptz[]) AS x(t, p, c)"
+            " ON CONFLICT (projection, topic, partition)"
+            " DO UPDATE SET clock = GREATEST(projection_clocks.clock, excluded.clock)",
+            (generation.key, [t for t, _ in tps], [p for _, p in tps], [latest[tp] for tp in tps]),
+        )
+    return read_clock(cur, generation)
+
+
+def read_clock(cur: Cursor[Any], generation: Generation) -> datetime | None:
+    """The projection's event clock: the latest occurred_at applied on any partition."""
+    row = cur.execute(
+        "SELECT max(clock) FROM projection_clocks WHERE projection = %s", (generation.key,)
+    ).fetchone()
+    return None if row is None else row[0]

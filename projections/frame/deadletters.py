@@ -1,0 +1,90 @@
+"""Dead letters go to their family's dead-letter topic, acknowledged by all in-sync replicas."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from events.publisher import SAFE_PRODUCER_CONFIG
+from events.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS
+from projections.frame.records import DeadLetter
+
+# Header values are bounded: an exception text must not blow up a message.
+MAX_ERROR_BYTES = 4_000
+
+
+class DeadLetterError(RuntimeError):
+    """Kafka did not acknowledge every dead letter; the batch must not be committed."""
+
+
+class DeadLetterSink(Protocol):
+    """Where dead letters go; send returns only when every one is stored."""
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Store every letter or raise DeadLetterError."""
+        ...
+
+
+def dead_letter_topic(source_topic: str, consortium_id: str) -> str:
+    """The dead-letter topic of the family whose event topic a record came from."""
+    for family, spec in EVENT_TOPICS.items():
+        if spec.name(consortium_id) == source_topic:
+            return DEAD_LETTER_TOPICS[family].name(consortium_id)
+    raise ValueError(f"{source_topic} is not an event topic of consortium {consortium_id}")
+
+
+def headers_of(letter: DeadLetter, projection: str) -> list[tuple[str, str | bytes | None]]:
+    """The headers that say where the record was and why it failed."""
+    record = letter.record
+    kept: list[tuple[str, str | bytes | None]] = [(k, v) for k, v in record.headers]
+    return [
+        *kept,
+        ("error", letter.error.encode()[:MAX_ERROR_BYTES]),
+        ("topic", record.topic.encode()),
+        ("partition", str(record.partition).encode()),
+        ("offset", str(record.offset).encode()),
+        ("projection", projection.encode()),
+    ]
+
+
+class KafkaDeadLetters:
+    """A confluent-kafka producer of dead letters (acks=all, idempotent)."""
+
+    def __init__(
+        self, bootstrap_servers: str, consortium_id: str, projection: str, timeout: float = 30.0
+    ) -> None:
+        config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **SAFE_PRODUCER_CONFIG}
+        self._producer = Producer(config)
+        self._consortium_id = consortium_id
+        self._projection = projection
+        self._timeout = timeout
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Produce every letter and wait until Kafka acknowledged all of them."""
+        if not letters:
+            return
+        errors: list[str] = []
+        acknowledged = 0
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            nonlocal acknowledged
+            if err is None:
+                acknowledged += 1
+            else:
+                errors.append(err.str())
+
+        for letter in letters:
+            self._producer.produce(
+                dead_letter_topic(letter.record.topic, self._consortium_id),
+                value=letter.record.value,
+                key=letter.record.key,
+                headers=headers_of(letter, self._projection),
+                on_delivery=on_delivery,
+            )
+        remaining = self._producer.flush(self._timeout)
+        if errors or remaining or acknowledged != len(letters):
+            raise DeadLetterError(
+                f"{acknowledged} of {len(letters)} dead letters acknowledged; errors: {errors[:3]}"
+            )

@@ -1,0 +1,59 @@
+"""A projection declared as data: its topics, its pure logic and its PostgreSQL store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from events.envelope import Event
+from events.topics import Family
+
+if TYPE_CHECKING:
+    from psycopg import Cursor
+
+K = TypeVar("K", bound=Hashable)
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One read-model table: its DDL (with `{schema}`), and what its digest covers."""
+
+    name: str
+    ddl: str
+    digest_columns: tuple[str, ...]
+    order_by: tuple[str, ...]
+
+
+class Store(Protocol[K, A]):
+    """Loads and saves a projection's aggregates inside the batch's transaction."""
+
+    def lock(self, cur: Cursor[object], schema: str, keys: Sequence[K]) -> dict[K, A]:
+        """Lock the rows of these keys (creating missing ones) and return their aggregates."""
+        ...
+
+    def save(
+        self, cur: Cursor[object], schema: str, changed: Mapping[K, A], clock: datetime | None
+    ) -> None:
+        """Write the changed aggregates, their derived rows computed at the event clock."""
+        ...
+
+    def sweep(self, cur: Cursor[object], schema: str, clock: datetime) -> int:
+        """Re-derive rows that a later event clock alone changes; how many changed."""
+        ...
+
+
+@dataclass(frozen=True)
+class Projection(Generic[K, A]):
+    """Everything the frame needs to run a projection; the logic is pure, the store is not."""
+
+    name: str
+    families: tuple[Family, ...]
+    # The aggregate an event belongs to, or None when the event is not this projection's.
+    key_of: Callable[[Event], K | None]
+    # Pure: the aggregate after one more event (None: the aggregate did not exist yet).
+    evolve: Callable[[A | None, Event], A]
+    store: Store[K, A]
+    tables: tuple[Table, ...]

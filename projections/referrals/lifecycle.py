@@ -1,0 +1,321 @@
+"""The referral state machine as pure functions: facts in, the board's row out (no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from events.envelope import Event
+from events.referral import (
+    ReferralAccepted,
+    ReferralCancelled,
+    ReferralCompleted,
+    ReferralEvent,
+    ReferralPatientArrived,
+    ReferralRejected,
+    ReferralRequested,
+)
+
+
+class ReferralState(StrEnum):
+    """Where a referral stands; AWAITING_REQUEST holds events that came before their request."""
+
+    AWAITING_REQUEST = "AWAITING_REQUEST"
+    REQUESTED = "REQUESTED"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    ARRIVED = "ARRIVED"
+    COMPLETED = "COMPLETED"
+
+
+# Acceptance deadlines on the event clock, from the request's occurred_at (documented in
+# docs/referrals.md): an emergency must be answered within 2 h, urgent within a day.
+ACCEPTANCE_WINDOWS: dict[str, timedelta] = {
+    "EMERGENCY": timedelta(hours=2),
+    "URGENT": timedelta(hours=24),
+    "ROUTINE": timedelta(hours=72),
+    "UNKNOWN": timedelta(hours=72),
+}
+# An unanswered request lapses a week after it was made; answers after that are ignored.
+EXPIRY = timedelta(days=7)
+
+# Which states each event moves from, and to.
+TRANSITIONS: dict[str, tuple[frozenset[ReferralState], ReferralState]] = {
+    "ReferralRequested": (frozenset({ReferralState.AWAITING_REQUEST}), ReferralState.REQUESTED),
+    "ReferralAccepted": (frozenset({ReferralState.REQUESTED}), ReferralState.ACCEPTED),
+    "ReferralRejected": (frozenset({ReferralState.REQUESTED}), ReferralState.REJECTED),
+    "ReferralCancelled": (
+        frozenset({ReferralState.REQUESTED, ReferralState.ACCEPTED}),
+        ReferralState.CANCELLED,
+    ),
+    "ReferralPatientArrived": (frozenset({ReferralState.ACCEPTED}), ReferralState.ARRIVED),
+    "ReferralCompleted": (frozenset({ReferralState.ARRIVED}), ReferralState.COMPLETED),
+}
+# The event whose absence parks another one (it may still be on its way).
+PREDECESSOR: dict[str, str] = {
+    "ReferralAccepted": "ReferralRequested",
+    "ReferralRejected": "ReferralRequested",
+    "ReferralCancelled": "ReferralRequested",
+    "ReferralPatientArrived": "ReferralAccepted",
+    "ReferralCompleted": "ReferralPatientArrived",
+}
+
+
+# Timeline entries at the same instant are listed in lifecycle order.
+_RANK = {kind: rank for rank, kind in enumerate(TRANSITIONS)}
+
+
+class EntryStatus(StrEnum):
+    """What became of one event in a referral's timeline."""
+
+    APPLIED = "APPLIED"
+    PARKED = "PARKED"  # its predecessor has not arrived yet
+    IGNORED = "IGNORED"  # the referral took another path (e.g. accepted after a rejection)
+    DERIVED = "DERIVED"  # no event: the referral expired on the event clock
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """What the board keeps of one referral event."""
+
+    kind: str
+    event_id: UUID
+    occurred_at: datetime
+    source: str
+    patient_local_id: str | None
+    details: tuple[tuple[str, str], ...] = ()
+
+    def detail(self, name: str) -> str | None:
+        """One detail field, or None."""
+        return dict(self.details).get(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fact."""
+        return {
+            "kind": self.kind,
+            "event_id": str(self.event_id),
+            "occurred_at": self.occurred_at.isoformat(),
+            "source": self.source,
+            "patient_local_id": self.patient_local_id,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fact:
+        """The fact back from to_json's dict."""
+        return cls(
+            kind=data["kind"],
+            event_id=UUID(data["event_id"]),
+            occurred_at=datetime.fromisoformat(data["occurred_at"]),
+            source=data["source"],
+            patient_local_id=data["patient_local_id"],
+            details=tuple(sorted(data["details"].items())),
+        )
+
+
+def _details(event: ReferralEvent) -> dict[str, str | None]:  # noqa: PLR0911 - one per type
+    match event:
+        case ReferralRequested():
+            return {
+                "direction": event.direction.value,
+                "from_institution": event.from_institution,
+                "to_institution": event.to_institution,
+                "urgency": event.urgency.value,
+                "reason_code": event.reason.code,
+                "requested_service": event.requested_service,
+            }
+        case ReferralAccepted():
+            arrival = event.scheduled_arrival
+            return {"scheduled_arrival": arrival.isoformat() if arrival else None}
+        case ReferralRejected():
+            return {"reason": event.reason, "suggested_institution": event.suggested_institution}
+        case ReferralCancelled():
+            return {"reason": event.reason, "cancelled_by": event.cancelled_by.value}
+        case ReferralPatientArrived():
+            return {"arrival_encounter_id": event.arrival_encounter_id}
+        case ReferralCompleted():
+            return {"final_diagnoses": ",".join(d.code.code for d in event.final_diagnoses)}
+    return {}
+
+
+def fact_of(event: ReferralEvent) -> Fact:
+    """The fact the board keeps of a referral event."""
+    env = event.envelope
+    details = tuple(sorted((k, v) for k, v in _details(event).items() if v is not None))
+    return Fact(
+        event.event_type, env.event_id, env.occurred_at, env.source, env.patient_local_id, details
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    """A referral's aggregate: every distinct event seen for it, in canonical order."""
+
+    referral_id: UUID
+    facts: tuple[Fact, ...] = ()
+
+
+def key_of(event: Event) -> UUID | None:
+    """The referral an event belongs to, or None for events of other families."""
+    return event.referral_id if isinstance(event, ReferralEvent) else None
+
+
+def evolve(referral: Referral | None, event: Event) -> Referral:
+    """Add one event to its referral; a repeated event id changes nothing."""
+    if not isinstance(event, ReferralEvent):
+        raise TypeError(f"{event.event_type} is not a referral event")
+    current = referral or Referral(event.referral_id)
+    if any(f.event_id == event.envelope.event_id for f in current.facts):
+        return current
+    facts = sorted((*current.facts, fact_of(event)), key=lambda f: (f.occurred_at, f.event_id))
+    return replace(current, facts=tuple(facts))
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of a referral's timeline."""
+
+    at: datetime
+    kind: str
+    status: EntryStatus
+    event_id: UUID | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    """A referral as the referral desks see it: the row of the referrals table and its timeline."""
+
+    referral_id: UUID
+    state: ReferralState
+    direction: str | None = None
+    from_institution: str | None = None
+    to_institution: str | None = None
+    urgency: str | None = None
+    reason_code: str | None = None
+    requested_service: str | None = None
+    from_patient_local_id: str | None = None
+    to_patient_local_id: str | None = None
+    requested_at: datetime | None = None
+    accept_deadline: datetime | None = None
+    expires_at: datetime | None = None
+    answered_at: datetime | None = None
+    scheduled_arrival: datetime | None = None
+    arrived_at: datetime | None = None
+    closed_at: datetime | None = None
+    overdue: bool = False
+    timeline: tuple[TimelineEntry, ...] = field(default=())
+
+
+def _next_applicable(pending: list[Fact], state: ReferralState) -> Fact | None:
+    """The earliest pending fact that can move the referral from its current state."""
+    for fact in pending:  # pending is in (occurred_at, event_id) order
+        if state in TRANSITIONS[fact.kind][0]:
+            return fact
+    return None
+
+
+def derive(referral: Referral, clock: datetime | None) -> Board:
+    """The referral's board row at an event clock; a function of the set of its events.
+
+    Events are replayed in causal order (the earliest event that the current state accepts,
+    again and again), so any arrival order gives the same row.
+    """
+    state = ReferralState.AWAITING_REQUEST
+    board = Board(referral.referral_id, state)
+    timeline: list[TimelineEntry] = []
+    pending = list(referral.facts)
+    while (fact := _next_applicable(pending, state)) is not None:
+        pending.remove(fact)
+        if (
+            state is ReferralState.REQUESTED
+            and board.expires_at
+            and fact.occurred_at > board.expires_at
+        ):
+            state = ReferralState.EXPIRED
+            timeline.append(TimelineEntry(board.expires_at, "ReferralExpired", EntryStatus.DERIVED))
+            pending.append(fact)
+            break
+        board = _apply(board, fact)
+        state = TRANSITIONS[fact.kind][1]
+        timeline.append(_entry(fact, EntryStatus.APPLIED))
+    if state is ReferralState.REQUESTED and clock and board.expires_at and clock > board.expires_at:
+        state = ReferralState.EXPIRED
+        timeline.append(TimelineEntry(board.expires_at, "ReferralExpired", EntryStatus.DERIVED))
+    kinds = {f.kind for f in referral.facts}
+    for fact in pending:
+        waiting = PREDECESSOR.get(fact.kind) not in kinds and fact.kind != "ReferralRequested"
+        timeline.append(_entry(fact, EntryStatus.PARKED if waiting else EntryStatus.IGNORED))
+    timeline.sort(key=lambda e: (e.at, _RANK.get(e.kind, len(_RANK)), str(e.event_id)))
+    return replace(
+        board, state=state, overdue=_overdue(board, state, clock), timeline=tuple(timeline)
+    )
+
+
+def _entry(fact: Fact, status: EntryStatus) -> TimelineEntry:
+    return TimelineEntry(fact.occurred_at, fact.kind, status, fact.event_id, fact.source)
+
+
+def _apply(board: Board, fact: Fact) -> Board:
+    """The board after one applicable fact."""
+    at = fact.occurred_at
+    match fact.kind:
+        case "ReferralRequested":
+            urgency = fact.detail("urgency") or "UNKNOWN"
+            return replace(
+                board,
+                direction=fact.detail("direction"),
+                from_institution=fact.detail("from_institution"),
+                to_institution=fact.detail("to_institution"),
+                urgency=urgency,
+                reason_code=fact.detail("reason_code"),
+                requested_service=fact.detail("requested_service"),
+                from_patient_local_id=fact.patient_local_id,
+                requested_at=at,
+                accept_deadline=at + ACCEPTANCE_WINDOWS.get(urgency, ACCEPTANCE_WINDOWS["UNKNOWN"]),
+                expires_at=at + EXPIRY,
+            )
+        case "ReferralAccepted":
+            arrival = fact.detail("scheduled_arrival")
+            return replace(
+                board,
+                answered_at=at,
+                to_patient_local_id=fact.patient_local_id,
+                scheduled_arrival=datetime.fromisoformat(arrival) if arrival else None,
+            )
+        case "ReferralRejected":
+            return replace(
+                board, answered_at=at, to_patient_local_id=fact.patient_local_id, closed_at=at
+            )
+        case "ReferralCancelled":
+            answered = board.answered_at or at
+            return replace(board, answered_at=answered, closed_at=at)
+        case "ReferralPatientArrived":
+            return replace(board, arrived_at=at, to_patient_local_id=fact.patient_local_id)
+        case "ReferralCompleted":
+            return replace(board, closed_at=at)
+    raise ValueError(f"not a referral event: {fact.kind}")
+
+
+def _overdue(board: Board, state: ReferralState, clock: datetime | None) -> bool:
+    """Whether the referral waited for an answer past its acceptance deadline."""
+    if board.accept_deadline is None:
+        return False
+    waited_until = board.answered_at
+    if waited_until is None:
+        waited_until = board.expires_at if state is ReferralState.EXPIRED else clock
+    return waited_until is not None and waited_until > board.accept_deadline
+
+
+def needs_sweep(board: Board, clock: datetime) -> bool:
+    """Whether a later clock alone changes this row (an unanswered request passing a limit)."""
+    if board.state is not ReferralState.REQUESTED:
+        return False
+    deadline_passed = board.accept_deadline is not None and clock > board.accept_deadline
+    expired = board.expires_at is not None and clock > board.expires_at
+    return (deadline_passed and not board.overdue) or expired

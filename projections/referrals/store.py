@@ -1,0 +1,127 @@
+"""The referral projection's PostgreSQL store: aggregates as facts, rows as derived boards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import Cursor, sql
+
+from projections.referrals.lifecycle import Board, Fact, Referral, derive
+
+_BOARD_COLUMNS = (
+    "state",
+    "direction",
+    "from_institution",
+    "to_institution",
+    "urgency",
+    "reason_code",
+    "requested_service",
+    "from_patient_local_id",
+    "to_patient_local_id",
+    "requested_at",
+    "accept_deadline",
+    "expires_at",
+    "answered_at",
+    "scheduled_arrival",
+    "arrived_at",
+    "closed_at",
+    "overdue",
+)
+SWEEP_LIMIT = 1_000
+
+
+class ReferralStore:
+    """Locks referral rows in id order, keeps every referral's facts, writes its board."""
+
+    def lock(self, cur: Cursor[Any], schema: str, keys: Sequence[UUID]) -> dict[UUID, Referral]:
+        """Create placeholder rows for new ids (waiting out concurrent creators), then lock."""
+        if not keys:
+            return {}
+        s = sql.Identifier(schema)
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {}.referrals (referral_id, state)"
+                " SELECT id, 'AWAITING_REQUEST' FROM unnest(%s::uuid[]) AS x(id) ORDER BY id"
+                " ON CONFLICT DO NOTHING"
+            ).format(s),
+            (list(keys),),
+        )
+        rows = cur.execute(
+            sql.SQL(
+                "SELECT referral_id, facts FROM {}.referrals WHERE referral_id = ANY(%s)"
+                " ORDER BY referral_id FOR UPDATE"
+            ).format(s),
+            (list(keys),),
+        ).fetchall()
+        return {rid: Referral(rid, tuple(Fact.from_json(f) for f in facts)) for rid, facts in rows}
+
+    def save(
+        self,
+        cur: Cursor[Any],
+        schema: str,
+        changed: Mapping[UUID, Referral],
+        clock: datetime | None,
+    ) -> None:
+        """Write each changed referral's board and timeline, derived at the event clock."""
+        if changed:
+            _write(cur, schema, [(r, derive(r, clock)) for r in changed.values()])
+
+    def sweep(self, cur: Cursor[Any], schema: str, clock: datetime) -> int:
+        """Re-derive unanswered requests whose deadline or expiry the clock has passed."""
+        s = sql.Identifier(schema)
+        rows = cur.execute(
+            sql.SQL(
+                "SELECT referral_id, facts FROM {}.referrals WHERE state = 'REQUESTED'"
+                " AND ((accept_deadline < %s AND NOT overdue) OR expires_at < %s)"
+                " ORDER BY referral_id LIMIT %s FOR UPDATE SKIP LOCKED"
+            ).format(s),
+            (clock, clock, SWEEP_LIMIT),
+        ).fetchall()
+        referrals = [Referral(rid, tuple(Fact.from_json(f) for f in facts)) for rid, facts in rows]
+        _write(cur, schema, [(r, derive(r, clock)) for r in referrals])
+        return len(referrals)
+
+
+def _write(cur: Cursor[Any], schema: str, boards: Sequence[tuple[Referral, Board]]) -> None:
+    if not boards:
+        return
+    s = sql.Identifier(schema)
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = %s").format(sql.Identifier(c))
+        for c in (*_BOARD_COLUMNS, "parked_events", "facts")
+    )
+    cur.executemany(
+        sql.SQL("UPDATE {}.referrals SET {}, projected_at = now() WHERE referral_id = %s").format(
+            s, assignments
+        ),
+        [
+            (
+                *(getattr(board, c) for c in _BOARD_COLUMNS),
+                sum(1 for e in board.timeline if e.status == "PARKED"),
+                json.dumps([f.to_json() for f in referral.facts], ensure_ascii=False),
+                referral.referral_id,
+            )
+            for referral, board in boards
+        ],
+    )
+    ids = [referral.referral_id for referral, _ in boards]
+    cur.execute(
+        sql.SQL("DELETE FROM {}.referral_timeline WHERE referral_id = ANY(%s)").format(s), (ids,)
+    )
+    timeline = [
+        (referral.referral_id, seq, e.at, e.kind, e.status.value, e.event_id, e.source)
+        for referral, board in boards
+        for seq, e in enumerate(board.timeline)
+    ]
+    with cur.copy(
+        sql.SQL(
+            "COPY {}.referral_timeline (referral_id, seq, at, kind, status, event_id, source)"
+            " FROM STDIN"
+        ).format(s)
+    ) as copy:
+        for row in timeline:
+            copy.write_row(row)

@@ -1,0 +1,167 @@
+"""The referral state machine: transitions, deadlines, parking, and order independence."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from functools import reduce
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import examples
+from events.envelope import Event
+from projections.referrals.lifecycle import (
+    Board,
+    EntryStatus,
+    Referral,
+    ReferralState,
+    derive,
+    evolve,
+    needs_sweep,
+)
+from projections.referrals.synthetic import FATES, referral_flow
+
+
+def _moved(event: Event, by: timedelta) -> Event:
+    """The same event (same id) at another time."""
+    env = event.envelope.model_copy(
+        update={
+            "occurred_at": event.envelope.occurred_at + by,
+            "recorded_at": event.envelope.recorded_at + by,
+        }
+    )
+    return event.model_copy(update={"envelope": env})
+
+
+def _final(events: list[Event], clock: datetime | None = None) -> Board:
+    referral = reduce(evolve, events, None)
+    assert isinstance(referral, Referral)
+    return derive(referral, clock or max(e.envelope.occurred_at for e in events))
+
+
+def test_a_full_loop_is_requested_accepted_arrived_completed() -> None:
+    events: list[Event] = [
+        examples.referral_requested(),
+        _moved(examples.referral_accepted(), timedelta(hours=1)),
+        _moved(examples.referral_patient_arrived(), timedelta(hours=20)),
+        _moved(examples.referral_completed(), timedelta(days=3)),
+    ]
+    board = _final(events)
+    assert board.state is ReferralState.COMPLETED
+    assert (board.from_institution, board.to_institution) == (examples.VILLAGE, examples.TOWNSHIP)
+    assert board.from_patient_local_id == "V017-0088"
+    assert board.to_patient_local_id == "T03-P5521"
+    assert board.accept_deadline == examples.OCCURRED_AT + timedelta(hours=72)
+    assert not board.overdue
+    assert [e.status for e in board.timeline] == [EntryStatus.APPLIED] * 4
+
+
+def test_an_acceptance_before_its_request_is_parked_then_applied() -> None:
+    accepted = _moved(examples.referral_accepted(), timedelta(hours=1))
+    alone = reduce(evolve, [accepted], None)
+    assert alone is not None
+    parked = derive(alone, accepted.envelope.occurred_at)
+    assert parked.state is ReferralState.AWAITING_REQUEST
+    assert [e.status for e in parked.timeline] == [EntryStatus.PARKED]
+    both = derive(evolve(alone, examples.referral_requested()), accepted.envelope.occurred_at)
+    assert both.state is ReferralState.ACCEPTED
+    assert [e.status for e in both.timeline] == [EntryStatus.APPLIED, EntryStatus.APPLIED]
+
+
+def test_arrival_without_acceptance_stays_parked() -> None:
+    board = _final([examples.referral_requested(), examples.referral_patient_arrived()])
+    assert board.state is ReferralState.REQUESTED
+    assert board.timeline[-1].status is EntryStatus.PARKED
+
+
+def test_an_unanswered_request_is_overdue_when_the_clock_passes_its_deadline() -> None:
+    requested = examples.referral_requested()  # ROUTINE: 72 h
+    referral = evolve(None, requested)
+    at = requested.envelope.occurred_at
+    before = derive(referral, at + timedelta(hours=71))
+    after = derive(referral, at + timedelta(hours=73))
+    assert not before.overdue and after.overdue
+    assert after.state is ReferralState.REQUESTED
+    assert needs_sweep(before, at + timedelta(hours=73))
+    assert not needs_sweep(after, at + timedelta(hours=73))
+
+
+def test_a_late_acceptance_stays_overdue_and_an_early_one_clears_it() -> None:
+    requested = examples.referral_requested()
+    late = _moved(examples.referral_accepted(), timedelta(hours=80))
+    assert _final([requested, late]).overdue
+    early = _moved(examples.referral_accepted(), timedelta(hours=3))
+    # Even when the clock is far past the deadline, an answer in time is not overdue.
+    assert not _final([requested, early], examples.OCCURRED_AT + timedelta(days=5)).overdue
+
+
+def test_a_week_without_answer_expires_and_later_answers_are_ignored() -> None:
+    requested = examples.referral_requested()
+    after_a_week = _moved(examples.referral_accepted(), timedelta(days=8))
+    board = _final([requested, after_a_week])
+    assert board.state is ReferralState.EXPIRED
+    assert board.overdue
+    assert [(e.kind, e.status) for e in board.timeline][-2:] == [
+        ("ReferralExpired", EntryStatus.DERIVED),
+        ("ReferralAccepted", EntryStatus.IGNORED),
+    ]
+
+
+def test_the_earliest_of_competing_answers_wins() -> None:
+    requested = examples.referral_requested()
+    accepted = _moved(examples.referral_accepted(), timedelta(hours=2))
+    rejected = _moved(examples.referral_rejected(), timedelta(hours=1))
+    board = _final([requested, accepted, rejected])
+    assert board.state is ReferralState.REJECTED
+    assert {e.kind: e.status for e in board.timeline}["ReferralAccepted"] is EntryStatus.IGNORED
+
+
+def test_emergency_deadline_is_two_hours() -> None:
+    rng = random.Random(3)
+    while True:
+        flow = referral_flow(rng, "unanswered")
+        if flow[0].urgency == "EMERGENCY":  # type: ignore[attr-defined]
+            break
+    board = _final(flow)
+    assert board.accept_deadline == flow[0].envelope.occurred_at + timedelta(hours=2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    fates=st.lists(st.sampled_from(FATES), min_size=1, max_size=4),
+    data=st.data(),
+)
+def test_any_arrival_order_with_duplicates_gives_the_same_board(
+    seed: int, fates: list[str], data: st.DataObject
+) -> None:
+    """Interleaved referrals, shuffled and with repeated deliveries, end in the same rows."""
+    rng = random.Random(seed)
+    events = [e for fate in fates for e in referral_flow(rng, fate)]
+    # Competing answers and skewed clocks make the order matter if anything does.
+    extras = data.draw(st.lists(st.sampled_from(events), max_size=6))
+    shuffled = data.draw(st.permutations([*events, *extras]))
+    clock = max(e.envelope.occurred_at for e in events)
+
+    def boards(stream: list[Event]) -> dict[object, Board]:
+        referrals: dict[object, Referral] = {}
+        for event in stream:
+            rid = event.referral_id  # type: ignore[attr-defined]
+            referrals[rid] = evolve(referrals.get(rid), event)
+        return {rid: derive(r, clock) for rid, r in referrals.items()}
+
+    assert boards(list(shuffled)) == boards(events)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), skew=st.integers(-600, 600))
+def test_a_receiver_clock_behind_the_sender_still_gives_the_causal_state(
+    seed: int, skew: int
+) -> None:
+    """The receiver's events may carry times before the request; causality still orders them."""
+    rng = random.Random(seed)
+    flow = referral_flow(rng, "completed")
+    skewed = [flow[0], *(_moved(e, timedelta(minutes=skew)) for e in flow[1:])]
+    board = _final(list(reversed(skewed)))
+    assert board.state is ReferralState.COMPLETED

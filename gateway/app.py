@@ -1,0 +1,92 @@
+"""The FastAPI application factory of the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+import psycopg_pool
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from consortium.settings import get_settings
+from events.catalog import Catalog, default_catalog
+from gateway import openapi, problems
+from gateway.config import GatewayConfig
+from gateway.routers import asyncapi, events, hl7v2, registry
+from gateway.state import Gateway
+from gateway.telemetry import TracingMiddleware
+
+DESCRIPTION = """\
+Member institutions of the consortium publish clinical events here, over JSON or HL7 v2.
+An answer of 202 means Kafka acknowledged every event. Errors are RFC 9457 problem details
+(`application/problem+json`) whose `errors` locate each invalid field by JSON Pointer and
+JSONPath. The schema catalog is served read-only under the Confluent Schema Registry paths.
+"""
+
+
+def create_app(
+    config: GatewayConfig | None = None,
+    catalog: Catalog | None = None,
+    *,
+    mllp_port: int | None = None,
+    mllp_host: str = "127.0.0.1",
+) -> FastAPI:
+    """A gateway app; without a config only the catalog paths work (publishing answers 503)."""
+    catalog = catalog or default_catalog()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.gateway = await Gateway.start(config, catalog) if config else None
+        listener = None
+        try:
+            if mllp_port is not None and app.state.gateway is not None:
+                from gateway.hl7.mllp import start_listener
+
+                listener = await start_listener(app.state.gateway, mllp_host, mllp_port)
+            app.state.mllp = listener
+            yield
+        finally:
+            if listener is not None:
+                listener.close()
+                await listener.wait_closed()
+            if app.state.gateway is not None:
+                await app.state.gateway.stop()
+
+    app = FastAPI(
+        title="consortium-backbone gateway",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.catalog = catalog
+    app.state.consortium_id = config.consortium_id if config else get_settings().consortium_id
+    app.state.gateway = None
+    app.include_router(events.router)
+    app.include_router(hl7v2.router)
+    app.include_router(registry.router)
+    app.include_router(asyncapi.router)
+    app.add_middleware(TracingMiddleware)
+    problems.install(app)
+    openapi.install(app)
+
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        return problems.problem_response(
+            503,
+            "Service unavailable",
+            "the credential and idempotency database does not answer; nothing was published",
+            kind="database-unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
+        )
+
+    app.add_exception_handler(psycopg.OperationalError, database_down)
+    app.add_exception_handler(psycopg_pool.PoolTimeout, database_down)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    def healthz() -> dict[str, str]:
+        """`ok` while the process serves requests."""
+        return {"status": "ok"}
+
+    return app

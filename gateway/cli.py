@@ -1,0 +1,116 @@
+"""`consortium serve` and `consortium credentials issue|list|revoke`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import typer
+from psycopg import AsyncConnection
+from psycopg.rows import TupleRow
+
+from gateway import credentials
+from gateway.principals import Role
+
+BootstrapOpt = Annotated[
+    str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (default: settings).")
+]
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database", help="PostgreSQL URL (default: settings).")
+]
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="HTTP port.")] = 8080,
+    mllp: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Also accept HL7 v2 over MLLP here.")
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Run the gateway (FastAPI on uvicorn), configured from the environment."""
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.config import GatewayConfig
+    from gateway.tracing import configure_tracing
+
+    configure_tracing()
+    config = GatewayConfig.from_settings(bootstrap, database)
+    app = create_app(config, mllp_port=mllp, mllp_host=host)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+
+
+credentials_app = typer.Typer(no_args_is_help=True, help="Bearer credentials of principals.")
+
+
+@asynccontextmanager
+async def _connect(database: str | None) -> AsyncIterator[AsyncConnection[TupleRow]]:
+    from consortium.endpoints import database_url
+
+    async with await AsyncConnection.connect(database_url(database), autocommit=True) as conn:
+        yield conn
+
+
+@credentials_app.command("issue")
+def issue(
+    institution: Annotated[str, typer.Option(help="Institution code, e.g. 439901-T03.")],
+    role: Annotated[Role, typer.Option(help="The principal's role.")] = Role.PUBLISHER,
+    label: Annotated[str, typer.Option(help="A note: which system uses it.")] = "",
+    database: DatabaseOpt = None,
+) -> None:
+    """Issue a token for an institution and role; the token is printed once, never stored."""
+    from events.membership import load_membership
+
+    if institution not in load_membership():
+        raise typer.BadParameter(
+            f"{institution!r} is not a member institution", param_hint="--institution"
+        )
+
+    async def run() -> credentials.IssuedCredential:
+        async with _connect(database) as conn:
+            return await credentials.issue(conn, institution, role, label)
+
+    issued = asyncio.run(run())
+    typer.echo(f"credential {issued.credential_id} for {institution} as {role.value}", err=True)
+    typer.echo(issued.token)
+
+
+@credentials_app.command("list")
+def list_(
+    institution: Annotated[str | None, typer.Option(help="Only this institution.")] = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """List credentials (never their tokens)."""
+
+    async def run() -> list[credentials.CredentialInfo]:
+        async with _connect(database) as conn:
+            return await credentials.list_credentials(conn, institution)
+
+    for c in asyncio.run(run()):
+        state = f"revoked {c.revoked_at:%Y-%m-%d %H:%M}" if c.revoked_at else "active"
+        typer.echo(
+            f"{c.credential_id}  {c.institution:<12} {c.role.value:<14} {state:<22} "
+            f"issued {c.issued_at:%Y-%m-%d %H:%M}  {c.label}"
+        )
+
+
+@credentials_app.command("revoke")
+def revoke(
+    credential_id: Annotated[uuid.UUID, typer.Argument(help="The credential to revoke.")],
+    database: DatabaseOpt = None,
+) -> None:
+    """Revoke a credential; the next request that uses it is refused."""
+
+    async def run() -> bool:
+        async with _connect(database) as conn:
+            return await credentials.revoke(conn, credential_id)
+
+    if not asyncio.run(run()):
+        typer.echo(f"no active credential {credential_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {credential_id}")

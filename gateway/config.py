@@ -1,0 +1,36 @@
+"""The gateway's configuration: the process settings plus the limits a deployment may tune."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consortium.endpoints import database_url, kafka_bootstrap
+from consortium.settings import get_settings
+
+MAX_BATCH = 1_000
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Where Kafka and PostgreSQL are, which consortium, and the request limits."""
+
+    consortium_id: str
+    bootstrap_servers: str
+    database_url: str
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_hl7_bytes: int = 1024 * 1024
+    # Kafka gives up on an event after this long; only then does the gateway answer 503.
+    publish_timeout_s: float = 10.0
+    retry_after_s: int = 5
+    pool_size: int = 8
+
+    @classmethod
+    def from_settings(
+        cls, bootstrap: str | None = None, database: str | None = None
+    ) -> GatewayConfig:
+        """The configuration of `consortium serve`: options, then the environment, then infra up."""
+        return cls(
+            consortium_id=get_settings().consortium_id,
+            bootstrap_servers=kafka_bootstrap(bootstrap),
+            database_url=database_url(database),
+        )

@@ -1,0 +1,61 @@
+"""Typed dependencies of the routers: the gateway's shared parts and the calling principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from events.catalog import Catalog
+from gateway import credentials
+from gateway.principals import Principal
+from gateway.problems import ProblemError
+from gateway.state import Gateway
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `consortium credentials issue`.")
+
+
+def get_gateway(request: Request) -> Gateway:
+    """The process-wide parts created at start-up."""
+    gateway: Gateway | None = request.app.state.gateway
+    if gateway is None:
+        raise ProblemError(503, "Service unavailable", "this gateway was started without Kafka")
+    return gateway
+
+
+def get_catalog(request: Request) -> Catalog:
+    """The schema catalog (available without servers)."""
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def get_consortium_id(request: Request) -> str:
+    """The tenant prefix of this gateway's topics."""
+    consortium_id: str = request.app.state.consortium_id
+    return consortium_id
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+ConsortiumIdDep = Annotated[str, Depends(get_consortium_id)]
+
+
+async def current_principal(
+    gateway: GatewayDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The principal of the request's bearer token, looked up on every request (no cache)."""
+    challenge = {"WWW-Authenticate": 'Bearer realm="consortium"'}
+    if bearer is None:
+        raise ProblemError(401, "Unauthorized", "a bearer token is required", headers=challenge)
+    async with gateway.pool.connection() as conn:
+        principal = await credentials.authenticate(conn, bearer.credentials)
+    if principal is None:
+        raise ProblemError(
+            401, "Unauthorized", "the token is unknown or revoked", headers=challenge
+        )
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]

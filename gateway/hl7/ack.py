@@ -1,0 +1,93 @@
+"""HL7 v2 acknowledgements (ACK) with MSA and ERR, built with hl7apy so values are escaped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from uuid import uuid4
+
+from hl7apy.core import Message, Segment
+
+from gateway.hl7.values import component, text
+
+
+class AckCode(StrEnum):
+    """MSA-1 in original acknowledgement mode."""
+
+    ACCEPT = "AA"  # every event stored in Kafka
+    ERROR = "AE"  # the content is wrong: do not resend unchanged
+    REJECT = "AR"  # not processed (unparseable, unsupported, or the backbone is down): resend later
+
+
+@dataclass(frozen=True)
+class Hl7Error:
+    """One ERR segment: where (segment-field) and what, with an HL7 table 0357 code."""
+
+    code: str  # 101 required field missing, 102 data type error, 200 unsupported type, 207 internal
+    text: str
+    location: str = ""
+
+
+_ERROR_NAMES = {
+    "100": "Segment sequence error",
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "200": "Unsupported message type",
+    "201": "Unsupported event code",
+    "203": "Unsupported version id",
+    "207": "Application internal error",
+}
+
+
+def _plain(value: str) -> str:
+    # hl7apy escapes | ~ \ itself but reads ^ and & as separators: escape those two first.
+    return value.replace("^", "\\S\\").replace("&", "\\T\\")
+
+
+def _location(where: str) -> str:
+    """ERR-2 (ERL) from 'PID-7' or 'OBX(2)-5': segment^sequence^field."""
+    head, _, field = where.partition("-")
+    name, _, seq = head.partition("(")
+    seq = seq.rstrip(")") or "1"
+    if len(name) != 3 or not name.isalnum():
+        return ""
+    return f"{name}^{seq}^{field}" if field.isdigit() else f"{name}^{seq}"
+
+
+def build_ack(
+    received: Any | None, code: AckCode, errors: list[Hl7Error], text_message: str = ""
+) -> str:
+    """The ACK for a message (or for an unparseable one, with what could be read) as ER7."""
+    ack = Message("ACK", version="2.5")
+    msh = ack.msh
+    msh.msh_3 = "CONSORTIUM"
+    msh.msh_4 = "GATEWAY"
+    if received is not None:
+        msh.msh_5 = component(received.msh.msh_3, 1) or ""
+        msh.msh_6 = component(received.msh.msh_4, 1) or ""
+    msh.msh_7 = datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
+    trigger = component(received.msh.msh_9, 2) if received is not None else None
+    msh.msh_9 = f"ACK^{trigger}^ACK" if trigger else "ACK^^ACK"
+    msh.msh_10 = uuid4().hex[:20]
+    msh.msh_11 = "P"
+    msh.msh_12 = "2.5"
+    msh.msh_18 = "UNICODE UTF-8"
+    msa = Segment("MSA", version="2.5")
+    msa.msa_1 = code.value
+    msa.msa_2 = (text(received.msh.msh_10) if received is not None else None) or ""
+    if text_message:
+        msa.msa_3 = _plain(text_message[:80])
+    ack.add(msa)
+    for error in errors:
+        err = Segment("ERR", version="2.5")
+        location = _location(error.location)
+        if location:
+            err.err_2 = location
+        err.err_3 = f"{error.code}^{_ERROR_NAMES.get(error.code, 'Error')}^HL70357"
+        err.err_4 = "E"
+        err.err_8 = _plain(error.text[:250])
+        ack.add(err)
+    return str(ack.to_er7())

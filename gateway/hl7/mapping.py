@@ -1,0 +1,445 @@
+"""HL7 v2 messages (parsed by hl7apy) to event dicts of the contracts; docs/hl7v2-mapping.md."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from events.membership import Membership
+from gateway.hl7 import patient as p
+from gateway.hl7.values import Hl7ValueError, coded, component, text, timestamp
+
+# event_id = uuid5(HL7_EVENTS, "<source>|<MSH-10>|<n>"): a resent message gets the same ids,
+# so the gateway's idempotency answers it without publishing again.
+HL7_EVENTS = uuid.UUID("6c1d8f1e-3b1e-4c55-9a7e-2f0c1b7d9e41")
+HL7_REFERRALS = uuid.UUID("0b6f3f2a-5d2c-4a8e-8f64-7e3d2c1b0a95")
+
+ADMISSION_TYPE = {"E": "EMERGENCY", "U": "URGENT", "R": "ELECTIVE", "C": "ELECTIVE", "N": "NEWBORN"}
+ADMISSION_SOURCE = {
+    **dict.fromkeys(("1", "2", "3", "4", "5", "6"), "REFERRAL"),
+    "7": "EMERGENCY_DEPARTMENT",
+    "8": "OTHER",
+}
+DISPOSITION = {
+    "01": "HOME",
+    "1": "HOME",
+    "07": "AGAINST_ADVICE",
+    "7": "AGAINST_ADVICE",
+    "20": "DECEASED",
+    **dict.fromkeys(("02", "03", "04", "05", "06", "2", "3", "4", "5", "6"), "TRANSFERRED_OUTSIDE"),
+}
+PRIORITY = {"S": "STAT", "A": "URGENT", "R": "ROUTINE", "T": "URGENT"}
+URGENCY = {"S": "EMERGENCY", "A": "URGENT", "R": "ROUTINE"}
+ABNORMAL = {
+    "N": "NORMAL",
+    "L": "LOW",
+    "H": "HIGH",
+    "LL": "CRITICAL_LOW",
+    "HH": "CRITICAL_HIGH",
+    "A": "ABNORMAL",
+    "AA": "ABNORMAL",
+}
+LAB_SECTIONS = {"LAB", "HM", "CH", "MB", "SR", "BLB", "CP", "HEM", "IMM", "SP"}
+IMAGING_SECTIONS = {"RAD", "CT", "MR", "US", "NMR", "RX", "XRC", "CUS", "NMS", "VUS"}
+_RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*[-~–]\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+class UnsupportedMessage(ValueError):  # noqa: N818 - an HL7 condition, answered AR
+    """A message type or trigger the gateway does not map."""
+
+
+class Context:
+    """What every event of one message shares: source, control id, times, patient."""
+
+    def __init__(self, message: Any, membership: Membership) -> None:
+        self.message = message
+        self.membership = membership
+        msh = message.msh
+        self.source = component(msh.msh_4, 1) or ""
+        self.receiver = component(msh.msh_6, 1)
+        self.control_id = text(msh.msh_10) or ""
+        if not self.source:
+            raise Hl7ValueError("MSH-4", "the sending facility (institution code) is required")
+        if not self.control_id:
+            raise Hl7ValueError("MSH-10", "the message control id is required")
+        sent = timestamp(text(msh.msh_7), "MSH-7")
+        if sent is None:
+            raise Hl7ValueError("MSH-7", "the message date/time is required")
+        evn = self.first("EVN")
+        recorded = timestamp(text(evn.evn_2), "EVN-2") if evn is not None else None
+        occurred = timestamp(text(evn.evn_6), "EVN-6") if evn is not None else None
+        self.recorded_at: datetime = recorded or sent
+        self.occurred_at: datetime = occurred or self.recorded_at
+        self._count = 0
+
+    def segments(self, name: str) -> list[Any]:
+        """Every segment of a name, in message order (Z-segments are never asked for)."""
+        return [s for s in self.message.children if s.name == name]
+
+    def first(self, name: str) -> Any | None:
+        """The first segment of a name, or None."""
+        found = self.segments(name)
+        return found[0] if found else None
+
+    def require(self, name: str) -> Any:
+        """The first segment of a name, or a mapping error."""
+        found = self.first(name)
+        if found is None:
+            raise Hl7ValueError(name, f"the message has no {name} segment")
+        return found
+
+    def patient_id(self) -> str:
+        """The patient's local id at the source (PID-3 of type MR/PI)."""
+        return p.identifiers(self.require("PID"))["local_id"]
+
+    def event(self, event_type: str, fields: dict[str, Any], **envelope: Any) -> dict[str, Any]:
+        """An event dict with a deterministic id; None values are left out."""
+        self._count += 1
+        event_id = uuid.uuid5(HL7_EVENTS, f"{self.source}|{self.control_id}|{self._count}")
+        head = {
+            "event_id": str(event_id),
+            "event_type": event_type,
+            "occurred_at": self.occurred_at.isoformat(),
+            "recorded_at": self.recorded_at.isoformat(),
+            "source": self.source,
+            "patient_local_id": self.patient_id(),
+            **envelope,
+        }
+        return {"envelope": head, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def _diagnosis(ctx: Context, dg1: Any, index: int) -> dict[str, Any]:
+    concept = coded(dg1.dg1_3, f"DG1({index})-3", default_system="ICD-10")
+    if concept is None:
+        raise Hl7ValueError(f"DG1({index})-3", "the diagnosis code is required")
+    return concept
+
+
+def _department(pv1: Any) -> tuple[str | None, str | None]:
+    code = component(getattr(pv1, "pv1_10", None), 1)
+    name = p.location(pv1, "pv1_3")[2]
+    return code, name or code
+
+
+def _admitted(ctx: Context) -> list[dict[str, Any]]:
+    pv1 = ctx.require("PV1")
+    ward, bed, _ = p.location(pv1, "pv1_3")
+    code, name = _department(pv1)
+    diagnoses = ctx.segments("DG1")
+    admitting = next(
+        (d for d in diagnoses if text(d.dg1_6) == "A"), diagnoses[0] if diagnoses else None
+    )
+    if admitting is None:
+        raise Hl7ValueError("DG1", "an admission needs the admitting diagnosis (DG1-6 = A)")
+    fields = {
+        "encounter_id": p.visit_number(pv1),
+        "admission_type": ADMISSION_TYPE.get(text(pv1.pv1_4) or "", "UNKNOWN"),
+        "admission_source": ADMISSION_SOURCE.get(text(pv1.pv1_14) or "", "UNKNOWN"),
+        "department_code": code,
+        "department_name": name,
+        "ward_code": ward,
+        "bed_number": bed,
+        "admitting_diagnosis": _diagnosis(ctx, admitting, 1),
+        "attending_clinician_id": p.clinician(pv1.pv1_7),
+    }
+    return [ctx.event("PatientAdmitted", fields)]
+
+
+def _transferred(ctx: Context) -> list[dict[str, Any]]:
+    pv1 = ctx.require("PV1")
+    to_ward, to_bed, _ = p.location(pv1, "pv1_3")
+    from_ward, from_bed, _ = p.location(pv1, "pv1_6")
+    code, name = _department(pv1)
+    fields = {
+        "encounter_id": p.visit_number(pv1),
+        "from_ward_code": from_ward,
+        "from_bed_number": from_bed,
+        "to_department_code": code,
+        "to_department_name": name,
+        "to_ward_code": to_ward,
+        "to_bed_number": to_bed,
+    }
+    return [ctx.event("PatientTransferredWard", fields)]
+
+
+def _discharged(ctx: Context) -> list[dict[str, Any]]:
+    pv1 = ctx.require("PV1")
+    to_member = component(getattr(pv1, "pv1_37", None), 1)
+    disposition = (
+        "TRANSFERRED_TO_MEMBER"
+        if to_member
+        else DISPOSITION.get(text(pv1.pv1_36) or "", "UNKNOWN" if not text(pv1.pv1_36) else "OTHER")
+    )
+    diagnoses = [
+        {
+            "code": _diagnosis(ctx, dg1, i),
+            "role": "PRINCIPAL" if text(dg1.dg1_15) == "1" else "SECONDARY",
+        }
+        for i, dg1 in enumerate(ctx.segments("DG1"), start=1)
+    ]
+    fields = {
+        "encounter_id": p.visit_number(pv1),
+        "discharge_disposition": disposition,
+        "transferred_to_institution": to_member,
+        "discharge_diagnoses": diagnoses,
+        "attending_clinician_id": p.clinician(pv1.pv1_7),
+    }
+    if ctx.first("PV1") is not None:
+        discharged = timestamp(text(pv1.pv1_45), "PV1-45")
+        if discharged is not None:
+            ctx.occurred_at = discharged
+    return [ctx.event("PatientDischarged", fields)]
+
+
+def _registered(ctx: Context) -> list[dict[str, Any]]:
+    out = [ctx.event("PatientRegistered", p.demographics(ctx.require("PID")))]
+    pv1 = ctx.first("PV1")
+    if pv1 is not None and component(getattr(pv1, "pv1_19", None), 1):
+        code, name = _department(pv1)
+        pv2 = ctx.first("PV2")
+        fields = {
+            "encounter_id": p.visit_number(pv1),
+            "visit_type": "EMERGENCY" if text(pv1.pv1_2) == "E" else "GENERAL",
+            "department_code": code,
+            "department_name": name,
+            "clinician_id": p.clinician(pv1.pv1_7),
+            "chief_complaint": component(pv2.pv2_3, 2) or component(pv2.pv2_3, 1) if pv2 else None,
+        }
+        out.append(ctx.event("OutpatientVisitStarted", fields))
+    return out
+
+
+def _updated(ctx: Context) -> list[dict[str, Any]]:
+    return [ctx.event("PatientDemographicsUpdated", p.demographics(ctx.require("PID")))]
+
+
+def _category(obr: Any, trigger: str) -> str:
+    section = (text(getattr(obr, "obr_24", None)) or "").upper()
+    if section in LAB_SECTIONS or (not section and trigger == "O21"):
+        return "LAB"
+    if section in IMAGING_SECTIONS:
+        return "IMAGING"
+    return "UNKNOWN"
+
+
+def _orders(ctx: Context) -> list[dict[str, Any]]:
+    trigger = component(ctx.message.msh.msh_9, 2) or ""
+    pv1 = ctx.first("PV1")
+    encounter = component(getattr(pv1, "pv1_19", None), 1) if pv1 is not None else None
+    segments = [s for s in ctx.message.children if s.name in ("ORC", "OBR")]
+    out: list[dict[str, Any]] = []
+    for i, orc in enumerate(segments):
+        if orc.name != "ORC":
+            continue
+        obr = segments[i + 1] if i + 1 < len(segments) and segments[i + 1].name == "OBR" else None
+        where = f"ORC({len(out) + 1})"
+        control = (text(orc.orc_1) or "").upper()
+        order_id = component(orc.orc_2, 1) or (component(obr.obr_2, 1) if obr else None)
+        if control in ("CA", "OC", "DC"):
+            fields: dict[str, Any] = {
+                "order_id": order_id,
+                "reason": component(orc.orc_16, 2) or component(orc.orc_16, 1) or "cancelled",
+                "cancelled_by_clinician_id": p.clinician(orc.orc_12),
+            }
+            out.append(ctx.event("OrderCancelled", fields))
+            continue
+        if control != "NW":
+            raise Hl7ValueError(f"{where}-1", f"order control {control!r} is not mapped (NW, CA)")
+        if obr is None:
+            raise Hl7ValueError(where, "a new order needs its OBR segment")
+        priority = component(orc.orc_7, 6) or component(getattr(obr, "obr_27", None), 6) or ""
+        fields = {
+            "order_id": order_id,
+            "category": _category(obr, trigger),
+            "code": coded(obr.obr_4, f"{where} OBR-4"),
+            "priority": PRIORITY.get(priority.upper(), "ROUTINE" if not priority else "UNKNOWN"),
+            "encounter_id": encounter,
+            "ordering_clinician_id": p.clinician(orc.orc_12) or p.clinician(obr.obr_16),
+            "instructions": text(getattr(obr, "obr_13", None)),
+        }
+        out.append(ctx.event("OrderPlaced", fields))
+    if not out:
+        raise Hl7ValueError("ORC", "the message holds no ORC segment")
+    return out
+
+
+def _range(value: str | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    match = _RANGE.fullmatch(value)
+    if match is None:
+        return {"text": value}
+    return {"low": float(match.group(1)), "high": float(match.group(2)), "text": value}
+
+
+def _numeric(kind: str | None, value: str) -> float | None:
+    if kind != "NM":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise Hl7ValueError("OBX-5", f"{value!r} is not a number though OBX-2 is NM") from None
+
+
+def _results(ctx: Context) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    obr: Any = None
+    orc = ctx.first("ORC")
+    for segment in ctx.message.children:
+        if segment.name == "OBR":
+            obr = segment
+        if segment.name != "OBX":
+            continue
+        if obr is None:
+            raise Hl7ValueError("OBX", "an OBX must follow its OBR")
+        where = f"OBX({len(out) + 1})"
+        filler = component(obr.obr_3, 1) or (component(orc.orc_3, 1) if orc else None)
+        if not filler:
+            raise Hl7ValueError("OBR-3", "the filler order number (result id) is required")
+        result_id = f"{filler}-{text(segment.obx_1) or len(out) + 1}"
+        value = "~".join(text(r) or "" for r in segment.obx_5) if segment.obx_5 else ""
+        unit = component(segment.obx_6, 1)
+        observed = timestamp(text(segment.obx_14), f"{where}-14") or timestamp(
+            text(obr.obr_7), "OBR-7"
+        )
+        status = (text(segment.obx_11) or "").upper()
+        flag = ABNORMAL.get((text(segment.obx_8) or "").upper(), "UNKNOWN")
+        if status == "C":
+            fields = {
+                "result_id": result_id,
+                "kind": "LAB",
+                "value_string": value or None,
+                "value_numeric": _numeric(text(segment.obx_2), value),
+                "unit": unit,
+                "reference_range": _range(text(segment.obx_7)),
+                "abnormal_flag": flag,
+                "reason": "corrected result (OBX-11 = C)",
+                "amending_clinician_id": p.clinician(segment.obx_16) or p.clinician(obr.obr_32),
+            }
+            out.append(ctx.event("ResultAmended", fields))
+            continue
+        fields = {
+            "result_id": result_id,
+            "order_id": component(obr.obr_2, 1) or (component(orc.orc_2, 1) if orc else None),
+            "status": "FINAL"
+            if status == "F"
+            else "PRELIMINARY"
+            if status in ("P", "R", "S", "I")
+            else "UNKNOWN",
+            "code": coded(segment.obx_3, f"{where}-3"),
+            "value_string": value,
+            "value_numeric": _numeric(text(segment.obx_2), value),
+            "unit": unit,
+            "reference_range": _range(text(segment.obx_7)),
+            "abnormal_flag": flag,
+            "specimen": coded(getattr(obr, "obr_15", None), "OBR-15", default_system="HL70487"),
+            "observed_at": observed.isoformat() if observed else ctx.occurred_at.isoformat(),
+        }
+        out.append(ctx.event("LabResultReported", fields))
+    if not out:
+        raise Hl7ValueError("OBX", "the message holds no OBX segment")
+    return out
+
+
+def _referral_id(ctx: Context, origin: str | None) -> str:
+    rf1 = ctx.require("RF1")
+    given = component(rf1.rf1_6, 1)
+    if not given:
+        raise Hl7ValueError("RF1-6", "the originating referral identifier is required")
+    namespace = component(rf1.rf1_6, 2) or origin or ctx.source
+    try:
+        return str(uuid.UUID(given))
+    except ValueError:
+        # Both ends derive the same id from the referrer's code and its referral number.
+        return str(uuid.uuid5(HL7_REFERRALS, f"{namespace}|{given}"))
+
+
+def _provider(ctx: Context, role: str) -> str | None:
+    for prd in ctx.segments("PRD"):
+        if component(prd.prd_1, 1) == role:
+            return component(getattr(prd, "prd_7", None), 1) or component(prd.prd_2, 1)
+    return None
+
+
+def _notes(ctx: Context) -> str | None:
+    found = [text(n.nte_3) for n in ctx.segments("NTE")]
+    return "\n".join(t for t in found if t) or None
+
+
+def _direction(ctx: Context, origin: str, target: str | None) -> str:
+    a, b = ctx.membership.get(origin), ctx.membership.get(target or "")
+    if a is None or b is None:
+        return "UNKNOWN"
+    if a.level.tier == b.level.tier:
+        return "LATERAL"
+    return "UP" if a.level.tier < b.level.tier else "DOWN"
+
+
+def _referral_requested(ctx: Context) -> list[dict[str, Any]]:
+    rf1 = ctx.require("RF1")
+    referral_id = _referral_id(ctx, ctx.source)
+    dg1 = ctx.first("DG1")
+    fields = {
+        "referral_id": referral_id,
+        "direction": _direction(ctx, ctx.source, ctx.receiver),
+        "from_institution": ctx.source,
+        "to_institution": ctx.receiver,
+        "reason": _diagnosis(ctx, dg1, 1) if dg1 is not None else None,
+        "urgency": URGENCY.get((component(rf1.rf1_2, 1) or "").upper(), "UNKNOWN"),
+        "requested_service": component(rf1.rf1_3, 2) or component(rf1.rf1_3, 1),
+        "clinical_summary": _notes(ctx),
+        "requesting_clinician_id": _provider(ctx, "RP"),
+    }
+    return [ctx.event("ReferralRequested", fields, correlation_id=referral_id)]
+
+
+def _referral_answered(ctx: Context) -> list[dict[str, Any]]:
+    rf1 = ctx.require("RF1")
+    referral_id = _referral_id(ctx, ctx.receiver)
+    status = (component(rf1.rf1_1, 1) or "").upper()
+    if status == "A":
+        arrival = timestamp(text(rf1.rf1_7), "RF1-7")
+        fields: dict[str, Any] = {
+            "referral_id": referral_id,
+            "scheduled_arrival": arrival.isoformat() if arrival else None,
+            "accepted_by": _provider(ctx, "RT") or _provider(ctx, "CP"),
+        }
+        return [ctx.event("ReferralAccepted", fields, correlation_id=referral_id)]
+    if status == "R":
+        fields = {
+            "referral_id": referral_id,
+            "reason": component(rf1.rf1_10, 2) or component(rf1.rf1_10, 1) or _notes(ctx),
+        }
+        return [ctx.event("ReferralRejected", fields, correlation_id=referral_id)]
+    raise Hl7ValueError(
+        "RF1-1", f"referral status {status!r} is not mapped (A accepted, R rejected)"
+    )
+
+
+MAPPERS: dict[tuple[str, str], Callable[[Context], list[dict[str, Any]]]] = {
+    ("ADT", "A01"): _admitted,
+    ("ADT", "A02"): _transferred,
+    ("ADT", "A03"): _discharged,
+    ("ADT", "A04"): _registered,
+    ("ADT", "A08"): _updated,
+    ("ORM", "O01"): _orders,
+    ("OML", "O21"): _orders,
+    ("ORU", "R01"): _results,
+    ("REF", "I12"): _referral_requested,
+    ("RRI", "I12"): _referral_answered,
+}
+
+
+def map_message(message: Any, membership: Membership) -> list[dict[str, Any]]:
+    """The event dicts of one parsed message (validated later by the event models)."""
+    kind = (
+        (component(message.msh.msh_9, 1) or "").upper(),
+        (component(message.msh.msh_9, 2) or "").upper(),
+    )
+    mapper = MAPPERS.get(kind)
+    if mapper is None:
+        raise UnsupportedMessage(f"message type {'^'.join(kind)} is not mapped")
+    return mapper(Context(message, membership))

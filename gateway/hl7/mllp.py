@@ -1,0 +1,67 @@
+"""An MLLP listener (0x0b message 0x1c 0x0d over TCP), one ACK per message, on asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gateway.hl7.ack import AckCode, Hl7Error, build_ack
+from gateway.hl7.service import handle
+from gateway.state import Gateway
+
+START_BLOCK = b"\x0b"
+END_BLOCK = b"\x1c\x0d"
+# A sender that stops mid-frame (or says nothing) loses its connection instead of a task forever.
+IDLE_TIMEOUT_S = 60.0
+
+log = logging.getLogger(__name__)
+
+
+def frame(message: str) -> bytes:
+    """An ER7 message in MLLP framing."""
+    return START_BLOCK + message.encode("utf-8") + END_BLOCK
+
+
+async def _serve(
+    gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    while True:
+        try:
+            data = await asyncio.wait_for(reader.readuntil(END_BLOCK), IDLE_TIMEOUT_S)
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            return
+        except asyncio.LimitOverrunError:
+            too_large = Hl7Error("207", f"the message exceeds {gateway.config.max_hl7_bytes} bytes")
+            writer.write(frame(build_ack(None, AckCode.REJECT, [too_large])))
+            await writer.drain()
+            return
+        start = data.find(START_BLOCK)
+        if start < 0:
+            missing = Hl7Error("207", "no MLLP start block (0x0b) before the end block")
+            writer.write(frame(build_ack(None, AckCode.REJECT, [missing])))
+        else:
+            try:
+                answer = (await handle(gateway, data[start + 1 : -len(END_BLOCK)], None)).ack
+            except Exception:
+                log.exception("MLLP message failed")
+                failed = Hl7Error("207", "the gateway could not process the message; resend later")
+                answer = build_ack(None, AckCode.REJECT, [failed])
+            writer.write(frame(answer))
+        await writer.drain()
+
+
+async def start_listener(gateway: Gateway, host: str, port: int) -> asyncio.Server:
+    """Listen for MLLP connections; each message gets its ACK on the same connection."""
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await _serve(gateway, reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    # The stream limit bounds one frame: a larger one raises LimitOverrunError, not a big buffer.
+    limit = gateway.config.max_hl7_bytes + len(START_BLOCK) + len(END_BLOCK)
+    return await asyncio.start_server(on_connection, host, port, limit=limit)

@@ -1,0 +1,114 @@
+"""One HL7 v2 message in, one ACK out: parse, authenticate, map, validate, publish."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message
+
+from events.envelope import Event
+from events.membership import load_membership
+from gateway import credentials
+from gateway.hl7.ack import AckCode, Hl7Error, build_ack
+from gateway.hl7.mapping import UnsupportedMessage, map_message
+from gateway.hl7.values import Hl7ValueError, text
+from gateway.parsing import parse_one
+from gateway.principals import Principal
+from gateway.problems import ProblemError
+from gateway.state import Gateway
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The ACK text, its code, and the HTTP status that goes with it over HTTP."""
+
+    ack: str
+    code: AckCode
+    http_status: int
+
+
+def decode(raw: bytes) -> str:
+    """UTF-8 (MSH-18 UNICODE UTF-8), else GB 18030, which many Chinese HIS still send."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("gb18030", errors="replace")
+
+
+def _parse(er7: str) -> Any:
+    # Interface engines send \n or \r\n between segments as often as the standard \r.
+    er7 = er7.strip("\r\n\x00 \t").replace("\r\n", "\r").replace("\n", "\r")
+    return parse_message(er7, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT)
+
+
+def _prepare(er7: str) -> tuple[Any, list[dict[str, Any]] | Answer]:
+    """Parse and map in one step (CPU work, run in a thread)."""
+    try:
+        message = _parse(er7)
+        message.msh.msh_9  # noqa: B018 - touching MSH proves the header was understood
+    except Exception as exc:  # hl7apy raises many types for malformed input
+        reason = f"the message cannot be parsed as HL7 v2 ER7: {type(exc).__name__}"
+        return None, _answer(None, AckCode.REJECT, [Hl7Error("102", reason)], 400)
+    try:
+        return message, map_message(message, load_membership())
+    except UnsupportedMessage as exc:
+        return message, _answer(message, AckCode.REJECT, [Hl7Error("200", str(exc), "MSH-9")], 422)
+    except Hl7ValueError as exc:
+        return message, _answer(message, AckCode.ERROR, [Hl7Error("101", str(exc), exc.where)], 422)
+    except Exception as exc:
+        log.exception("HL7 mapping failed")
+        reason = f"the message could not be mapped: {type(exc).__name__}"
+        return message, _answer(message, AckCode.ERROR, [Hl7Error("207", reason)], 422)
+
+
+def _answer(message: Any, code: AckCode, errors: list[Hl7Error], status: int) -> Answer:
+    return Answer(build_ack(message, code, errors), code, status)
+
+
+def _validate(message: Any, drafts: list[dict[str, Any]]) -> list[Event] | Answer:
+    events: list[Event] = []
+    errors: list[Hl7Error] = []
+    for index, draft in enumerate(drafts):
+        event, problems = parse_one(draft, (index,))
+        errors.extend(
+            Hl7Error("102", f"{draft['envelope']['event_type']} {e.path}: {e.detail}")
+            for e in problems
+        )
+        if event is not None:
+            events.append(event)
+    if errors:
+        return _answer(message, AckCode.ERROR, errors, 422)
+    return events
+
+
+async def handle(gateway: Gateway, raw: bytes, principal: Principal | None) -> Answer:
+    """Acknowledge one message: AA once Kafka has its events, else AE or AR with ERR segments."""
+    message, prepared = await anyio.to_thread.run_sync(_prepare, decode(raw))
+    if isinstance(prepared, Answer):
+        return prepared
+    if principal is None:
+        # MLLP has no HTTP header: the credential travels in MSH-8 (Security).
+        token = text(message.msh.msh_8) or ""
+        async with gateway.pool.connection() as conn:
+            principal = await credentials.authenticate(conn, token)
+        if principal is None:
+            reason = "MSH-8 (Security) carries no valid gateway credential"
+            return _answer(message, AckCode.REJECT, [Hl7Error("207", reason, "MSH-8")], 401)
+    validated = _validate(message, prepared)
+    if isinstance(validated, Answer):
+        return validated
+    try:
+        await gateway.ingest.submit(principal, validated, batch=False)
+    except ProblemError as exc:
+        details = [e.detail for e in exc.extensions.get("errors", [])] or [exc.detail or exc.title]
+        if exc.status == 503:
+            return _answer(message, AckCode.REJECT, [Hl7Error("207", exc.detail or exc.title)], 503)
+        code = "205" if exc.status == 409 else "207"
+        return _answer(message, AckCode.ERROR, [Hl7Error(code, d) for d in details], exc.status)
+    return _answer(message, AckCode.ACCEPT, [], 200)

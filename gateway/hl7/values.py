@@ -1,0 +1,143 @@
+"""Reading values out of hl7apy elements: text without escapes, timestamps, codes."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+# China keeps one time zone: a timestamp without an offset is Beijing time.
+BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
+_DTM = re.compile(
+    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$", re.ASCII
+)
+_HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
+
+# HL7 table 0396 names next to the systems our contracts use.
+CODE_SYSTEMS = {
+    "I10": "ICD-10",
+    "ICD10": "ICD-10",
+    "ICD-10": "ICD-10",
+    "LN": "LOINC",
+    "LOINC": "LOINC",
+    "DCM": "DICOM",
+    "DICOM": "DICOM",
+    "I9C": "ICD-9-CM-3",
+    "ICD-9-CM-3": "ICD-9-CM-3",
+    "NHSA": "NHSA",
+    "L": "LOCAL",
+    "99LOCAL": "LOCAL",
+    "LOCAL": "LOCAL",
+}
+
+
+class Hl7ValueError(ValueError):
+    """A value of the message cannot be read; names the field in HL7 terms (e.g. PID-7)."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(f"{where}: {detail}")
+        self.where = where
+
+
+def unescape(
+    text: str, delimiters: tuple[str, str, str, str, str] = ("|", "^", "~", "\\", "&")
+) -> str:
+    """Resolve HL7 escape sequences (\\F\\ \\S\\ \\Xhh\\ …), which hl7apy leaves in values."""
+    field, component, repetition, escape, sub = delimiters
+    if escape not in text:
+        return text
+    simple = {"F": field, "S": component, "T": sub, "R": repetition, "E": escape, ".br": "\n"}
+    parts = text.split(escape)
+    out = [parts[0]]
+    # Escapes come in pairs: \X\ ; odd pieces are escape names, even pieces plain text.
+    for index in range(1, len(parts)):
+        piece = parts[index]
+        if index % 2 == 0:
+            out.append(piece)
+        elif piece in simple:
+            out.append(simple[piece])
+        elif piece.startswith("X") and _HEX.fullmatch(piece[1:]):
+            out.append(bytes.fromhex(piece[1:]).decode("utf-8", errors="replace"))
+        elif index == len(parts) - 1:
+            out.append(escape + piece)  # an unmatched escape character stands for itself
+        # Unknown escapes (\H\, \N\, \Zxx\ formatting) are dropped, as the standard allows.
+    return "".join(out)
+
+
+def text(element: Any) -> str | None:
+    """The element's unescaped text, or None when empty or absent."""
+    if element is None:
+        return None
+    try:
+        raw = element.to_er7()
+    except Exception:
+        return None
+    raw = raw.strip() if isinstance(raw, str) else ""
+    return unescape(raw) if raw else None
+
+
+def timestamp(value: str | None, where: str) -> datetime | None:
+    """An HL7 DTM/TS (YYYYMMDD[HHMM[SS[.S]]][+ZZZZ]) as an aware datetime (UTC)."""
+    if not value:
+        return None
+    value = value.split("^", 1)[0]
+    match = _DTM.fullmatch(value)
+    if match is None:
+        raise Hl7ValueError(where, f"{value!r} is not an HL7 timestamp (YYYYMMDDHHMMSS+ZZZZ)")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    tz = BEIJING
+    if offset:
+        sign = 1 if offset[0] == "+" else -1
+        tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+    try:
+        moment = datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")[:6]),
+            tzinfo=tz,
+        )
+    except ValueError as exc:
+        raise Hl7ValueError(where, f"{value!r} is not a valid date and time ({exc})") from None
+    return moment.astimezone(UTC)
+
+
+def day(value: str | None, where: str) -> date | None:
+    """An HL7 date (the calendar date as written, without time-zone conversion)."""
+    if not value:
+        return None
+    value = value.split("^", 1)[0]
+    if not re.fullmatch(r"\d{8}(\d{0,6})?(\.\d+)?([+-]\d{4})?", value, re.ASCII):
+        raise Hl7ValueError(where, f"{value!r} is not an HL7 date (YYYYMMDD)")
+    try:
+        return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        raise Hl7ValueError(where, f"{value!r} is not a valid date") from None
+
+
+def component(element: Any, position: int) -> str | None:
+    """The unescaped text of one component (1-based) of a field or repetition."""
+    if element is None:
+        return None
+    for child in getattr(element, "children", None) or ():
+        if str(child.name).rsplit("_", 1)[-1] == str(position):
+            return text(child)
+    if position == 1 and not getattr(element, "children", None):
+        return text(element)
+    return None
+
+
+def coded(element: Any, where: str, default_system: str = "LOCAL") -> dict[str, str] | None:
+    """A CE/CWE as {system, code, display}; the display falls back to the code."""
+    if element is None or text(element) is None:
+        return None
+    code = component(element, 1)
+    if not code:
+        raise Hl7ValueError(where, "the coded value has no code (component 1)")
+    display = component(element, 2) or code
+    raw_system = component(element, 3) or default_system
+    system = CODE_SYSTEMS.get(raw_system.upper(), raw_system)
+    return {"system": system, "code": code, "display": display}

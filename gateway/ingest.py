@@ -1,0 +1,196 @@
+"""Publishing for the HTTP and HL7 paths: authorise, deduplicate by event id, publish, record."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import anyio.to_thread
+from psycopg_pool import AsyncConnectionPool
+
+from events.envelope import Event
+from events.publisher import Delivery, Publisher, PublishError
+from gateway.principals import Principal
+from gateway.problems import FieldError, ProblemError, jsonpath, pointer
+
+log = logging.getLogger(__name__)
+
+
+def content_digest(event: Event) -> bytes:
+    """SHA-256 of the event's canonical JSON: equal for equal content, whatever the input's form."""
+    return hashlib.sha256(event.model_dump_json().encode()).digest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Every event's delivery, in request order, and how many were answered from the record."""
+
+    deliveries: list[Delivery]
+    replayed: int
+
+
+def _located(index: int | None, detail: str, *field: str) -> FieldError:
+    loc: list[int | str] = [*([] if index is None else [index]), *field]
+    return FieldError(pointer=pointer(loc), path=jsonpath(loc), detail=detail)
+
+
+class Ingest:
+    """The one way events enter Kafka through the gateway."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        pool: AsyncConnectionPool,
+        *,
+        publish_timeout_s: float,
+        retry_after_s: int,
+    ) -> None:
+        self._publisher = publisher
+        self._pool = pool
+        # The producer gives up at publish_timeout_s; waiting a little longer sees its verdict.
+        self._wait_s = publish_timeout_s + 5.0
+        self._retry_after = str(retry_after_s)
+
+    async def submit(
+        self, principal: Principal, events: Sequence[Event], *, batch: bool = True
+    ) -> Outcome:
+        """Publish what is new, answer retries from the record; 403/409/503 as ProblemError."""
+        self._authorise(principal, events, batch)
+        digests = [content_digest(e) for e in events]
+        first: dict[UUID, int] = {}
+        conflicts: list[FieldError] = []
+        for i, event in enumerate(events):
+            eid = event.envelope.event_id
+            if eid in first and digests[first[eid]] != digests[i]:
+                conflicts.append(
+                    _located(
+                        i if batch else None,
+                        "same event_id as an earlier event of this request with different content",
+                        "envelope",
+                        "event_id",
+                    )
+                )
+            first.setdefault(eid, i)
+        known = await self._recorded(list(first))
+        for i, event in enumerate(events):
+            rec = known.get(event.envelope.event_id)
+            if rec is not None and rec[0] != digests[i] and first[event.envelope.event_id] == i:
+                conflicts.append(
+                    _located(
+                        i if batch else None,
+                        "this event_id was already published with different content",
+                        "envelope",
+                        "event_id",
+                    )
+                )
+        if conflicts:
+            raise ProblemError(
+                409,
+                "Conflict",
+                "an event id is reused with different content; nothing was published",
+                kind="event-id-conflict",
+                errors=conflicts,
+            )
+        fresh = [events[i] for i in first.values() if events[i].envelope.event_id not in known]
+        by_id = {eid: rec[1] for eid, rec in known.items()}
+        if fresh:
+            stored = await self._publish(fresh, digests, first, by_id)
+            by_id.update({d.event_id: d for d in stored})
+        return Outcome(
+            [by_id[e.envelope.event_id] for e in events],
+            replayed=sum(1 for e in events if e.envelope.event_id in known),
+        )
+
+    def _authorise(self, principal: Principal, events: Sequence[Event], batch: bool) -> None:
+        refused = [
+            _located(i if batch else None, why, "envelope", "source")
+            for i, e in enumerate(events)
+            if (why := principal.may_publish(e)) is not None
+        ]
+        if refused:
+            raise ProblemError(
+                403,
+                "Forbidden",
+                "this credential may not publish some of these events; nothing was published",
+                kind="not-your-institution",
+                errors=refused,
+            )
+
+    async def _publish(
+        self,
+        fresh: list[Event],
+        digests: list[bytes],
+        first: dict[UUID, int],
+        known: dict[UUID, Delivery],
+    ) -> list[Delivery]:
+        try:
+            # The producer blocks while it waits for acknowledgements: keep it off the event loop.
+            stored = await anyio.to_thread.run_sync(self._publisher.publish, fresh, self._wait_s)
+        except PublishError as exc:
+            await self._record(exc.stored, fresh, digests, first)
+            raise ProblemError(
+                503,
+                "Service unavailable",
+                f"Kafka acknowledged {len(exc.stored) + len(known)} of "
+                f"{len(fresh) + len(known)} events; retry the others with the same event ids",
+                kind="kafka-unavailable",
+                headers={"Retry-After": self._retry_after},
+                stored=[_delivery_json(d) for d in [*known.values(), *exc.stored]],
+                failed=[{"event_id": str(k), "reason": v} for k, v in exc.failed.items()],
+            ) from exc
+        await self._record(stored, fresh, digests, first)
+        return stored
+
+    async def _recorded(self, event_ids: list[UUID]) -> dict[UUID, tuple[bytes, Delivery]]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT event_id, content_sha256, topic, kafka_partition, kafka_offset"
+                " FROM gateway_published_events WHERE event_id = ANY(%s)",
+                (event_ids,),
+            )
+            rows = await cursor.fetchall()
+        return {r[0]: (bytes(r[1]), Delivery(r[0], r[2], r[3], r[4])) for r in rows}
+
+    async def _record(
+        self,
+        stored: list[Delivery],
+        events: list[Event],
+        digests: list[bytes],
+        first: dict[UUID, int],
+    ) -> None:
+        """Remember acknowledged events; a failure here only costs a republish on retry."""
+        if not stored:
+            return
+        sources = {e.envelope.event_id: e.envelope.source for e in events}
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO gateway_published_events"
+                    " (event_id, content_sha256, source, topic, kafka_partition, kafka_offset)"
+                    " SELECT * FROM unnest(%s::uuid[], %s::bytea[], %s::text[], %s::text[],"
+                    " %s::int[], %s::bigint[]) ON CONFLICT (event_id) DO NOTHING",
+                    (
+                        [d.event_id for d in stored],
+                        [digests[first[d.event_id]] for d in stored],
+                        [sources[d.event_id] for d in stored],
+                        [d.topic for d in stored],
+                        [d.partition for d in stored],
+                        [d.offset for d in stored],
+                    ),
+                )
+        except Exception:
+            # Kafka already has the events, so the answer stays a success; downstream
+            # deduplication by event id makes a later republish harmless.
+            log.exception("could not record %d published events", len(stored))
+
+
+def _delivery_json(d: Delivery) -> dict[str, object]:
+    return {
+        "event_id": str(d.event_id),
+        "topic": d.topic,
+        "partition": d.partition,
+        "offset": d.offset,
+    }

@@ -1,0 +1,70 @@
+"""OpenAPI pieces the routers share: the event schemas of the contracts and problem answers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from events.registry import EVENT_TYPES
+from gateway.problems import PROBLEM_JSON, Problem
+
+_PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not JSON.", "content": _PROBLEM},
+    401: {"description": "No valid bearer token.", "content": _PROBLEM},
+    403: {"description": "The credential may not publish these events.", "content": _PROBLEM},
+    413: {"description": "The body is larger than the gateway accepts.", "content": _PROBLEM},
+    415: {"description": "The body is not of the expected media type.", "content": _PROBLEM},
+    422: {"description": "Invalid events; `errors` locates each field.", "content": _PROBLEM},
+}
+
+_EVENT = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in sorted(EVENT_TYPES)]}
+
+EVENT_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "One event (an object) or a batch (an array of 1 to 1,000 events).",
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    _EVENT,
+                    {"type": "array", "minItems": 1, "maxItems": 1000, "items": _EVENT},
+                ]
+            }
+        }
+    },
+}
+
+
+def _event_components() -> dict[str, Any]:
+    classes: list[type[BaseModel]] = [*EVENT_TYPES.values(), Problem]
+    models: list[tuple[type[BaseModel], Literal["validation"]]] = [
+        (model, "validation") for model in classes
+    ]
+    _, schema = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    defs: dict[str, Any] = schema.get("$defs", {})
+    return defs
+
+
+def install(app: FastAPI) -> None:
+    """Build the OpenAPI document once, with every event type as a component."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(_event_components())
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

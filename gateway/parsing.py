@@ -1,0 +1,81 @@
+"""Turns a JSON body into validated events, or a 422 naming the path of every invalid field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from events.envelope import Event
+from events.registry import UnknownEventType, parse_event
+from gateway.problems import FieldError, ProblemError, field_errors, jsonpath, pointer
+
+
+def _invalid(errors: list[FieldError], detail: str) -> ProblemError:
+    return ProblemError(422, "Unprocessable content", detail, kind="invalid-events", errors=errors)
+
+
+def parse_one(data: Any, prefix: tuple[int, ...] = ()) -> tuple[Event | None, list[FieldError]]:
+    """Validate one event dict; the event, or the located reasons it is refused."""
+    if not isinstance(data, Mapping):
+        here: list[int | str] = list(prefix)
+        return None, [
+            FieldError(
+                pointer=pointer(here), path=jsonpath(here), detail="an event must be a JSON object"
+            )
+        ]
+    try:
+        return parse_event(data), []
+    except UnknownEventType as exc:
+        loc: list[int | str] = [*prefix, "envelope", "event_type"]
+        return None, [FieldError(pointer=pointer(loc), path=jsonpath(loc), detail=str(exc))]
+    except ValidationError as exc:
+        return None, field_errors(exc.errors(include_input=False), prefix)
+
+
+def parse_events(raw: bytes, max_batch: int) -> tuple[list[Event], bool]:
+    """Events of a body holding one event (an object) or a batch (an array); and whether a batch."""
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProblemError(
+            400, "Bad request", f"the body is not JSON: {exc}", kind="not-json"
+        ) from None
+    if isinstance(doc, dict):
+        event, errors = parse_one(doc)
+        if event is None:
+            raise _invalid(errors, "the event is invalid; nothing was published")
+        return [event], False
+    if not isinstance(doc, list):
+        raise _invalid(
+            [
+                FieldError(
+                    pointer="", path="$", detail="expected an event object or an array of events"
+                )
+            ],
+            "the body is neither an event nor a batch",
+        )
+    if not 1 <= len(doc) <= max_batch:
+        raise _invalid(
+            [
+                FieldError(
+                    pointer="",
+                    path="$",
+                    detail=f"a batch holds 1 to {max_batch} events, not {len(doc)}",
+                )
+            ],
+            "the batch size is out of bounds",
+        )
+    events: list[Event] = []
+    found: list[FieldError] = []
+    for index, item in enumerate(doc):
+        event, problems = parse_one(item, (index,))
+        found.extend(problems)
+        if event is not None:
+            events.append(event)
+    if found:
+        bad = len(doc) - len(events)
+        raise _invalid(found, f"{bad} of {len(doc)} events are invalid; nothing was published")
+    return events, True

@@ -1,0 +1,54 @@
+"""What one gateway process shares between requests: the producer, the pool, the catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from events.catalog import Catalog
+from events.publisher import Publisher
+from gateway.config import GatewayConfig
+from gateway.ingest import Ingest
+
+
+@dataclass
+class Gateway:
+    """The process-wide parts; created at start-up, closed at shutdown."""
+
+    config: GatewayConfig
+    catalog: Catalog
+    publisher: Publisher
+    pool: AsyncConnectionPool
+    ingest: Ingest
+
+    @classmethod
+    async def start(cls, config: GatewayConfig, catalog: Catalog) -> Gateway:
+        """Open the connection pool and the producer."""
+        from events.codec import Codec
+
+        publisher = Publisher(
+            config.bootstrap_servers,
+            config.consortium_id,
+            codec=Codec(catalog),
+            # librdkafka must give up no later than the gateway does, so that a 503 is final.
+            config={"delivery.timeout.ms": int(config.publish_timeout_s * 1000)},
+        )
+        pool = AsyncConnectionPool(
+            config.database_url, min_size=1, max_size=config.pool_size, open=False
+        )
+        await pool.open()
+        ingest = Ingest(
+            publisher,
+            pool,
+            publish_timeout_s=config.publish_timeout_s,
+            retry_after_s=config.retry_after_s,
+        )
+        return cls(config, catalog, publisher, pool, ingest)
+
+    async def stop(self) -> None:
+        """Deliver what is queued and close the pool."""
+        import anyio.to_thread
+
+        await anyio.to_thread.run_sync(self.publisher.close)
+        await self.pool.close()

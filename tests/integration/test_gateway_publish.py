@@ -1,0 +1,245 @@
+"""POST /v1/events against real Kafka and PostgreSQL: acknowledged, idempotent, authorised."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from fastapi.testclient import TestClient
+
+from consortium.topics import ensure_topics
+from events.topics import EVENT_TOPICS, event_topic
+from examples import COUNTY_HOSPITAL, TOWNSHIP, example_data
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from gateway.testing import issue_token, serving
+
+TOWNSHIP_TYPES = ("PatientRegistered", "OutpatientVisitStarted", "OrderPlaced", "LabResultReported")
+
+
+def fresh(kind: str, **envelope: Any) -> dict[str, Any]:
+    """An example event as JSON with a new event id."""
+    data = example_data(kind)
+    data["envelope"].update(event_id=str(uuid.uuid4()), **envelope)
+    return data
+
+
+def end_offsets(bootstrap: str, consortium_id: str) -> int:
+    """How many messages the consortium's event topics hold."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets"})
+    try:
+        total = 0
+        for spec in EVENT_TOPICS.values():
+            topic = spec.name(consortium_id)
+            for p in range(spec.partitions):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def config(kafka_bootstrap: str, database_url: str, fresh_consortium_id: str) -> GatewayConfig:
+    ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=EVENT_TOPICS.values())
+    return GatewayConfig(fresh_consortium_id, kafka_bootstrap, database_url)
+
+
+@pytest.fixture
+def client(config: GatewayConfig) -> Iterator[TestClient]:
+    with TestClient(create_app(config)) as client:
+        yield client
+
+
+@pytest.fixture
+def township(database_url: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(database_url, TOWNSHIP)}"}
+
+
+def test_one_event_is_acknowledged_with_where_kafka_stored_it(
+    client: TestClient, township: dict[str, str], config: GatewayConfig
+) -> None:
+    event = fresh("LabResultReported")
+    response = client.post("/v1/events", json=event, headers=township)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["accepted"] == 1
+    [delivery] = body["deliveries"]
+    assert delivery["event_id"] == event["envelope"]["event_id"]
+    assert delivery["topic"] == event_topic("result", config.consortium_id)
+    consumer = Consumer({"bootstrap.servers": config.bootstrap_servers, "group.id": "g"})
+    try:
+        tp = TopicPartition(delivery["topic"], delivery["partition"], delivery["offset"])
+        consumer.assign([tp])
+        message = consumer.poll(20)
+        assert message is not None and message.error() is None
+        assert message.offset() == delivery["offset"]
+        assert dict(message.headers())["event_type"] == b"LabResultReported"
+    finally:
+        consumer.close()
+
+
+def test_a_retried_batch_gets_the_same_answer_and_is_not_published_twice(
+    client: TestClient, township: dict[str, str], config: GatewayConfig
+) -> None:
+    batch = [fresh(TOWNSHIP_TYPES[i % len(TOWNSHIP_TYPES)]) for i in range(40)]
+    first = client.post("/v1/events", json=batch, headers=township)
+    assert first.status_code == 202, first.text
+    assert [d["event_id"] for d in first.json()["deliveries"]] == [
+        e["envelope"]["event_id"] for e in batch
+    ]
+    assert first.headers["Idempotent-Replayed"] == "0"
+    again = client.post("/v1/events", json=batch, headers=township)
+    assert again.status_code == 202
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "40"
+    # A batch mixing known and new events publishes only the new one.
+    extra = fresh("OrderPlaced")
+    mixed = client.post("/v1/events", json=[batch[3], extra], headers=township)
+    assert mixed.status_code == 202
+    assert mixed.json()["deliveries"][0] == first.json()["deliveries"][3]
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == 41
+
+
+def test_an_event_id_reused_with_other_content_is_a_conflict_and_nothing_is_written(
+    client: TestClient, township: dict[str, str], config: GatewayConfig
+) -> None:
+    original = fresh("PatientRegistered")
+    assert client.post("/v1/events", json=original, headers=township).status_code == 202
+    changed = {**original, "name": "王小明"}
+    newcomer = fresh("OrderPlaced")
+    response = client.post("/v1/events", json=[newcomer, changed], headers=township)
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/1/envelope/event_id"]
+    twins = [original, changed]
+    assert client.post("/v1/events", json=twins, headers=township).status_code == 409
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == 1
+
+
+def test_publishing_as_another_institution_is_forbidden_and_nothing_is_written(
+    client: TestClient, township: dict[str, str], config: GatewayConfig
+) -> None:
+    mine = fresh("OrderPlaced")
+    theirs = fresh("PatientAdmitted")  # the county hospital's event
+    assert theirs["envelope"]["source"] == COUNTY_HOSPITAL
+    response = client.post("/v1/events", json=[mine, theirs], headers=township)
+    assert response.status_code == 403
+    problem = response.json()
+    assert problem["status"] == 403
+    assert [e["path"] for e in problem["errors"]] == ["$[1].envelope.source"]
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == 0
+    # A retry of the allowed event alone publishes it: nothing of the refused batch was recorded.
+    ok = client.post("/v1/events", json=mine, headers=township)
+    assert ok.headers["Idempotent-Replayed"] == "0"
+
+
+def test_unknown_event_types_and_institutions_are_422_with_paths(
+    client: TestClient, township: dict[str, str]
+) -> None:
+    unknown_type = fresh("OrderPlaced", event_type="PatientTeleported")
+    unknown_member = fresh("OrderPlaced", source="439901-V999")
+    bad_field = fresh("OrderPlaced")
+    bad_field["priority"] = "WHENEVER"
+    good = fresh("OrderPlaced")
+    response = client.post(
+        "/v1/events", json=[good, unknown_type, unknown_member, bad_field], headers=township
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    pointers = [e["pointer"] for e in response.json()["errors"]]
+    assert pointers == ["/1/envelope/event_type", "/2/envelope/source", "/3/priority"]
+    assert "3 of 4 events are invalid" in response.json()["detail"]
+
+
+def test_without_a_valid_token_nothing_is_accepted_and_revocation_is_immediate(
+    client: TestClient, database_url: str
+) -> None:
+    assert client.post("/v1/events", json=fresh("OrderPlaced")).status_code == 401
+    bogus = {"Authorization": "Bearer cbt_" + "0" * 32 + "_" + "A" * 43}
+    assert client.post("/v1/events", json=fresh("OrderPlaced"), headers=bogus).status_code == 401
+
+    import asyncio
+
+    from psycopg import AsyncConnection
+
+    from gateway import credentials
+    from gateway.principals import Role
+
+    async def issue_and_later_revoke() -> credentials.IssuedCredential:
+        async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+            return await credentials.issue(conn, TOWNSHIP, Role.PUBLISHER)
+
+    issued = asyncio.run(issue_and_later_revoke())
+    headers = {"Authorization": f"Bearer {issued.token}"}
+    assert client.post("/v1/events", json=fresh("OrderPlaced"), headers=headers).status_code == 202
+
+    async def revoke() -> bool:
+        async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+            return await credentials.revoke(conn, issued.credential_id)
+
+    assert asyncio.run(revoke())
+    after = client.post("/v1/events", json=fresh("OrderPlaced"), headers=headers)
+    assert after.status_code == 401
+    assert after.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_bureau_analyst_may_not_publish(client: TestClient, database_url: str) -> None:
+    from gateway.principals import Role
+
+    token = issue_token(database_url, TOWNSHIP, Role.BUREAU_ANALYST)
+    response = client.post(
+        "/v1/events", json=fresh("OrderPlaced"), headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 403
+
+
+def test_oversized_bodies_are_refused_before_being_read_whole(
+    config: GatewayConfig, township: dict[str, str]
+) -> None:
+    small = GatewayConfig(
+        config.consortium_id, config.bootstrap_servers, config.database_url, max_body_bytes=4096
+    )
+    app = create_app(small)
+    with TestClient(app) as client:
+        declared = client.post("/v1/events", content=b"[" + b" " * 5000 + b"]", headers=township)
+        assert declared.status_code == 413
+        assert declared.json()["limit_bytes"] == 4096
+    with serving(create_app(small)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            # A chunked upload with no length that never ends: only the first 8 KiB are sent.
+            head = (
+                "POST /v1/events HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                f"Authorization: {township['Authorization']}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            sock.sendall(head.encode())
+            for _ in range(8):
+                sock.sendall(b"400\r\n" + b" " * 1024 + b"\r\n")
+            answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert "application/problem+json" in answer
+
+
+def test_unreachable_kafka_is_503_with_retry_after_and_says_nothing_was_stored(
+    database_url: str, fresh_consortium_id: str, township: dict[str, str]
+) -> None:
+    from gateway.testing import free_port
+
+    config = GatewayConfig(
+        fresh_consortium_id, f"127.0.0.1:{free_port()}", database_url, publish_timeout_s=1.0
+    )
+    batch = [fresh("OrderPlaced"), fresh("LabResultReported")]
+    with TestClient(create_app(config)) as client:
+        response = client.post("/v1/events", json=batch, headers=township)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    problem = response.json()
+    assert problem["stored"] == []
+    assert sorted(f["event_id"] for f in problem["failed"]) == sorted(
+        e["envelope"]["event_id"] for e in batch
+    )

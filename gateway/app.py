@@ -16,7 +16,6 @@ from gateway import openapi, problems
 from gateway.config import GatewayConfig
 from gateway.routers import asyncapi, events, hl7v2, registry
 from gateway.state import Gateway
-from gateway.telemetry import TracingMiddleware
 
 DESCRIPTION = """\
 Member institutions of the consortium publish clinical events here, over JSON or HL7 v2.
@@ -26,6 +25,8 @@ JSONPath. The schema catalog is served read-only under the Confluent Schema Regi
 """
 
 
+# FastAPI itself opens an OpenTelemetry server span per request (continuing an incoming
+# traceparent); the publisher's span and the Kafka traceparent header descend from it.
 def create_app(
     config: GatewayConfig | None = None,
     catalog: Catalog | None = None,
@@ -67,7 +68,6 @@ def create_app(
     app.include_router(hl7v2.router)
     app.include_router(registry.router)
     app.include_router(asyncapi.router)
-    app.add_middleware(TracingMiddleware)
     problems.install(app)
     openapi.install(app)
 

@@ -122,12 +122,21 @@ def component(element: Any, position: int) -> str | None:
     """The unescaped text of one component (1-based) of a field or repetition."""
     if element is None:
         return None
-    for child in getattr(element, "children", None) or ():
+    children = getattr(element, "children", None) or ()
+    numbered = [c for c in children if str(c.name).rsplit("_", 1)[-1].isdigit()]
+    for child in numbered:
         if str(child.name).rsplit("_", 1)[-1] == str(position):
             return text(child)
-    if position == 1 and not getattr(element, "children", None):
-        return text(element)
-    return None
+    if numbered:
+        return None
+    # A field of a simple type (IS, ST, …) or an unknown one: its components as written.
+    try:
+        raw = str(element.to_er7())
+    except Exception:
+        return None
+    parts = raw.split("^")
+    found = parts[position - 1].strip() if position <= len(parts) else ""
+    return unescape(found) if found else None
 
 
 def coded(element: Any, where: str, default_system: str = "LOCAL") -> dict[str, str] | None:

@@ -1,0 +1,99 @@
+"""HL7 v2 over HTTP and MLLP against real Kafka and PostgreSQL: AA means stored, resends dedup."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from consortium.topics import ensure_topics
+from events.topics import EVENT_TOPICS
+from examples import COUNTY_HOSPITAL, TOWNSHIP
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from gateway.hl7.mllp import END_BLOCK, frame
+from gateway.testing import free_port, issue_token, serving
+
+ADMIT = "\r".join(
+    [
+        f"MSH|^~\\&|HIS|{COUNTY_HOSPITAL}|CONSORTIUM|439901|20240501093015+0800|{{token}}|"
+        "ADT^A01^ADT_A01|{control}|P|2.5|||AL|NE|CHN|UNICODE UTF-8",
+        "EVN|A01|20240501093000+0800",
+        f"PID|1||ZY20240001^^^{COUNTY_HOSPITAL}^MR||欧阳^娜娜||19800101|F",
+        "PV1|1|I|NK01^301^12^^^^^^心内科病区||||D0012^李^明|||CARD||||7|||||ZY20240001-1",
+        "DG1|1||I10.x00^高血压^I10||20240501|A",
+        "ZPV|ignored|这段应被忽略",
+    ]
+)
+
+
+@pytest.fixture
+def served(
+    kafka_bootstrap: str, database_url: str, fresh_consortium_id: str
+) -> Iterator[tuple[str, int]]:
+    ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=EVENT_TOPICS.values())
+    config = GatewayConfig(fresh_consortium_id, kafka_bootstrap, database_url)
+    mllp_port = free_port()
+    with serving(create_app(config, mllp_port=mllp_port)) as url:
+        yield url, mllp_port
+
+
+def exchange(port: int, payload: bytes) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(payload)
+        received = b""
+        while not received.endswith(END_BLOCK):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    assert received.startswith(b"\x0b") and received.endswith(END_BLOCK)
+    return received[1:-2].decode()
+
+
+def test_http_hl7_is_acknowledged_aa_a_resend_again_and_a_foreign_source_ae(
+    served: tuple[str, int], database_url: str
+) -> None:
+    url, _ = served
+    token = issue_token(database_url, COUNTY_HOSPITAL)
+    body = ADMIT.replace("{token}", "").format(control="H1").encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "x-application/hl7-v2+er7"}
+    first = httpx.post(f"{url}/v1/hl7v2", content=body, headers=headers, timeout=30)
+    assert first.status_code == 200, first.text
+    assert "\rMSA|AA|H1" in first.text
+    again = httpx.post(f"{url}/v1/hl7v2", content=body, headers=headers, timeout=30)
+    assert "\rMSA|AA|H1" in again.text
+    township = issue_token(database_url, TOWNSHIP)
+    foreign = httpx.post(
+        f"{url}/v1/hl7v2",
+        content=ADMIT.replace("{token}", "").format(control="H2").encode(),
+        headers={"Authorization": f"Bearer {township}"},
+        timeout=30,
+    )
+    assert foreign.status_code == 403
+    assert "\rMSA|AE|H2" in foreign.text and "\rERR|" in foreign.text
+
+
+def test_mllp_frames_get_acks_and_garbage_gets_ar_on_the_same_connection(
+    served: tuple[str, int], database_url: str
+) -> None:
+    _, port = served
+    token = issue_token(database_url, COUNTY_HOSPITAL)
+    good = ADMIT.replace("{token}", token).format(control="M1")
+    assert "\rMSA|AA|M1" in exchange(port, frame(good))
+    assert "\rMSA|AR|M2" in exchange(
+        port, frame(ADMIT.replace("{token}", "x").format(control="M2"))
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        # Noise before the start block, then an unparseable frame, then a good one.
+        sock.sendall(b"noise" + frame("this is not HL7") + frame(good.replace("|M1|", "|M3|")))
+        received = b""
+        while received.count(END_BLOCK) < 2:
+            chunk = sock.recv(65536)
+            assert chunk, "the listener closed the connection"
+            received += chunk
+    first, second = received.decode().split("\x1c\r")[:2]
+    assert "\rMSA|AR|" in first and "\rERR|" in first
+    assert "\rMSA|AA|M3" in second

@@ -1,0 +1,245 @@
+"""HL7 v2 to events without servers: real-world-shaped messages, malformed input, ACKs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from events.registry import parse_event
+from examples import COUNTY_HOSPITAL, TOWNSHIP, VILLAGE, resident_id
+from gateway.hl7.ack import AckCode, Hl7Error, build_ack
+from gateway.hl7.service import Answer, _prepare, decode
+from gateway.hl7.values import unescape
+
+RID = resident_id()
+
+
+def msh(kind: str, control: str, source: str = COUNTY_HOSPITAL, to: str = "439901") -> str:
+    return (
+        f"MSH|^~\\&|HIS|{source}|CONSORTIUM|{to}|20240501093015+0800||{kind}|{control}|P|2.5"
+        "|||AL|NE|CHN|UNICODE UTF-8"
+    )
+
+
+PID = (
+    f"PID|1||ZY20240001^^^{COUNTY_HOSPITAL}^MR~{RID}^^^CHN^NNCHN||张^三丰||19680312|M|||"
+    "幸福路12号\\T\\3栋^^云溪县^湖南省^^^^^^||13800000000|||||||||01"
+)
+ADMIT = [
+    msh("ADT^A01^ADT_A01", "ADM0001"),
+    "EVN|A01|20240501093000+0800",
+    PID,
+    "PV1|1|I|NK01^301^12^^^^^^心内科病区||||D0012^李^明|||CARD||||7|||||ZY20240001-1",
+    "DG1|1||I10.x00^高血压^I10||20240501|A",
+    "DG1|2||E11.900^2型糖尿病^I10||20240501|W",
+    "ZPV|custom^stuff|这段应被忽略",
+]
+
+
+def mapped(*segments: str) -> list[dict[str, Any]]:
+    _, drafts = _prepare("\r".join(segments))
+    assert not isinstance(drafts, Answer), drafts.ack
+    return drafts
+
+
+def refused(*segments: str) -> Answer:
+    _, answer = _prepare("\r".join(segments))
+    assert isinstance(answer, Answer)
+    return answer
+
+
+def test_an_admission_maps_pid_pv1_and_the_admitting_diagnosis() -> None:
+    [draft] = mapped(*ADMIT)
+    event = parse_event(draft)
+    assert event.event_type == "PatientAdmitted"
+    data = event.model_dump(mode="json")
+    assert data["envelope"]["source"] == COUNTY_HOSPITAL
+    assert data["envelope"]["patient_local_id"] == "ZY20240001"
+    assert data["envelope"]["occurred_at"] == "2024-05-01T01:30:00Z"
+    assert data["ward_code"] == "NK01" and data["bed_number"] == "12"
+    assert data["department_code"] == "CARD" and data["department_name"] == "心内科病区"
+    assert data["admitting_diagnosis"]["code"] == "I10.x00"
+    assert data["admission_source"] == "EMERGENCY_DEPARTMENT"
+    assert data["attending_clinician_id"] == "D0012"
+
+
+def test_the_same_message_maps_to_the_same_event_ids_and_another_one_not() -> None:
+    first = mapped(*ADMIT)[0]["envelope"]["event_id"]
+    assert mapped(*ADMIT)[0]["envelope"]["event_id"] == first
+    other = [msh("ADT^A01^ADT_A01", "ADM0002"), *ADMIT[1:]]
+    assert mapped(*other)[0]["envelope"]["event_id"] != first
+
+
+def test_registration_reads_repeated_identifiers_chinese_names_and_escapes() -> None:
+    drafts = mapped(
+        msh("ADT^A04^ADT_A01", "REG0001", source=TOWNSHIP),
+        "EVN|A04|20240501080000",
+        PID.replace(COUNTY_HOSPITAL, TOWNSHIP).replace("ZY20240001", "P0001234"),
+        "PV1|1|O|MZ01^^^^^^^^全科门诊||||T03-D001^王^芳|||GEN|||||||||MZ20240501-0001",
+        "PV2|||头晕^头晕三天",
+    )
+    registered, visit = (parse_event(d) for d in drafts)
+    data = registered.model_dump(mode="json")
+    assert data["name"] == "张三丰"
+    assert data["resident_id_number"] == RID
+    assert data["sex"] == "MALE" and data["birth_date"] == "1968-03-12"
+    assert data["address"] == "湖南省云溪县幸福路12号&3栋"
+    assert data["ethnicity"] == "01"
+    # No offset in EVN-2: Beijing time.
+    assert data["envelope"]["occurred_at"] == "2024-05-01T00:00:00Z"
+    assert visit.event_type == "OutpatientVisitStarted"
+    assert visit.model_dump()["chief_complaint"] == "头晕三天"
+
+
+def test_transfer_discharge_and_update() -> None:
+    transfer = mapped(
+        msh("ADT^A02^ADT_A02", "TRF1"),
+        "EVN|A02|20240502100000+0800",
+        PID,
+        "PV1|1|I|ICU1^^3^^^^^^重症医学科|||NK01^301^12|D0012|||ICU|||||||||ZY20240001-1",
+    )
+    moved = parse_event(transfer[0]).model_dump()
+    assert (moved["from_ward_code"], moved["from_bed_number"]) == ("NK01", "12")
+    assert (moved["to_ward_code"], moved["to_department_name"]) == ("ICU1", "重症医学科")
+    discharge = mapped(
+        msh("ADT^A03^ADT_A03", "DIS1"),
+        "EVN|A03|20240508100000+0800",
+        PID,
+        "PV1|1|I|NK01^301^12||||D0012|||CARD|||||||||ZY20240001-1|||||||||||||||||01",
+        "DG1|1||I10.x00^高血压^I10||20240508|F|||||||||1",
+        "DG1|2||E11.900^2型糖尿病^I10||20240508|F|||||||||2",
+    )
+    event = parse_event(discharge[0]).model_dump(mode="json")
+    assert event["discharge_disposition"] == "HOME"
+    assert [d["role"] for d in event["discharge_diagnoses"]] == ["PRINCIPAL", "SECONDARY"]
+    update = mapped(msh("ADT^A08^ADT_A01", "UPD1"), "EVN|A08|20240502", PID)
+    assert parse_event(update[0]).event_type == "PatientDemographicsUpdated"
+
+
+def test_orders_and_cancellations() -> None:
+    drafts = mapped(
+        msh("ORM^O01^ORM_O01", "ORD1", source=TOWNSHIP),
+        PID.replace("ZY20240001", "P0001234"),
+        "PV1|1|O|MZ01||||||||||||||||MZ20240501-0001",
+        "ORC|NW|JY20240501-0310|||||^^^^^S|||||T03-D001^王^芳",
+        "OBR|1|JY20240501-0310||1558-6^空腹血糖^LN|||||||||禁食8小时|||||||||||LAB",
+        "ORC|CA|JY20240501-0299||||||||||T03-D001",
+    )
+    placed, cancelled = (parse_event(d) for d in drafts)
+    assert placed.model_dump(mode="json")["priority"] == "STAT"
+    assert placed.model_dump(mode="json")["category"] == "LAB"
+    assert placed.model_dump(mode="json")["instructions"] == "禁食8小时"
+    assert cancelled.event_type == "OrderCancelled"
+
+
+def test_results_one_event_per_obx_and_corrections_become_amendments() -> None:
+    drafts = mapped(
+        msh("ORU^R01^ORU_R01", "LAB1", source=TOWNSHIP),
+        PID.replace("ZY20240001", "P0001234"),
+        "OBR|1|JY20240501-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+        "OBX|1|NM|1558-6^空腹血糖^LN||7.8|mmol/L|3.9-6.1|H|||F|||20240501073000+0800",
+        "OBX|2|ST|GLU-COMMENT^备注^L||溶血\\R\\复查|||N|||F",
+        "OBX|3|NM|2345-7^血糖^LN||6.0|mmol/L|3.9-6.1|N|||C|||||T03-D001",
+        "ZLB|ignored",
+    )
+    first, second, third = (parse_event(d) for d in drafts)
+    one = first.model_dump(mode="json")
+    assert one["value_numeric"] == 7.8 and one["abnormal_flag"] == "HIGH"
+    assert one["reference_range"] == {"low": 3.9, "high": 6.1, "text": "3.9-6.1"}
+    assert one["observed_at"] == "2024-04-30T23:30:00Z"
+    assert second.model_dump()["value_string"] == "溶血~复查"
+    assert third.event_type == "ResultAmended"
+
+
+def test_referral_request_and_acceptance_share_one_referral_id() -> None:
+    request = mapped(
+        msh("REF^I12^REF_I12", "REF1", source=VILLAGE, to=TOWNSHIP),
+        "RF1|P^待处理|R^常规|全科门诊^全科门诊 血压管理|||V017-R0088",
+        "PRD|RP|赵^医生|||||V017-D001",
+        "PID|1||V017-0088^^^^PI||刘^芳||19700101|F",
+        "DG1|1||I10.x00^高血压^I10",
+        "NTE|1||血压控制不佳，170/100 mmHg",
+    )
+    asked = parse_event(request[0]).model_dump(mode="json")
+    assert asked["direction"] == "UP" and asked["to_institution"] == TOWNSHIP
+    assert asked["clinical_summary"].startswith("血压控制不佳")
+    assert asked["requesting_clinician_id"] == "V017-D001"
+    # The answer names the referral by the referrer's number, in MSH-6's namespace.
+    accept_with_id = mapped(
+        msh("RRI^I12^RRI_I12", "RRI2", source=TOWNSHIP, to=VILLAGE),
+        "RF1|A^接受|R||||V017-R0088|20240502090000+0800",
+        "PRD|RT|孙^医生|||||T03-RD01",
+        "PID|1||T03-P5521^^^^PI||刘^芳||19700101|F",
+    )
+    answered = parse_event(accept_with_id[0]).model_dump(mode="json")
+    assert answered["referral_id"] == asked["referral_id"]
+    assert answered["accepted_by"] == "T03-RD01"
+
+
+def test_a_message_without_the_referral_number_is_an_error_naming_rf1_6() -> None:
+    answer = refused(
+        msh("RRI^I12^RRI_I12", "RRI1", source=TOWNSHIP, to=VILLAGE),
+        "RF1|A",
+        "PID|1||T03-P5521^^^^PI",
+    )
+    assert answer.code is AckCode.ERROR
+    assert "ERR||RF1^1^6|101^" in answer.ack
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("", AckCode.REJECT),
+        ("hello", AckCode.REJECT),
+        ("MSH|^~\\&|", AckCode.REJECT),
+        ("PID|1||X", AckCode.REJECT),
+        (msh("ADT^A99^ADT_A01", "X1"), AckCode.REJECT),
+        (msh("SIU^S12", "X2"), AckCode.REJECT),
+        ("MSH|^~\\&|HIS|439901-C01|A|B|2024|x|ADT^A01|1|P|9.9", AckCode.REJECT),
+        (msh("ADT^A01^ADT_A01", "X3") + "\rPID|1||ZY1^^^^MR\rPV1|1|I", AckCode.ERROR),
+    ],
+)
+def test_malformed_or_unsupported_messages_are_refused_with_an_err_segment(
+    text: str, code: AckCode
+) -> None:
+    answer = refused(text) if text else refused("")
+    assert answer.code is code
+    assert f"MSA|{code.value}|" in answer.ack
+    assert "\rERR|" in answer.ack
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=400))
+def test_no_input_crashes_the_hl7_path(noise: str) -> None:
+    for candidate in (noise, msh("ADT^A01^ADT_A01", "F1") + "\r" + noise):
+        _, result = _prepare(candidate)
+        if isinstance(result, Answer):
+            assert result.code in (AckCode.ERROR, AckCode.REJECT)
+            assert result.ack.startswith("MSH|")
+
+
+def test_escape_sequences_resolve() -> None:
+    assert unescape("a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f") == "a|b^c&d~e\\f"
+    assert unescape("\\X E4BDA0\\") in ("\\X E4BDA0\\", "")
+    assert unescape("\\XE4BDA0\\好") == "你好"
+    assert unescape("trailing\\") == "trailing\\"
+
+
+def test_acks_echo_the_control_id_and_escape_error_texts() -> None:
+    from gateway.hl7.service import _parse
+
+    message = _parse("\r".join(ADMIT))
+    ack = build_ack(message, AckCode.ERROR, [Hl7Error("102", "a|b^c", "PID-7")])
+    segments = ack.split("\r")
+    assert segments[0].startswith("MSH|^~\\&|CONSORTIUM|GATEWAY|HIS|439901-C01|")
+    assert segments[1] == "MSA|AE|ADM0001"
+    assert segments[2].startswith("ERR||PID^1^7|102^Data type error^HL70357|E")
+    assert segments[2].endswith("a\\F\\b\\S\\c")
+
+
+def test_gb18030_bodies_are_read() -> None:
+    assert decode("张三".encode("gb18030")) == "张三"
+    assert decode("张三".encode()) == "张三"

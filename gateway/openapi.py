@@ -51,6 +51,19 @@ def _event_components() -> dict[str, Any]:
     return defs
 
 
+def _problem_422s(doc: dict[str, Any]) -> None:
+    """Invalid parameters are answered as problem+json (or the registry's shape), not FastAPI's."""
+    for path, item in doc.get("paths", {}).items():
+        for operation in item.values():
+            response = operation.get("responses", {}).get("422")
+            if response is None:
+                continue
+            content = dict(_PROBLEM)
+            if not path.startswith("/v1/"):
+                content.update({"application/vnd.schemaregistry.v1+json": {"schema": {}}})
+            response["content"] = content
+
+
 def install(app: FastAPI) -> None:
     """Build the OpenAPI document once, with every event type as a component."""
 
@@ -63,7 +76,14 @@ def install(app: FastAPI) -> None:
                 routes=app.routes,
                 tags=app.openapi_tags,
             )
-            doc.setdefault("components", {}).setdefault("schemas", {}).update(_event_components())
+            components = doc.setdefault("components", {}).setdefault("schemas", {})
+            components.update(_event_components())
+            components["RegistryError"] = {
+                "type": "object",
+                "properties": {"error_code": {"type": "integer"}, "message": {"type": "string"}},
+                "required": ["error_code", "message"],
+            }
+            _problem_422s(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -13,11 +13,29 @@ from gateway.deps import CatalogDep
 # Registry clients expect this media type and the registry's own error shape, not problem+json.
 REGISTRY_JSON = "application/vnd.schemaregistry.v1+json"
 
-router = APIRouter(tags=["schema registry"])
+
+class RegistryJSONResponse(JSONResponse):
+    """JSON in the Schema Registry's media type."""
+
+    media_type = REGISTRY_JSON
+
+
+_ERROR = {REGISTRY_JSON: {"schema": {"$ref": "#/components/schemas/RegistryError"}}}
+router = APIRouter(
+    tags=["schema registry"],
+    default_response_class=RegistryJSONResponse,
+    responses={
+        404: {
+            "description": "40401 subject, 40402 version, 40403 schema not found",
+            "content": _ERROR,
+        },
+        422: {"description": "42202 invalid version, or an invalid path parameter"},
+    },
+)
 
 
 def _answer(body: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status, media_type=REGISTRY_JSON)
+    return RegistryJSONResponse(body, status_code=status)
 
 
 def _error(status: int, code: int, message: str) -> JSONResponse:

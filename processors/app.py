@@ -34,6 +34,8 @@ class ProcessorConfig:
     batch_within_s: float = 0.05
     tick_interval_s: float = 5.0
     strict_decoding: bool = False
+    # A SIGKILLed worker holds its partitions until this expires (faust's default is 60 s).
+    session_timeout_s: float = 10.0
 
 
 def group_id(consortium_id: str, projection: str) -> str:
@@ -67,6 +69,8 @@ def build_app(projection: Projection[Any, Any], config: ProcessorConfig) -> faus
         web_enabled=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=config.session_timeout_s,
+        broker_heartbeat_interval=config.session_timeout_s / 4,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -84,11 +88,12 @@ def build_app(projection: Projection[Any, Any], config: ProcessorConfig) -> faus
         async for events in stream.take_events(config.batch_size, within=config.batch_within_s):
             await _until_done(processor, [record_of(e.message) for e in events])
 
-    async def position(_sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
-        assigned = args[0]
-        # Faust seeks each assigned partition to Kafka's committed offset right after this
-        # signal; committing PostgreSQL's positions first makes it seek where we want.
-        mine = {tp for tp in assigned if tp.topic in topics.topics}
+    async def position(_sender: Any, /, *_args: Any, signal: Any, **_: Any) -> None:
+        # With no faust tables, recovery awaits this signal and then seeks every assigned
+        # partition to Kafka's committed offset; committing PostgreSQL's positions here
+        # first makes that seek land where the projection's own record says.
+        consumer: Any = app.consumer
+        mine = {tp for tp in consumer.assignment() if tp.topic in topics.topics}
         if not mine:
             return
         stored = await asyncio.to_thread(
@@ -99,7 +104,6 @@ def build_app(projection: Projection[Any, Any], config: ProcessorConfig) -> faus
         )
         offsets = {tp: stored[(tp.topic, tp.partition)] for tp in mine}
         log.info("%s: resuming at PostgreSQL positions %s", projection.name, offsets)
-        consumer: Any = app.consumer
         if not await consumer._commit(offsets):
             raise RuntimeError(f"could not move the group to PostgreSQL positions {offsets}")
 
@@ -109,7 +113,7 @@ def build_app(projection: Projection[Any, Any], config: ProcessorConfig) -> faus
         except Exception:
             log.exception("%s: the clock sweep failed; it runs again next tick", projection.name)
 
-    app.on_partitions_assigned.connect(position)
+    app.on_rebalance_complete.connect(position)
     app.timer(interval=config.tick_interval_s)(tick)
     return app
 

@@ -30,6 +30,9 @@ def process(
     batch_size: Annotated[int, typer.Option(min=1, help="Records per batch at most.")] = 2_000,
     within: Annotated[float, typer.Option(help="Seconds to wait for a batch to fill.")] = 0.05,
     strict: StrictOpt = False,
+    session_timeout: Annotated[
+        float, typer.Option(min=6.0, help="Seconds before a dead worker's partitions move.")
+    ] = 10.0,
     loglevel: Annotated[str, typer.Option(help="faust/mode log level.")] = "warning",
 ) -> None:
     """Run a projection's processor (a faust worker in its own consumer group) until stopped."""
@@ -47,6 +50,7 @@ def process(
         batch_size=batch_size,
         batch_within_s=within,
         strict_decoding=strict,
+        session_timeout_s=session_timeout,
     )
     run(projection(name), config, loglevel=loglevel)
 

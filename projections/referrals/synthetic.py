@@ -73,7 +73,9 @@ def referral_flow(rng: random.Random, fate: str, start: datetime = START) -> lis
     answer = at + timedelta(minutes=rng.randrange(5, 90 if fate != "late" else 60 * 100))
     if fate == "rejected":
         events.append(
-            ReferralRejected(envelope=env("ReferralRejected", answer), referral_id=rid, reason="无床位")
+            ReferralRejected(
+                envelope=env("ReferralRejected", answer), referral_id=rid, reason="无床位"
+            )
         )
         return events
     if fate == "cancelled":

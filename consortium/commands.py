@@ -94,5 +94,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(topics_app, name="topics", help="Create and list the consortium's topics.")
     app.command("publish")(publish)
     from consortium.demo import demo
+    from gateway.cli import credentials_app, serve
 
     app.command("demo")(demo)
+    app.command("serve")(serve)
+    app.add_typer(credentials_app, name="credentials", help="Bearer credentials of principals.")

@@ -95,7 +95,10 @@ def register(app: typer.Typer) -> None:
     app.command("publish")(publish)
     from consortium.demo import demo
     from gateway.cli import credentials_app, serve
+    from processors.cli import process, projections_app
 
     app.command("demo")(demo)
     app.command("serve")(serve)
     app.add_typer(credentials_app, name="credentials", help="Bearer credentials of principals.")
+    app.command("process")(process)
+    app.add_typer(projections_app, name="projections", help="Rebuild, digest and list projections.")

@@ -39,7 +39,15 @@ def process(
     from processors.wiring import PROJECTIONS, projection
 
     if name == "all":
-        _run_all(list(PROJECTIONS), sys.argv[2:])
+        options = ["--batch-size", str(batch_size), "--within", str(within)]
+        options += [
+            "--strict" if strict else "--lenient",
+            "--session-timeout",
+            str(session_timeout),
+        ]
+        if bootstrap:
+            options += ["--bootstrap", bootstrap]
+        _run_all(list(PROJECTIONS), [*options, "--loglevel", loglevel])
         return
     from processors.app import ProcessorConfig, run
 

@@ -9,10 +9,11 @@ import opencc
 from pypinyin import Style, lazy_pinyin
 
 # Compound surnames (复姓): the surname is the first two characters, not the first one.
-COMPOUND_SURNAMES = frozenset(
-    "欧阳 司马 诸葛 上官 尉迟 令狐 东方 皇甫 慕容 长孙 宇文 司徒 夏侯 公孙 端木 轩辕 万俟 独孤"
-    " 南宫 西门 澹台 申屠 太史 呼延 钟离 闻人 赫连 公羊 濮阳 淳于 单于 左丘 东郭 百里".split()
-)
+COMPOUND_SURNAMES = frozenset((
+    "欧阳", "司马", "诸葛", "上官", "尉迟", "令狐", "东方", "皇甫", "慕容", "长孙", "宇文", "司徒",
+    "夏侯", "公孙", "端木", "轩辕", "万俟", "独孤", "南宫", "西门", "澹台", "申屠", "太史", "呼延",
+    "钟离", "闻人", "赫连", "公羊", "濮阳", "淳于", "单于", "左丘", "东郭", "百里",
+))  # fmt: skip
 
 # Surnames read differently from the character's common reading (多音字姓氏). pypinyin reads
 # 单 as dan and 曾 as ceng; a clerk typing what the patient says writes shan and zeng.
@@ -41,7 +42,8 @@ def _to_simplified() -> opencc.OpenCC:
 def fold(text: str) -> str:
     """Full-width to half-width, traditional to simplified, separators and case removed."""
     half = unicodedata.normalize("NFKC", text)
-    return _to_simplified().convert(half).translate(_SEPARATORS).lower()
+    simplified: str = _to_simplified().convert(half)
+    return simplified.translate(_SEPARATORS).lower()
 
 
 def split_name(folded: str) -> tuple[str, str]:

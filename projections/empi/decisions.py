@@ -35,4 +35,4 @@ class Decisions:
             patient_local_id=str(person_id),
             causation_id=cause.event_id,
         )
-        self.events.append(cls(envelope=envelope, person_id=person_id, **fields))
+        self.events.append(cls(**{"envelope": envelope, "person_id": person_id, **fields}))

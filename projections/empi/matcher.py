@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -54,35 +54,29 @@ CELLS: Mapping[str, tuple[MatchField, AgreementLevel, str | None]] = MappingProx
     }
 )
 
-# log2(m/u) per cell, m and u estimated on a labelled training county (seed 1, see
-# docs/empi.md); cells absent here weigh 0 (missing values, implied agreements).
+# log2(m/u) per cell, estimated by `consortium empi train --seed 1 --identities 50000` on a
+# labelled training county (monotone, capped; see docs/empi.md); absent cells weigh 0.
 WEIGHTS: Mapping[str, float] = MappingProxyType(
     {
-        "id.agree": 12.0,
+        "id.agree": 9.7,
         "id.first17": 8.0,
-        "id.disagree": -12.0,
-        "insurance.agree": 12.0,
-        "insurance.disagree": -10.0,
-        "name.exact": 9.0,
-        "name.pinyin": 7.0,
-        "name.transposed": 6.0,
-        "name.one_character": 4.0,
-        "name.fuzzy_pinyin": 4.0,
-        "name.surname_only": -3.0,
-        "name.disagree": -9.0,
-        "birth.exact": 8.0,
-        "birth.swapped": 5.0,
-        "birth.january_first": 3.0,
-        "birth.year_month": 3.0,
-        "birth.disagree": -6.0,
-        "sex.agree": 1.0,
-        "sex.disagree": -6.0,
-        "phone.agree": 5.0,
-        "phone.disagree": -1.0,
-        "address.exact": 4.0,
-        "address.contains": 3.0,
-        "address.township": 1.0,
-        "address.disagree": -2.0,
+        "id.disagree": -5.6,
+        "insurance.agree": 20.0,
+        "insurance.disagree": -15.8,
+        "name.exact": 5.9,
+        "name.pinyin": 3.7,
+        "name.transposed": 7.8,
+        "name.surname_only": -9.5,
+        "name.disagree": -7.2,
+        "birth.exact": 6.0,
+        "birth.swapped": 3.4,
+        "birth.disagree": -5.8,
+        "sex.disagree": -5.3,
+        "phone.agree": 4.3,
+        "phone.disagree": -4.2,
+        "address.exact": 4.5,
+        "address.contains": 4.1,
+        "address.disagree": -8.0,
     }
 )
 
@@ -91,8 +85,8 @@ WEIGHTS: Mapping[str, float] = MappingProxyType(
 class Thresholds:
     """Scores at and above `link` link; at and above `review` go to review; below stay apart."""
 
-    link: float = 20.0
-    review: float = 12.0
+    link: float = 10.0
+    review: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +128,23 @@ def compare(a: Identity, b: Identity, weights: Mapping[str, float] = WEIGHTS) ->
         _address(a, b),
     )
     score = sum(weights.get(cell, 0.0) for cell in cells)
-    name_disagrees = cells[2] in _NAME_DISAGREES
+    id_agrees, insurance_agrees = implied, cells[1] == "insurance.agree"
+    # An identifier that agrees while the name or the other identifier disagrees is a
+    # relative's card or a typo: never linked automatically, always shown to an administrator.
+    # Siblings share all but one character of their names (字辈), so one character is too few.
+    # A resident id disagreeing with an agreeing insurance number and name is the other way
+    # round: a relative's id card lent at registration (the insurance card is the patient's own).
+    conflict = (id_agrees or insurance_agrees) and (
+        cells[2] in _NAME_DISAGREES
+        or (id_agrees and cells[2] == "name.one_character" and not insurance_agrees)
+        or (id_agrees and cells[1] == "insurance.disagree")
+    )
     deterministic = None
-    if not name_disagrees:
-        if id_cell == "id.agree":
+    if not conflict:
+        if id_agrees:
             deterministic = MatchMethod.RESIDENT_ID
-        elif cells[1] == "insurance.agree":
+        elif insurance_agrees:
             deterministic = MatchMethod.INSURANCE_NUMBER
-    conflict = name_disagrees and (implied or cells[1] == "insurance.agree")
     return Comparison(score, cells, deterministic, conflict)
 
 
@@ -162,19 +165,30 @@ def _insurance(a: Identity, b: Identity) -> str:
 
 
 def _name(a: Identity, b: Identity) -> str:
-    if a.name == b.name:
-        return "name.exact"
-    if a.name_pinyin == b.name_pinyin:
-        return "name.pinyin"
-    if a.surname == b.surname and len(a.given) == 2 and a.given == b.given[::-1]:
-        return "name.transposed"
-    if len(a.name) == len(b.name) and sum(x != y for x, y in zip(a.name, b.name)) == 1:
-        return "name.one_character"
-    if a.fuzzy_pinyin == b.fuzzy_pinyin:
-        return "name.fuzzy_pinyin"
-    if a.surname_pinyin == b.surname_pinyin:
-        return "name.surname_only"
-    return "name.disagree"
+    """The closest way two folded names agree, from exact down to disagree."""
+    return next((cell for cell, agrees in _NAME_CHECKS if agrees(a, b)), "name.disagree")
+
+
+_NAME_CHECKS: tuple[tuple[str, Callable[[Identity, Identity], bool]], ...] = (
+    ("name.exact", lambda a, b: a.name == b.name),
+    ("name.pinyin", lambda a, b: a.name_pinyin == b.name_pinyin),
+    (
+        "name.transposed",
+        lambda a, b: a.surname == b.surname and len(a.given) == 2 and a.given == b.given[::-1],
+    ),
+    (
+        "name.one_character",
+        lambda a, b: len(a.name) == len(b.name) and _one_character_apart(a, b),
+    ),
+    ("name.fuzzy_pinyin", lambda a, b: a.fuzzy_pinyin == b.fuzzy_pinyin),
+    ("name.surname_only", lambda a, b: a.surname_pinyin == b.surname_pinyin),
+)
+
+
+def _one_character_apart(a: Identity, b: Identity) -> bool:
+    """One character differs, and for a two-character name it is not the whole given name."""
+    differing = [i for i, (x, y) in enumerate(zip(a.name, b.name, strict=True)) if x != y]
+    return len(differing) == 1 and (len(a.name) > 2 or differing[0] == 0)
 
 
 def _birth(a: Identity, b: Identity) -> str:

@@ -15,3 +15,7 @@ commands.register(app)
 def main() -> None:
     """Run the CLI."""
     app()
+
+
+if __name__ == "__main__":
+    main()

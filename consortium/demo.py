@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -11,11 +16,13 @@ from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from consortium.processes import log_ends, processors_running, wait_caught_up
 from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
-from events.membership import Membership, load_membership
+from events.membership import InstitutionLevel, Membership, load_membership
 from events.topics import EVENT_TOPICS, Family
+from infra.runtime import Endpoints
 
 Watermarks = dict[tuple[str, int], int]
 
@@ -40,22 +47,6 @@ class LogSummary:
     def total(self) -> int:
         """Events read."""
         return sum(self.by_type.values())
-
-
-def high_watermarks(bootstrap: str, topics: list[str]) -> Watermarks:
-    """The next offset of every partition of the topics."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "consortium-demo-probe"})
-    try:
-        marks: Watermarks = {}
-        for topic, meta in consumer.list_topics(timeout=10).topics.items():
-            if topic not in topics:
-                continue
-            for partition in meta.partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
-                marks[topic, partition] = high
-        return marks
-    finally:
-        consumer.close()
 
 
 def read_back(bootstrap: str, start: Watermarks, end: Watermarks, codec: Codec) -> LogSummary:
@@ -121,7 +112,9 @@ def demo(
     days: Annotated[float, typer.Option(min=0.1, help="Simulated days.")] = 7.0,
     population: Annotated[int, typer.Option(min=100, help="Residents simulated.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Same seed, same county, same week.")] = 1,
-    serve: Annotated[bool, typer.Option("--serve", help="Keep everything running.")] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then run the gateway until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Set up, run a simulated county week through the backbone, and show what users see."""
     from consortium.settings import get_settings
@@ -146,7 +139,7 @@ def demo(
             f"{sum(not o.created for o in created)} already there"
         )
         topics = [spec.name(settings.consortium_id) for spec in EVENT_TOPICS.values()]
-        before = high_watermarks(bootstrap, topics)
+        before = log_ends(bootstrap, topics)
 
         console.rule(f"[bold]2. a simulated county: {days:g} days, {population:,} residents")
         membership = load_membership()
@@ -158,9 +151,7 @@ def demo(
         )
 
         console.rule("[bold]3. what the log now holds (read back and decoded)")
-        summary = read_back(
-            bootstrap, before, high_watermarks(bootstrap, topics), Codec(Catalog.load())
-        )
+        summary = read_back(bootstrap, before, log_ends(bootstrap, topics), Codec(Catalog.load()))
         console.print(institutions_table(summary, membership))
         console.print(types_table(summary))
         directions = ", ".join(
@@ -169,17 +160,89 @@ def demo(
         console.print(f"referrals requested by direction — {directions or 'none'}")
         status = "all" if summary.total == total else f"MISMATCH: {summary.total:,} of"
         console.print(f"read back {status} {total:,} published events")
-        console.print(
-            "[dim]The referral board, the shared record and the bureau's figures are printed here "
-            "by their projections as they are deployed; this build has none yet.[/dim]"
-        )
         if summary.total != total:
             raise typer.Exit(1)
+
+        console.rule("[bold]4. the projections (faust processors → PostgreSQL)")
+        with processors_running(endpoints, settings.consortium_id) as child:
+            wait_caught_up(endpoints, settings.consortium_id, child, report=_every(console, 5.0))
+            console.print("every projection has applied the whole log")
+            show_projections(console, endpoints.database_url, membership)
+            if serve:
+                serve_until_interrupted(console, endpoints, child)
     finally:
-        if serve:
-            console.rule("[bold]4. still running")
-            console.print(endpoints.export_lines(), end="")
-            console.print("stop with: consortium infra down")
-        else:
-            console.rule("[bold]4. shutting down")
-            shut_down(report=console.print)
+        console.rule("[bold]shutting down")
+        shut_down(report=console.print)
+
+
+def _every(console: Console, seconds: float) -> Callable[[str], None]:
+    """A reporter that prints at most one line per interval."""
+    last = [0.0]
+
+    def report(line: str) -> None:
+        if time.monotonic() - last[0] >= seconds:
+            console.print(line)
+            last[0] = time.monotonic()
+
+    return report
+
+
+def show_projections(console: Console, database_url: str, membership: Membership) -> None:
+    """What a referral desk sees: the consortium's referral board."""
+    import psycopg
+
+    from projections.referrals.queries import board_summary, list_referrals
+
+    with psycopg.connect(database_url) as conn:
+        board = board_summary(conn)
+        county = membership.at_level(InstitutionLevel.COUNTY_HOSPITAL)[0]
+        latest = list_referrals(conn, county.code, limit=8)
+    table = Table(title="Referral board, consortium-wide")
+    table.add_column("state")
+    table.add_column("referrals", justify="right")
+    for state, count in board["by_state"].items():
+        table.add_row(state, f"{count:,}")
+    console.print(table)
+    directions = ", ".join(f"{k}: {v}" for k, v in board["by_direction"].items())
+    console.print(f"by direction — {directions}; overdue: {board['overdue']}")
+    desk = Table(title=f"The referral desk of {county.name}: latest referrals")
+    for column in ("requested", "from", "to", "direction", "urgency", "state", "overdue"):
+        desk.add_column(column)
+    for r in latest:
+        desk.add_row(
+            f"{r['requested_at']:%m-%d %H:%M}" if r["requested_at"] else "",
+            membership[r["from_institution"]].name,
+            membership[r["to_institution"]].name,
+            r["direction"],
+            r["urgency"],
+            r["state"],
+            "yes" if r["overdue"] else "",
+        )
+    console.print(desk)
+
+
+def serve_until_interrupted(
+    console: Console, endpoints: Endpoints, processors: subprocess.Popen[bytes]
+) -> None:
+    """Run the gateway beside the processors until Ctrl-C."""
+    from gateway.testing import free_port
+
+    port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": endpoints.bootstrap_servers}
+    env["DATABASE_URL"] = endpoints.database_url
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "consortium.cli", "serve", "--port", str(port)], env=env
+    )
+    console.rule("[bold]serving")
+    console.print(f"gateway:  http://127.0.0.1:{port}/docs  (OpenAPI at /openapi.json)")
+    console.print(f"catalog:  http://127.0.0.1:{port}/subjects  (Schema Registry paths)")
+    console.print(endpoints.export_lines(), end="")
+    console.print("Ctrl-C stops the gateway, the processors and the servers.")
+    try:
+        while gateway.poll() is None and processors.poll() is None:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -69,6 +70,8 @@ def _run_all(names: list[str], options: list[str]) -> None:
         subprocess.Popen([sys.executable, "-m", "processors.cli", "process", n, *options])
         for n in names
     ]
+    # SIGTERM must run the finally below, or the children would outlive their parent.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while all(child.poll() is None for child in children):
             time.sleep(1.0)

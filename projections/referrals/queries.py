@@ -68,3 +68,22 @@ def get_referral(conn: Connection[Any], referral_id: UUID) -> dict[str, Any] | N
             (referral_id,),
         ).fetchall()
     return row
+
+
+def board_summary(conn: Connection[Any]) -> dict[str, Any]:
+    """The consortium-wide board: referrals by state and direction, and how many are overdue."""
+    with conn.cursor() as cur:
+        by_state = dict(
+            cur.execute(
+                "SELECT state, count(*) FROM referrals.referrals"
+                " WHERE state <> 'AWAITING_REQUEST' GROUP BY state ORDER BY state"
+            ).fetchall()
+        )
+        by_direction = dict(
+            cur.execute(
+                "SELECT direction, count(*) FROM referrals.referrals"
+                " WHERE state <> 'AWAITING_REQUEST' GROUP BY direction ORDER BY direction"
+            ).fetchall()
+        )
+        row = cur.execute("SELECT count(*) FROM referrals.referrals WHERE overdue").fetchone()
+    return {"by_state": by_state, "by_direction": by_direction, "overdue": row[0] if row else 0}

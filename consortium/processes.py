@@ -1,0 +1,99 @@
+"""Runs the projection processors as child processes and waits until they have caught up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from confluent_kafka import Consumer, TopicPartition
+
+from events.topics import event_topic
+from infra.runtime import Endpoints
+
+
+@contextmanager
+def processors_running(
+    endpoints: Endpoints, consortium_id: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`consortium process all` as a child process, stopped (SIGTERM) when the block ends."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": endpoints.bootstrap_servers,
+        "DATABASE_URL": endpoints.database_url,
+        "CONSORTIUM_ID": consortium_id,
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-m", "processors.cli", "process", "all"], env=env, start_new_session=True
+    )
+    try:
+        yield child
+    finally:
+        stop_group(child)
+
+
+def stop_group(child: subprocess.Popen[bytes], timeout: float = 40.0) -> None:
+    """SIGTERM the child's whole process group, then SIGKILL whatever outlives the timeout."""
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        child.poll()
+        try:
+            os.killpg(child.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def log_ends(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The next offset of every partition of the topics."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "consortium-log-ends"})
+    try:
+        ends: dict[tuple[str, int], int] = {}
+        for topic in topics:
+            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+                ends[topic, partition] = int(high)
+        return ends
+    finally:
+        consumer.close()
+
+
+def wait_caught_up(
+    endpoints: Endpoints,
+    consortium_id: str,
+    child: subprocess.Popen[bytes],
+    timeout: float = 300.0,
+    report: Callable[[str], None] = lambda _: None,
+) -> None:
+    """Return once every registered projection has consumed its topics up to their current end."""
+    from processors.positions import stored_positions
+    from processors.wiring import PROJECTIONS
+
+    deadline = time.monotonic() + timeout
+    for projection in PROJECTIONS.values():
+        topics = [event_topic(f, consortium_id) for f in projection.families]
+        ends = log_ends(endpoints.bootstrap_servers, topics)
+        total = sum(ends.values())
+        while True:
+            if child.poll() is not None:
+                raise RuntimeError(f"the processors stopped (exit {child.returncode})")
+            stored = stored_positions(endpoints.database_url, projection.name, ends)
+            behind = sum(max(0, ends[tp] - stored[tp]) for tp in ends)
+            report(f"{projection.name}: {total - behind:,} of {total:,} log positions applied")
+            if behind == 0:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{projection.name} still {behind:,} records behind")
+            time.sleep(1.0)

@@ -203,7 +203,7 @@ def estimate_weights(labelled: LabelledSet, hasher: IdHasher) -> dict[str, float
     identities: dict[RecordKey, Identity] = {}
     for event in labelled.registrations:
         key = (event.envelope.source, event.envelope.patient_local_id or "")
-        identity = identity_of(Demographics.of(event), hasher)
+        identity = identity_of(Demographics.of(event, hasher))
         identities[key] = identity
         seen: set[RecordKey] = set()
         for block in blocking_keys(identity):

@@ -15,7 +15,6 @@ from projections.empi import chinese
 RecordKey = tuple[str, str]  # (institution code, local patient id)
 _UNKNOWN_SEXES = frozenset({"UNKNOWN", "UNSPECIFIED"})
 _DEMOGRAPHICS = (
-    "resident_id_number",
     "medical_insurance_number",
     "name",
     "sex",
@@ -40,26 +39,53 @@ class IdHasher:
 
 
 @dataclass(frozen=True, slots=True)
+class HashedId:
+    """A resident id number as the index keeps it: keyed hashes and whether its check digit holds.
+
+    A wrong check digit is flagged, not trusted: such an id never links deterministically
+    (`full` is None), but its first 17 characters may still agree with another record's.
+    """
+
+    full: str | None
+    first17: str
+    valid: bool
+
+
+def hash_resident_id(value: str | None, hasher: IdHasher) -> HashedId | None:
+    """The keyed hashes of a resident id number; None when absent or not 18 characters."""
+    if not value:
+        return None
+    text = chinese.fold(value).upper()
+    if len(text) != 18 or not text[:17].isdigit():
+        return None
+    valid = resident_id_check_char(text[:17]) == text[17]
+    return HashedId(hasher(text) if valid else None, hasher(text[:17]), valid)
+
+
+@dataclass(frozen=True, slots=True)
 class Demographics:
-    """The identifying fields of one local record as the source last stated them."""
+    """The identifying fields of one local record as the source last stated them (id hashed)."""
 
     name: str
     sex: str
     birth_date: date
-    resident_id_number: str | None = None
+    resident_id: HashedId | None = None
     medical_insurance_number: str | None = None
     phone: str | None = None
     address: str | None = None
     township_division_code: str | None = None
 
     @classmethod
-    def of(cls, event: PatientRegistered) -> Demographics:
+    def of(cls, event: PatientRegistered, hasher: IdHasher) -> Demographics:
         """The demographics a registration states."""
-        return cls(**{f: _plain(getattr(event, f)) for f in _DEMOGRAPHICS})
+        fields = {f: _plain(getattr(event, f)) for f in _DEMOGRAPHICS}
+        return cls(resident_id=hash_resident_id(event.resident_id_number, hasher), **fields)
 
-    def updated(self, event: PatientDemographicsUpdated) -> Demographics:
+    def updated(self, event: PatientDemographicsUpdated, hasher: IdHasher) -> Demographics:
         """These demographics with the update's non-null fields applied (null means unchanged)."""
         changes = {f: _plain(getattr(event, f)) for f in _DEMOGRAPHICS}
+        if event.resident_id_number is not None:
+            changes["resident_id"] = hash_resident_id(event.resident_id_number, hasher)
         return replace(self, **{f: v for f, v in changes.items() if v is not None})
 
 
@@ -89,14 +115,14 @@ class Identity:
     township: str | None
 
 
-def identity_of(demographics: Demographics, hasher: IdHasher) -> Identity:
+def identity_of(demographics: Demographics) -> Identity:
     """The features the matcher compares, computed once per record version."""
     name = chinese.fold(demographics.name)
     surname, given = chinese.split_name(name)
     given_syllables = chinese.syllables(given)
     surname_reading = chinese.surname_pinyin(surname)
     full = (surname_reading, *given_syllables)
-    id_hash, id17_hash, valid = _hashed_id(demographics.resident_id_number, hasher)
+    hashed = demographics.resident_id
     insurance = chinese.digits(demographics.medical_insurance_number or "") or None
     phone = _phone(demographics.phone)
     address = chinese.fold(demographics.address) if demographics.address else None
@@ -110,29 +136,14 @@ def identity_of(demographics: Demographics, hasher: IdHasher) -> Identity:
         fuzzy_pinyin=" ".join(chinese.fuzzy(s) for s in full),
         sex=None if demographics.sex in _UNKNOWN_SEXES else demographics.sex,
         birth_date=demographics.birth_date,
-        id_hash=id_hash,
-        id17_hash=id17_hash,
-        id_check_valid=valid,
+        id_hash=hashed.full if hashed else None,
+        id17_hash=hashed.first17 if hashed else None,
+        id_check_valid=hashed.valid if hashed else False,
         insurance=insurance,
         phone=phone,
         address=address or None,
         township=demographics.township_division_code,
     )
-
-
-def _hashed_id(value: str | None, hasher: IdHasher) -> tuple[str | None, str | None, bool]:
-    """Hashes of the whole id and of its first 17 characters, and whether its check digit holds.
-
-    A wrong check digit is flagged, not trusted: such an id never links deterministically, but
-    its first 17 characters may still agree with another record's (a typo in the last one).
-    """
-    if not value:
-        return None, None, False
-    text = chinese.fold(value).upper()
-    if len(text) != 18 or not text[:17].isdigit():
-        return None, None, False
-    valid = resident_id_check_char(text[:17]) == text[17]
-    return (hasher(text) if valid else None), hasher(text[:17]), valid
 
 
 def _phone(value: str | None) -> str | None:

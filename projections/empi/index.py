@@ -104,9 +104,9 @@ def apply(state: IndexState, event: Event) -> tuple[IndexState, list[Event]]:
 
 def _registered(state: IndexState, event: Any, out: Decisions) -> None:
     key: RecordKey = (event.envelope.source, event.envelope.patient_local_id)
-    demographics = Demographics.of(event)
+    demographics = Demographics.of(event, state.config.hasher)
     for update in state.parked_updates.pop(key, []):
-        demographics = demographics.updated(update)
+        demographics = demographics.updated(update, state.config.hasher)
     if key in state.demographics:
         _restated(state, key, demographics, out)
         return
@@ -138,7 +138,7 @@ def _updated(state: IndexState, event: Any, out: Decisions) -> None:
         # The update overtook its registration (e.g. one was dead-lettered): apply it later.
         state.parked_updates.setdefault(key, []).append(event)
         return
-    _restated(state, key, known.updated(event), out)
+    _restated(state, key, known.updated(event, state.config.hasher), out)
 
 
 def _restated(
@@ -240,7 +240,7 @@ def _index(state: IndexState, key: RecordKey, demographics: Demographics) -> Non
     if old is not None:
         for block in blocking_keys(old):
             state.blocks[block].pop(key, None)
-    identity = identity_of(demographics, state.config.hasher)
+    identity = identity_of(demographics)
     state.demographics[key] = demographics
     state.identities[key] = identity
     for block in blocking_keys(identity):

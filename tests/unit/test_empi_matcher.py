@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from events.person import MatchMethod
 from examples import resident_id
 from projections.empi import chinese
-from projections.empi.identity import Demographics, Identity, IdHasher, identity_of
+from projections.empi.identity import (
+    Demographics,
+    Identity,
+    IdHasher,
+    hash_resident_id,
+    identity_of,
+)
 from projections.empi.matcher import WEIGHTS, Thresholds, blocking_keys, compare
 
 HASHER = IdHasher(b"unit-test-key-of-sixteen-bytes!!")
@@ -31,7 +37,9 @@ def person(**changes: Any) -> Identity:
         "address": "石门镇杨溪村3组12号",
         "township_division_code": "439901102",
     }
-    return identity_of(Demographics(**(fields | changes)), HASHER)
+    fields |= changes
+    hashed = hash_resident_id(fields.pop("resident_id_number"), HASHER)
+    return identity_of(Demographics(resident_id=hashed, **fields))
 
 
 def test_traditional_full_width_and_separators_fold_away() -> None:

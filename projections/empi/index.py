@@ -70,6 +70,11 @@ class IndexState:
     apart: set[tuple[RecordKey, uuid.UUID]] = field(default_factory=set)
     parked_updates: dict[RecordKey, list[PatientDemographicsUpdated]] = field(default_factory=dict)
     parked_decisions: dict[uuid.UUID, MatchReviewDecided] = field(default_factory=dict)
+    # When each record was last placed in its blocks and in its person: block and member order
+    # decide ties, so a state reloaded from PostgreSQL sorts by these to decide the same way.
+    serial: int = 0
+    indexed_at: dict[RecordKey, int] = field(default_factory=dict)
+    assigned_at: dict[RecordKey, int] = field(default_factory=dict)
 
 
 def new_state(config: IndexConfig) -> IndexState:
@@ -243,6 +248,8 @@ def _index(state: IndexState, key: RecordKey, demographics: Demographics) -> Non
     identity = identity_of(demographics)
     state.demographics[key] = demographics
     state.identities[key] = identity
+    state.serial += 1
+    state.indexed_at[key] = state.serial
     for block in blocking_keys(identity):
         state.blocks.setdefault(block, {})[key] = None
 
@@ -310,6 +317,8 @@ def _new_person_id(state: IndexState, key: RecordKey) -> uuid.UUID:
 def _assign(state: IndexState, key: RecordKey, person: uuid.UUID) -> None:
     state.person_of[key] = person
     state.members.setdefault(person, {})[key] = None
+    state.serial += 1
+    state.assigned_at[key] = state.serial
 
 
 def _unassign(state: IndexState, key: RecordKey) -> None:

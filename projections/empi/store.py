@@ -1,0 +1,358 @@
+"""The index's PostgreSQL state (migration 0004): apply batches effectively once, reload, outbox.
+
+A worker keeps the index in memory and checks `empi.state.version` under a row lock at every
+batch: the cache is used only if no other worker wrote since. Decisions go to `empi.outbox` in
+the same transaction as the state and the consumed event ids; `relay_outbox` publishes them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from events.codec import Codec
+from events.envelope import Event
+from events.patient import PatientDemographicsUpdated, PatientIdentifiersMerged, PatientRegistered
+from events.person import (
+    MatchReviewDecided,
+    MatchReviewRequested,
+    PersonLinked,
+    PersonsMerged,
+    PersonUnlinked,
+    ReviewDecision,
+)
+from events.registry import from_record
+from projections.empi.identity import Demographics, HashedId, RecordKey, identity_of
+from projections.empi.index import (
+    IndexConfig,
+    IndexState,
+    Review,
+    apply,
+    current_person,
+    new_state,
+)
+from projections.empi.matcher import blocking_keys
+
+PROJECTION = "empi"
+Cursor = psycopg.Cursor[Any]
+
+
+class EmpiStore:
+    """Applies batches of events to the index inside PostgreSQL transactions."""
+
+    def __init__(self, config: IndexConfig, codec: Codec) -> None:
+        self.config = config
+        self.codec = codec
+        self._state: IndexState | None = None
+        self._version = -1
+
+    def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> list[Event]:
+        """Apply the events not yet consumed, in order; return the decisions they caused."""
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                row = cur.execute("SELECT version FROM empi.state FOR UPDATE").fetchone()
+                version = int(row[0]) if row else 0
+                if self._state is None or version != self._version:
+                    self._state = load_state(cur, self.config)
+                state, decisions = self._state, []
+                for event in _claimed(cur, events):
+                    state, out = apply(state, event)
+                    _write(cur, state, event, out, self.codec)
+                    decisions += out
+                cur.execute("UPDATE empi.state SET version = version + 1")
+                self._state, self._version = state, version + 1
+        except BaseException:
+            self._state = None  # the in-memory index may hold half of a rolled-back batch
+            raise
+        return decisions
+
+
+def _claimed(cur: Cursor, events: Sequence[Event]) -> list[Event]:
+    """The events whose ids this projection had not consumed yet (redelivery, retries)."""
+    fresh: list[Event] = []
+    seen: set[uuid.UUID] = set()
+    for event in events:
+        event_id = event.envelope.event_id
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        claimed = cur.execute(
+            "INSERT INTO consumed_events (projection, event_id) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING event_id",
+            (PROJECTION, event_id),
+        ).fetchone()
+        if claimed is not None:
+            fresh.append(event)
+    return fresh
+
+
+# --- writing what one event changed ------------------------------------------------------------
+
+
+def _write(
+    cur: Cursor, state: IndexState, cause: Event, decisions: list[Event], codec: Codec
+) -> None:
+    touched: dict[RecordKey, None] = {}
+    source, local_id = cause.envelope.source, cause.envelope.patient_local_id or ""
+    if isinstance(cause, PatientRegistered | PatientDemographicsUpdated):
+        touched[(source, local_id)] = None
+    if isinstance(cause, PatientRegistered):
+        cur.execute(
+            "DELETE FROM empi.parked WHERE institution = %s AND local_id = %s", (source, local_id)
+        )
+    if isinstance(cause, PatientDemographicsUpdated) and (source, local_id) in state.parked_updates:
+        _park(cur, cause, source, local_id, None)
+    if isinstance(cause, PatientIdentifiersMerged):
+        _partners(cur, source, cause.surviving_local_id, cause.retired_local_id)
+        _partners(cur, source, cause.retired_local_id, cause.surviving_local_id)
+    if isinstance(cause, MatchReviewDecided):
+        _decided(cur, state, cause)
+    for decision in decisions:
+        _decision(cur, state, decision, touched)
+        cur.execute(
+            "INSERT INTO empi.outbox (event_id, person_id, event_type, payload)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+            (
+                decision.envelope.event_id,
+                uuid.UUID(decision.envelope.patient_local_id),
+                decision.event_type,
+                codec.encode_event(decision),
+            ),
+        )
+    for key in touched:
+        _save_record(cur, state, key)
+
+
+def _decision(
+    cur: Cursor, state: IndexState, decision: Event, touched: dict[RecordKey, None]
+) -> None:
+    if isinstance(decision, PersonLinked | PersonUnlinked):
+        touched[(decision.institution, decision.local_id)] = None
+    elif isinstance(decision, PersonsMerged):
+        cur.execute(
+            "INSERT INTO empi.merged_persons (retired_person_id, person_id) VALUES (%s, %s)"
+            " ON CONFLICT (retired_person_id) DO UPDATE SET person_id = excluded.person_id",
+            (decision.retired_person_id, decision.person_id),
+        )
+        touched.update(dict.fromkeys(state.members.get(decision.person_id, {})))
+    elif isinstance(decision, MatchReviewRequested):
+        cur.execute(
+            "INSERT INTO empi.reviews (review_id, institution, local_id, person_id,"
+            " current_person_id, candidate_institution, candidate_local_id, score, agreement,"
+            " requested_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (review_id) DO NOTHING",
+            (
+                decision.review_id, decision.institution, decision.local_id, decision.person_id,
+                decision.current_person_id, decision.candidate_institution,
+                decision.candidate_local_id, decision.score,
+                Jsonb([a.model_dump(mode="json") for a in decision.agreement]),
+                decision.envelope.occurred_at,
+            ),
+        )  # fmt: skip
+        cur.execute("DELETE FROM empi.parked WHERE review_id = %s", (decision.review_id,))
+
+
+def _decided(cur: Cursor, state: IndexState, decision: MatchReviewDecided) -> None:
+    if decision.review_id in state.parked_decisions:
+        _park(cur, decision, None, None, decision.review_id)
+        return
+    status = {
+        ReviewDecision.SAME_PERSON: "same_person",
+        ReviewDecision.DIFFERENT_PERSONS: "different_persons",
+    }.get(decision.decision)
+    if status is None:
+        return
+    cur.execute(
+        "UPDATE empi.reviews SET status = %s, decided_by = %s, decided_at = %s, note = %s"
+        " WHERE review_id = %s AND status = 'open'",
+        (
+            status,
+            decision.decided_by,
+            decision.envelope.occurred_at,
+            decision.note,
+            decision.review_id,
+        ),
+    )
+    if decision.decision is ReviewDecision.DIFFERENT_PERSONS:
+        cur.execute(
+            "INSERT INTO empi.apart VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (decision.institution, decision.local_id, current_person(state, decision.person_id)),
+        )
+
+
+def _partners(cur: Cursor, institution: str, local_id: str, partner: str) -> None:
+    cur.execute(
+        "INSERT INTO empi.source_partners (institution, local_id, partner_local_id)"
+        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        (institution, local_id, partner),
+    )
+
+
+def _park(
+    cur: Cursor,
+    event: Event,
+    institution: str | None,
+    local_id: str | None,
+    review: uuid.UUID | None,
+) -> None:
+    cur.execute(
+        "INSERT INTO empi.parked (event_id, institution, local_id, review_id, event)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+        (
+            event.envelope.event_id,
+            institution,
+            local_id,
+            review,
+            Jsonb(event.model_dump(mode="json")),
+        ),
+    )
+
+
+def _save_record(cur: Cursor, state: IndexState, key: RecordKey) -> None:
+    person = state.person_of.get(key)
+    if person is None:
+        return
+    cur.execute(
+        "INSERT INTO empi.records (institution, local_id, person_id, demographics, indexed_seq,"
+        " assigned_seq) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (institution, local_id)"
+        " DO UPDATE SET person_id = excluded.person_id, demographics = excluded.demographics,"
+        " indexed_seq = excluded.indexed_seq, assigned_seq = excluded.assigned_seq",
+        (
+            key[0], key[1], person, Jsonb(_demographics_json(state.demographics[key])),
+            state.indexed_at[key], state.assigned_at[key],
+        ),
+    )  # fmt: skip
+
+
+def _demographics_json(d: Demographics) -> dict[str, Any]:
+    hashed = d.resident_id
+    return {
+        "name": d.name,
+        "sex": d.sex,
+        "birth_date": d.birth_date.isoformat(),
+        "resident_id": None
+        if hashed is None
+        else {"full": hashed.full, "first17": hashed.first17, "valid": hashed.valid},
+        "medical_insurance_number": d.medical_insurance_number,
+        "phone": d.phone,
+        "address": d.address,
+        "township_division_code": d.township_division_code,
+    }
+
+
+def _demographics_of(data: dict[str, Any]) -> Demographics:
+    hashed = data["resident_id"]
+    return Demographics(
+        name=data["name"],
+        sex=data["sex"],
+        birth_date=date.fromisoformat(data["birth_date"]),
+        resident_id=None if hashed is None else HashedId(**hashed),
+        medical_insurance_number=data["medical_insurance_number"],
+        phone=data["phone"],
+        address=data["address"],
+        township_division_code=data["township_division_code"],
+    )
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_state(cur: Cursor, config: IndexConfig) -> IndexState:
+    """The index as PostgreSQL holds it, with blocks and members in their original order."""
+    state = new_state(config)
+    rows = cur.execute(
+        "SELECT institution, local_id, person_id, demographics, indexed_seq, assigned_seq"
+        " FROM empi.records"
+    ).fetchall()
+    for institution, local_id, person, data, indexed, assigned in sorted(rows, key=lambda r: r[4]):
+        key = (institution, local_id)
+        demographics = _demographics_of(data)
+        state.demographics[key] = demographics
+        identity = state.identities[key] = identity_of(demographics)
+        state.indexed_at[key], state.assigned_at[key] = indexed, assigned
+        state.person_of[key] = person
+        for block in blocking_keys(identity):
+            state.blocks.setdefault(block, {})[key] = None
+    for institution, local_id, person, *_ in sorted(rows, key=lambda r: r[5]):
+        state.members.setdefault(person, {})[(institution, local_id)] = None
+    state.serial = max((max(r[4], r[5]) for r in rows), default=0)
+    state.merged_into.update(cur.execute("SELECT * FROM empi.merged_persons").fetchall())
+    for institution, local_id, partner in cur.execute(
+        "SELECT institution, local_id, partner_local_id FROM empi.source_partners ORDER BY seq"
+    ):
+        state.source_partners.setdefault((institution, local_id), []).append((institution, partner))
+    for review_id, institution, local_id, person in cur.execute(
+        "SELECT review_id, institution, local_id, person_id FROM empi.reviews"
+        " WHERE status = 'open' ORDER BY requested_at, review_id"
+    ):
+        state.reviews[review_id] = Review(review_id, (institution, local_id), person)
+        state.open_pairs[((institution, local_id), person)] = review_id
+    apart = cur.execute("SELECT institution, local_id, person_id FROM empi.apart").fetchall()
+    state.apart.update(((institution, local_id), person) for institution, local_id, person in apart)
+    for (data,) in cur.execute("SELECT event FROM empi.parked ORDER BY seq"):
+        _unpark(state, from_record(data))
+    return state
+
+
+def _unpark(state: IndexState, event: Event) -> None:
+    if isinstance(event, PatientDemographicsUpdated):
+        key = (event.envelope.source, event.envelope.patient_local_id or "")
+        state.parked_updates.setdefault(key, []).append(event)
+    elif isinstance(event, MatchReviewDecided):
+        state.parked_decisions[event.review_id] = event
+
+
+# --- reads for the gateway and the relay ------------------------------------------------------
+
+
+def person_of(conn: psycopg.Connection[Any], institution: str, local_id: str) -> uuid.UUID | None:
+    """Re-keying from PostgreSQL: the person id of a member's local patient, if linked."""
+    row = conn.execute(
+        "SELECT person_id FROM empi.records WHERE institution = %s AND local_id = %s",
+        (institution, local_id),
+    ).fetchone()
+    return None if row is None else uuid.UUID(str(row[0]))
+
+
+def open_reviews(
+    conn: psycopg.Connection[Any], limit: int = 100, institution: str | None = None
+) -> list[dict[str, Any]]:
+    """The review queue, oldest first; optionally only reviews of one member's records."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(
+            "SELECT review_id, institution, local_id, person_id, current_person_id,"
+            " candidate_institution, candidate_local_id, score, agreement, requested_at"
+            " FROM empi.reviews WHERE status = 'open'"
+            " AND (%(institution)s::text IS NULL OR institution = %(institution)s"
+            "      OR candidate_institution = %(institution)s)"
+            " ORDER BY requested_at, review_id LIMIT %(limit)s",
+            {"institution": institution, "limit": limit},
+        ).fetchall()
+
+
+def relay_outbox(
+    conn: psycopg.Connection[Any],
+    publish: Callable[[list[Event]], object],
+    codec: Codec,
+    limit: int = 500,
+) -> int:
+    """Publish unpublished decisions in order and mark them; how many were published."""
+    with conn.transaction(), conn.cursor() as cur:
+        rows = cur.execute(
+            "SELECT seq, payload FROM empi.outbox WHERE published_at IS NULL"
+            " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+            (limit,),
+        ).fetchall()
+        if not rows:
+            return 0
+        publish([codec.decode_event(bytes(payload)) for _, payload in rows])
+        cur.execute(
+            "UPDATE empi.outbox SET published_at = now() WHERE seq = ANY(%s)",
+            ([seq for seq, _ in rows],),
+        )
+    return len(rows)

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from events.membership import load_membership
 from events.patient import PatientRegistered
 from events.person import AgreementLevel, MatchField
+from projections.empi.config import lead_institution
 from projections.empi.identity import Demographics, Identity, IdHasher, RecordKey, identity_of
 from projections.empi.index import IndexConfig, IndexState, apply, new_state
 from projections.empi.matcher import CELLS, WEIGHTS, Thresholds, blocking_keys, compare
@@ -133,10 +133,9 @@ def evaluation_config(
     weights: Mapping[str, float] = WEIGHTS, thresholds: Thresholds | None = None
 ) -> IndexConfig:
     """The index configuration the evaluation runs with (a fixed, public hash key)."""
-    lead = next(i.code for i in load_membership() if i.level.value == "county_hospital")
     return IndexConfig(
         hasher=IdHasher(EVALUATION_KEY),
-        index_institution=lead,
+        index_institution=lead_institution(),
         weights=weights,
         thresholds=thresholds or Thresholds(),
     )

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,12 @@ from events.person import (
     ReviewDecision,
 )
 from examples import COUNTY_HOSPITAL, OCCURRED_AT, TOWNSHIP, VILLAGE, envelope, resident_id
+from projections.empi.config import (
+    HASH_KEY_VARIABLE,
+    MissingHashKeyError,
+    index_config,
+    lead_institution,
+)
 from projections.empi.evaluation import LabelledSet, evaluation_config, labelled_identities
 from projections.empi.evaluation import score as score_index
 from projections.empi.index import (
@@ -34,6 +41,7 @@ from projections.empi.index import (
     new_state,
     person_for,
 )
+from projections.empi.reviews import review_decision
 
 BORN = date(1968, 3, 12)
 ID = resident_id(born=BORN)
@@ -314,3 +322,36 @@ def test_a_small_labelled_county_scores_high_precision_and_recall() -> None:
     assert result.identities == 3000
     assert result.precision >= 0.995
     assert result.recall >= 0.95
+
+
+def test_the_lead_hospital_hosts_the_index_and_the_key_must_be_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert lead_institution() == COUNTY_HOSPITAL
+    monkeypatch.delenv(HASH_KEY_VARIABLE, raising=False)
+    with pytest.raises(MissingHashKeyError):
+        index_config()
+    monkeypatch.setenv(HASH_KEY_VARIABLE, "short")
+    with pytest.raises(ValueError, match="16 bytes"):
+        index_config()
+    monkeypatch.setenv(HASH_KEY_VARIABLE, "a-county-secret-of-enough-length")
+    assert index_config().index_institution == COUNTY_HOSPITAL
+
+
+def test_an_administrators_decision_is_applied_like_any_other() -> None:
+    state = fresh()
+    linked, review, _ = _borrowed_card(state)
+    decision = review_decision(
+        review_id=review.review_id,
+        person_id=review.person_id,
+        institution=review.institution,
+        local_id=review.local_id,
+        decision=ReviewDecision.DIFFERENT_PERSONS,
+        decided_by="ADM-0002",
+        administrator_institution=TOWNSHIP,
+        decided_at=OCCURRED_AT,
+    )
+    assert decision.envelope.source == TOWNSHIP
+    assert run(state, decision) == []
+    assert ((review.institution, review.local_id), review.person_id) in state.apart
+    assert person_for(state, review.institution, review.local_id) == linked.person_id

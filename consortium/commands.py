@@ -96,9 +96,11 @@ def register(app: typer.Typer) -> None:
     from consortium.demo import demo
     from gateway.cli import credentials_app, serve
     from processors.cli import process, projections_app
+    from projections.empi.cli import app as empi_app
 
     app.command("demo")(demo)
     app.command("serve")(serve)
     app.add_typer(credentials_app, name="credentials", help="Bearer credentials of principals.")
+    app.add_typer(empi_app, name="empi", help="The consortium patient index: evaluate, train.")
     app.command("process")(process)
     app.add_typer(projections_app, name="projections", help="Rebuild, digest and list projections.")

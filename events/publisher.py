@@ -13,7 +13,7 @@ from uuid import UUID
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import propagate, trace
 
-from events.topics import event_topic, patient_key
+from events.topics import event_key, event_topic
 
 if TYPE_CHECKING:
     from events.codec import Codec
@@ -155,7 +155,7 @@ class Publisher:
                 deliveries[index] = Delivery(envelope.event_id, topic, partition, offset)
 
         topic = event_topic(event.family, self._consortium_id)
-        key = patient_key(envelope.source, envelope.patient_local_id)
+        key = event_key(event.family, envelope.source, envelope.patient_local_id)
         while True:
             try:
                 self._producer.produce(

@@ -87,3 +87,10 @@ def patient_key(source: str, patient_local_id: str | None) -> bytes:
 def person_key(person_id: object) -> bytes:
     """The key that keeps one person's identity decisions in order."""
     return str(person_id).encode()
+
+
+def event_key(family: Family | str, source: str, patient_local_id: str | None) -> bytes:
+    """The key of an event on its family's topic (identity decisions carry the person id)."""
+    if Family(family) is Family.PERSON:
+        return person_key(patient_local_id)
+    return patient_key(source, patient_local_id)

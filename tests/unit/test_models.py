@@ -28,6 +28,7 @@ FAMILY_SIZES = {
     Family.RESULT: 3,
     Family.REFERRAL: 6,
     Family.CONSENT: 2,
+    Family.PERSON: 5,
 }
 
 

@@ -4,7 +4,14 @@ import re
 
 import pytest
 
-from events.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, EVENT_TOPICS, Family, patient_key
+from events.topics import (
+    ALL_TOPICS,
+    DEAD_LETTER_TOPICS,
+    EVENT_TOPICS,
+    Family,
+    event_key,
+    patient_key,
+)
 
 NAME = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)+\.v[0-9]+(\.dlq)?$")
 
@@ -46,3 +53,8 @@ def test_patient_key_groups_one_patient_at_one_institution() -> None:
     assert patient_key("330799-T01", "P001") == b"330799-T01|P001"
     assert patient_key("330799-T01", None) == b"330799-T01|"
     assert patient_key("330799-T01", "P001") != patient_key("330799-T02", "P001")
+
+
+def test_identity_decisions_are_keyed_by_person() -> None:
+    assert event_key(Family.PERSON, "439901-C01", "0b7f3a52") == b"0b7f3a52"
+    assert event_key(Family.REFERRAL, "439901-C01", "P1") == patient_key("439901-C01", "P1")

@@ -256,6 +256,7 @@ class KafkaCluster:
             self.cluster_id = state["cluster_id"]
             self.nodes = {n["node_id"]: NodeState(**n) for n in state["nodes"]}
             return
+        # A base64 id may begin with "-"; the storage tool is given it as --cluster-id=ID.
         self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         self.nodes = {i: NodeState(i, free_port(), free_port()) for i in range(1, nodes + 1)}
         ports = [n.ports for n in self.nodes.values()]
@@ -297,7 +298,7 @@ class KafkaCluster:
         config = str(node_dir / "server.properties")
         if not (node_dir / "data" / "meta.properties").is_file():
             fmt = self._java(libs, node.node_id, "kafka.tools.StorageTool", "format",
-                             "-t", self.cluster_id, "-c", config)  # fmt: skip
+                             f"--cluster-id={self.cluster_id}", "-c", config)  # fmt: skip
             done = subprocess.run(fmt, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise KafkaStartError(f"formatting node {node.node_id} failed:\n{done.stderr}")

@@ -15,7 +15,7 @@ from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
 from events.publisher import Delivery, Publisher, PublishError
-from events.topics import EVENT_TOPICS, event_key, event_topic
+from events.topics import EVENT_TOPICS, Family, event_key, event_topic
 from examples import EXAMPLES
 
 TRACEPARENT = re.compile(rb"^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$")
@@ -30,7 +30,8 @@ def mixed_events(count: int, seed: int = 7) -> list[Event]:
         event = EXAMPLES[rng.choice(types)]()
         data = event.model_dump()
         old_local_id = event.envelope.patient_local_id
-        if old_local_id is not None:
+        # Identity decisions name their person in the envelope; they keep theirs.
+        if old_local_id is not None and event.family is not Family.PERSON:
             # The local id may also stand in the body (e.g. the surviving id of a merge).
             new_local_id = f"P{rng.randrange(300):05d}"
             data = {k: new_local_id if v == old_local_id else v for k, v in data.items()}

@@ -21,8 +21,9 @@ class Role(StrEnum):
 
 
 # A referral desk answers referrals (accept, reject, arrival) but records no clinical events.
+# Identity decisions are the patient index's own: no hospital may publish them.
 _PUBLISHABLE: dict[Role, frozenset[Family]] = {
-    Role.PUBLISHER: frozenset(Family),
+    Role.PUBLISHER: frozenset(Family) - {Family.PERSON},
     Role.REFERRAL_DESK: frozenset({Family.REFERRAL}),
 }
 

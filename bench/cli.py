@@ -30,3 +30,24 @@ def codec(
         task = progress.add_task("codec", total=codec_bench.rounds_total())
         figures = codec_bench.measure(records, tick=lambda: progress.advance(task))
     report(figures, as_json=as_json)
+
+
+@app.command()
+def gateway(
+    events: Annotated[
+        int, typer.Option("--events", min=1000, help="County hospital events per round.")
+    ] = 10_000,
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=1, help="Duration of the single-event load.")
+    ] = 20.0,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Gateway worker processes.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per figure.")] = False,
+) -> None:
+    """Batched, single-event and HL7 v2 ingest through the gateway, beside raw Kafka produce."""
+    from bench import gateway as gateway_bench
+
+    console = Console(stderr=True)
+    figures = gateway_bench.measure(
+        events, single_seconds=seconds, workers=workers, say=console.print
+    )
+    report(figures, as_json=as_json)

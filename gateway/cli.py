@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from psycopg import AsyncConnection
@@ -14,6 +14,9 @@ from psycopg.rows import TupleRow
 
 from gateway import credentials
 from gateway.principals import Role
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 BootstrapOpt = Annotated[
     str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (default: settings).")
@@ -31,18 +34,52 @@ def serve(
     ] = None,
     bootstrap: BootstrapOpt = None,
     database: DatabaseOpt = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes sharing the HTTP and MLLP ports.")
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request (costs CPU).")] = True,
 ) -> None:
     """Run the gateway (FastAPI on uvicorn), configured from the environment."""
+    import os
+
     import uvicorn
+
+    from gateway.config import GatewayConfig
+
+    config = GatewayConfig.from_settings(bootstrap, database)
+    # Worker processes build their own app from the environment: hand them what the options said.
+    os.environ.update(
+        KAFKA_BOOTSTRAP_SERVERS=config.bootstrap_servers,
+        DATABASE_URL=config.database_url,
+        GATEWAY_MLLP=f"{host}:{mllp}" if mllp is not None else "",
+    )
+    uvicorn.run(
+        "gateway.cli:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=access_log,
+        proxy_headers=False,
+    )
+
+
+def app_from_environment() -> FastAPI:
+    """The app `consortium serve` runs in each worker, from the settings and GATEWAY_MLLP."""
+    import os
 
     from gateway.app import create_app
     from gateway.config import GatewayConfig
     from gateway.tracing import configure_tracing
 
     configure_tracing()
-    config = GatewayConfig.from_settings(bootstrap, database)
-    app = create_app(config, mllp_port=mllp, mllp_host=host)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    host, _, port = os.environ.get("GATEWAY_MLLP", "").rpartition(":")
+    return create_app(
+        GatewayConfig.from_settings(),
+        mllp_port=int(port) if port else None,
+        mllp_host=host or "127.0.0.1",
+    )
 
 
 credentials_app = typer.Typer(no_args_is_help=True, help="Bearer credentials of principals.")

@@ -64,4 +64,5 @@ async def start_listener(gateway: Gateway, host: str, port: int) -> asyncio.Serv
 
     # The stream limit bounds one frame: a larger one raises LimitOverrunError, not a big buffer.
     limit = gateway.config.max_hl7_bytes + len(START_BLOCK) + len(END_BLOCK)
-    return await asyncio.start_server(on_connection, host, port, limit=limit)
+    # reuse_port: the workers of `consortium serve --workers N` share one MLLP port.
+    return await asyncio.start_server(on_connection, host, port, limit=limit, reuse_port=True)

@@ -63,13 +63,16 @@ def rebuild(
             "enable.partition.eof": False,
         }
     )
+    # Watermarks from a client of their own: on the reading consumer, a ListOffsets request
+    # queues behind its long-polling fetch (~0.5 s per idle partition, per query).
+    watermarks = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "watermarks"})
     total = Outcome()
     try:
         partitions = _partitions(consumer, projection, consortium_id)
         consumer.assign([TopicPartition(t, p, 0) for t, p in partitions])
         done = 0
         while True:
-            ends = _ends(consumer, partitions)
+            ends = _ends(watermarks, partitions)
             known = sum(ends.values())
             with processor.conn.cursor() as cur:
                 positions = _positions(cur, generation)
@@ -88,6 +91,7 @@ def rebuild(
         _final_sweep(processor)
     finally:
         consumer.close()
+        watermarks.close()
         processor.close()
     return Rebuilt(generation, total, switch)
 

@@ -26,6 +26,8 @@ def digest(conn: Connection[Any], projection: Projection[Any, Any], generation: 
         cur.execute("SET LOCAL TimeZone = 'UTC'")
         cur.execute("SET LOCAL extra_float_digits = 3")
         for table in projection.tables:
+            if not table.digest_columns:  # a table of locks or bookkeeping only
+                continue
             sha.update(table.name.encode() + _ROW)
             query = sql.SQL("SELECT {} FROM {}.{} ORDER BY {}").format(
                 sql.SQL(", ").join(

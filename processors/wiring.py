@@ -6,8 +6,9 @@ from typing import Any
 
 from projections.frame.declaration import Projection
 from projections.referrals.projection import REFERRALS
+from projections.transfers.projection import TRANSFERS
 
-PROJECTIONS: dict[str, Projection[Any, Any]] = {p.name: p for p in (REFERRALS,)}
+PROJECTIONS: dict[str, Projection[Any, Any]] = {p.name: p for p in (REFERRALS, TRANSFERS)}
 
 
 def projection(name: str) -> Projection[Any, Any]:

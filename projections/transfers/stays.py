@@ -1,0 +1,272 @@
+"""A local patient's stays, identity and referrals as facts, and the transfers they imply (pure)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from events.encounter import DischargeDisposition, PatientAdmitted, PatientDischarged
+from events.envelope import Event
+from events.referral import ReferralEvent, ReferralRequested
+from projections.transfers.persons import LocalPatient, PersonIds
+
+# Documented in docs/referrals.md ("Transfers").
+TRANSFER_WINDOW = timedelta(hours=48)
+REFERRAL_LOOKBACK = timedelta(days=30)
+# Members' clocks differ: an admission may be stamped a little before the discharge it follows.
+CLOCK_TOLERANCE = timedelta(hours=1)
+_TRANSFER_IDS = uuid.UUID("6a1f3c52-0d4e-4f7b-9a86-3b2c1d0e5f47")
+
+IDENTIFIED, ADMITTED, DISCHARGED, REFERRAL = "IDENTIFIED", "ADMITTED", "DISCHARGED", "REFERRAL"
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """What the projection keeps of one event about a local patient."""
+
+    kind: str
+    event_id: UUID
+    at: datetime
+    subject: str | None  # the person id, encounter id or referral id the fact is about
+    details: tuple[tuple[str, str], ...] = ()
+
+    def detail(self, name: str) -> str | None:
+        """One detail, or None."""
+        return dict(self.details).get(name)
+
+    def to_json(self) -> list[Any]:
+        """A compact JSON-ready form."""
+        return [self.kind, str(self.event_id), self.at.isoformat(), self.subject, self.details]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> Fact:
+        """The fact back from to_json's form."""
+        kind, event_id, at, subject, details = data
+        pairs = tuple((str(k), str(v)) for k, v in details)
+        return cls(kind, UUID(event_id), datetime.fromisoformat(at), subject, pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    """A member's local patient: every distinct relevant event, in (at, event_id) order."""
+
+    institution: str
+    local_id: str
+    facts: tuple[Fact, ...] = ()
+
+    @property
+    def key(self) -> LocalPatient:
+        """(institution, local id)."""
+        return (self.institution, self.local_id)
+
+    @property
+    def person_id(self) -> str | None:
+        """The person the latest identity statement names (order-independent: by time, id)."""
+        claims = [f for f in self.facts if f.kind == IDENTIFIED]
+        return claims[-1].subject if claims else None
+
+    @property
+    def referral_ids(self) -> frozenset[UUID]:
+        """Referrals this patient's member took part in for this patient (either side)."""
+        return frozenset(UUID(f.subject) for f in self.facts if f.kind == REFERRAL and f.subject)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a referral went, from its request."""
+
+    referral_id: UUID
+    from_institution: str
+    to_institution: str
+    requested_at: datetime
+    event_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A discharge at one member followed by the same person's admission at another."""
+
+    transfer_id: UUID
+    person_id: str
+    from_institution: str
+    from_patient_local_id: str
+    from_encounter_id: str
+    discharged_at: datetime
+    discharge_disposition: str
+    to_institution: str
+    to_patient_local_id: str
+    to_encounter_id: str
+    admitted_at: datetime
+    admission_source: str
+    referral_id: UUID | None
+
+    @property
+    def referred(self) -> bool:
+        """Whether a referral from the discharging to the admitting member explains it."""
+        return self.referral_id is not None
+
+
+def key_of(person_ids: PersonIds, event: Event) -> LocalPatient | None:
+    """The local patient an event is about, or None when it says nothing about transfers."""
+    claim = person_ids.claim(event)
+    if claim is not None:
+        return claim.patient
+    relevant = isinstance(event, PatientAdmitted | PatientDischarged | ReferralEvent)
+    local_id = event.envelope.patient_local_id
+    return (event.envelope.source, local_id) if relevant and local_id else None
+
+
+def fact_of(person_ids: PersonIds, event: Event) -> Fact:
+    """The fact kept of a relevant event."""
+    env = event.envelope
+    claim = person_ids.claim(event)
+    if claim is not None:
+        return Fact(IDENTIFIED, env.event_id, env.occurred_at, claim.person_id)
+    match event:
+        case PatientAdmitted():
+            source = (("admission_source", event.admission_source.value),)
+            return Fact(ADMITTED, env.event_id, env.occurred_at, event.encounter_id, source)
+        case PatientDischarged():
+            details = [("disposition", event.discharge_disposition.value)]
+            if event.transferred_to_institution:
+                details.append(("transferred_to", event.transferred_to_institution))
+            return Fact(DISCHARGED, env.event_id, env.occurred_at, event.encounter_id, (*details,))
+        case ReferralRequested():
+            route = (("from", event.from_institution), ("to", event.to_institution))
+            return Fact(REFERRAL, env.event_id, env.occurred_at, str(event.referral_id), route)
+        case ReferralEvent():
+            return Fact(REFERRAL, env.event_id, env.occurred_at, str(event.referral_id))
+    raise TypeError(f"{event.event_type} says nothing about transfers")
+
+
+def evolve(person_ids: PersonIds, patient: Patient | None, event: Event) -> Patient:
+    """Add one event's fact to its local patient; a repeated event id changes nothing."""
+    key = key_of(person_ids, event)
+    if key is None:
+        raise TypeError(f"{event.event_type} says nothing about transfers")
+    current = patient or Patient(*key)
+    if any(f.event_id == event.envelope.event_id for f in current.facts):
+        return current
+    facts = sorted((*current.facts, fact_of(person_ids, event)), key=lambda f: (f.at, f.event_id))
+    return replace(current, facts=tuple(facts))
+
+
+def routes_of(patient: Patient) -> dict[UUID, Route]:
+    """The routes of the referrals this patient's member requested."""
+    routes: dict[UUID, Route] = {}
+    for f in patient.facts:
+        origin, destination = f.detail("from"), f.detail("to")
+        if f.kind == REFERRAL and f.subject and origin and destination:
+            route = Route(UUID(f.subject), origin, destination, f.at, f.event_id)
+            known = routes.get(route.referral_id)
+            if known is None or route.event_id < known.event_id:  # one rule for a repeated id
+                routes[route.referral_id] = route
+    return routes
+
+
+@dataclass(frozen=True, slots=True)
+class _Stay:
+    patient: Patient
+    fact: Fact
+
+
+def _first_per_encounter(patients: Iterable[Patient], kind: str) -> list[_Stay]:
+    """The earliest fact of a kind per (member, encounter): a re-sent event counts once."""
+    first: dict[tuple[str, str | None], _Stay] = {}
+    for p in patients:
+        for f in p.facts:
+            key = (p.institution, f.subject)
+            if f.kind == kind and key not in first:  # facts are in (at, event_id) order
+                first[key] = _Stay(p, f)
+    return sorted(first.values(), key=lambda s: (s.fact.at, s.fact.event_id))
+
+
+def derive_transfers(
+    person_id: str, patients: Iterable[Patient], routes: Mapping[UUID, Route]
+) -> list[Transfer]:
+    """The person's transfers: each admission after the latest discharge at another member.
+
+    A function of the person's facts and the known routes, so every arrival order gives the
+    same list. Referred when a referral from the discharging to the admitting member, seen by
+    either side for this person, was requested in the 30 days before the admission.
+    """
+    mine = [p for p in patients if p.person_id == person_id]
+    discharges = [
+        s
+        for s in _first_per_encounter(mine, DISCHARGED)
+        if s.fact.detail("disposition") != DischargeDisposition.DECEASED.value
+    ]
+    referrals = [routes[r] for p in mine for r in p.referral_ids if r in routes]
+    transfers: list[Transfer] = []
+    for admission in _first_per_encounter(mine, ADMITTED):
+        at = admission.fact.at
+        earlier = [
+            d
+            for d in discharges
+            if d.patient.institution != admission.patient.institution
+            and at - TRANSFER_WINDOW <= d.fact.at <= at + CLOCK_TOLERANCE
+        ]
+        if not earlier:
+            continue
+        discharge = earlier[-1]  # the latest: the stay the patient came from
+        transfers.append(_transfer(person_id, discharge, admission, referrals))
+    return transfers
+
+
+def _transfer(person_id: str, discharge: _Stay, admission: _Stay, routes: list[Route]) -> Transfer:
+    source, target = discharge.patient.institution, admission.patient.institution
+    at = admission.fact.at
+    explaining = sorted(
+        (r.requested_at, r.referral_id)
+        for r in routes
+        if r.from_institution == source
+        and r.to_institution == target
+        and at - REFERRAL_LOOKBACK <= r.requested_at <= at + CLOCK_TOLERANCE
+    )
+    ids = f"{discharge.fact.event_id}|{admission.fact.event_id}"
+    return Transfer(
+        transfer_id=uuid.uuid5(_TRANSFER_IDS, ids),
+        person_id=person_id,
+        from_institution=source,
+        from_patient_local_id=discharge.patient.local_id,
+        from_encounter_id=discharge.fact.subject or "",
+        discharged_at=discharge.fact.at,
+        discharge_disposition=discharge.fact.detail("disposition") or "UNKNOWN",
+        to_institution=target,
+        to_patient_local_id=admission.patient.local_id,
+        to_encounter_id=admission.fact.subject or "",
+        admitted_at=at,
+        admission_source=admission.fact.detail("admission_source") or "UNKNOWN",
+        referral_id=explaining[-1][1] if explaining else None,
+    )
+
+
+def merge_routes(patients: Iterable[Patient]) -> dict[UUID, Route]:
+    """Every known route; a referral id requested twice keeps the smallest event id's route."""
+    merged: dict[UUID, Route] = {}
+    for p in patients:
+        for rid, route in routes_of(p).items():
+            known = merged.get(rid)
+            if known is None or route.event_id < known.event_id:
+                merged[rid] = route
+    return merged
+
+
+def transfers_of(person_ids: PersonIds, events: Iterable[Event]) -> list[Transfer]:
+    """The whole projection in memory: every transfer the events imply, by transfer id."""
+    patients: dict[LocalPatient, Patient] = {}
+    for event in events:
+        key = key_of(person_ids, event)
+        if key is not None:
+            patients[key] = evolve(person_ids, patients.get(key), event)
+    routes = merge_routes(patients.values())
+    by_person: dict[str, list[Patient]] = {}
+    for p in patients.values():
+        if (person := p.person_id) is not None:
+            by_person.setdefault(person, []).append(p)
+    found = [t for person, ps in by_person.items() for t in derive_transfers(person, ps, routes)]
+    return sorted(found, key=lambda t: t.transfer_id)

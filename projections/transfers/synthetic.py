@@ -1,0 +1,122 @@
+"""Synthetic stays of persons moving between members, referred or not, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+
+from events.encounter import PatientAdmitted, PatientDischarged
+from events.envelope import Envelope, Event
+from events.patient import PatientDemographicsUpdated, PatientRegistered
+from events.referral import ReferralAccepted, ReferralRequested
+from events.validation import resident_id_check_char
+from projections.referrals.synthetic import HYPERTENSION, ROUTES, START
+
+# How a flow's second admission relates to its discharge.
+FATES = ("referred", "unreferred", "unreferred_late_id", "too_late", "same_member")
+
+
+def _resident_id(rng: random.Random) -> tuple[str, date, bool]:
+    born = date(1940, 1, 1) + timedelta(days=rng.randrange(0, 365 * 60))
+    male = rng.random() < 0.5
+    first17 = (
+        f"439901{born:%Y%m%d}{rng.randrange(100):02d}{rng.choice('13579' if male else '02468')}"
+    )
+    return first17 + resident_id_check_char(first17), born, male
+
+
+def transfer_flow(rng: random.Random, fate: str, start: datetime = START) -> list[Event]:
+    """One person's registrations at two members, a stay at the first and an admission next."""
+    origin, target, direction = rng.choice(ROUTES)
+    if fate == "same_member":
+        target = origin
+    resident_id, born, male = _resident_id(rng)
+    locals_ = {origin: f"A{rng.getrandbits(40):x}", target: f"B{rng.getrandbits(40):x}"}
+
+    def env(kind: str, source: str, at: datetime) -> Envelope:
+        return Envelope(
+            event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+            event_type=kind,
+            occurred_at=at,
+            recorded_at=at + timedelta(seconds=2),
+            source=source,
+            patient_local_id=locals_[source],
+        )
+
+    def registered(source: str, with_id: bool) -> PatientRegistered:
+        return PatientRegistered(
+            envelope=env("PatientRegistered", source, start - timedelta(days=30)),
+            resident_id_number=resident_id if with_id else None,
+            name="王秀英",
+            sex="MALE" if male else "FEMALE",
+            birth_date=born,
+        )
+
+    def admitted(source: str, at: datetime) -> PatientAdmitted:
+        return PatientAdmitted(
+            envelope=env("PatientAdmitted", source, at),
+            encounter_id=f"ZY{rng.getrandbits(40):x}",
+            admission_type="URGENT",
+            admission_source="REFERRAL" if fate == "referred" else "EMERGENCY_DEPARTMENT",
+            department_code="03",
+            department_name="内科",
+            ward_code="W1",
+            admitting_diagnosis=HYPERTENSION,
+            attending_clinician_id="D1",
+        )
+
+    admitted_at = start + timedelta(minutes=rng.randrange(0, 60 * 24 * 20))
+    discharged_at = admitted_at + timedelta(hours=rng.randrange(24, 24 * 10))
+    gap = timedelta(hours=rng.randrange(49, 24 * 5) if fate == "too_late" else rng.randrange(1, 48))
+    first = admitted(origin, admitted_at)
+    events: list[Event] = [registered(origin, True), first]
+    if target != origin:
+        events.append(registered(target, fate != "unreferred_late_id"))
+    events.append(
+        PatientDischarged(
+            envelope=env("PatientDischarged", origin, discharged_at),
+            encounter_id=first.encounter_id,
+            discharge_disposition="HOME",
+            discharge_diagnoses=[{"code": HYPERTENSION, "role": "PRINCIPAL"}],
+        )
+    )
+    events.append(admitted(target, discharged_at + gap))
+    if fate == "unreferred_late_id":  # the admission desk records the id card on admission
+        events.append(
+            PatientDemographicsUpdated(
+                envelope=env("PatientDemographicsUpdated", target, discharged_at + gap),
+                resident_id_number=resident_id,
+            )
+        )
+    if fate == "referred":
+        referral_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+        asked = discharged_at - timedelta(hours=2)
+        events.append(
+            ReferralRequested(
+                envelope=env("ReferralRequested", origin, asked),
+                referral_id=referral_id,
+                direction=direction,
+                from_institution=origin,
+                to_institution=target,
+                reason=HYPERTENSION,
+                urgency="URGENT",
+                requested_service="内科",
+                requesting_clinician_id="D1",
+            )
+        )
+        events.append(
+            ReferralAccepted(
+                envelope=env("ReferralAccepted", target, asked + timedelta(minutes=30)),
+                referral_id=referral_id,
+            )
+        )
+    return events
+
+
+def transfer_flows(seed: int, count: int, start: datetime = START) -> Iterator[list[Event]]:
+    """count flows with fates drawn at random, reproducible from the seed."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        yield transfer_flow(rng, rng.choice(FATES), start)

@@ -1,0 +1,179 @@
+"""The transfer projection on the frame: effectively once, any order, concurrent, rebuildable."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+
+import psycopg
+import pytest
+
+from consortium.topics import ensure_topics
+from events.catalog import Catalog
+from events.codec import Codec
+from events.envelope import Event
+from events.publisher import Publisher
+from events.topics import event_topic, patient_key
+from infra.migrate import apply_migrations
+from processors.rebuild import rebuild
+from projections.frame import generations
+from projections.frame.batch import BatchProcessor, fixed_target
+from projections.frame.deadletters import KafkaDeadLetters
+from projections.frame.digest import digest
+from projections.frame.generations import Generation
+from projections.frame.records import Record
+from projections.transfers.projection import TRANSFERS
+from projections.transfers.queries import list_transfers
+from projections.transfers.stays import transfers_of
+from projections.transfers.synthetic import transfer_flows
+
+CODEC = Codec(Catalog.load())
+PERSONS = TRANSFERS.key_of.args[0]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def migrated_url(scratch_database_url: str) -> str:
+    apply_migrations(scratch_database_url)
+    return scratch_database_url
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, fresh_consortium_id: str) -> str:
+    ensure_topics(kafka_bootstrap, fresh_consortium_id)
+    return fresh_consortium_id
+
+
+def shuffled_events(seed: int, flows: int) -> list[Event]:
+    """Flows interleaved: admissions, discharges, registrations and referrals in any order."""
+    events = [e for flow in transfer_flows(seed, flows) for e in flow]
+    random.Random(seed).shuffle(events)
+    return events
+
+
+def as_records(events: list[Event], consortium_id: str, partitions: int = 6) -> list[Record]:
+    """Events as records of their family's topic, partitioned by patient key."""
+    offsets: dict[tuple[str, int], int] = {}
+    records = []
+    for event in events:
+        key = patient_key(event.envelope.source, event.envelope.patient_local_id)
+        tp = (event_topic(event.family, consortium_id), hash(key) % partitions)
+        offset = offsets.get(tp, 0)
+        offsets[tp] = offset + 1
+        records.append(Record(tp[0], tp[1], offset, key, CODEC.encode_event(event)))
+    return records
+
+
+def stored(url: str, generation: Generation | None = None) -> dict[str, bool]:
+    schema = generation.schema if generation else "transfers"
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f"SELECT transfer_id, referred FROM {schema}.transfers").fetchall()
+    return {str(t): referred for t, referred in rows}
+
+
+def expected(events: list[Event]) -> dict[str, bool]:
+    return {str(t.transfer_id): t.referred for t in transfers_of(PERSONS, events)}
+
+
+@pytest.fixture
+def live(migrated_url: str, kafka_bootstrap: str, topics: str) -> Iterator[BatchProcessor]:
+    with psycopg.connect(migrated_url) as conn:
+        generations.ensure_live(conn, TRANSFERS)
+    letters = KafkaDeadLetters(kafka_bootstrap, topics, "transfers")
+    processor = BatchProcessor(TRANSFERS, migrated_url, CODEC, letters)
+    yield processor
+    processor.close()
+
+
+def test_batches_in_any_order_with_redelivery_give_the_pure_transfers(
+    live: BatchProcessor, migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    events = shuffled_events(1, 80)
+    records = as_records(events, topics)
+    for start in range(0, len(records), 23):
+        live.process(records[start : start + 23])
+    want = expected(events)
+    assert len(want) > 30 and 0 < sum(want.values()) < len(want)  # referred and unreferred
+    assert stored(migrated_url) == want
+    with psycopg.connect(migrated_url) as conn:
+        before = digest(conn, TRANSFERS, Generation("transfers", 1))
+    assert live.process(records).stale == len(records)  # Kafka redelivers
+    retried = [replace(r, offset=r.offset + 10_000) for r in records[:50]]
+    retry = live.process(retried)  # a hospital retries
+    assert retry.applied == 0 and retry.duplicates + retry.ignored == 50
+    with psycopg.connect(migrated_url) as conn:
+        assert digest(conn, TRANSFERS, Generation("transfers", 1)) == before
+        some = next(iter(want))
+        row = conn.execute(
+            "SELECT from_institution, referred FROM transfers.transfers WHERE transfer_id = %s",
+            (some,),
+        ).fetchone()
+        assert row is not None
+        listed = list_transfers(conn, row[0], unreferred=not row[1])
+        assert some in {str(t["transfer_id"]) for t in listed}
+        assert all(row[0] in (t["from_institution"], t["to_institution"]) for t in listed)
+        assert all(t["referred"] == row[1] for t in listed)
+        assert "person_id" not in listed[0]
+        assert list_transfers(conn, "439901-V999") == []
+
+
+def test_two_workers_at_once_reach_the_digest_of_one(
+    live: BatchProcessor, migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """Workers on different partitions change patients of the same persons concurrently."""
+    events = shuffled_events(2, 120)
+    records = as_records(events, topics)
+    letters = KafkaDeadLetters(kafka_bootstrap, topics, "transfers")
+    second = BatchProcessor(TRANSFERS, migrated_url, CODEC, letters)
+    shares = [[r for r in records if r.partition % 2 == i] for i in range(2)]
+
+    def run(worker: BatchProcessor, share: list[Record]) -> None:
+        for start in range(0, len(share), 5):
+            worker.process(share[start : start + 5])
+
+    threads = [
+        threading.Thread(target=run, args=p) for p in zip((live, second), shares, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    second.close()
+    assert stored(migrated_url) == expected(events)
+    with psycopg.connect(migrated_url) as conn:
+        alone = generations.create(conn, TRANSFERS, "building")
+    one = BatchProcessor(TRANSFERS, migrated_url, CODEC, letters, target=fixed_target(alone))
+    one.process(records)
+    one.close()
+    with psycopg.connect(migrated_url) as conn:
+        assert digest(conn, TRANSFERS, alone) == digest(conn, TRANSFERS, Generation("transfers", 1))
+
+
+def test_a_rebuild_from_kafka_has_the_live_digest(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    events = shuffled_events(3, 60)
+    with Publisher(kafka_bootstrap, topics) as publisher:
+        for start in range(0, len(events), 40):  # acknowledged chunks, as hospitals send
+            publisher.publish(events[start : start + 40], timeout=30)
+        publisher.publish(events[:30], timeout=30)  # retries of already-published events
+
+    def replay(switch: bool) -> Generation:
+        return rebuild(
+            TRANSFERS,
+            bootstrap_servers=kafka_bootstrap,
+            database_url=migrated_url,
+            consortium_id=topics,
+            dead_letters=KafkaDeadLetters(kafka_bootstrap, topics, "transfers"),
+            batch_size=37,
+            switch=switch,
+        ).generation
+
+    first = replay(switch=True)
+    assert stored(migrated_url) == expected(events)
+    second = replay(switch=False)
+    with psycopg.connect(migrated_url) as conn:
+        assert digest(conn, TRANSFERS, second) == digest(conn, TRANSFERS, first)
+        with conn.cursor() as cur:
+            assert generations.live(cur, "transfers") == first

@@ -1,0 +1,275 @@
+"""Transfers as pure logic: the rules, and the same transfers for any arrival order."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import date, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.encounter import PatientAdmitted, PatientDischarged
+from events.envelope import Envelope, Event
+from events.membership import load_membership
+from events.patient import PatientDemographicsUpdated, PatientRegistered
+from events.referral import ReferralAccepted, ReferralRequested
+from examples import COUNTY_HOSPITAL, HYPERTENSION, OCCURRED_AT, TCM_HOSPITAL, TOWNSHIP, VILLAGE
+from examples import resident_id as make_resident_id
+from projections.transfers.persons import (
+    DEVELOPMENT_KEY,
+    PersonKeyError,
+    ResidentIdHash,
+    person_key,
+)
+from projections.transfers.stays import Transfer, key_of, transfers_of
+
+HASH = ResidentIdHash(b"a test key of sixteen bytes or more")
+MEMBERS = (VILLAGE, TOWNSHIP, COUNTY_HOSPITAL, TCM_HOSPITAL)
+IDS = uuid.UUID("0d3c2b1a-9e8f-4a7b-8c6d-5e4f3a2b1c0d")
+
+
+def rid(person: int) -> str:
+    return make_resident_id(born=date(1950 + person, 3, 12), sequence=10 + person)
+
+
+def env(kind: str, source: str, local: str, at: datetime, tag: str) -> Envelope:
+    return Envelope(
+        event_id=uuid.uuid5(IDS, f"{kind}|{source}|{local}|{tag}"),
+        event_type=kind,
+        occurred_at=at,
+        recorded_at=at + timedelta(seconds=1),
+        source=source,
+        patient_local_id=local,
+    )
+
+
+def registered(source: str, local: str, person: int, with_id: bool = True) -> PatientRegistered:
+    return PatientRegistered(
+        envelope=env("PatientRegistered", source, local, OCCURRED_AT - timedelta(days=60), ""),
+        resident_id_number=rid(person) if with_id else None,
+        name="李建国",
+        sex="MALE",
+        birth_date=date(1950 + person, 3, 12),
+    )
+
+
+def id_corrected(source: str, local: str, person: int, at: datetime) -> PatientDemographicsUpdated:
+    return PatientDemographicsUpdated(
+        envelope=env("PatientDemographicsUpdated", source, local, at, str(person)),
+        resident_id_number=rid(person),
+    )
+
+
+def admitted(source: str, local: str, encounter: str, at: datetime) -> PatientAdmitted:
+    return PatientAdmitted(
+        envelope=env("PatientAdmitted", source, local, at, encounter),
+        encounter_id=encounter,
+        admission_type="URGENT",
+        admission_source="EMERGENCY_DEPARTMENT",
+        department_code="03",
+        department_name="内科",
+        ward_code="W1",
+        admitting_diagnosis=HYPERTENSION,
+        attending_clinician_id="D1",
+    )
+
+
+def discharged(
+    source: str, local: str, encounter: str, at: datetime, disposition: str = "HOME"
+) -> PatientDischarged:
+    return PatientDischarged(
+        envelope=env("PatientDischarged", source, local, at, encounter),
+        encounter_id=encounter,
+        discharge_disposition=disposition,
+        discharge_diagnoses=[{"code": HYPERTENSION, "role": "PRINCIPAL"}],
+    )
+
+
+def requested(
+    source: str, local: str, to: str, at: datetime, referral: uuid.UUID
+) -> ReferralRequested:
+    return ReferralRequested(
+        envelope=env("ReferralRequested", source, local, at, str(referral)),
+        referral_id=referral,
+        direction=direction(source, to),
+        from_institution=source,
+        to_institution=to,
+        reason=HYPERTENSION,
+        urgency="URGENT",
+        requested_service="内科",
+        requesting_clinician_id="D1",
+    )
+
+
+def direction(source: str, to: str) -> str:
+    members = load_membership()
+    up = members.level(to).tier - members.level(source).tier
+    return "UP" if up > 0 else "DOWN" if up < 0 else "LATERAL"
+
+
+def accepted(source: str, local: str, at: datetime, referral: uuid.UUID) -> ReferralAccepted:
+    return ReferralAccepted(
+        envelope=env("ReferralAccepted", source, local, at, str(referral)), referral_id=referral
+    )
+
+
+T0 = OCCURRED_AT
+
+
+def stay_at_township_then_county(gap: timedelta) -> list[Event]:
+    """Person 1 discharged home from the township centre, admitted at the county hospital."""
+    return [
+        registered(TOWNSHIP, "t1", 1),
+        registered(COUNTY_HOSPITAL, "c1", 1),
+        admitted(TOWNSHIP, "t1", "E1", T0 - timedelta(days=5)),
+        discharged(TOWNSHIP, "t1", "E1", T0),
+        admitted(COUNTY_HOSPITAL, "c1", "E2", T0 + gap),
+    ]
+
+
+def test_a_discharge_then_an_admission_elsewhere_within_48_hours_is_an_unreferred_transfer() -> (
+    None
+):
+    [transfer] = transfers_of(HASH, stay_at_township_then_county(timedelta(hours=47)))
+    assert (transfer.from_institution, transfer.to_institution) == (TOWNSHIP, COUNTY_HOSPITAL)
+    assert (transfer.from_patient_local_id, transfer.to_patient_local_id) == ("t1", "c1")
+    assert (transfer.from_encounter_id, transfer.to_encounter_id) == ("E1", "E2")
+    assert not transfer.referred and transfer.discharge_disposition == "HOME"
+    assert transfer.person_id == HASH.person_of(rid(1)) and rid(1) not in transfer.person_id
+
+
+def test_later_than_48_hours_or_at_the_same_member_is_no_transfer() -> None:
+    assert transfers_of(HASH, stay_at_township_then_county(timedelta(hours=49))) == []
+    same_member = [
+        registered(TOWNSHIP, "t1", 1),
+        discharged(TOWNSHIP, "t1", "E1", T0),
+        admitted(TOWNSHIP, "t1", "E2", T0 + timedelta(hours=3)),
+    ]
+    assert transfers_of(HASH, same_member) == []
+
+
+def test_other_persons_and_unidentified_patients_are_no_transfer() -> None:
+    other = [*stay_at_township_then_county(timedelta(hours=3))]
+    other[1] = registered(COUNTY_HOSPITAL, "c1", 2)
+    assert transfers_of(HASH, other) == []
+    unknown = [*stay_at_township_then_county(timedelta(hours=3))]
+    unknown[1] = registered(COUNTY_HOSPITAL, "c1", 1, with_id=False)
+    assert transfers_of(HASH, unknown) == []
+    # The admission desk corrects the registration from the id card: now it is person 1.
+    corrected = [*unknown, id_corrected(COUNTY_HOSPITAL, "c1", 1, T0 + timedelta(hours=4))]
+    assert len(transfers_of(HASH, corrected)) == 1
+
+
+def test_a_referral_from_the_discharging_to_the_admitting_member_makes_it_referred() -> None:
+    referral = uuid.uuid4()
+    ask = requested(TOWNSHIP, "t1", COUNTY_HOSPITAL, T0 - timedelta(hours=2), referral)
+    [transfer] = transfers_of(HASH, [*stay_at_township_then_county(timedelta(hours=5)), ask])
+    assert transfer.referred and transfer.referral_id == referral
+    # Seen only by the receiver (the sender's record has no resident id): still referred.
+    events = stay_at_township_then_county(timedelta(hours=5))
+    events[0] = registered(TOWNSHIP, "t1", 1, with_id=False)
+    events += [registered(TOWNSHIP, "t9", 1, with_id=False)]
+    events += [requested(TOWNSHIP, "t9", COUNTY_HOSPITAL, T0 - timedelta(hours=2), referral)]
+    events += [accepted(COUNTY_HOSPITAL, "c1", T0 - timedelta(hours=1), referral)]
+    events += [id_corrected(TOWNSHIP, "t1", 1, T0)]
+    [seen_by_receiver] = transfers_of(HASH, events)
+    assert seen_by_receiver.referral_id == referral
+
+
+def test_a_referral_the_other_way_or_long_before_does_not_count() -> None:
+    back = requested(COUNTY_HOSPITAL, "c1", TOWNSHIP, T0 - timedelta(hours=2), uuid.uuid4())
+    old = requested(TOWNSHIP, "t1", COUNTY_HOSPITAL, T0 - timedelta(days=31), uuid.uuid4())
+    [transfer] = transfers_of(HASH, [*stay_at_township_then_county(timedelta(hours=5)), back, old])
+    assert not transfer.referred
+
+
+def test_the_key_is_refused_outside_development_unless_set() -> None:
+    assert person_key({}) == DEVELOPMENT_KEY
+    with pytest.raises(PersonKeyError):
+        person_key({"CONSORTIUM_ENVIRONMENT": "production"})
+    with pytest.raises(PersonKeyError):
+        person_key(
+            {
+                "CONSORTIUM_ENVIRONMENT": "production",
+                "TRANSFERS_PERSON_KEY": DEVELOPMENT_KEY.decode(),
+            }
+        )
+    with pytest.raises(PersonKeyError):
+        person_key({"TRANSFERS_PERSON_KEY": "short"})
+    secret = "a production secret of some length"
+    assert person_key({"CONSORTIUM_ENVIRONMENT": "production", "TRANSFERS_PERSON_KEY": secret}) == (
+        secret.encode()
+    )
+
+
+def test_events_of_no_interest_have_no_key() -> None:
+    from examples import example
+
+    for kind in ("LabResultReported", "OutpatientVisitStarted", "ConsentGranted"):
+        assert key_of(HASH, example(kind)) is None
+
+
+# -- any arrival order --------------------------------------------------------------------
+
+stays = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # person
+        st.sampled_from(MEMBERS),
+        st.integers(0, 24 * 8),  # admitted, hours after T0
+        st.integers(1, 24 * 5),  # length of stay, hours
+        st.sampled_from(["HOME", "HOME", "AGAINST_ADVICE", "DECEASED"]),
+    ),
+    min_size=1,
+    max_size=7,
+)
+referrals = st.lists(
+    st.tuples(
+        st.integers(0, 2), st.sampled_from(MEMBERS), st.sampled_from(MEMBERS), st.integers(0, 200)
+    ).filter(lambda r: r[1] != r[2]),
+    max_size=4,
+)
+
+
+def scenario(
+    stays_: list[tuple[int, str, int, int, str]], refs: list[tuple[int, str, str, int]]
+) -> list[Event]:
+    """Registrations (some without an id, corrected later), stays and referrals of 3 persons."""
+    events: list[Event] = []
+    for person in range(3):
+        for i, member in enumerate(MEMBERS):
+            local = f"{member[-3:]}-{person}"
+            with_id = (person + i) % 3 != 0
+            events.append(registered(member, local, person, with_id))
+            if not with_id and person == 1:
+                events.append(id_corrected(member, local, person, T0 + timedelta(days=3)))
+    for n, (person, member, start, length, disposition) in enumerate(stays_):
+        local, enc = f"{member[-3:]}-{person}", f"E{n}"
+        events.append(admitted(member, local, enc, T0 + timedelta(hours=start)))
+        end = T0 + timedelta(hours=start + length)
+        events.append(discharged(member, local, enc, end, disposition))
+    for person, src, dst, hour in refs:
+        referral = uuid.uuid5(IDS, f"{person}{src}{dst}{hour}")
+        at = T0 + timedelta(hours=hour)
+        events.append(requested(src, f"{src[-3:]}-{person}", dst, at, referral))
+        events.append(accepted(dst, f"{dst[-3:]}-{person}", at + timedelta(minutes=30), referral))
+    return events
+
+
+@settings(max_examples=60, deadline=None)
+@given(stays, referrals, st.randoms(use_true_random=False), st.integers(0, 6))
+def test_any_arrival_order_and_duplicates_give_the_same_transfers(
+    stays_: list[tuple[int, str, int, int, str]],
+    refs: list[tuple[int, str, str, int]],
+    rng: random.Random,
+    repeats: int,
+) -> None:
+    events = scenario(stays_, refs)
+    expected = transfers_of(HASH, events)
+    # Admissions and discharges come from different members, registrations may come late,
+    # and hospitals retry: shuffle everything and deliver some events again.
+    arrival = [*events, *(rng.choice(events) for _ in range(repeats))]
+    rng.shuffle(arrival)
+    assert transfers_of(HASH, arrival) == expected
+    assert all(isinstance(t, Transfer) and t.from_institution != t.to_institution for t in expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -100,6 +101,9 @@ class BatchProcessor:
         self._dead_letters = dead_letters
         self._target = target or live_target(projection.name)
         self._conn: Connection[Any] | None = None
+        # The agent's batches and the timer's sweep run in different threads on this one
+        # connection: interleaved, a sweep became a savepoint inside a batch and hung it.
+        self._using = threading.RLock()
 
     @property
     def conn(self) -> Connection[Any]:
@@ -116,6 +120,10 @@ class BatchProcessor:
 
     def process(self, records: Sequence[Record]) -> Outcome:
         """Apply a batch; a record PostgreSQL refuses is retried alone and dead-lettered."""
+        with self._using:
+            return self._process(records)
+
+    def _process(self, records: Sequence[Record]) -> Outcome:
         if not records:
             return Outcome()
         try:
@@ -245,7 +253,7 @@ class BatchProcessor:
 
     def tick(self) -> int:
         """Re-derive rows that the event clock alone changes; run when the stream is idle."""
-        with self.conn.transaction(), self.conn.cursor() as cur:
+        with self._using, self.conn.transaction(), self.conn.cursor() as cur:
             generation = self._target(cur)
             clock = read_clock(cur, generation)
             if clock is None:

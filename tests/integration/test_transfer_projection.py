@@ -177,3 +177,34 @@ def test_a_rebuild_from_kafka_has_the_live_digest(
         assert digest(conn, TRANSFERS, second) == digest(conn, TRANSFERS, first)
         with conn.cursor() as cur:
             assert generations.live(cur, "transfers") == first
+
+
+def test_sweeps_from_the_timer_thread_do_not_tangle_with_batches(
+    live: BatchProcessor, migrated_url: str, topics: str
+) -> None:
+    """faust runs batches and the clock sweep in different threads on one processor."""
+    events = shuffled_events(4, 60)
+    records = as_records(events, topics)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def sweep() -> None:
+        while not stop.is_set():
+            try:
+                live.tick()
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+                return
+
+    sweeper = threading.Thread(target=sweep, daemon=True)
+    sweeper.start()
+    batches = threading.Thread(
+        target=lambda: [live.process(records[i : i + 3]) for i in range(0, len(records), 3)],
+        daemon=True,
+    )
+    batches.start()
+    batches.join(timeout=120)  # a guard against the hang this test is about, not a speed check
+    stop.set()
+    sweeper.join(timeout=30)
+    assert not batches.is_alive() and not failures
+    assert stored(migrated_url) == expected(events)

@@ -16,7 +16,7 @@ from gateway import credentials
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
 from gateway.hl7.mapping import UnsupportedMessage, map_message
 from gateway.hl7.values import Hl7ValueError, text
-from gateway.parsing import parse_one
+from gateway.parsing import parse_one, request_checks
 from gateway.principals import Principal
 from gateway.problems import ProblemError
 from gateway.state import Gateway
@@ -74,8 +74,9 @@ def _answer(message: Any, code: AckCode, errors: list[Hl7Error], status: int) ->
 def _validate(message: Any, drafts: list[dict[str, Any]]) -> list[Event] | Answer:
     events: list[Event] = []
     errors: list[Hl7Error] = []
+    checks = request_checks()
     for index, draft in enumerate(drafts):
-        event, problems = parse_one(draft, (index,))
+        event, problems = parse_one(draft, (index,), checks)
         errors.extend(
             Hl7Error("102", f"{draft['envelope']['event_type']} {e.path}: {e.detail}")
             for e in problems

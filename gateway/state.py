@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from events.catalog import Catalog
 from events.publisher import Publisher
 from gateway.config import GatewayConfig
 from gateway.ingest import Ingest
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    """Session settings of the gateway's connections."""
+    # The idempotency record is an optimisation (losing one costs a harmless republish on
+    # retry, see docs/gateway.md), so its INSERT need not wait for the WAL flush.
+    await conn.execute("SET synchronous_commit = off")
 
 
 @dataclass
@@ -35,7 +44,13 @@ class Gateway:
             config={"delivery.timeout.ms": int(config.publish_timeout_s * 1000)},
         )
         pool = AsyncConnectionPool(
-            config.database_url, min_size=1, max_size=config.pool_size, open=False
+            config.database_url,
+            min_size=config.pool_size,
+            max_size=config.pool_size,
+            # Each statement is its own transaction: no BEGIN/COMMIT round trips per request.
+            kwargs={"autocommit": True},
+            configure=_configure,
+            open=False,
         )
         await pool.open()
         ingest = Ingest(

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-import anyio.to_thread
 from psycopg_pool import AsyncConnectionPool
 
 from events.envelope import Event
-from events.publisher import Delivery, Publisher, PublishError
+from events.publisher import Delivery, PublishError
+from gateway.delivery import AsyncPublisher
 from gateway.principals import Principal
 from gateway.problems import FieldError, ProblemError, jsonpath, pointer
 
@@ -42,7 +42,7 @@ class Ingest:
 
     def __init__(
         self,
-        publisher: Publisher,
+        publisher: AsyncPublisher,
         pool: AsyncConnectionPool,
         *,
         publish_timeout_s: float,
@@ -127,8 +127,7 @@ class Ingest:
         known: dict[UUID, Delivery],
     ) -> list[Delivery]:
         try:
-            # The producer blocks while it waits for acknowledgements: keep it off the event loop.
-            stored = await anyio.to_thread.run_sync(self._publisher.publish, fresh, self._wait_s)
+            stored = await self._publisher.publish(fresh, self._wait_s)
         except PublishError as exc:
             await self._record(exc.stored, fresh, digests, first)
             raise ProblemError(

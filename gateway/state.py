@@ -9,8 +9,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from events.catalog import Catalog
-from events.publisher import Publisher
 from gateway.config import GatewayConfig
+from gateway.delivery import AsyncPublisher
 from gateway.ingest import Ingest
 
 
@@ -27,7 +27,7 @@ class Gateway:
 
     config: GatewayConfig
     catalog: Catalog
-    publisher: Publisher
+    publisher: AsyncPublisher
     pool: AsyncConnectionPool
     ingest: Ingest
 
@@ -36,12 +36,12 @@ class Gateway:
         """Open the connection pool and the producer."""
         from events.codec import Codec
 
-        publisher = Publisher(
+        publisher = AsyncPublisher(
             config.bootstrap_servers,
             config.consortium_id,
-            codec=Codec(catalog),
+            Codec(catalog),
             # librdkafka must give up no later than the gateway does, so that a 503 is final.
-            config={"delivery.timeout.ms": int(config.publish_timeout_s * 1000)},
+            {"delivery.timeout.ms": int(config.publish_timeout_s * 1000)},
         )
         pool = AsyncConnectionPool(
             config.database_url,

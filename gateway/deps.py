@@ -16,7 +16,9 @@ from gateway.state import Gateway
 _bearer = HTTPBearer(auto_error=False, description="A token from `consortium credentials issue`.")
 
 
-def get_gateway(request: Request) -> Gateway:
+# Dependencies are `async def` although they await nothing: FastAPI runs a plain `def`
+# dependency in a worker thread, a hand-over that cost more than the rest of a small request.
+async def get_gateway(request: Request) -> Gateway:
     """The process-wide parts created at start-up."""
     gateway: Gateway | None = request.app.state.gateway
     if gateway is None:
@@ -24,13 +26,13 @@ def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     """The schema catalog (available without servers)."""
     catalog: Catalog = request.app.state.catalog
     return catalog
 
 
-def get_consortium_id(request: Request) -> str:
+async def get_consortium_id(request: Request) -> str:
     """The tenant prefix of this gateway's topics."""
     consortium_id: str = request.app.state.consortium_id
     return consortium_id

@@ -1,0 +1,265 @@
+"""The published figures of one local day: scopes, suppression, ratios (pure, no identifiers).
+
+Each record is one scope (an institution, a level, the consortium) in one window (an hour or
+the local day) and holds only codes, levels, the window and counts or statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from events.membership import InstitutionLevel, Membership
+from projections.reporting.cells import Cell, CellKey
+from projections.reporting.measures import (
+    DIRECTIONS,
+    PERSON_COUNTS,
+    PUBLIC_COUNTS,
+    RECEIVED_BY_DIRECTION,
+    STOCKS,
+    THRESHOLD,
+)
+from projections.reporting.suppression import Line, suppress
+from projections.reporting.windows import REPORTING_ZONE, Grain, day_start, local_date, window_end
+
+PRIMARY_LEVELS = (InstitutionLevel.TOWNSHIP_CENTRE, InstitutionLevel.VILLAGE_CLINIC)
+
+
+class ScopeKind(StrEnum):
+    """What a record is about; each kind is one reporting view (topic)."""
+
+    INSTITUTION = "INSTITUTION"
+    LEVEL = "LEVEL"
+    CONSORTIUM = "CONSORTIUM"
+
+
+VIEWS: dict[ScopeKind, str] = {
+    ScopeKind.INSTITUTION: "institutions",
+    ScopeKind.LEVEL: "levels",
+    ScopeKind.CONSORTIUM: "consortium",
+}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FigureKey:
+    """One published record: a scope in a window."""
+
+    kind: ScopeKind
+    scope: str
+    grain: Grain
+    window_start: datetime
+
+    @property
+    def view(self) -> str:
+        """The reporting view (topic) of the record."""
+        return VIEWS[self.kind]
+
+    @property
+    def kafka_key(self) -> bytes:
+        """The record's key on its topic: view, scope and window (the compaction key)."""
+        return f"{self.view}|{self.scope}|{self.grain}|{self.window_start.isoformat()}".encode()
+
+
+# A scoped cell: (kind, scope, grain, window_start, measure).
+Scoped = tuple[ScopeKind, str, Grain, datetime, str]
+
+
+def _scopes(institution: str, members: Membership, consortium: str) -> list[tuple[ScopeKind, str]]:
+    found = [(ScopeKind.INSTITUTION, institution), (ScopeKind.CONSORTIUM, consortium)]
+    if institution in members:
+        found.append((ScopeKind.LEVEL, members.level(institution).value))
+    return found
+
+
+def _roll_up(
+    cells: Mapping[CellKey, Cell], members: Membership, consortium: str
+) -> tuple[dict[Scoped, int], dict[Scoped, list[int]]]:
+    values: dict[Scoped, int] = defaultdict(int)
+    samples: dict[Scoped, list[int]] = defaultdict(list)
+    for key, cell in cells.items():
+        for kind, scope in _scopes(key.institution, members, consortium):
+            scoped = (kind, scope, key.grain, key.window_start, key.measure)
+            values[scoped] += cell.value
+            samples[scoped].extend(cell.samples)
+    return dict(values), dict(samples)
+
+
+def lines_of(values: Mapping[Scoped, int], members: Membership, consortium: str) -> list[Line]:
+    """Every additive relation between the person counts of one day, in a canonical order."""
+    lines: list[Line] = []
+    levels = [lv.value for lv in InstitutionLevel]
+    by_level: dict[str, list[str]] = defaultdict(list)
+    windows: set[tuple[Grain, datetime]] = set()
+    for kind, scope, grain, start, _measure in values:
+        windows.add((grain, start))
+        if kind is ScopeKind.INSTITUTION and scope in members:
+            by_level[members.level(scope).value].append(scope)
+    for grain, start in sorted(windows):
+        for m in PERSON_COUNTS:
+            top = (ScopeKind.CONSORTIUM, consortium, grain, start, m)
+            lines.append(Line(top, tuple((ScopeKind.LEVEL, lv, grain, start, m) for lv in levels)))
+            for lv in levels:
+                insts = sorted(set(by_level[lv]))
+                parts = tuple((ScopeKind.INSTITUTION, i, grain, start, m) for i in insts)
+                lines.append(Line((ScopeKind.LEVEL, lv, grain, start, m), parts))
+        received, directions = RECEIVED_BY_DIRECTION
+        at = (ScopeKind.CONSORTIUM, consortium, grain, start)
+        lines.append(Line((*at, received), tuple((*at, d) for d in directions)))
+    hours: dict[tuple[ScopeKind, str, datetime, str], list[Scoped]] = defaultdict(list)
+    for kind, scope, grain, start, measure in values:
+        if grain is Grain.HOUR and measure in PERSON_COUNTS and measure not in STOCKS:
+            day = day_start(local_date(start))
+            hours[(kind, scope, day, measure)].append((kind, scope, grain, start, measure))
+    for (kind, scope, day, measure), in_day in sorted(hours.items()):
+        lines.append(Line((kind, scope, Grain.DAY, day, measure), tuple(sorted(in_day))))
+    return [
+        line
+        for line in lines
+        if values.get(line.total, 0) or any(values.get(p) for p in line.parts)
+    ]
+
+
+def _count(value: int | None, hidden: bool) -> dict[str, Any]:
+    return {"value": None if hidden else value, "suppressed": hidden}
+
+
+def _figure(value: float | None, hidden: bool = False) -> dict[str, Any]:
+    return {"value": None if hidden or value is None else round(value, 4), "suppressed": hidden}
+
+
+def _ratio(
+    num: Scoped, dens: Iterable[Scoped], values: Mapping[Scoped, int], hidden: set[Any]
+) -> dict[str, Any]:
+    """A ratio, published only when every count it is made of is published."""
+    inputs = {num, *dens}
+    if inputs & hidden:
+        return _figure(None, hidden=True)
+    denominator = sum(values.get(d, 0) for d in dens)
+    return _figure(values.get(num, 0) / denominator if denominator else None)
+
+
+def _percentile(ordered: list[int], p: float) -> float:
+    """Nearest-rank percentile (p90 is the value at rank ceil(0.9 n))."""
+    return float(ordered[max(0, math.ceil(p * len(ordered)) - 1)])
+
+
+def _median(ordered: list[int]) -> float:
+    n = len(ordered)
+    mid = n // 2
+    return float(ordered[mid]) if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _statistic(samples: list[int], fn: Any) -> dict[str, Any]:
+    """A statistic over values, withheld below the threshold (it would describe few people)."""
+    if not samples:
+        return _figure(None)
+    if len(samples) < THRESHOLD:
+        return _figure(None, hidden=True)
+    return _figure(fn(sorted(samples)))
+
+
+def _record(
+    key: FigureKey,
+    level: str | None,
+    values: Mapping[Scoped, int],
+    samples: Mapping[Scoped, list[int]],
+    hidden: set[Any],
+) -> dict[str, Any]:
+    def cell(m: str) -> Scoped:
+        return (key.kind, key.scope, key.grain, key.window_start, m)
+
+    def count(m: str) -> dict[str, Any] | None:
+        if m in STOCKS and key.grain is Grain.HOUR:
+            return None  # a stock is reported per day only
+        return _count(values.get(cell(m), 0), cell(m) in hidden)
+
+    stays, minutes = values.get(cell("stays_measured"), 0), values.get(cell("stay_minutes"), 0)
+    los = (
+        _figure(None)
+        if not stays
+        else _figure(None, True)
+        if stays < THRESHOLD
+        else _figure(minutes / stays / 1440)
+    )
+    waits = samples.get(cell("referrals_accepted"), [])
+    record: dict[str, Any] = {
+        "view": key.view,
+        "scope_kind": key.kind.value,
+        "scope": key.scope,
+        "institution_level": level,
+        "grain": key.grain.value,
+        "window_start": key.window_start,
+        "window_end": window_end(key.grain, key.window_start),
+        "local_date": local_date(key.window_start).isoformat(),
+        "time_zone": str(REPORTING_ZONE),
+        **{m: count(m) for m in (*PERSON_COUNTS, *PUBLIC_COUNTS)},
+        "average_length_of_stay_days": los,
+        "acceptance_rate": _ratio(
+            cell("referrals_accepted"), [cell("referrals_decided")], values, hidden
+        ),
+        "acceptance_minutes_median": _statistic(waits, _median),
+        "acceptance_minutes_p90": _statistic(waits, lambda s: _percentile(s, 0.9)),
+        "share_referrals_down": _ratio(
+            cell("referrals_down"), [cell(d) for d in DIRECTIONS], values, hidden
+        ),
+        "admitted_within_county": _ratio(
+            cell("admissions"), [cell("admissions"), cell("transfers_outside")], values, hidden
+        ),
+        "bed_occupancy": None,
+        "share_visits_primary": None,
+    }
+    for m in PUBLIC_COUNTS:  # not about people: never suppressed
+        if record[m] is not None:
+            record[m] = _count(values.get(cell(m), 0), False)
+    if key.grain is Grain.DAY:
+        record["bed_occupancy"] = _ratio(cell("inpatients"), [cell("beds_staffed")], values, hidden)
+    if key.kind is ScopeKind.CONSORTIUM:
+        record["share_visits_primary"] = _primary_share(key, values, hidden)
+    return record
+
+
+def _primary_share(
+    key: FigureKey, values: Mapping[Scoped, int], hidden: set[Any]
+) -> dict[str, Any]:
+    """Share of outpatient visits at township and village level, from published cells only."""
+    at = (key.grain, key.window_start, "outpatient_visits")
+    total = (key.kind, key.scope, *at)
+    levels = [(ScopeKind.LEVEL, lv.value, *at) for lv in PRIMARY_LEVELS]
+    if {total, *levels} & hidden:
+        return _figure(None, hidden=True)
+    denominator = values.get(total, 0)
+    primary = sum(values.get(c, 0) for c in levels)
+    return _figure(primary / denominator if denominator else None)
+
+
+def figures_of_day(
+    day: date,
+    cells: Mapping[CellKey, Cell],
+    members: Membership,
+    consortium: str,
+    also: Iterable[FigureKey] = (),
+) -> dict[FigureKey, dict[str, Any]]:
+    """Every record of one local day from its institutions' cells (and the keys in `also`,
+    published before, which now hold zeros)."""
+    mine = {k: c for k, c in cells.items() if k.day == day}
+    values, samples = _roll_up(mine, members, consortium)
+    hidden = suppress(
+        {k: v for k, v in values.items() if k[4] in PERSON_COUNTS},
+        lines_of(values, members, consortium),
+    )
+    keys = {FigureKey(kind, scope, grain, start) for kind, scope, grain, start, _ in values}
+    keys.update(k for k in also if local_date(k.window_start) == day)
+    records: dict[FigureKey, dict[str, Any]] = {}
+    for key in sorted(keys):
+        level = None
+        if key.kind is ScopeKind.INSTITUTION and key.scope in members:
+            level = members.level(key.scope).value
+        elif key.kind is ScopeKind.LEVEL:
+            level = key.scope
+        records[key] = _record(key, level, values, samples, hidden)
+    return records

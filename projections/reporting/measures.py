@@ -1,0 +1,40 @@
+"""What the reporting projection counts, and which counts are about people (suppressed)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Counts of people or of their encounters: published only when 0 or at least 5.
+PERSON_COUNTS: Final = (
+    "admissions",
+    "discharges",
+    "transfers_outside",
+    "outpatient_visits",
+    "inpatients",
+    "referrals_up",
+    "referrals_down",
+    "referrals_lateral",
+    "referrals_received",
+    "referrals_accepted",
+    "referrals_decided",
+    "referrals_overdue",
+    "referrals_completed",
+)
+# Counts about no person (staffed beds): published as they are.
+PUBLIC_COUNTS: Final = ("beds_staffed",)
+# Inputs of averages, never published as such.
+INTERNAL: Final = ("stays_measured", "stay_minutes")
+# Stocks are measured at an instant (a ward's last census of the day): day windows only,
+# and a day is not the sum of its hours.
+STOCKS: Final = frozenset({"inpatients", "beds_staffed"})
+DIRECTIONS: Final = ("referrals_up", "referrals_down", "referrals_lateral")
+# Every referral received somewhere was requested in exactly one direction.
+RECEIVED_BY_DIRECTION: Final = ("referrals_received", DIRECTIONS)
+# Below this, a count of people is suppressed; so is a statistic over fewer values.
+THRESHOLD: Final = 5
+
+# Facts the projection has no events for yet. Each becomes a person count fed by one more
+# entity kind in entities.py (see docs/reporting.md, "Extension points"):
+#   unreferred_transfers  - from the transfers projection's derivation (issue 5)
+#   repeat_tests_flagged, results_reused - from mutual-recognition events, when they exist
+PLANNED: Final = ("unreferred_transfers", "repeat_tests_flagged", "results_reused")

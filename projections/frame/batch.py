@@ -45,7 +45,7 @@ class Outcome:
     applied: int = 0
     duplicates: int = 0  # an event id the projection had already applied
     stale: int = 0  # an offset behind the stored position (redelivery)
-    ignored: int = 0  # decoded, but not this projection's business
+    ignored: int = 0  # not this projection's business (by key_of, or by schema id undecoded)
     dead_lettered: int = 0
     gaps: int = 0  # partitions whose batch started beyond the stored position
 
@@ -101,6 +101,11 @@ class BatchProcessor:
         self._dead_letters = dead_letters
         self._target = target or live_target(projection.name)
         self._conn: Connection[Any] | None = None
+        # Schema ids whose event type the projection never takes (skipped undecoded).
+        wanted = projection.event_types
+        self._unwanted_ids = frozenset(
+            v.id for v in codec.catalog.all() if wanted is not None and v.event_type not in wanted
+        )
         # The agent's batches and the timer's sweep run in different threads on this one
         # connection: interleaved, a sweep became a savepoint inside a batch and hung it.
         self._using = threading.RLock()
@@ -164,7 +169,7 @@ class BatchProcessor:
                 else:
                     fresh.append(record)
             outcome.gaps = _count_gaps(fresh, positions)
-            decoded = self._decode(fresh, letters)
+            decoded = self._decode(fresh, letters, outcome)
             todo = self._claim_new(cur, generation, decoded, outcome)
             store = self.projection.store
             states = store.lock(cur, generation.schema, sorted({d.key for d in todo}))
@@ -199,11 +204,19 @@ class BatchProcessor:
             )
         return outcome
 
-    def _decode(self, records: Iterable[Record], letters: list[DeadLetter]) -> list[_Decoded]:
+    def _decode(
+        self, records: Iterable[Record], letters: list[DeadLetter], outcome: Outcome
+    ) -> list[_Decoded]:
         decoded: list[_Decoded] = []
+        unwanted = self._unwanted_ids
         for record in records:
             if record.value is None:
                 letters.append(DeadLetter(record, "empty value (tombstone) on an event topic"))
+                continue
+            # Confluent framing: magic byte 0, then the 4-byte big-endian schema id.
+            value = record.value
+            if unwanted and value[:1] == b"\x00" and int.from_bytes(value[1:5]) in unwanted:
+                outcome.ignored += 1  # its bytes are checked by the projections that read it
                 continue
             try:
                 event = self._codec.decode_event(record.value)

@@ -57,3 +57,6 @@ class Projection(Generic[K, A]):
     evolve: Callable[[A | None, Event], A]
     store: Store[K, A]
     tables: tuple[Table, ...]
+    # The event types key_of can take (None: all). Records of other types on the projection's
+    # topics are counted as ignored from their schema id alone, without decoding them.
+    event_types: frozenset[str] | None = None

@@ -47,6 +47,11 @@ class PersonIds(Protocol):
         """The event families the identity statements come from."""
         ...
 
+    @property
+    def event_types(self) -> frozenset[str]:
+        """The event types that may make an identity statement."""
+        ...
+
     def claim(self, event: Event) -> Claim | None:
         """The identity statement an event makes, or None when it makes none."""
         ...
@@ -72,6 +77,7 @@ class ResidentIdHash:
     """Persons as the keyed hash (HMAC-SHA256) of the resident id number a member registered."""
 
     families: tuple[Family, ...] = (Family.PATIENT,)
+    event_types: frozenset[str] = frozenset({"PatientRegistered", "PatientDemographicsUpdated"})
 
     def __init__(self, key: bytes | None = None) -> None:
         # Read lazily: importing the wiring must not need the key, only running transfers.

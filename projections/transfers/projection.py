@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from functools import partial
 
+from events.registry import EVENT_TYPES
 from events.topics import Family
 from projections.frame.declaration import Projection
 from projections.transfers import stays
 from projections.transfers.persons import LocalPatient, PersonIds, ResidentIdHash
 from projections.transfers.store import TransferStore
 from projections.transfers.tables import TABLES
+
+STAY_TYPES = frozenset({"PatientAdmitted", "PatientDischarged"})
+REFERRAL_TYPES = frozenset(n for n, m in EVENT_TYPES.items() if m.family is Family.REFERRAL)
 
 
 def transfers_projection(person_ids: PersonIds) -> Projection[LocalPatient, stays.Patient]:
@@ -23,6 +27,7 @@ def transfers_projection(person_ids: PersonIds) -> Projection[LocalPatient, stay
         evolve=partial(stays.evolve, person_ids),
         store=TransferStore(),
         tables=TABLES,
+        event_types=frozenset({*STAY_TYPES, *REFERRAL_TYPES, *person_ids.event_types}),
     )
 
 

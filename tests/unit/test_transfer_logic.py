@@ -273,3 +273,17 @@ def test_any_arrival_order_and_duplicates_give_the_same_transfers(
     rng.shuffle(arrival)
     assert transfers_of(HASH, arrival) == expected
     assert all(isinstance(t, Transfer) and t.from_institution != t.to_institution for t in expected)
+
+
+def test_the_declared_event_types_cover_every_event_with_a_key() -> None:
+    """The frame skips other types undecoded: none of them may matter to transfers."""
+    from events.registry import EVENT_TYPES
+    from examples import example
+    from projections.transfers.projection import TRANSFERS
+
+    assert TRANSFERS.event_types is not None
+    for kind in EVENT_TYPES:
+        event = example(kind)
+        if TRANSFERS.key_of(event) is not None:
+            assert kind in TRANSFERS.event_types
+    assert "OutpatientVisitStarted" not in TRANSFERS.event_types

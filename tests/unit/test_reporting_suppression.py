@@ -1,0 +1,123 @@
+"""Suppression: no count under 5 is published, and no hidden count falls out of a subtraction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from events.membership import InstitutionLevel, load_membership
+from projections.reporting.cells import fold
+from projections.reporting.entities import Contribution
+from projections.reporting.figures import ScopeKind, figures_of_day
+from projections.reporting.measures import PERSON_COUNTS
+from projections.reporting.suppression import Line, suppress
+from projections.reporting.windows import Grain, day_start, local_date
+
+MEMBERS = load_membership()
+LOWER = [i.code for i in MEMBERS if i.level is not InstitutionLevel.COUNTY_HOSPITAL]
+INSTITUTIONS = sorted(["439901-C01", "439901-S01", "439901-S02", *LOWER[3:12]])
+DAY_START = datetime(2024, 5, 1, 16, tzinfo=UTC)  # 00:00 on 2 May in Asia/Shanghai
+DIRECTIONS = ("referrals_up", "referrals_down", "referrals_lateral")
+HIDDEN = object()
+
+
+def _direction(sender: str, receiver: str) -> str:
+    a, b = MEMBERS.level(sender).tier, MEMBERS.level(receiver).tier
+    return "referrals_up" if b > a else "referrals_down" if b < a else "referrals_lateral"
+
+
+@st.composite
+def day_of_contributions(draw: st.DrawFn) -> list[Contribution]:
+    """Visits, admissions and referrals of one local day, in a few hours, mostly small counts."""
+    found: list[Contribution] = []
+    for _ in range(draw(st.integers(1, 40))):
+        at = DAY_START + timedelta(hours=draw(st.integers(0, 3)), minutes=draw(st.integers(0, 59)))
+        inst = draw(st.sampled_from(INSTITUTIONS))
+        n = draw(st.integers(1, 7))
+        kind = draw(st.sampled_from(("outpatient_visits", "admissions", "referral")))
+        if kind == "referral":
+            to = draw(st.sampled_from([i for i in INSTITUTIONS if i != inst]))
+            found.append(Contribution(inst, _direction(inst, to), at, n))
+            found.append(Contribution(to, "referrals_received", at, n))
+        else:
+            found.append(Contribution(inst, kind, at, n))
+    return found
+
+
+def _published(records: dict[Any, dict[str, Any]]) -> dict[tuple[Any, ...], Any]:
+    cells: dict[tuple[Any, ...], Any] = {}
+    for key, record in records.items():
+        for measure, count in record.items():
+            if measure in PERSON_COUNTS and count is not None:
+                at = (key.kind, key.scope, key.grain, key.window_start, measure)
+                cells[at] = HIDDEN if count["suppressed"] else count["value"]
+    return cells
+
+
+def _lines(published: dict[tuple[Any, ...], Any]) -> list[tuple[Any, list[Any]]]:
+    """The additive relations a reader can build from the published records, written anew."""
+    lines: list[tuple[Any, list[Any]]] = []
+    windows = {(g, w) for (_, _, g, w, _) in published}
+    measures = ("outpatient_visits", "admissions", "referrals_received", *DIRECTIONS)
+    levels = defaultdict(list)
+    for i in MEMBERS:
+        levels[i.level.value].append(i.code)
+    for g, w in windows:
+        for m in measures:
+            top = (ScopeKind.CONSORTIUM, "c1", g, w, m)
+            lines.append((top, [(ScopeKind.LEVEL, lv, g, w, m) for lv in levels]))
+            for lv, codes in levels.items():
+                parts = [(ScopeKind.INSTITUTION, c, g, w, m) for c in codes]
+                lines.append(((ScopeKind.LEVEL, lv, g, w, m), parts))
+        at = (ScopeKind.CONSORTIUM, "c1", g, w)
+        lines.append(((*at, "referrals_received"), [(*at, d) for d in DIRECTIONS]))
+    scopes = {(k, s) for (k, s, _, _, _) in published}
+    day = day_start(local_date(DAY_START))
+    for k, s in scopes:
+        for m in measures:
+            hours = [(k, s, Grain.HOUR, DAY_START + timedelta(hours=h), m) for h in range(24)]
+            lines.append(((k, s, Grain.DAY, day, m), hours))
+    return lines
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(day_of_contributions())
+def test_no_hidden_count_follows_from_a_total_minus_its_published_parts(
+    contributions: list[Contribution],
+) -> None:
+    records = figures_of_day(local_date(DAY_START), fold(contributions), MEMBERS, "c1")
+    published = _published(records)
+    assert all(v is HIDDEN or v == 0 or v >= 5 for v in published.values())
+    for total, parts in _lines(published):
+        value = published.get(total, 0)
+        hidden = [p for p in parts if published.get(p, 0) is HIDDEN]
+        if value is HIDDEN:
+            # Otherwise the total would be the sum of its published parts.
+            assert hidden, (total, parts)
+            continue
+        remainder = value - sum(published.get(p, 0) for p in parts if p not in hidden)
+        if not hidden:
+            assert remainder == 0
+            continue
+        # Each hidden part is at least 1; it is pinned down when it can take only one value.
+        largest_possible = remainder - (len(hidden) - 1)
+        assert largest_possible > 1, (total, hidden, remainder)
+
+
+def test_complementary_suppression_hides_the_next_smallest_part() -> None:
+    lines = [Line("total", ("a", "b", "c"))]
+    assert suppress({"total": 21, "a": 3, "b": 6, "c": 12}, lines) == {"a", "b"}
+    # Two hidden ones that could only be 1 and 1 need a third.
+    assert suppress({"total": 14, "a": 1, "b": 1, "c": 12}, lines) == {"a", "b", "c"}
+    assert suppress({"total": 20, "a": 0, "b": 8, "c": 12}, lines) == set()
+
+
+def test_a_hidden_total_hides_one_of_its_parts() -> None:
+    lines = [Line("top", ("x", "y")), Line("x", ("x1", "x2"))]
+    # y is small, so x is hidden as its complement; x's parts must not add up to it.
+    hidden = suppress({"top": 20, "x": 16, "y": 4, "x1": 6, "x2": 10}, lines)
+    assert hidden == {"y", "x", "x1"}

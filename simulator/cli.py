@@ -35,6 +35,19 @@ def run(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write JSON lines here.")] = None,
     kafka: Annotated[bool, typer.Option("--kafka", help="Publish to Kafka.")] = False,
+    gateway: Annotated[
+        str | None, typer.Option(help="Publish through the gateway at this URL (POST /v1/events).")
+    ] = None,
+    mllp: Annotated[
+        str | None, typer.Option(help="Send HL7 v2 to the gateway's MLLP listener at HOST:PORT.")
+    ] = None,
+    token: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Gateway credential as CODE=TOKEN, one per institution to publish (repeat);"
+            " events of institutions without one are skipped and counted."
+        ),
+    ] = None,
     bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers.")] = None,
     speed: Annotated[str, typer.Option(help="'max', or N times real time.")] = "max",
     truth: Annotated[Path | None, typer.Option(help="Write the identity truth here.")] = None,
@@ -44,14 +57,20 @@ def run(
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Events per batch.")] = 500,
     clean: Annotated[bool, typer.Option("--clean", help="No identity noise.")] = False,
 ) -> None:
-    """Simulate the county and write its events to a file or publish them to Kafka."""
+    """Simulate the county; write its events to a file or publish them (Kafka, gateway, MLLP)."""
     from events.membership import load_membership
     from simulator.runner import run_county
     from simulator.simulation import simulate
     from simulator.sinks import JsonLinesSink, KafkaSink, Sink
 
-    if (out is None) == (not kafka):
-        raise typer.BadParameter("give exactly one of --out FILE or --kafka")
+    chosen = [out is not None, kafka, gateway is not None, mllp is not None]
+    if sum(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --out FILE, --kafka, --gateway URL, --mllp")
+    if (gateway is not None or mllp is not None) and not token:
+        raise typer.BadParameter("--gateway and --mllp need --token CODE=TOKEN")
+    tokens = dict(t.split("=", 1) for t in token or () if "=" in t)
+    if len(tokens) != len(token or ()):
+        raise typer.BadParameter("--token takes CODE=TOKEN", param_hint="--token")
     if start is not None and start.tzinfo is None:
         from datetime import UTC
 
@@ -70,13 +89,34 @@ def run(
         from consortium.settings import get_settings
 
         sink = KafkaSink(kafka_bootstrap(bootstrap), get_settings().consortium_id)
+        where = "published to Kafka (all acknowledged)"
+    elif gateway is not None:
+        from simulator.gateway_sink import GatewaySink
+
+        sink = GatewaySink(gateway, tokens)
+        where = f"published through {gateway} (all acknowledged)"
+    elif mllp is not None:
+        from simulator.gateway_sink import MllpSink
+
+        host, _, port = mllp.rpartition(":")
+        if not port.isdigit():
+            raise typer.BadParameter("--mllp takes HOST:PORT")
+        sink = MllpSink(host or "127.0.0.1", int(port), tokens)
+        where = f"offered as HL7 v2 over MLLP to {mllp}"
     else:
         assert out is not None
         sink = JsonLinesSink(out)
+        where = f"written to {out}"
     total, seconds = run_county(county, sink, speed=_speed(speed), batch=batch)
     if truth is not None:
         county.truth.write(truth)
-    where = "published to Kafka (all acknowledged)" if kafka else f"written to {out}"
+    if gateway is not None or mllp is not None:
+        from simulator.gateway_sink import GatewaySink, MllpSink
+
+        assert isinstance(sink, GatewaySink | MllpSink)
+        skipped = ", ".join(f"{k} {v:,}" for k, v in sink.skipped.most_common())
+        total = sink.sent
+        where += f"; skipped (no token or no HL7 mapping): {skipped or 'none'}"
     Console(stderr=True).print(
         f"{total:,} events {where} in {seconds:.1f} s; "
         f"{len(county.population.people):,} residents, {len(county.truth.records):,} registrations"

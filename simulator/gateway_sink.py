@@ -26,26 +26,53 @@ class GatewayRefused(RuntimeError):  # noqa: N818 - the gateway's answer, not ou
         self.problem = problem
 
 
-class GatewaySink:
-    """Posts batches to POST /v1/events; a batch returns once Kafka acknowledged all of it."""
+Tokens = str | Mapping[str, str]
 
-    def __init__(self, base_url: str, token: str, timeout: float = 60.0) -> None:
+
+def _by_institution(tokens: Tokens) -> Callable[[str], str | None]:
+    """The token for an institution: the one token, or that institution's (None when missing)."""
+    if isinstance(tokens, str):
+        return lambda _: tokens
+    return tokens.get
+
+
+class GatewaySink:
+    """Posts batches to POST /v1/events; a batch returns once Kafka acknowledged all of it.
+
+    `token` is one credential, or one per institution (code -> token): a principal publishes
+    only its own institution's events, so a batch is split by source. Events of institutions
+    without a token are counted in `skipped`, not sent.
+    """
+
+    def __init__(self, base_url: str, token: Tokens, timeout: float = 60.0) -> None:
+        self._token = _by_institution(token)
         self._http = httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            timeout=timeout,
+            base_url=base_url, headers={"Content-Type": "application/json"}, timeout=timeout
         )
+        self.sent = 0
+        self.skipped: Counter[str] = Counter()
 
     def write(self, events: Sequence[Event]) -> None:
-        """Publish one batch of up to 1,000 events (raises GatewayRefused unless 202)."""
-        body = json.dumps([e.model_dump(mode="json") for e in events], ensure_ascii=False)
-        response = self._http.post("/v1/events", content=body.encode())
-        if response.status_code != 202:
-            try:
-                problem: dict[str, Any] | str = response.json()
-            except ValueError:
-                problem = response.text
-            raise GatewayRefused(response.status_code, problem)
+        """Publish a batch of up to 1,000 events (raises GatewayRefused unless 202)."""
+        by_source: dict[str, list[Event]] = {}
+        for event in events:
+            by_source.setdefault(event.envelope.source, []).append(event)
+        for source, batch in by_source.items():
+            token = self._token(source)
+            if token is None:
+                self.skipped[source] += len(batch)
+                continue
+            body = json.dumps([e.model_dump(mode="json") for e in batch], ensure_ascii=False)
+            response = self._http.post(
+                "/v1/events", content=body.encode(), headers={"Authorization": f"Bearer {token}"}
+            )
+            if response.status_code != 202:
+                try:
+                    problem: dict[str, Any] | str = response.json()
+                except ValueError:
+                    problem = response.text
+                raise GatewayRefused(response.status_code, problem)
+            self.sent += len(batch)
 
     def close(self) -> None:
         """Release the connection."""
@@ -61,18 +88,23 @@ class HL7Refused(RuntimeError):  # noqa: N818 - the gateway's answer, not our fa
 
 
 class MllpSink:
-    """Sends the events that have an HL7 v2 mapping over MLLP; counts those skipped by type."""
+    """Sends events as HL7 v2 over MLLP, one message per event, waiting for each ACK.
 
-    def __init__(self, host: str, port: int, token: str, timeout: float = 60.0) -> None:
+    The credential travels in MSH-8. Event types without an HL7 mapping, and events of
+    institutions without a token, are counted in `skipped` (by event type), not sent.
+    """
+
+    def __init__(self, host: str, port: int, token: Tokens, timeout: float = 60.0) -> None:
         self._socket = socket.create_connection((host, port), timeout=timeout)
-        self._token = token
+        self._token = _by_institution(token)
         self.sent = 0
         self.skipped: Counter[str] = Counter()
 
     def write(self, events: Sequence[Event]) -> None:
         """Send each message and wait for its ACK (raises HL7Refused unless AA)."""
         for event in events:
-            message = to_hl7(event, self._token, event.envelope.event_id.hex)
+            token = self._token(event.envelope.source)
+            message = to_hl7(event, token, event.envelope.event_id.hex) if token else None
             if message is None:
                 self.skipped[event.event_type] += 1
                 continue

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from events.envelope import Event
@@ -115,3 +117,67 @@ def test_cli_writes_a_membership_in_the_bundled_format(tmp_path: Path) -> None:
     assert levels.count("specialist_hospital") == 2
     assert levels.count("township_centre") == 5
     assert levels.count("village_clinic") == 30
+
+
+def test_cli_gateway_and_mllp_need_a_token_per_institution() -> None:
+    base = ["run", "--days", "0.1", "--population", "200"]
+    no_token = CliRunner().invoke(app, [*base, "--gateway", "http://127.0.0.1:1"])
+    bare = CliRunner().invoke(app, [*base, "--mllp", "127.0.0.1:1", "--token", "cbt_x"])
+    two = CliRunner().invoke(app, [*base, "--kafka", "--gateway", "http://x", "--token", "A=b"])
+    assert no_token.exit_code != 0 and "--token" in no_token.output
+    assert bare.exit_code != 0 and "CODE=TOKEN" in bare.output
+    assert two.exit_code != 0
+
+
+# Fields an HL7 v2 message cannot carry, or that the gateway derives (docs/simulator.md).
+DERIVED = {"event_id", "correlation_id", "causation_id"}
+LOST = {
+    "LabResultReported": {"result_id"},  # the gateway appends OBX-1: "<OBR-3>-1"
+    "ResultAmended": {"result_id", "reason"},  # reason is fixed by OBX-11 = C
+    "PatientRegistered": {"township_division_code"},
+    "ReferralRejected": {"suggested_institution"},
+    "OrderPlaced": {"category"},  # PROCEDURE and MEDICATION have no diagnostic section
+    "PatientAdmitted": {"admission_source"},  # OUTPATIENT has no HL7 table 0023 code
+}
+
+
+def test_events_become_hl7_messages_the_gateway_maps_back_to_the_same_events() -> None:
+    from gateway.hl7.service import Answer, _prepare
+    from simulator.gateway_sink import to_hl7
+
+    mapped = 0
+    for event in few_events():
+        message = to_hl7(event, "token", event.envelope.event_id.hex)
+        if message is None:
+            continue
+        _, drafts = _prepare(message)
+        assert not isinstance(drafts, Answer), drafts.ack
+        [back] = [parse_event(d) for d in drafts]
+        want, got = event.model_dump(mode="json"), back.model_dump(mode="json")
+        lost = LOST.get(event.event_type, set())
+        for name in set(want) - {"envelope"} - lost:
+            assert got[name] == want[name], (event.event_type, name)
+        for name in set(want["envelope"]) - DERIVED:
+            assert got["envelope"][name] == want["envelope"][name], (event.event_type, name)
+        if event.event_type == "LabResultReported":
+            assert got["result_id"] == want["result_id"] + "-1"
+        mapped += 1
+    assert mapped > 100
+
+
+def test_event_types_without_an_hl7_mapping_give_no_message() -> None:
+    from simulator.gateway_sink import to_hl7
+
+    kinds = {e.event_type for e in few_events() if to_hl7(e, "t", "1") is None}
+    assert "OutpatientVisitStarted" in kinds and "BedCensusReported" in kinds
+    assert not kinds & {"LabResultReported", "OrderPlaced", "PatientAdmitted"}
+
+
+@given(st.text(min_size=1).filter(lambda t: t.strip() == t and "\r" not in t))
+def test_any_text_survives_er7_escaping(value: str) -> None:
+    from gateway.hl7.values import unescape
+    from simulator.gateway_sink import esc
+
+    escaped = esc(value)
+    assert not set("|^&~") & set(escaped)
+    assert unescape(escaped) == value

@@ -71,7 +71,26 @@ DEAD_LETTER_TOPICS: dict[Family, TopicSpec] = {
     for family in Family
 }
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (*EVENT_TOPICS.values(), *DEAD_LETTER_TOPICS.values())
+# Bureau streams (docs/reporting.md): the latest de-identified figures per scope and window.
+# Compacted: a late event republishes its window under the same key, and a bureau reading from
+# the start gets every window's latest figures without the superseded ones.
+REPORTING_VIEWS = ("institutions", "levels", "consortium")
+REPORTING_TOPICS: dict[str, TopicSpec] = {
+    view: TopicSpec(
+        suffix=f"reporting.{view}.v1",
+        key="utf-8 '<view>|<scope>|<grain>|<window_start ISO>' (one record per scope and window)",
+        values="Confluent-framed Avro, subject consortium.reporting.Figures",
+        partitions=3,
+        extra_config={"cleanup.policy": "compact"},
+    )
+    for view in REPORTING_VIEWS
+}
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    *EVENT_TOPICS.values(),
+    *DEAD_LETTER_TOPICS.values(),
+    *REPORTING_TOPICS.values(),
+)
 
 
 def event_topic(family: Family | str, consortium_id: str) -> str:

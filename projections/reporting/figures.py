@@ -237,6 +237,12 @@ def _primary_share(
     return _figure(primary / denominator if denominator else None)
 
 
+def is_empty(record: Mapping[str, Any]) -> bool:
+    """Whether a record counts nothing (a window a correction emptied): stored as no record."""
+    counts = [record[m] for m in (*PERSON_COUNTS, *PUBLIC_COUNTS) if record[m] is not None]
+    return all(c["value"] == 0 and not c["suppressed"] for c in counts)
+
+
 def figures_of_day(
     day: date,
     cells: Mapping[CellKey, Cell],

@@ -11,7 +11,9 @@ from events.envelope import Event
 from events.membership import Membership, load_membership
 from projections.reporting.cells import Cell, CellKey, Delta, deltas, merge
 from projections.reporting.entities import Entity, contributions, evolve, key_of, next_change
-from projections.reporting.figures import FigureKey, figures_of_day
+from projections.reporting.figures import FigureKey, figures_of_day, is_empty
+
+EMPTY: dict[str, Any] = {}
 
 
 def settle(
@@ -76,6 +78,11 @@ class Ledger:
             for key, record in figures_of_day(
                 day, self.cells, self.members, self.consortium, list(self.figures)
             ).items():
-                if self.figures.get(key) != record:
-                    self.figures[key] = record
+                if self.figures.get(key, EMPTY) != record and not (
+                    key not in self.figures and is_empty(record)
+                ):
                     self.published.append((key, record))
+                if is_empty(record):
+                    self.figures.pop(key, None)
+                else:
+                    self.figures[key] = record

@@ -57,10 +57,51 @@ def _location(where: str) -> str:
     return f"{name}^{seq}^{field}" if field.isdigit() else f"{name}^{seq}"
 
 
+_ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"})
+
+
+def _er7(value: str | None) -> str:
+    return (value or "").translate(_ESCAPES)
+
+
+def _bare_ack(received: Any | None, code: AckCode) -> str:
+    """An ACK without ERR or text, written directly: the same ER7 hl7apy writes, 4 ms sooner."""
+    msh = received.msh if received is not None else None
+    trigger = component(msh.msh_9, 2) if msh is not None else None
+    fields = [
+        "MSH",
+        "^~\\&",
+        "CONSORTIUM",
+        "GATEWAY",
+        _er7(component(msh.msh_3, 1)) if msh is not None else "",
+        _er7(component(msh.msh_4, 1)) if msh is not None else "",
+        datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000"),
+        "",
+        f"ACK^{_er7(trigger)}^ACK" if trigger else "ACK^^ACK",
+        uuid4().hex[:20],
+        "P",
+        "2.5",
+        *[""] * 5,
+        "UNICODE UTF-8",
+    ]
+    control = _er7(text(msh.msh_10)) if msh is not None else ""
+    return "|".join(fields) + f"\rMSA|{code.value}|{control}"
+
+
 def build_ack(
     received: Any | None, code: AckCode, errors: list[Hl7Error], text_message: str = ""
 ) -> str:
     """The ACK for a message (or for an unparseable one, with what could be read) as ER7."""
+    if not errors and not text_message:
+        # Every stored message gets one; building it with hl7apy cost a quarter of the work.
+        return _bare_ack(received, code)
+    return hl7apy_ack(received, code, errors, text_message)
+
+
+def hl7apy_ack(
+    received: Any | None, code: AckCode, errors: list[Hl7Error], text_message: str = ""
+) -> str:
+    """The ACK built with hl7apy, which escapes what goes into MSA and ERR."""
     ack = Message("ACK", version="2.5")
     msh = ack.msh
     msh.msh_3 = "CONSORTIUM"

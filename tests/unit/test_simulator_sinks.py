@@ -181,3 +181,33 @@ def test_any_text_survives_er7_escaping(value: str) -> None:
     escaped = esc(value)
     assert not set("|^&~") & set(escaped)
     assert unescape(escaped) == value
+
+
+@given(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=12),
+    st.sampled_from(["HIS", "LIS 2", "检验科"]),
+    st.sampled_from(["R01", "A01", ""]),
+)
+def test_the_acks_the_sinks_read_are_what_hl7apy_would_write(
+    control: str, sender: str, trigger: str
+) -> None:
+    from gateway.hl7.ack import AckCode, build_ack, hl7apy_ack
+    from gateway.hl7.service import _parse
+    from gateway.hl7.values import text
+    from simulator.gateway_sink import esc
+
+    message = _parse(
+        f"MSH|^~\\&|{sender}|439901-C01|GATEWAY|439901|20250301120000+0800||ORU^{trigger}"
+        f"|{esc(control)}|P|2.5\rPID|1||X^^^439901-C01^MR"
+    )
+
+    def steady(ack: str) -> list[str]:
+        msh, *rest = ack.split("\r")
+        fields = msh.split("|")
+        return [*fields[:6], *fields[7:9], *fields[10:], *rest]  # without MSH-7 and MSH-10
+
+    fast = build_ack(message, AckCode.ACCEPT, [])
+    # The control id comes back whole; hl7apy itself writes ^ and & unescaped (see _plain).
+    assert text(_parse(fast).msa.msa_2) == (control.strip() or None)
+    if not set("^&") & set(control):
+        assert steady(fast) == steady(hl7apy_ack(message, AckCode.ACCEPT, []))

@@ -40,7 +40,7 @@ def gateway(
     seconds: Annotated[
         float, typer.Option("--seconds", min=1, help="Duration of the single-event load.")
     ] = 20.0,
-    workers: Annotated[int, typer.Option(min=1, max=16, help="Gateway worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="Gateway worker processes.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per figure.")] = False,
 ) -> None:
     """Batched, single-event and HL7 v2 ingest through the gateway, beside raw Kafka produce."""

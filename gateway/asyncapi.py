@@ -45,7 +45,12 @@ def _message(catalog: Catalog, subject: str) -> dict[str, Any]:
 
 def asyncapi_document(catalog: Catalog, consortium_id: str) -> dict[str, Any]:
     """Every event topic as a channel with the messages of its family."""
-    messages = {s.rsplit(".", 1)[-1]: _message(catalog, s) for s in catalog.subjects()}
+    # Event topics carry event contracts only; the bureau streams are not hospital events.
+    messages = {
+        s.rsplit(".", 1)[-1]: _message(catalog, s)
+        for s in catalog.subjects()
+        if s.startswith("consortium.events.")
+    }
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for family in Family:

@@ -51,3 +51,12 @@ def gateway(
         events, single_seconds=seconds, workers=workers, say=console.print
     )
     report(figures, as_json=as_json)
+
+
+def _register() -> None:
+    from bench.projections import projections_command
+
+    app.command("projections")(projections_command)
+
+
+_register()

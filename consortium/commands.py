@@ -97,6 +97,7 @@ def register(app: typer.Typer) -> None:
     from gateway.cli import credentials_app, serve
     from processors.cli import process, projections_app
     from projections.empi.cli import app as empi_app
+    from projections.reporting.cli import reporting_app
 
     app.command("demo")(demo)
     app.command("serve")(serve)
@@ -104,3 +105,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(empi_app, name="empi", help="The consortium patient index: evaluate, train.")
     app.command("process")(process)
     app.add_typer(projections_app, name="projections", help="Rebuild, digest and list projections.")
+    app.add_typer(reporting_app, name="reporting", help="The bureau streams: relay and figures.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,15 @@ def record_of(message: Any) -> Record:
     )
 
 
-def build_app(projection: Projection[Any, Any], config: ProcessorConfig) -> faust.App:
+Companion = Callable[[], object]
+"""Work that runs beside a projection's agent every half second (the reporting outbox relay)."""
+
+
+def build_app(
+    projection: Projection[Any, Any],
+    config: ProcessorConfig,
+    companions: Sequence[Companion] = (),
+) -> faust.App:
     """A faust app whose one agent feeds batches of raw records to the projection."""
     with psycopg.connect(config.database_url) as conn:
         generations.ensure_live(conn, projection)
@@ -115,7 +124,19 @@ def build_app(projection: Projection[Any, Any], config: ProcessorConfig) -> faus
 
     app.on_rebalance_complete.connect(position)
     app.timer(interval=config.tick_interval_s)(tick)
+    for companion in companions:
+        app.timer(interval=0.5)(_companion_timer(projection.name, companion))
     return app
+
+
+def _companion_timer(name: str, companion: Companion) -> Callable[[], Any]:
+    async def beside() -> None:
+        try:
+            await asyncio.to_thread(companion)
+        except Exception:
+            log.exception("%s: a companion failed; it runs again in half a second", name)
+
+    return beside
 
 
 async def _until_done(processor: BatchProcessor, records: list[Record]) -> Outcome:
@@ -134,10 +155,13 @@ async def _until_done(processor: BatchProcessor, records: list[Record]) -> Outco
 
 
 def run(
-    projection: Projection[Any, Any], config: ProcessorConfig, loglevel: str = "warning"
+    projection: Projection[Any, Any],
+    config: ProcessorConfig,
+    loglevel: str = "warning",
+    companions: Sequence[Companion] = (),
 ) -> None:
     """Run the projection's faust worker until it is stopped."""
     from faust.worker import Worker
 
-    app = build_app(projection, config)
+    app = build_app(projection, config, companions)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

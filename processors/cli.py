@@ -51,6 +51,7 @@ def process(
         _run_all(list(PROJECTIONS), [*options, "--loglevel", loglevel])
         return
     from processors.app import ProcessorConfig, run
+    from processors.wiring import companions
 
     config = ProcessorConfig(
         bootstrap_servers=kafka_bootstrap(bootstrap),
@@ -61,7 +62,8 @@ def process(
         strict_decoding=strict,
         session_timeout_s=session_timeout,
     )
-    run(projection(name), config, loglevel=loglevel)
+    beside = companions(name, config.bootstrap_servers, config.database_url, config.consortium_id)
+    run(projection(name), config, loglevel=loglevel, companions=beside)
 
 
 def _run_all(names: list[str], options: list[str]) -> None:

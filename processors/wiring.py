@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from projections.frame.declaration import Projection
 from projections.referrals.projection import REFERRALS
+from projections.reporting.projection import REPORTING
 from projections.transfers.projection import TRANSFERS
 
-PROJECTIONS: dict[str, Projection[Any, Any]] = {p.name: p for p in (REFERRALS, TRANSFERS)}
+PROJECTIONS: dict[str, Projection[Any, Any]] = {
+    p.name: p for p in (REFERRALS, TRANSFERS, REPORTING)
+}
 
 
 def projection(name: str) -> Projection[Any, Any]:
@@ -17,3 +21,17 @@ def projection(name: str) -> Projection[Any, Any]:
         return PROJECTIONS[name]
     except KeyError:
         raise KeyError(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}") from None
+
+
+def companions(
+    name: str, bootstrap_servers: str, database_url: str, consortium_id: str
+) -> list[Callable[[], object]]:
+    """What runs beside a projection's processor: the reporting outbox relay for `reporting`."""
+    if name != REPORTING.name:
+        return []
+    from consortium.topics import ensure_topics
+    from events.topics import REPORTING_TOPICS
+    from projections.reporting.relay import Relay
+
+    ensure_topics(bootstrap_servers, consortium_id, specs=REPORTING_TOPICS.values())
+    return [Relay(database_url, bootstrap_servers, consortium_id).drain]

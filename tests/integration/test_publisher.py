@@ -18,7 +18,7 @@ from events.publisher import Delivery, Publisher, PublishError
 from events.topics import EVENT_TOPICS, Family, event_key, event_topic
 from examples import EXAMPLES
 
-TRACEPARENT = re.compile(rb"^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$")
+TRACEPARENT = re.compile(rb"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def mixed_events(count: int, seed: int = 7) -> list[Event]:

@@ -1,14 +1,45 @@
-"""Read functions over the live figures, for the gateway's bureau routes (through the views)."""
+"""Read functions over the live figures, for the gateway's bureau routes (through the views).
+
+Each read is a `Query` (SQL and parameters) run by a sync or an async connection, so the CLI
+and the gateway share one statement. The shaping functions below only pick fields of records
+that are published as they are: they never add counts across records, because a sum over
+windows or scopes that are not a suppression line (docs/reporting.md) could give away a
+suppressed cell by subtraction.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
-from psycopg import Connection
+from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 
+from projections.reporting.windows import DAY, day_start
+
 GRAINS = ("HOUR", "DAY")
+VIEWS = ("institutions", "levels", "consortium")
+RATIOS = ("share_referrals_down", "share_visits_primary", "admitted_within_county")
+DIRECTIONS = {"up": "referrals_up", "down": "referrals_down", "lateral": "referrals_lateral"}
+_WINDOW = (
+    "view",
+    "scope",
+    "institution_level",
+    "grain",
+    "window_start",
+    "window_end",
+    "local_date",
+)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One statement over the `reporting` views; its rows are records (jsonb dicts)."""
+
+    text: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _grain(grain: str) -> str:
@@ -16,6 +47,78 @@ def _grain(grain: str) -> str:
     if wanted not in GRAINS:
         raise ValueError(f"grain must be one of {', '.join(GRAINS)}, not {grain!r}")
     return wanted
+
+
+def _view(view: str) -> str:
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, not {view!r}")
+    return view
+
+
+def figures_query(
+    view: str,
+    scope: str | None = None,
+    grain: str = "DAY",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 1_000,
+) -> Query:
+    """Records of a view (or of one scope) with windows starting in [since, until), in order."""
+    return Query(
+        "SELECT record FROM reporting.figures WHERE view = %(view)s AND grain = %(grain)s"
+        " AND (%(scope)s::text IS NULL OR scope = %(scope)s)"
+        " AND (%(since)s::timestamptz IS NULL OR window_start >= %(since)s)"
+        " AND (%(until)s::timestamptz IS NULL OR window_start < %(until)s)"
+        " ORDER BY window_start, scope LIMIT %(limit)s",
+        {
+            "view": _view(view),
+            "grain": _grain(grain),
+            "scope": scope,
+            "since": since,
+            "until": until,
+            "limit": limit,
+        },
+    )
+
+
+def day_query(view: str, day: date, grain: str = "DAY", scope: str | None = None) -> Query:
+    """Records of a view whose windows lie in one Asia/Shanghai day (the day, or its hours)."""
+    start = day_start(day)
+    return figures_query(view, scope, grain, start, start + DAY, limit=100_000)
+
+
+def latest_query(view: str, scope: str | None = None, grain: str = "DAY") -> Query:
+    """The latest window's record of every scope of a view (or of one scope)."""
+    return Query(
+        "SELECT DISTINCT ON (scope) record FROM reporting.figures"
+        " WHERE view = %(view)s AND grain = %(grain)s"
+        " AND (%(scope)s::text IS NULL OR scope = %(scope)s)"
+        " ORDER BY scope, window_start DESC",
+        {"view": _view(view), "grain": _grain(grain), "scope": scope},
+    )
+
+
+def days_query() -> Query:
+    """The local days that have consortium figures, oldest first (one row each)."""
+    return Query(
+        "SELECT jsonb_build_object('local_date', local_date::text) AS record"
+        " FROM reporting.figures WHERE view = 'consortium' AND grain = 'DAY' ORDER BY local_date"
+    )
+
+
+def run(conn: Connection[Any], query: Query) -> list[dict[str, Any]]:
+    """The query's records, on a sync connection."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query.text, query.params).fetchall()
+    return [row["record"] for row in rows]
+
+
+async def fetch(conn: AsyncConnection[Any], query: Query) -> list[dict[str, Any]]:
+    """The query's records, on an async connection (the gateway's pool)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query.text, query.params)
+        rows = await cur.fetchall()
+    return [row["record"] for row in rows]
 
 
 def figures(
@@ -28,38 +131,14 @@ def figures(
     limit: int = 1_000,
 ) -> list[dict[str, Any]]:
     """Records of a view (or of one scope) with windows starting in [since, until), in order."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT record FROM reporting.figures WHERE view = %(view)s AND grain = %(grain)s"
-            " AND (%(scope)s::text IS NULL OR scope = %(scope)s)"
-            " AND (%(since)s::timestamptz IS NULL OR window_start >= %(since)s)"
-            " AND (%(until)s::timestamptz IS NULL OR window_start < %(until)s)"
-            " ORDER BY window_start, scope LIMIT %(limit)s",
-            {
-                "view": view,
-                "grain": _grain(grain),
-                "scope": scope,
-                "since": since,
-                "until": until,
-                "limit": limit,
-            },
-        ).fetchall()
-    return [row["record"] for row in rows]
+    return run(conn, figures_query(view, scope, grain, since, until, limit))
 
 
 def latest(
     conn: Connection[Any], view: str, scope: str | None = None, grain: str = "DAY"
 ) -> list[dict[str, Any]]:
     """The latest window's record of every scope of a view (or of one scope)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            "SELECT DISTINCT ON (scope) record FROM reporting.figures"
-            " WHERE view = %(view)s AND grain = %(grain)s"
-            " AND (%(scope)s::text IS NULL OR scope = %(scope)s)"
-            " ORDER BY scope, window_start DESC",
-            {"view": view, "grain": _grain(grain), "scope": scope},
-        ).fetchall()
-    return [row["record"] for row in rows]
+    return run(conn, latest_query(view, scope, grain))
 
 
 def consortium_figures(
@@ -91,3 +170,35 @@ def level_figures(
 ) -> list[dict[str, Any]]:
     """Every level's records in a window range (the dashboard's members-by-level overview)."""
     return figures(conn, "levels", None, grain, since, until)
+
+
+def _window(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: record.get(k) for k in _WINDOW}
+
+
+def policy_ratios(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The consortium's policy ratios per window, as published (suppressed stays suppressed)."""
+    return [_window(r) | {k: r.get(k) for k in RATIOS} for r in records]
+
+
+def overdue_by_institution(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Overdue and received referrals of each receiving institution's record, by code."""
+    return sorted(
+        (
+            _window(r)
+            | {
+                "referrals_overdue": r["referrals_overdue"],
+                "referrals_received": r["referrals_received"],
+            }
+            for r in records
+        ),
+        key=lambda row: (row["window_start"], row["scope"]),
+    )
+
+
+def referral_flow(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Referrals requested up, down and sideways from each scope (by the sender's level)."""
+    return [
+        _window(r) | {direction: r[measure] for direction, measure in DIRECTIONS.items()}
+        for r in records
+    ]

@@ -1,8 +1,10 @@
-"""The index's PostgreSQL state (migration 0004): apply batches effectively once, reload, outbox.
+"""The index's PostgreSQL state (migrations 0004, 0006): apply batches effectively once, outbox.
 
-A worker keeps the index in memory and checks `empi.state.version` under a row lock at every
-batch: the cache is used only if no other worker wrote since. Decisions go to `empi.outbox` in
-the same transaction as the state and the consumed event ids; `relay_outbox` publishes them.
+A worker keeps the index in memory and checks the `state` row's version under a row lock at every
+batch: the cache is used only if no other worker wrote since (and the schema was not swapped by a
+rebuild). Decisions go to `outbox` in the same transaction as the state and the consumed event
+ids; `relay_outbox` publishes them. The live index is schema `empi`; a rebuild writes another
+schema (`generations.py`), so the batch SQL names tables through the transaction's search_path.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import date
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from events.codec import Codec
@@ -38,25 +41,28 @@ from projections.empi.index import (
 )
 from projections.empi.matcher import blocking_keys
 
-PROJECTION = "empi"
+LIVE_SCHEMA = "empi"
 Cursor = psycopg.Cursor[Any]
 
 
 class EmpiStore:
     """Applies batches of events to the index inside PostgreSQL transactions."""
 
-    def __init__(self, config: IndexConfig, codec: Codec) -> None:
+    def __init__(self, config: IndexConfig, codec: Codec, schema: str = LIVE_SCHEMA) -> None:
         self.config = config
         self.codec = codec
+        self.schema = schema
         self._state: IndexState | None = None
-        self._version = -1
+        # (the state table's oid, its version): a rebuild's switch swaps the table under the name.
+        self._version: tuple[int, int] = (0, -1)
 
     def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> list[Event]:
         """Apply the events not yet consumed, in order; return the decisions they caused."""
         try:
             with conn.transaction(), conn.cursor() as cur:
-                row = cur.execute("SELECT version FROM empi.state FOR UPDATE").fetchone()
-                version = int(row[0]) if row else 0
+                use_schema(cur, self.schema)
+                row = cur.execute("SELECT tableoid, version FROM state FOR UPDATE").fetchone()
+                version = (int(row[0]), int(row[1])) if row else (0, 0)
                 if self._state is None or version != self._version:
                     self._state = load_state(cur, self.config)
                 state, decisions = self._state, []
@@ -64,12 +70,17 @@ class EmpiStore:
                     state, out = apply(state, event)
                     _write(cur, state, event, out, self.codec)
                     decisions += out
-                cur.execute("UPDATE empi.state SET version = version + 1")
-                self._state, self._version = state, version + 1
+                cur.execute("UPDATE state SET version = version + 1")
+                self._state, self._version = state, (version[0], version[1] + 1)
         except BaseException:
             self._state = None  # the in-memory index may hold half of a rolled-back batch
             raise
         return decisions
+
+
+def use_schema(cur: Cursor, schema: str) -> None:
+    """Name the index's tables in this schema until the transaction ends."""
+    cur.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
 
 
 def _claimed(cur: Cursor, events: Sequence[Event]) -> list[Event]:
@@ -82,9 +93,8 @@ def _claimed(cur: Cursor, events: Sequence[Event]) -> list[Event]:
             continue
         seen.add(event_id)
         claimed = cur.execute(
-            "INSERT INTO consumed_events (projection, event_id) VALUES (%s, %s)"
-            " ON CONFLICT DO NOTHING RETURNING event_id",
-            (PROJECTION, event_id),
+            "INSERT INTO consumed (event_id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING event_id",
+            (event_id,),
         ).fetchone()
         if claimed is not None:
             fresh.append(event)
@@ -103,7 +113,7 @@ def _write(
         touched[(source, local_id)] = None
     if isinstance(cause, PatientRegistered):
         cur.execute(
-            "DELETE FROM empi.parked WHERE institution = %s AND local_id = %s", (source, local_id)
+            "DELETE FROM parked WHERE institution = %s AND local_id = %s", (source, local_id)
         )
     if isinstance(cause, PatientDemographicsUpdated) and (source, local_id) in state.parked_updates:
         _park(cur, cause, source, local_id, None)
@@ -115,7 +125,7 @@ def _write(
     for decision in decisions:
         _decision(cur, state, decision, touched)
         cur.execute(
-            "INSERT INTO empi.outbox (event_id, person_id, event_type, payload)"
+            "INSERT INTO outbox (event_id, person_id, event_type, payload)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
             (
                 decision.envelope.event_id,
@@ -135,14 +145,14 @@ def _decision(
         touched[(decision.institution, decision.local_id)] = None
     elif isinstance(decision, PersonsMerged):
         cur.execute(
-            "INSERT INTO empi.merged_persons (retired_person_id, person_id) VALUES (%s, %s)"
+            "INSERT INTO merged_persons (retired_person_id, person_id) VALUES (%s, %s)"
             " ON CONFLICT (retired_person_id) DO UPDATE SET person_id = excluded.person_id",
             (decision.retired_person_id, decision.person_id),
         )
         touched.update(dict.fromkeys(state.members.get(decision.person_id, {})))
     elif isinstance(decision, MatchReviewRequested):
         cur.execute(
-            "INSERT INTO empi.reviews (review_id, institution, local_id, person_id,"
+            "INSERT INTO reviews (review_id, institution, local_id, person_id,"
             " current_person_id, candidate_institution, candidate_local_id, score, agreement,"
             " requested_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (review_id) DO NOTHING",
@@ -154,7 +164,7 @@ def _decision(
                 decision.envelope.occurred_at,
             ),
         )  # fmt: skip
-        cur.execute("DELETE FROM empi.parked WHERE review_id = %s", (decision.review_id,))
+        cur.execute("DELETE FROM parked WHERE review_id = %s", (decision.review_id,))
 
 
 def _decided(cur: Cursor, state: IndexState, decision: MatchReviewDecided) -> None:
@@ -168,7 +178,7 @@ def _decided(cur: Cursor, state: IndexState, decision: MatchReviewDecided) -> No
     if status is None:
         return
     cur.execute(
-        "UPDATE empi.reviews SET status = %s, decided_by = %s, decided_at = %s, note = %s"
+        "UPDATE reviews SET status = %s, decided_by = %s, decided_at = %s, note = %s"
         " WHERE review_id = %s AND status = 'open'",
         (
             status,
@@ -180,14 +190,14 @@ def _decided(cur: Cursor, state: IndexState, decision: MatchReviewDecided) -> No
     )
     if decision.decision is ReviewDecision.DIFFERENT_PERSONS:
         cur.execute(
-            "INSERT INTO empi.apart VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            "INSERT INTO apart VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
             (decision.institution, decision.local_id, current_person(state, decision.person_id)),
         )
 
 
 def _partners(cur: Cursor, institution: str, local_id: str, partner: str) -> None:
     cur.execute(
-        "INSERT INTO empi.source_partners (institution, local_id, partner_local_id)"
+        "INSERT INTO source_partners (institution, local_id, partner_local_id)"
         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
         (institution, local_id, partner),
     )
@@ -201,7 +211,7 @@ def _park(
     review: uuid.UUID | None,
 ) -> None:
     cur.execute(
-        "INSERT INTO empi.parked (event_id, institution, local_id, review_id, event)"
+        "INSERT INTO parked (event_id, institution, local_id, review_id, event)"
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
         (
             event.envelope.event_id,
@@ -218,7 +228,7 @@ def _save_record(cur: Cursor, state: IndexState, key: RecordKey) -> None:
     if person is None:
         return
     cur.execute(
-        "INSERT INTO empi.records (institution, local_id, person_id, demographics, indexed_seq,"
+        "INSERT INTO records (institution, local_id, person_id, demographics, indexed_seq,"
         " assigned_seq) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (institution, local_id)"
         " DO UPDATE SET person_id = excluded.person_id, demographics = excluded.demographics,"
         " indexed_seq = excluded.indexed_seq, assigned_seq = excluded.assigned_seq",
@@ -263,11 +273,11 @@ def _demographics_of(data: dict[str, Any]) -> Demographics:
 
 
 def load_state(cur: Cursor, config: IndexConfig) -> IndexState:
-    """The index as PostgreSQL holds it, with blocks and members in their original order."""
+    """The index as PostgreSQL holds it (schema of `use_schema`), blocks and members in order."""
     state = new_state(config)
     rows = cur.execute(
         "SELECT institution, local_id, person_id, demographics, indexed_seq, assigned_seq"
-        " FROM empi.records"
+        " FROM records"
     ).fetchall()
     for institution, local_id, person, data, indexed, assigned in sorted(rows, key=lambda r: r[4]):
         key = (institution, local_id)
@@ -281,20 +291,20 @@ def load_state(cur: Cursor, config: IndexConfig) -> IndexState:
     for institution, local_id, person, *_ in sorted(rows, key=lambda r: r[5]):
         state.members.setdefault(person, {})[(institution, local_id)] = None
     state.serial = max((max(r[4], r[5]) for r in rows), default=0)
-    state.merged_into.update(cur.execute("SELECT * FROM empi.merged_persons").fetchall())
+    state.merged_into.update(cur.execute("SELECT * FROM merged_persons").fetchall())
     for institution, local_id, partner in cur.execute(
-        "SELECT institution, local_id, partner_local_id FROM empi.source_partners ORDER BY seq"
+        "SELECT institution, local_id, partner_local_id FROM source_partners ORDER BY seq"
     ):
         state.source_partners.setdefault((institution, local_id), []).append((institution, partner))
     for review_id, institution, local_id, person in cur.execute(
-        "SELECT review_id, institution, local_id, person_id FROM empi.reviews"
+        "SELECT review_id, institution, local_id, person_id FROM reviews"
         " WHERE status = 'open' ORDER BY requested_at, review_id"
     ):
         state.reviews[review_id] = Review(review_id, (institution, local_id), person)
         state.open_pairs[((institution, local_id), person)] = review_id
-    apart = cur.execute("SELECT institution, local_id, person_id FROM empi.apart").fetchall()
+    apart = cur.execute("SELECT institution, local_id, person_id FROM apart").fetchall()
     state.apart.update(((institution, local_id), person) for institution, local_id, person in apart)
-    for (data,) in cur.execute("SELECT event FROM empi.parked ORDER BY seq"):
+    for (data,) in cur.execute("SELECT event FROM parked ORDER BY seq"):
         _unpark(state, from_record(data))
     return state
 

@@ -16,6 +16,14 @@ from infra.migrate import MigrationError
 from infra.pg_binaries import PostgresNotFoundError
 from infra.postgres import PostgresServer, PostgresStartError
 from infra.runtime import ensure_up, shut_down
+from infra.security import (
+    SCRAM,
+    KafkaSecurity,
+    apply_grants,
+    consortium_principals,
+    grants,
+    register_principals,
+)
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -28,9 +36,14 @@ FAILURES = (
 @app.command()
 def up(
     nodes: Annotated[int, typer.Option(help="Kafka nodes: 1, or 3 for fault tests.")] = 1,
+    secure: Annotated[
+        bool, typer.Option(help="Kafka with TLS, SCRAM and ACLs only (docs/security.md).")
+    ] = False,
 ) -> None:
     """Start Kafka and PostgreSQL (unless the environment names them) and migrate."""
     try:
+        if secure:
+            _secure_kafka(nodes)
         endpoints = ensure_up(nodes, report=console.print)
     except FAILURES as error:
         console.print(f"[red]infra up failed:[/red] {error}", markup=True, highlight=False)
@@ -38,6 +51,30 @@ def up(
     console.print(f"KAFKA_BOOTSTRAP_SERVERS={endpoints.bootstrap_servers}")
     console.print(f"DATABASE_URL={endpoints.database_url}")
     console.print(f"written to {get_settings().state_dir / 'env'} (source it)")
+
+
+def _secure_kafka(nodes: int) -> None:
+    """Start (or find) the secure cluster, then register the consortium's principals and grants."""
+    settings = get_settings()
+    if settings.kafka_bootstrap_servers:
+        raise ValueError("--secure runs the project's own Kafka; unset KAFKA_BOOTSTRAP_SERVERS")
+    folder = settings.state_dir / "kafka"
+    roster = consortium_principals(settings.consortium_id)
+    cluster = KafkaCluster(nodes, folder, security=KafkaSecurity(folder / "security", roster))
+    if not (cluster.is_running() and cluster.answers()):
+        console.print(f"Kafka: starting {nodes} secure node(s) …")
+        cluster.start()
+    assert cluster.security is not None
+    added = register_principals(cluster.bootstrap, cluster.security, cluster.nodes)
+    count = apply_grants(cluster.bootstrap, cluster.client_config, grants(settings.consortium_id))
+    console.print(
+        f"Kafka: SASL_SSL ({SCRAM}) only at {cluster.bootstrap}; {count} grants for "
+        f"{settings.consortium_id}; principals added now: {', '.join(added) or 'none'}"
+    )
+    console.print(
+        f"certificates and passwords: {cluster.security.folder} "
+        "(client settings: infra.security.client_config(principal))"
+    )
 
 
 @app.command()

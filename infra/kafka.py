@@ -30,6 +30,7 @@ from infra.process import (
     tail,
     terminate,
 )
+from infra.security import KafkaSecurity
 
 STATE_FILE = "cluster.json"
 _quiet = logging.getLogger("infra.kafka.admin")
@@ -56,9 +57,9 @@ class NodeState:
         return NodePorts(self.node_id, self.broker_port, self.controller_port)
 
 
-def admin_client(bootstrap: str) -> AdminClient:
+def admin_client(bootstrap: str, config: Mapping[str, str] | None = None) -> AdminClient:
     """An AdminClient whose connection-refused chatter stays out of the terminal."""
-    return AdminClient({"bootstrap.servers": bootstrap}, logger=_quiet)
+    return AdminClient({"bootstrap.servers": bootstrap, **(config or {})}, logger=_quiet)
 
 
 class KafkaCluster:
@@ -75,6 +76,7 @@ class KafkaCluster:
         detach: bool = True,
         extra_config: Mapping[str, str] | None = None,
         start_timeout: float = 120.0,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if nodes not in (1, 3):
             raise ValueError("a cluster has 1 or 3 nodes")
@@ -87,6 +89,8 @@ class KafkaCluster:
         self.detach = detach
         self.extra_config = dict(extra_config or {})
         self.start_timeout = start_timeout
+        # TLS, SCRAM and ACLs (docs/security.md); a folder laid out secure stays secure.
+        self.security = security
         self.cluster_id = ""
         self.nodes: dict[int, NodeState] = {}
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -111,6 +115,11 @@ class KafkaCluster:
     def bootstrap(self) -> str:
         """The bootstrap servers, comma separated."""
         return ",".join(f"{LOOPBACK}:{n.broker_port}" for n in self.nodes.values())
+
+    @property
+    def client_config(self) -> dict[str, str]:
+        """What this process's admin requests need: nothing, or the admin's TLS and SCRAM."""
+        return self.security.client_config("admin") if self.security else {}
 
     @property
     def pids(self) -> dict[int, int | None]:
@@ -186,7 +195,7 @@ class KafkaCluster:
 
     def leader_of(self, topic: str, partition: int = 0) -> int:
         """The node id leading a partition, -1 when it has no leader."""
-        metadata = admin_client(self.bootstrap).list_topics(topic, timeout=10)
+        metadata = admin_client(self.bootstrap, self.client_config).list_topics(topic, timeout=10)
         leader: int = metadata.topics[topic].partitions[partition].leader
         return leader
 
@@ -207,7 +216,7 @@ class KafkaCluster:
 
     def broker_ids(self, timeout: float = 5.0) -> set[int]:
         """The node ids the cluster's metadata lists as brokers right now."""
-        metadata = admin_client(self.bootstrap).list_topics(timeout=timeout)
+        metadata = admin_client(self.bootstrap, self.client_config).list_topics(timeout=timeout)
         return set(metadata.brokers)
 
     def answers(self, timeout: float = 5.0) -> bool:
@@ -226,7 +235,7 @@ class KafkaCluster:
                 if node.pid is not None and not pid_alive(node.pid):
                     self._fail(node.node_id, "exited during start-up")
             try:
-                admin = admin or admin_client(self.bootstrap)
+                admin = admin or admin_client(self.bootstrap, self.client_config)
                 ids = set(admin.list_topics(timeout=2).brokers)
                 if len(ids) >= brokers and set(must_include) <= ids:
                     return
@@ -253,6 +262,7 @@ class KafkaCluster:
                     f"{self.data_dir} holds a {len(state['nodes'])}-node cluster, not {nodes}; "
                     "stop it and remove the folder to change the topology"
                 )
+            self._load_security(bool(state.get("secure")))
             self.cluster_id = state["cluster_id"]
             self.nodes = {n["node_id"]: NodeState(**n) for n in state["nodes"]}
             return
@@ -260,13 +270,34 @@ class KafkaCluster:
         self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         self.nodes = {i: NodeState(i, free_port(), free_port()) for i in range(1, nodes + 1)}
         ports = [n.ports for n in self.nodes.values()]
+        if self.security is not None:
+            self.security.prepare(self.nodes)
         for node in self.nodes.values():
             node_dir = self.node_dir(node.node_id)
             (node_dir / "logs").mkdir(parents=True, exist_ok=True)
-            config = server_properties(node.ports, ports, node_dir / "data", self.extra_config)
+            extra = {**self._secure_config(node), **self.extra_config}
+            config = server_properties(node.ports, ports, node_dir / "data", extra)
             (node_dir / "server.properties").write_text(config)
+            if self.security is not None:  # the configuration holds the broker's password
+                (node_dir / "server.properties").chmod(0o600)
             (node_dir / "log4j2.xml").write_text(log4j2_xml(self.log_file(node.node_id)))
         self._save()
+
+    def _load_security(self, secure: bool) -> None:
+        """Take the persisted mode: a secure folder stays secure, a plaintext one cannot turn."""
+        if secure and self.security is None:
+            self.security = KafkaSecurity(self.data_dir / "security")
+        elif not secure and self.security is not None:
+            raise ValueError(
+                f"{self.data_dir} holds a plaintext cluster; stop it and remove the folder "
+                "to start a secure one"
+            )
+
+    def _secure_config(self, node: NodeState) -> dict[str, str]:
+        """The node's TLS, SASL and authorizer settings; none in plaintext mode."""
+        if self.security is None:
+            return {}
+        return self.security.server_config(node.node_id, node.broker_port, node.controller_port)
 
     def _save(self) -> None:
         """Write ports and pids atomically so that a reader never sees half a file."""
@@ -274,6 +305,7 @@ class KafkaCluster:
             "version": self.version,
             "cluster_id": self.cluster_id,
             "bootstrap": self.bootstrap,
+            "secure": self.security is not None,
             "nodes": [asdict(n) for n in self.nodes.values()],
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +330,8 @@ class KafkaCluster:
         config = str(node_dir / "server.properties")
         if not (node_dir / "data" / "meta.properties").is_file():
             fmt = self._java(libs, node.node_id, "kafka.tools.StorageTool", "format",
-                             f"--cluster-id={self.cluster_id}", "-c", config)  # fmt: skip
+                             f"--cluster-id={self.cluster_id}", "-c", config,
+                             *(self.security.format_args() if self.security else ()))  # fmt: skip
             done = subprocess.run(fmt, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise KafkaStartError(f"formatting node {node.node_id} failed:\n{done.stderr}")

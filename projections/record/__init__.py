@@ -1,0 +1,1 @@
+"""The shared longitudinal record: timelines per person, consent, access and result recognition."""

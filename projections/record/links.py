@@ -1,0 +1,101 @@
+"""Who a local patient is: the patient index's link decisions and merges, folded (pure).
+
+Decisions about one local patient arrive on the person topic keyed by *person*, so an unlink from
+one person and the link to the next may be read in either order. The current person is therefore
+a function of the set of decisions, not of their arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+# A chain of merges longer than this is a cycle (the index never retires a survivor's survivor
+# back into it); resolution stops instead of looping.
+MAX_MERGE_HOPS = 64
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LinkFact:
+    """One decision of the index about a local patient: linked to, or unlinked from, a person."""
+
+    occurred_at: datetime
+    event_id: UUID
+    person_id: str
+    linked: bool
+
+    def to_json(self) -> list[Any]:
+        """Compact JSON form."""
+        return [self.occurred_at.isoformat(), str(self.event_id), self.person_id, self.linked]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> LinkFact:
+        """From to_json's form."""
+        at, event_id, person, linked = data
+        return cls(datetime.fromisoformat(at), UUID(event_id), str(person), bool(linked))
+
+
+def current_person(facts: Iterable[LinkFact]) -> str | None:
+    """The person of the latest link not undone by an unlink from that person at or after it.
+
+    The index unlinks from the old person and links to the new one with the cause's time, so a
+    move reads as unlink(A)@t + link(B)@t → B in any order; a link back later wins again.
+    """
+    facts = sorted(facts)
+    standing = [
+        f
+        for f in facts
+        if f.linked
+        and not any(
+            u.person_id == f.person_id and not u.linked and u.occurred_at >= f.occurred_at
+            for u in facts
+        )
+    ]
+    return standing[-1].person_id if standing else None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class MergeFact:
+    """One merge decision: the retired person now is the survivor."""
+
+    occurred_at: datetime
+    event_id: UUID
+    survivor_id: str
+
+    def to_json(self) -> list[Any]:
+        """Compact JSON form."""
+        return [self.occurred_at.isoformat(), str(self.event_id), self.survivor_id]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> MergeFact:
+        """From to_json's form."""
+        at, event_id, survivor = data
+        return cls(datetime.fromisoformat(at), UUID(event_id), str(survivor))
+
+
+def survivor_of(facts: Iterable[MergeFact]) -> str | None:
+    """The survivor of a retired person: the latest merge decision's (by time, then event id)."""
+    ordered = sorted(facts)
+    return ordered[-1].survivor_id if ordered else None
+
+
+def resolve(survivors: Mapping[str, str], person_id: str) -> str:
+    """The person a (possibly retired) person id stands for now, following merges."""
+    current, seen = person_id, {person_id}
+    for _ in range(MAX_MERGE_HOPS):
+        nxt = survivors.get(current)
+        if nxt is None or nxt in seen:
+            return current
+        seen.add(nxt)
+        current = nxt
+    return current
+
+
+def members(survivors: Mapping[str, str], person_id: str) -> frozenset[str]:
+    """Every person id that resolves to the same person as this one (itself included)."""
+    target = resolve(survivors, person_id)
+    ids = {target, *survivors, *survivors.values()}
+    return frozenset(p for p in ids if resolve(survivors, p) == target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import logging
 import os
 import secrets
 from collections.abc import Iterable, Mapping
@@ -39,6 +40,9 @@ ADMIN = "admin"
 ORGANISATION = "consortium-backbone"
 VALIDITY = datetime.timedelta(days=825)
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+_quiet = logging.getLogger("infra.security.admin")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
 
 
 def gateway_principal(consortium_id: str) -> str:
@@ -251,7 +255,7 @@ def apply_grants(
     bootstrap: str, admin: Mapping[str, str], allowed: Iterable[Grant], timeout: float = 30.0
 ) -> int:
     """Create the ACLs of the grants (creating an existing ACL changes nothing); how many."""
-    client = AdminClient({"bootstrap.servers": bootstrap, **admin})
+    client = AdminClient({"bootstrap.servers": bootstrap, **admin}, logger=_quiet)
     bindings = [g.binding() for g in allowed]
     for future in client.create_acls(bindings, request_timeout=timeout).values():
         future.result()
@@ -263,7 +267,9 @@ def register_principals(
 ) -> list[str]:
     """Give principals added after format their certificate and SCRAM credential; their names."""
     security.prepare(node_ids)
-    client = AdminClient({"bootstrap.servers": bootstrap, **security.client_config(ADMIN)})
+    config: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap}
+    config.update(security.client_config(ADMIN))
+    client = AdminClient(config, logger=_quiet)
     described = client.describe_user_scram_credentials(request_timeout=timeout)
     assert isinstance(described, Future)  # asked for every user: one future of a dict
     known = described.result()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -43,7 +43,7 @@ PII = ("name", "resident_id_number", "medical_insurance_number", "phone", "addre
 class NoDeadLetters:
     """These events are all valid."""
 
-    def send(self, letters: list[DeadLetter]) -> None:
+    def send(self, letters: Sequence[DeadLetter]) -> None:
         assert not letters, letters
 
 

@@ -226,6 +226,14 @@ def test_only_the_gateway_writes_events(cluster: KafkaCluster, principal: str) -
     with sdk, pytest.raises(PublishError) as failure:
         sdk.publish([encounter_event()], timeout=20)
     assert "AUTHORIZATION" in " ".join(failure.value.failed.values()).upper()
+    # The broker's authorizer log is the audit trail of what Kafka refused, and to whom: the
+    # writer is refused even a sight of the topic (DESCRIBE), so it never gets to produce.
+    denials = [
+        line
+        for line in cluster.log_file(1).read_text().splitlines()
+        if f"User:{principal} is Denied" in line and f"Topic:LITERAL:{topic} " in line
+    ]
+    assert denials
 
     gateway = config_of(cluster, gateway_principal(CONSORTIUM))
     with Publisher(cluster.bootstrap, CONSORTIUM, config=gateway) as publisher:

@@ -98,7 +98,9 @@ def _denial(request: AccessRequest, inputs: AccessInputs) -> str:
         if c.covers(request.reader, request.purpose) and not c.active_at(request.now):
             misses.append(f"consent {c.consent_id} is {c.state_at(request.now).lower()}")
         elif c.active_at(request.now):
-            misses.append(f"consent {c.consent_id} does not cover {request.reader}")
+            misses.append(
+                f"consent {c.consent_id} does not cover {request.reader} for {request.purpose}"
+            )
     for r in inputs.referrals:
         if r.joins(request.reader, request.recorder):
             misses.append(f"referral {r.referral_id} is {r.status.lower()} and no longer active")

@@ -15,8 +15,9 @@ from typing import Any
 
 from psycopg import Connection
 
+from events.consent import ConsentPurpose, ConsentScope
 from projections.record.access import AccessInputs
-from projections.record.consents import Consent, current_consent
+from projections.record.consents import Consent
 from projections.record.entries import RESULT_KINDS, EntryKind
 from projections.record.links import members, resolve
 from projections.record.recognition import (
@@ -242,8 +243,6 @@ def _consents(conn: Connection[Any], who: Person) -> list[Consent]:
         " USING (institution, local_id) ORDER BY granted_at, consent_id",
         ([p[0] for p in who.local_patients], [p[1] for p in who.local_patients]),
     ).fetchall()
-    from events.consent import ConsentPurpose, ConsentScope
-
     return [
         Consent(
             consent_id=r[0],
@@ -435,7 +434,6 @@ __all__ = [
     "TimelinePage",
     "access_inputs",
     "consents",
-    "current_consent",
     "person",
     "recognizable_results",
     "repeat_counts",

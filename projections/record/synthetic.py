@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from events.consent import ConsentGranted, ConsentRevoked
@@ -26,8 +26,8 @@ from events.order import OrderCancelled, OrderPlaced
 from events.person import MatchMethod, PersonLinked, PersonsMerged, PersonUnlinked, UnlinkReason
 from events.referral import ReferralAccepted, ReferralCompleted, ReferralRequested
 from events.result import ImagingReportIssued, LabResultReported, ResultAmended
-from projections.referrals.synthetic import START
 
+START = datetime(2024, 5, 1, tzinfo=UTC)
 COUNTY, TOWNSHIP, VILLAGE = "439901-C01", "439901-T03", "439901-V017"
 HYPERTENSION = {"system": "ICD-10", "code": "I10.x00", "display": "高血压"}
 CBC = {"system": "LOINC", "code": "58410-2", "display": "血常规"}

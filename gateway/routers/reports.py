@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
+import psycopg
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from events.codec import Codec, DecodeError
-from events.membership import InstitutionLevel, load_membership
+from events.membership import CODE_PATTERN, InstitutionLevel, load_membership
 from events.topics import REPORTING_TOPICS, REPORTING_VIEWS
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
@@ -58,6 +59,7 @@ router = APIRouter(
     prefix="/v1/reports",
     tags=["reports"],
     responses={
+        400: {**PROBLEM_RESPONSES[400], "description": "Both a date and a since/until range."},
         401: PROBLEM_RESPONSES[401],
         403: {**PROBLEM_RESPONSES[403], "description": "The credential is not a bureau analyst's."},
     },
@@ -99,8 +101,16 @@ class Members(BaseModel):
 
 
 async def _read(gateway: Gateway, query: queries.Query) -> list[dict[str, Any]]:
-    async with gateway.pool.connection() as conn:
-        return await queries.fetch(conn, query)
+    try:
+        async with gateway.pool.connection() as conn:
+            return await queries.fetch(conn, query)
+    except psycopg.errors.UndefinedTable as exc:  # no generation yet: nothing to read
+        raise ProblemError(
+            503,
+            "Service unavailable",
+            "the reporting projection has not been built in this database",
+            headers={"Retry-After": "30"},
+        ) from exc
 
 
 def _range(
@@ -110,8 +120,11 @@ def _range(
         return since, until
     if since is not None or until is not None:
         raise ProblemError(400, "Bad request", "give either date or since/until, not both")
-    start = day_start(day)
-    return start, start + DAY
+    try:
+        start = day_start(day)
+        return start, start + DAY
+    except OverflowError as exc:  # 0001-01-01 or 9999-12-31 in another zone
+        raise ProblemError(400, "Bad request", f"no report window on {day}") from exc
 
 
 async def _figures(
@@ -130,6 +143,7 @@ async def _figures(
 
 async def _last_day(gateway: Gateway, day: date | None) -> date | None:
     if day is not None:
+        _range(day, None, None)  # a day that has windows at all
         return day
     days = await _read(gateway, queries.days_query())
     return date.fromisoformat(days[-1]["local_date"]) if days else None
@@ -193,7 +207,7 @@ async def institutions(
     gateway: GatewayDep,
     _: AnalystDep,
     grain: GrainQuery = "DAY",
-    institution: Annotated[str | None, Query(max_length=32)] = None,
+    institution: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
     day: DayQuery = None,
     since: SinceQuery = None,
     until: UntilQuery = None,

@@ -231,6 +231,9 @@ def test_reports_answer_analysts_only_with_the_published_records_and_no_person(
         headers=stack.analyst,
     )
     assert both.status_code == 400
+    assert get("/v1/reports/overdue?date=0001-01-01", headers=stack.analyst).status_code == 400
+    not_a_code = get("/v1/reports/institutions?institution=x%00y", headers=stack.analyst)
+    assert not_a_code.status_code == 422
 
     text = "\n".join(answers)
     assert "439901-" in text  # the search sees the codes the answers do carry
@@ -310,3 +313,17 @@ def test_the_stream_sends_each_change_as_it_lands_and_resumes_from_last_event_id
     text = json.dumps([e[2] for e in received + resumed], ensure_ascii=False)
     leaked = sorted(x for x in identifiers([*stack.events, *late]) if x in text)
     assert not leaked, leaked[:10]
+
+
+def test_a_database_without_the_reporting_projection_answers_503(
+    kafka_bootstrap: str, scratch_database_url: str, fresh_consortium_id: str
+) -> None:
+    apply_migrations(scratch_database_url)
+    config = GatewayConfig(fresh_consortium_id, kafka_bootstrap, scratch_database_url)
+    token = issue_token(scratch_database_url, COUNTY_HOSPITAL, Role.BUREAU_ANALYST)
+    with serving(with_reports(config)) as url:
+        answer = httpx.get(
+            f"{url}/v1/reports/consortium", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"

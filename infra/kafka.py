@@ -30,7 +30,7 @@ from infra.process import (
     tail,
     terminate,
 )
-from infra.security import KafkaSecurity
+from infra.security import ADMIN, KafkaSecurity
 
 STATE_FILE = "cluster.json"
 _quiet = logging.getLogger("infra.kafka.admin")
@@ -119,7 +119,7 @@ class KafkaCluster:
     @property
     def client_config(self) -> dict[str, str]:
         """What this process's admin requests need: nothing, or the admin's TLS and SCRAM."""
-        return self.security.client_config("admin") if self.security else {}
+        return self.security.client_config(ADMIN) if self.security else {}
 
     @property
     def pids(self) -> dict[int, int | None]:

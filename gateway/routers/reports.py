@@ -281,7 +281,7 @@ class _Positions:
         if not event_id or not event_id.startswith(POSITIONS_PREFIX):
             return {}
         parts = event_id.removeprefix(POSITIONS_PREFIX).split(".")
-        if len(parts) != len(partitions) or not all(p.isdigit() for p in parts):
+        if len(parts) != len(partitions) or not all(p.isascii() and p.isdigit() for p in parts):
             return {}
         return {tp: int(p) for tp, p in zip(partitions, parts, strict=True)}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -13,6 +14,8 @@ from uuid import uuid4
 import httpx
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
@@ -273,8 +276,10 @@ def consortium_day(events: list[tuple[str, str, Any]], day: str) -> list[dict[st
 
 
 def test_the_stream_sends_each_change_as_it_lands_and_resumes_from_last_event_id(
-    stack: Stack,
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A gone client is noticed at the next write: keepalives often, so threads end soon.
+    monkeypatch.setattr(reports, "KEEPALIVE_S", 0.3)
     day = busiest_day(stack)
     with psycopg.connect(stack.database_url) as conn:
         [before] = queries.run(conn, queries.day_query("consortium", date.fromisoformat(day)))
@@ -327,3 +332,30 @@ def test_a_database_without_the_reporting_projection_answers_503(
         )
     assert answer.status_code == 503, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
+    # Every stream's consumer thread ends once its client has gone.
+    for thread in threading.enumerate():
+        if thread.name == "reports-stream":
+            thread.join(30)
+            assert not thread.is_alive()
+
+
+PARTITIONS = [
+    (f"t.reporting.{v}.v1", p) for v in ("institutions", "levels", "consortium") for p in range(3)
+]
+
+
+@given(
+    st.text(max_size=80)
+    | st.from_regex(r"p1:[0-9.]{0,40}", fullmatch=True)
+    | st.from_regex(r"p1:(\d{1,3}\.){8}\d{1,3}", fullmatch=True)  # any Unicode digit
+)
+def test_a_last_event_id_names_every_partition_or_none(event_id: str) -> None:
+    offsets = reports._Positions.parse(event_id, PARTITIONS)
+    assert offsets == {} or (set(offsets) == set(PARTITIONS) and min(offsets.values()) >= 0)
+
+
+@given(st.lists(st.integers(0, 2**62), min_size=9, max_size=9))
+def test_an_event_id_gives_back_its_positions(offsets: list[int]) -> None:
+    positions = reports._Positions(PARTITIONS, dict(zip(PARTITIONS, offsets, strict=True)))
+    assert reports._Positions.parse(positions.event_id, PARTITIONS) == positions.offsets
+    assert reports._Positions.parse(positions.event_id, PARTITIONS[:-1]) == {}

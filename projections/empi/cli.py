@@ -64,3 +64,93 @@ def train(
 
     weights = estimate_weights(labelled_identities(identities, seed), evaluation_config().hasher)
     typer.echo(json.dumps(weights, indent=2))
+
+
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option("--bootstrap", help="Kafka bootstrap servers (default: settings, then infra up)."),
+]
+
+
+@app.command("run")
+def run_index(
+    bootstrap: BootstrapOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Records per batch at most.")] = 2_000,
+    within: Annotated[float, typer.Option(help="Seconds to wait for a batch to fill.")] = 0.05,
+    strict: Annotated[bool, typer.Option("--strict/--lenient", help="Strict decoding.")] = False,
+) -> None:
+    """Run the index on the patient and person topics until stopped; relay its decisions."""
+    import signal
+    import threading
+
+    from consortium.endpoints import database_url, kafka_bootstrap
+    from consortium.settings import get_settings
+    from processors.empi import RunnerConfig, run
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    config = RunnerConfig(
+        bootstrap_servers=kafka_bootstrap(bootstrap),
+        database_url=database_url(),
+        consortium_id=get_settings().consortium_id,
+        batch_size=batch_size,
+        batch_within_s=within,
+        strict_decoding=strict,
+    )
+    run(config, stop)
+
+
+@app.command("rebuild")
+def rebuild_index(
+    bootstrap: BootstrapOpt = None,
+    switch: Annotated[
+        bool, typer.Option("--switch/--no-switch", help="Make it the live index once caught up.")
+    ] = True,
+) -> None:
+    """Replay the live index's batches from offset 0 into a new schema; switch once caught up."""
+    from consortium.endpoints import database_url, kafka_bootstrap
+    from consortium.settings import get_settings
+    from events.catalog import Catalog
+    from events.codec import Codec
+    from projections.empi.config import index_config
+    from projections.empi.rebuild import rebuild
+    from projections.frame.deadletters import KafkaDeadLetters
+
+    consortium_id = get_settings().consortium_id
+    servers = kafka_bootstrap(bootstrap)
+    columns = (TextColumn("rebuilding the index"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("batches", total=None)
+        result = rebuild(
+            index_config(),
+            Codec(Catalog.load()),
+            bootstrap_servers=servers,
+            database_url=database_url(),
+            consortium_id=consortium_id,
+            dead_letters=KafkaDeadLetters(servers, consortium_id, "empi"),
+            switch=switch,
+            progress=lambda done, known: bar.update(task, completed=done, total=known),
+        )
+    o = result.outcome
+    where = f"live (the old index is {result.retired})" if result.switched else "built"
+    typer.echo(
+        f"{result.schema} {where}: {o.batches:,} batches, {o.indexed:,} events indexed,"
+        f" {o.decisions:,} decisions, {o.dead_lettered:,} dead letters"
+    )
+
+
+@app.command("digest")
+def digest_index(
+    schema: Annotated[str, typer.Option(help="A generation's schema (default: the live one).")] = (
+        "empi"
+    ),
+) -> None:
+    """Print a SHA-256 digest of the index's content (bookkeeping excluded)."""
+    import psycopg
+
+    from consortium.endpoints import database_url
+    from projections.empi.generations import digest
+
+    with psycopg.connect(database_url()) as conn:
+        typer.echo(f"{digest(conn, schema)}  {schema}")

@@ -1,0 +1,258 @@
+"""`consortium empi run`: registrations in, decisions out, through SIGKILLs and rebuilds."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from itertools import combinations
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from consortium.topics import ensure_topics
+from events.catalog import default_catalog
+from events.codec import Codec
+from events.envelope import Event
+from events.person import MatchReviewRequested, PersonLinked, PersonsMerged
+from events.publisher import Publisher
+from events.topics import Family, event_topic
+from infra.migrate import apply_migrations
+from projections.empi.config import HASH_KEY_VARIABLE, index_config
+from projections.empi.evaluation import labelled_identities
+from projections.empi.generations import digest
+from projections.empi.rebuild import rebuild
+from projections.frame.records import DeadLetter
+
+KILLS = int(os.environ.get("CONSORTIUM_FAULT_KILLS", "3"))
+AHEAD = 150
+WAIT_S = 180.0
+HASH_KEY = "a test key for the index, not a secret"
+POISON = b"\x00\x00\x00\x00\x01not avro at all"
+CODEC = Codec(default_catalog())
+
+
+class Letters:
+    """A dead-letter sink that keeps what it is given (for the rebuild)."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)
+
+
+@pytest.fixture
+def migrated_url(scratch_database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    apply_migrations(scratch_database_url)
+    monkeypatch.setenv(HASH_KEY_VARIABLE, HASH_KEY)
+    return scratch_database_url
+
+
+@contextmanager
+def runner(bootstrap: str, url: str, cid: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`consortium empi run` in its own process, with small batches."""
+    env = {
+        **os.environ,
+        "CONSORTIUM_ID": cid,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATABASE_URL": url,
+        HASH_KEY_VARIABLE: HASH_KEY,
+    }
+    command = [sys.executable, "-m", "consortium.cli", "empi", "run"]
+    child = subprocess.Popen(
+        [*command, "--batch-size", "40", "--within", "0.02"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def scalar(url: str, query: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def log_end(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in partitions)
+    consumer.close()
+    return int(total)
+
+
+def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+    """Every record of a topic: value and headers."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4()}"})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    wanted, found = log_end(bootstrap, topic), list[tuple[bytes, dict[str, bytes]]]()
+    while len(found) < wanted:
+        for message in consumer.consume(500, timeout=1.0):
+            if message.error() is None:
+                raw = message.headers() or []
+                pairs = raw.items() if isinstance(raw, dict) else raw
+                headers = {k: v for k, v in pairs if isinstance(v, bytes)}
+                found.append((message.value() or b"", headers))
+    consumer.close()
+    return found
+
+
+def publish_while(
+    bootstrap: str, cid: str, events: list[Event], indexed: Callable[[], int]
+) -> threading.Thread:
+    """Publish in small acknowledged chunks, some twice (a hospital's retry), one poison record.
+
+    At most AHEAD events ahead of the index, so that events still flow when the runner is killed.
+    """
+    rng = random.Random(3)
+
+    def run() -> None:
+        with Publisher(bootstrap, cid) as publisher:
+            for start in range(0, len(events), 30):
+                while start - indexed() > AHEAD:
+                    time.sleep(0.02)
+                chunk = events[start : start + 30]
+                publisher.publish(chunk)
+                if rng.random() < 0.3:
+                    publisher.publish(rng.sample(chunk, min(5, len(chunk))))
+                if start == 600:
+                    poison = Producer({"bootstrap.servers": bootstrap})
+                    poison.produce(event_topic(Family.PATIENT, cid), POISON, key=b"poison")
+                    poison.flush(10)
+                time.sleep(0.02)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_index_runs_through_sigkills_and_equals_a_clean_rebuild(
+    kafka_bootstrap: str, migrated_url: str, fresh_consortium_id: str
+) -> None:
+    cid, url = fresh_consortium_id, migrated_url
+    ensure_topics(kafka_bootstrap, cid)
+    labelled = labelled_identities(1500, seed=22)
+    events: list[Event] = list(labelled.registrations)
+    indexed = partial(scalar, url, "SELECT count(*) FROM empi.consumed")
+    publisher = publish_while(kafka_bootstrap, cid, events, indexed)
+    rng = random.Random(5)
+    flowing: list[bool] = []
+    for _ in range(KILLS):
+        with runner(kafka_bootstrap, url, cid) as child:
+            before = indexed()
+            wait_for(lambda: indexed() > before, "the runner to index events")  # noqa: B023
+            time.sleep(rng.uniform(0.0, 0.3))  # somewhere inside the following batches
+            child.send_signal(signal.SIGKILL)
+            flowing.append(publisher.is_alive())
+    assert all(flowing), "every kill happens while registrations are still being published"
+    patient, person = event_topic(Family.PATIENT, cid), event_topic(Family.PERSON, cid)
+    with runner(kafka_bootstrap, url, cid) as child:
+        publisher.join(timeout=WAIT_S)
+        assert not publisher.is_alive()
+
+        def caught_up() -> bool:
+            read = "SELECT coalesce(sum(next_offset), 0) FROM empi.positions WHERE topic = "
+            unpublished = "SELECT count(*) FROM empi.outbox WHERE published_at IS NULL"
+            return (
+                scalar(url, read + f"'{patient}'") == log_end(kafka_bootstrap, patient)
+                and scalar(url, unpublished) == 0
+                and scalar(url, read + f"'{person}'") == log_end(kafka_bootstrap, person)
+            )
+
+        wait_for(caught_up, "the runner to read both topics to their end and relay everything")
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 0
+
+    # Redelivery and retries are counted once: one claim per registration.
+    assert scalar(url, "SELECT count(*) FROM empi.consumed") == len(events)
+
+    # Every decision reached the person topic; a republished one is byte-identical.
+    values = [value for value, _ in read_all(kafka_bootstrap, person)]
+    decisions = {CODEC.decode_event(v).envelope.event_id: v for v in values}
+    assert len(decisions) == len(set(values))
+    with psycopg.connect(url) as conn:
+        outbox = conn.execute("SELECT event_id, payload FROM empi.outbox").fetchall()
+    assert {event_id: bytes(payload) for event_id, payload in outbox} == decisions
+    published = [CODEC.decode_event(v) for v in decisions.values()]
+    assert any(isinstance(d, MatchReviewRequested) for d in published)
+
+    # The decisions on the topic link most records as the truth has them.
+    merged = {d.retired_person_id: d.person_id for d in published if isinstance(d, PersonsMerged)}
+    linked = Counter((d.institution, d.local_id) for d in published if isinstance(d, PersonLinked))
+    assert set(linked) == set(labelled.truth) and set(linked.values()) == {1}
+    person_of = {}
+    for d in published:
+        if isinstance(d, PersonLinked):
+            found = d.person_id
+            while found in merged:
+                found = merged[found]
+            person_of[(d.institution, d.local_id)] = found
+    members: dict[object, list[tuple[str, str]]] = defaultdict(list)
+    for key, found in person_of.items():
+        members[found].append(key)
+    pairs = [pair for keys in members.values() for pair in combinations(keys, 2)]
+    right = sum(1 for a, b in pairs if labelled.truth[a] == labelled.truth[b])
+    true_pairs = sum(n * (n - 1) // 2 for n in Counter(labelled.truth.values()).values())
+    assert right / len(pairs) >= 0.99 and right / true_pairs >= 0.9
+
+    # The poison record went to the dead letters with where it was and why.
+    letters = read_all(kafka_bootstrap, event_topic(Family.PATIENT, cid) + ".dlq")
+    assert letters and all(value == POISON for value, _ in letters)
+    headers = letters[0][1]
+    assert headers["topic"] == patient.encode() and b"undecodable" in headers["error"]
+
+    # A clean rebuild replays the same batches and reaches the same index.
+    sink = Letters()
+    rebuilt = rebuild(
+        index_config(),
+        CODEC,
+        bootstrap_servers=kafka_bootstrap,
+        database_url=url,
+        consortium_id=cid,
+        dead_letters=sink,
+        switch=False,
+    )
+    assert [letter.record.value for letter in sink.letters] == [POISON]
+    with psycopg.connect(url) as conn:
+        live = digest(conn)
+        assert digest(conn, rebuilt.schema) == live
+    # And a rebuild with the switch becomes the live index, with the same content.
+    switched = rebuild(
+        index_config(),
+        CODEC,
+        bootstrap_servers=kafka_bootstrap,
+        database_url=url,
+        consortium_id=cid,
+        dead_letters=Letters(),
+    )
+    assert switched.switched and switched.retired is not None
+    with psycopg.connect(url) as conn:
+        assert digest(conn) == live == digest(conn, switched.retired)
+        unpublished = conn.execute("SELECT count(*) FROM empi.outbox WHERE published_at IS NULL")
+        assert unpublished.fetchone() == (0,)

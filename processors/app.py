@@ -115,6 +115,11 @@ def build_app(
         log.info("%s: resuming at PostgreSQL positions %s", projection.name, offsets)
         if not await consumer._commit(offsets):
             raise RuntimeError(f"could not move the group to PostgreSQL positions {offsets}")
+        # aiokafka's seek_to_committed skips an offset of 0 (`if offset and offset > 0`), so a
+        # partition PostgreSQL has never read (a restored or fresh database) would stay where
+        # Kafka's old commit left the fetcher, and its events would be passed over: seek here.
+        for tp, offset in offsets.items():
+            await consumer.seek(tp, offset)
 
     async def tick() -> None:
         try:

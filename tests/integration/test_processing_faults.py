@@ -125,6 +125,28 @@ def test_the_processor_resumes_at_postgresql_positions_not_kafkas(
     assert applied(migrated_url) == len(later)
 
 
+def test_a_database_behind_kafkas_commits_is_fed_again_from_its_own_positions(
+    kafka_bootstrap: str,
+    migrated_url: str,
+    scratch_database_url: str,
+    fresh_consortium_id: str,
+) -> None:
+    # A restored backup (here: a second, empty database) stands behind the offsets the group
+    # committed to Kafka; it must be fed from where it stands, offset 0 included.
+    cid = fresh_consortium_id
+    ensure_topics(kafka_bootstrap, cid)
+    events = [e for f in referral_flows(13, 30) for e in f]
+    with Publisher(kafka_bootstrap, cid) as publisher:
+        publisher.publish(events)
+    end = log_end(kafka_bootstrap, cid)
+    with processor(kafka_bootstrap, migrated_url, cid):
+        wait_for(lambda: positions(migrated_url) == end, "the first database to catch up")
+    apply_migrations(scratch_database_url)
+    with processor(kafka_bootstrap, scratch_database_url, cid):
+        wait_for(lambda: positions(scratch_database_url) == end, "the restored one to catch up")
+    assert applied(scratch_database_url) == applied(migrated_url) == len(events)
+
+
 def publish_while(
     bootstrap: str, cid: str, events: list[Event], done: threading.Event
 ) -> threading.Thread:

@@ -14,7 +14,7 @@ from consortium.settings import get_settings
 from events.catalog import Catalog, default_catalog
 from gateway import openapi, problems
 from gateway.config import GatewayConfig
-from gateway.routers import asyncapi, events, hl7v2, registry
+from gateway.routers import asyncapi, dashboard, events, hl7v2, registry, reports
 from gateway.state import Gateway
 
 DESCRIPTION = """\
@@ -68,6 +68,8 @@ def create_app(
     app.include_router(hl7v2.router)
     app.include_router(registry.router)
     app.include_router(asyncapi.router)
+    app.include_router(reports.router)
+    app.include_router(dashboard.router)
     problems.install(app)
     openapi.install(app)
 

@@ -9,6 +9,7 @@ waits on a PostgreSQL advisory lock and takes over when the first dies (its sess
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -89,6 +90,14 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
         finally:
             consumer.close()
             batches.close()
+
+
+def run_until_signalled(config: RunnerConfig) -> None:
+    """Run until SIGTERM or SIGINT, finishing the batch at hand (`consortium empi run`)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run(config, stop)
 
 
 def _elected(leader: psycopg.Connection[Any], stop: threading.Event) -> bool:

@@ -80,16 +80,10 @@ def run_index(
     strict: Annotated[bool, typer.Option("--strict/--lenient", help="Strict decoding.")] = False,
 ) -> None:
     """Run the index on the patient and person topics until stopped; relay its decisions."""
-    import signal
-    import threading
-
     from consortium.endpoints import database_url, kafka_bootstrap
     from consortium.settings import get_settings
-    from processors.empi import RunnerConfig, run
+    from processors.empi import RunnerConfig, run_until_signalled
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     config = RunnerConfig(
         bootstrap_servers=kafka_bootstrap(bootstrap),
         database_url=database_url(),
@@ -98,7 +92,7 @@ def run_index(
         batch_within_s=within,
         strict_decoding=strict,
     )
-    run(config, stop)
+    run_until_signalled(config)
 
 
 @app.command("rebuild")

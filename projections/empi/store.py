@@ -84,21 +84,20 @@ def use_schema(cur: Cursor, schema: str) -> None:
 
 
 def _claimed(cur: Cursor, events: Sequence[Event]) -> list[Event]:
-    """The events whose ids this projection had not consumed yet (redelivery, retries)."""
-    fresh: list[Event] = []
-    seen: set[uuid.UUID] = set()
+    """The events whose ids this index had not consumed yet (redelivery, retries), in order."""
+    first: dict[uuid.UUID, Event] = {}
     for event in events:
-        event_id = event.envelope.event_id
-        if event_id in seen:
-            continue
-        seen.add(event_id)
-        claimed = cur.execute(
-            "INSERT INTO consumed (event_id) VALUES (%s) ON CONFLICT DO NOTHING RETURNING event_id",
-            (event_id,),
-        ).fetchone()
-        if claimed is not None:
-            fresh.append(event)
-    return fresh
+        first.setdefault(event.envelope.event_id, event)
+    if not first:
+        return []
+    # One statement for the batch; a concurrent claim of an id waits for the other's outcome.
+    rows = cur.execute(
+        "INSERT INTO consumed (event_id) SELECT unnest(%s::uuid[])"
+        " ON CONFLICT DO NOTHING RETURNING event_id",
+        (list(first),),
+    ).fetchall()
+    claimed = {row[0] for row in rows}
+    return [event for event_id, event in first.items() if event_id in claimed]
 
 
 # --- writing what one event changed ------------------------------------------------------------

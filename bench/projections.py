@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -32,7 +32,15 @@ from events.topics import Family, event_topic, patient_key
 from infra.runtime import Endpoints
 
 BASELINE = "confluent-kafka consume+decode"
-NAMES = ("referrals", "transfers")
+
+
+def _wired() -> list[str]:
+    from processors.wiring import PROJECTIONS
+
+    return list(PROJECTIONS)
+
+
+NAMES = tuple(_wired())
 OFFERED_RATE = 1_000.0  # events/s during the freshness phase
 POLL_S = 0.01  # how often the freshness poller reads the stored positions
 WAIT_S = 300.0
@@ -203,6 +211,36 @@ def sustained(name: str, bootstrap: str, url: str, consortium_id: str) -> tuple[
     if first[1] >= total:  # a tiny backlog fitted in one batch: time it with the start-up
         return total / (now - spawned), total
     return (total - first[1]) / (now - first[0]), total
+
+
+def all_together(
+    bootstrap: str, url: str, consortium_id: str, topics: Sequence[str]
+) -> tuple[float, int]:
+    """Distinct events/s through every projection's worker at once, until all have caught up."""
+    ends = high_watermarks(bootstrap, topics)
+    total = sum(ends.values())
+    readers = {n: set(topics_of(n, consortium_id)) for n in NAMES}
+    first: float | None = None
+    with ExitStack() as workers, psycopg.connect(url, autocommit=True) as conn:
+        for name in NAMES:
+            workers.enter_context(worker(name, bootstrap, url, consortium_id))
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            stored = {n: positions(conn.cursor(), n) for n in NAMES}
+            now = time.perf_counter()
+            if first is None and any(sum(v.values()) for v in stored.values()):
+                first = now
+            # An event counts once every projection that reads its topic has stored it.
+            done = sum(
+                min(stored[n].get(tp, 0) for n in NAMES if tp[0] in readers[n]) for tp in ends
+            )
+            if done >= total:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"together: {done} of {total} records in {WAIT_S} s")
+            time.sleep(0.05)
+    assert first is not None
+    return total / max(now - first, 1e-3), total
 
 
 def consume_and_decode(bootstrap: str, topics: Sequence[str]) -> float:
@@ -411,12 +449,19 @@ def measure(
             say(f"{name}: {total:,} records at {through:,.0f} events/s; rebuilding")
             rebuilt = rebuild_rate(name, bootstrap, url, consortium_id)
             rates[name] = (baseline, through, rebuilt, total)
-        say(f"freshness: both workers, {len(paced):,} events at {rate:,.0f} events/s")
-        with (
-            worker("referrals", bootstrap, url, consortium_id),
-            worker("transfers", bootstrap, url, consortium_id),
-        ):
-            # A few events first: the clock starts once both workers have applied something.
+    with bench_database(endpoints.database_url) as url, _unfrozen_after():
+        union = sorted({t for n in NAMES for t in topics_of(n, consortium_id)})
+        say(
+            f"all {len(NAMES)} projections together: baseline consume+decode of {len(union)} topics"
+        )
+        together_baseline = consume_and_decode(bootstrap, union)
+        together, together_total = all_together(bootstrap, url, consortium_id, union)
+        say(f"together: {together_total:,} records at {together:,.0f} events/s")
+        say(f"freshness: all workers, {len(paced):,} events at {rate:,.0f} events/s")
+        with ExitStack() as workers:
+            for name in NAMES:
+                workers.enter_context(worker(name, bootstrap, url, consortium_id))
+            # A few events first: the clock starts once every worker has applied something.
             publish_all(bootstrap, paced[:WARM_UP])
             _wait_caught_up(bootstrap, url, consortium_id)
             fresh = freshness(bootstrap, url, consortium_id, paced[WARM_UP:], rate)
@@ -459,6 +504,13 @@ def measure(
     slowest = min(rates, key=lambda n: rates[n][1])
     slowest_rebuild = min(rates, key=lambda n: rates[n][2])
     headline = [
+        Figure(
+            "projections.all_together_events_per_s",
+            together,
+            "events/s",
+            together_baseline,
+            BASELINE,
+        ),
         Figure(
             "projections.sustained_events_per_s",
             rates[slowest][1],

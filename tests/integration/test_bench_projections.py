@@ -8,6 +8,7 @@ from bench.projections import BASELINE, measure
 from infra.runtime import Endpoints
 
 HEADLINE = {
+    "projections.all_together_events_per_s": "events/s",
     "projections.sustained_events_per_s": "events/s",
     "projections.rebuild_events_per_s": "events/s",
     "projections.freshness_p50_ms": "ms",
@@ -27,7 +28,7 @@ def test_the_benchmark_reports_every_figure_beside_its_baseline(
     )
     by_name = {f.name: f for f in figures}
     assert {n: by_name[n].unit for n in HEADLINE} == HEADLINE
-    for name in ("referrals", "transfers"):
+    for name in ("referrals", "transfers", "reporting"):
         for kind in ("sustained_events_per_s", "rebuild_events_per_s", "freshness_p99_ms"):
             assert f"projections.{name}.{kind}" in by_name
     for f in figures:

@@ -90,29 +90,33 @@ def _tests(s: _Story, first: str, second: str) -> None:
         ordering_clinician_id="D1",
     )
     value = 90 + s.rng.randrange(60)
-    s.emit(
-        LabResultReported,
-        first,
-        t + timedelta(hours=3),
-        result_id=f"R{s.index}a",
-        order_id=f"O{s.index}a",
-        status="FINAL",
-        code=HAEMOGLOBIN,
-        value_string=str(value),
-        value_numeric=float(value),
-        unit="g/L",
-        abnormal_flag="LOW" if value < 115 else "NORMAL",
-        observed_at=t + timedelta(hours=1),
-    )
-    if s.rng.random() < 0.5:
+    # Some laboratories send a preliminary value first; some results are corrected twice.
+    statuses = ("PRELIMINARY", "FINAL") if s.rng.random() < 0.4 else ("FINAL",)
+    for n, status in enumerate(statuses):
+        s.emit(
+            LabResultReported,
+            first,
+            t + timedelta(hours=2 + n),
+            result_id=f"R{s.index}a",
+            order_id=f"O{s.index}a",
+            status=status,
+            code=HAEMOGLOBIN,
+            value_string=str(value + n),
+            value_numeric=float(value + n),
+            unit="g/L",
+            abnormal_flag="LOW" if value < 115 else "NORMAL",
+            observed_at=t + timedelta(hours=1),
+        )
+    for n in range(s.rng.choice((0, 1, 2))):
         s.emit(
             ResultAmended,
             first,
-            t + timedelta(hours=9),
+            t + timedelta(hours=9 + n),
             result_id=f"R{s.index}a",
             kind="LAB",
-            value_string=str(value + 10),
-            value_numeric=float(value + 10),
+            value_string=str(value + 10 + n),
+            value_numeric=float(value + 10 + n),
+            abnormal_flag="NORMAL" if n else None,
             reason="复测更正",
             amending_clinician_id="L1",
         )

@@ -181,7 +181,8 @@ def test_paging_walks_the_whole_timeline_once(
     person = next(p for p in MemoryRecord.of(events).links.values() if p)
     with psycopg.connect(migrated_url) as conn:
         whole = queries.timeline(conn, person, limit=1000).entries
-        seen, cursor = [], None
+        seen: list[queries.TimelineEntry] = []
+        cursor: str | None = None
         while True:
             page = queries.timeline(conn, person, cursor=cursor, limit=4)
             seen.extend(page.entries)

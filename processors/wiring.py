@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from projections.frame.declaration import Projection
+from projections.record.projection import RECORD
 from projections.referrals.projection import REFERRALS
 from projections.reporting.projection import REPORTING
 from projections.transfers.projection import TRANSFERS
 
 PROJECTIONS: dict[str, Projection[Any, Any]] = {
-    p.name: p for p in (REFERRALS, TRANSFERS, REPORTING)
+    p.name: p for p in (REFERRALS, TRANSFERS, REPORTING, RECORD)
 }
 
 

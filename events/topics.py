@@ -86,10 +86,19 @@ REPORTING_TOPICS: dict[str, TopicSpec] = {
     for view in REPORTING_VIEWS
 }
 
+# The read audit (docs/audit.md): one record per person per read, kept forever like events.
+READ_AUDIT_TOPIC = TopicSpec(
+    suffix="audit.reads.v1",
+    key="utf-8 consortium person id, else '<institution>|<local id>' (one person's reads in order)",
+    values="Confluent-framed Avro, subject consortium.audit.ReadAudited",
+    partitions=3,
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     *EVENT_TOPICS.values(),
     *DEAD_LETTER_TOPICS.values(),
     *REPORTING_TOPICS.values(),
+    READ_AUDIT_TOPIC,
 )
 
 

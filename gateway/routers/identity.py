@@ -1,0 +1,143 @@
+"""The patient index's review queue: open reviews, and an administrator's decision as an event."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import anyio.to_thread
+import psycopg
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from events.person import ReviewDecision
+from events.publisher import PublishError
+from gateway.audit import Subject, audit
+from gateway.deps import GatewayDep, PrincipalDep
+from gateway.principals import Principal, Role
+from gateway.problems import ProblemError
+from projections.empi.reviews import review_decision
+from projections.empi.store import open_reviews
+
+router = APIRouter(prefix="/v1/identity", tags=["identity"])
+
+PURPOSE = "HOPERAT"  # HL7 v3 PurposeOfUse: healthcare operations
+
+
+class Review(BaseModel):
+    """A local record that may belong to a person, waiting for an administrator."""
+
+    review_id: uuid.UUID
+    institution: str
+    local_id: str
+    person_id: uuid.UUID
+    current_person_id: uuid.UUID
+    candidate_institution: str
+    candidate_local_id: str
+    score: float
+    agreement: Any
+    requested_at: datetime
+
+
+class Decision(BaseModel):
+    """An administrator's answer to one review."""
+
+    decision: ReviewDecision = Field(description="SAME_PERSON or DIFFERENT_PERSONS")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class DecisionAccepted(BaseModel):
+    """The decision event, acknowledged by Kafka; the index applies it when it reads it."""
+
+    event_id: uuid.UUID
+    topic: str
+    partition: int
+    offset: int
+
+
+def _administrator(principal: Principal) -> None:
+    if principal.role is not Role.ADMINISTRATOR:
+        raise ProblemError(403, "Forbidden", "only an administrator works the review queue")
+
+
+def _subjects(review: dict[str, Any]) -> list[Subject]:
+    return [
+        Subject(review["current_person_id"], review["institution"], review["local_id"]),
+        Subject(review["person_id"], review["candidate_institution"], review["candidate_local_id"]),
+    ]
+
+
+def _open_reviews(database_url: str, limit: int, institution: str | None) -> list[dict[str, Any]]:
+    # The index's queries are synchronous; the queue is read rarely, by administrators.
+    with psycopg.connect(database_url) as conn:
+        return open_reviews(conn, limit=limit, institution=institution)
+
+
+@router.get("/reviews", summary="Open match reviews, oldest first")
+async def list_reviews(
+    request: Request,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    institution: Annotated[str | None, Query(description="only one member's records")] = None,
+) -> list[Review]:
+    """Both records of every review shown are audited as read."""
+    _administrator(principal)
+    rows = await anyio.to_thread.run_sync(
+        _open_reviews, gateway.config.database_url, limit, institution
+    )
+    await audit(request, principal, [s for r in rows for s in _subjects(r)], purpose=PURPOSE)
+    return [Review.model_validate(r) for r in rows]
+
+
+@router.post(
+    "/reviews/{review_id}/decision",
+    status_code=202,
+    summary="Decide a review: publishes MatchReviewDecided",
+)
+async def decide_review(
+    review_id: uuid.UUID, decision: Decision, gateway: GatewayDep, principal: PrincipalDep
+) -> DecisionAccepted:
+    """202 once Kafka acknowledged the decision; 409 when the review is no longer open."""
+    _administrator(principal)
+    if decision.decision is ReviewDecision.UNKNOWN:
+        raise ProblemError(422, "Unprocessable content", "decide SAME_PERSON or DIFFERENT_PERSONS")
+    async with gateway.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT person_id, institution, local_id, status FROM empi.reviews"
+            " WHERE review_id = %s",
+            (review_id,),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise ProblemError(404, "Not found", "no such review")
+    person_id, institution, local_id, status = row
+    if status != "open":
+        raise ProblemError(409, "Conflict", f"the review was already decided: {status}")
+    event = review_decision(
+        review_id=review_id,
+        person_id=person_id,
+        institution=institution,
+        local_id=local_id,
+        decision=decision.decision,
+        decided_by=str(principal.credential_id),
+        administrator_institution=principal.institution,
+        decided_at=datetime.now(UTC),
+        note=decision.note,
+    )
+    try:
+        [delivery] = await gateway.publisher.publish([event], gateway.config.publish_timeout_s)
+    except PublishError as exc:
+        raise ProblemError(
+            503,
+            "Service unavailable",
+            "Kafka did not acknowledge the decision; it was not recorded",
+            headers={"Retry-After": str(gateway.config.retry_after_s)},
+        ) from exc
+    return DecisionAccepted(
+        event_id=delivery.event_id,
+        topic=delivery.topic,
+        partition=delivery.partition,
+        offset=delivery.offset,
+    )

@@ -1,0 +1,241 @@
+"""The referral desk's read API: its board, one referral's timeline, and a stream of changes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from gateway.audit import Outcome, Subject, audit
+from gateway.deps import GatewayDep, PrincipalDep
+from gateway.principals import Principal, Role
+from gateway.problems import ProblemError
+from projections.referrals import reads
+
+router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
+
+READERS = frozenset({Role.REFERRAL_DESK, Role.CLINICIAN})
+PURPOSE = "COC"  # HL7 v3 PurposeOfUse: coordination of care
+POLL_S = 0.5
+
+
+class TimelineEntry(BaseModel):
+    """One event of a referral, applied or parked until its predecessor arrives."""
+
+    at: datetime
+    kind: str
+    status: str
+    event_id: UUID | None
+    source: str | None
+
+
+class Referral(BaseModel):
+    """A referral as its desks see it (the patient by each institution's local id)."""
+
+    referral_id: UUID
+    state: str
+    direction: str | None
+    from_institution: str | None
+    to_institution: str | None
+    urgency: str | None
+    reason_code: str | None
+    requested_service: str | None
+    from_patient_local_id: str | None
+    to_patient_local_id: str | None
+    from_person_id: UUID | None
+    to_person_id: UUID | None
+    requested_at: datetime | None
+    accept_deadline: datetime | None
+    expires_at: datetime | None
+    answered_at: datetime | None
+    scheduled_arrival: datetime | None
+    arrived_at: datetime | None
+    closed_at: datetime | None
+    overdue: bool
+    parked_events: int
+    projected_at: datetime
+
+
+class ReferralWithTimeline(Referral):
+    """A referral and every event of it, in order."""
+
+    timeline: list[TimelineEntry]
+
+
+class ReferralPage(BaseModel):
+    """One page of a desk's referrals, the cursor of the next, and where a stream may start."""
+
+    items: list[Referral]
+    next: str | None
+    stream_cursor: datetime
+
+
+def subjects_of(row: dict[str, Any]) -> list[Subject]:
+    """The persons a referral row shows: its two parties, once each."""
+    found: dict[object, Subject] = {}
+    for side in ("from", "to"):
+        person, local = row[f"{side}_person_id"], row[f"{side}_patient_local_id"]
+        if person is None and local is None:
+            continue
+        subject = Subject(person, row[f"{side}_institution"], local)
+        found.setdefault(person or (subject.institution, local), subject)
+    return list(found.values())
+
+
+def _may_read(principal: Principal) -> None:
+    if principal.role not in READERS:
+        raise ProblemError(403, "Forbidden", f"role {principal.role.value} reads no referrals")
+
+
+def _encode_cursor(row: dict[str, Any]) -> str:
+    raw = json.dumps([row["requested_at"].isoformat(), str(row["referral_id"])])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> tuple[datetime, UUID]:
+    try:
+        at, rid = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return datetime.fromisoformat(at), UUID(rid)
+    except (ValueError, TypeError) as exc:
+        raise ProblemError(400, "Bad request", "the page cursor is not one we issued") from exc
+
+
+@router.get("", summary="The referrals from or to the caller's institution")
+async def list_referrals(
+    request: Request,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    state: Annotated[str | None, Query(description="REQUESTED, ACCEPTED, COMPLETED, …")] = None,
+    direction: Annotated[
+        str | None, Query(description="incoming, outgoing, or a level direction (UP, DOWN)")
+    ] = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: Annotated[str | None, Query(description="`next` of the previous page")] = None,
+) -> ReferralPage:
+    """Newest request first; every person on the page is audited before it is returned."""
+    _may_read(principal)
+    cursor = _decode_cursor(after) if after else None
+    async with gateway.pool.connection() as conn:
+        stream_cursor = await reads.change_horizon(conn)
+        rows = await reads.referral_page(
+            conn,
+            principal.institution,
+            state=state,
+            direction=direction,
+            overdue=overdue,
+            after=cursor,
+            limit=limit,
+        )
+    await audit(request, principal, [s for r in rows for s in subjects_of(r)], purpose=PURPOSE)
+    return ReferralPage(
+        items=[Referral.model_validate(r) for r in rows],
+        next=_encode_cursor(rows[-1]) if len(rows) == limit else None,
+        stream_cursor=stream_cursor,
+    )
+
+
+@router.get(
+    "/stream",
+    summary="Server-sent events: the caller's referrals as they change",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_referrals(
+    request: Request,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    cursor: Annotated[datetime | None, Query(description="`stream_cursor` of a page")] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Each changed referral as a `referral` event (audited before it is sent); resumable."""
+    _may_read(principal)
+    since = cursor
+    if last_event_id:
+        try:
+            since = datetime.fromisoformat(last_event_id)
+        except ValueError as exc:
+            raise ProblemError(400, "Bad request", "Last-Event-ID is not a cursor") from exc
+    if since is None:
+        async with gateway.pool.connection() as conn:
+            since = await reads.change_horizon(conn)
+    return StreamingResponse(
+        _changes(request, gateway, principal, since),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _changes(
+    request: Request, gateway: GatewayDep, principal: Principal, since: datetime
+) -> AsyncIterator[str]:
+    # Rows at or after the horizon may be seen twice; `sent` drops the versions already sent.
+    sent: dict[UUID, datetime] = {}
+    while not await request.is_disconnected():
+        async with gateway.pool.connection() as conn:
+            horizon = await reads.change_horizon(conn)
+            rows = await reads.changes_since(conn, principal.institution, since)
+        for row in rows:
+            if sent.get(row["referral_id"]) == row["projected_at"]:
+                continue
+            try:
+                await audit(
+                    request,
+                    principal,
+                    subjects_of(row),
+                    purpose=PURPOSE,
+                    resource_id=str(row["referral_id"]),
+                )
+            except ProblemError as exc:
+                yield _event("error", since, {"status": exc.status, "detail": exc.detail})
+                return
+            sent[row["referral_id"]] = row["projected_at"]
+            yield _event("referral", since, Referral.model_validate(row).model_dump(mode="json"))
+        since = max(since, horizon)
+        sent = {rid: at for rid, at in sent.items() if at >= since}
+        yield f"id: {since.isoformat()}\n\n"  # the resume point moves on; doubles as keep-alive
+        await asyncio.sleep(POLL_S)
+
+
+def _event(kind: Literal["referral", "error"], cursor: datetime, data: dict[str, Any]) -> str:
+    # The id is the poll's starting cursor: resuming from it re-sends, never skips.
+    payload = json.dumps(data, ensure_ascii=False)
+    return f"event: {kind}\nid: {cursor.isoformat()}\ndata: {payload}\n\n"
+
+
+@router.get("/{referral_id}", summary="One referral with its timeline")
+async def get_referral(
+    referral_id: UUID, request: Request, gateway: GatewayDep, principal: PrincipalDep
+) -> ReferralWithTimeline:
+    """404 for a referral neither from nor to the caller's institution (its existence is not
+    revealed); that attempt is audited as denied."""
+    async with gateway.pool.connection() as conn:
+        row = await reads.referral(conn, referral_id)
+    if row is None:
+        raise ProblemError(404, "Not found", "no such referral")
+    subjects = subjects_of(row)
+    mine = principal.institution in (row["from_institution"], row["to_institution"])
+    if principal.role not in READERS or not mine:
+        why = "not a reading role" if principal.role not in READERS else "not its institution's"
+        await audit(
+            request,
+            principal,
+            subjects,
+            purpose=PURPOSE,
+            outcome=Outcome.DENIED,
+            reason=why,
+            resource_id=str(referral_id),
+        )
+        if principal.role not in READERS:
+            _may_read(principal)
+        raise ProblemError(404, "Not found", "no such referral")
+    await audit(request, principal, subjects, purpose=PURPOSE, resource_id=str(referral_id))
+    return ReferralWithTimeline.model_validate(row)

@@ -1,0 +1,115 @@
+"""Async reads of the live referral board for the gateway: pages, one referral, changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from projections.referrals.queries import INCOMING, OUTGOING
+
+# Each party's consortium person, when the patient index has linked the local record.
+_SELECT = """
+SELECT r.referral_id, r.state, r.direction, r.from_institution, r.to_institution, r.urgency,
+       r.reason_code, r.requested_service, r.from_patient_local_id, r.to_patient_local_id,
+       r.requested_at, r.accept_deadline, r.expires_at, r.answered_at, r.scheduled_arrival,
+       r.arrived_at, r.closed_at, r.overdue, r.parked_events, r.projected_at,
+       f.person_id AS from_person_id, t.person_id AS to_person_id
+FROM referrals.referrals r
+LEFT JOIN empi.records f
+       ON f.institution = r.from_institution AND f.local_id = r.from_patient_local_id
+LEFT JOIN empi.records t
+       ON t.institution = r.to_institution AND t.local_id = r.to_patient_local_id
+"""
+# Placeholder rows of referrals whose request has not arrived yet are nobody's referral.
+_KNOWN = sql.SQL("r.state <> 'AWAITING_REQUEST'")
+_MINE = sql.SQL("(r.from_institution = %(inst)s OR r.to_institution = %(inst)s)")
+
+
+async def referral_page(
+    conn: AsyncConnection[Any],
+    institution: str,
+    *,
+    state: str | None = None,
+    direction: str | None = None,
+    overdue: bool | None = None,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """One page of the referrals from or to an institution, newest request first."""
+    where = [_KNOWN, _MINE]
+    params: dict[str, Any] = {"inst": institution, "limit": limit}
+    if state is not None:
+        where.append(sql.SQL("r.state = %(state)s"))
+        params["state"] = state.upper()
+    if direction == INCOMING:
+        where.append(sql.SQL("r.to_institution = %(inst)s"))
+    elif direction == OUTGOING:
+        where.append(sql.SQL("r.from_institution = %(inst)s"))
+    elif direction is not None:
+        where.append(sql.SQL("r.direction = %(direction)s"))
+        params["direction"] = direction.upper()
+    if overdue is not None:
+        where.append(sql.SQL("r.overdue = %(overdue)s"))
+        params["overdue"] = overdue
+    if after is not None:
+        where.append(sql.SQL("(r.requested_at, r.referral_id) < (%(at)s, %(id)s)"))
+        params["at"], params["id"] = after
+    query = sql.SQL("{} WHERE {} ORDER BY r.requested_at DESC, r.referral_id DESC LIMIT %(limit)s")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query.format(sql.SQL(_SELECT), sql.SQL(" AND ").join(where)), params)
+        return await cur.fetchall()
+
+
+async def referral(conn: AsyncConnection[Any], referral_id: UUID) -> dict[str, Any] | None:
+    """One referral with its timeline, whoever it belongs to (the caller checks access)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.SQL("{} WHERE r.referral_id = %s AND {}").format(sql.SQL(_SELECT), _KNOWN),
+            (referral_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        await cur.execute(
+            "SELECT at, kind, status, event_id, source FROM referrals.referral_timeline"
+            " WHERE referral_id = %s ORDER BY seq",
+            (referral_id,),
+        )
+        row["timeline"] = await cur.fetchall()
+    return row
+
+
+async def changes_since(
+    conn: AsyncConnection[Any], institution: str, since: datetime
+) -> list[dict[str, Any]]:
+    """An institution's referrals projected at or after `since`, oldest change first."""
+    # No LIMIT: one batch writes all its rows with one `projected_at`, so a page boundary
+    # inside it could never be passed; a desk's referrals are a few thousand at most.
+    query = sql.SQL(
+        "{} WHERE {} AND {} AND r.projected_at >= %(since)s ORDER BY r.projected_at, r.referral_id"
+    ).format(sql.SQL(_SELECT), _KNOWN, _MINE)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, {"inst": institution, "since": since})
+        return await cur.fetchall()
+
+
+async def change_horizon(conn: AsyncConnection[Any]) -> datetime:
+    """A time before which every referral change is committed and visible (docs/read-api.md).
+
+    `projected_at` is its writer's transaction start, so a row committed after a read may carry
+    an earlier time; no transaction still open started before the oldest open one did.
+    """
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT least(clock_timestamp(), min(xact_start)) FROM pg_stat_activity"
+            " WHERE xact_start IS NOT NULL AND state IS DISTINCT FROM 'idle'"
+            " AND pid <> pg_backend_pid()"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    horizon: datetime = row[0]
+    return horizon

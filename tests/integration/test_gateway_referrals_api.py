@@ -1,0 +1,240 @@
+"""The referral read API against real Kafka and PostgreSQL: desk isolation, paging, the stream."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consortium.topics import ensure_topics
+from events.catalog import Catalog
+from events.codec import Codec
+from events.envelope import Event
+from events.topics import READ_AUDIT_TOPIC, Family, event_topic
+from gateway.app import create_app
+from gateway.audit import close_audit_log
+from gateway.config import GatewayConfig
+from gateway.principals import Role
+from gateway.routers import identity, persons, referrals
+from gateway.testing import issue_token, serving
+from infra.migrate import apply_migrations
+from projections.frame import generations
+from projections.frame.batch import BatchProcessor
+from projections.frame.records import DeadLetter, Record
+from projections.referrals.projection import REFERRALS
+from projections.referrals.queries import list_referrals
+from projections.referrals.synthetic import referral_flows
+
+TOWNSHIP, COUNTY, VILLAGE = "439901-T03", "439901-C01", "439901-V017"
+STATES = ("REQUESTED", "ACCEPTED", "REJECTED", "CANCELLED", "EXPIRED", "ARRIVED", "COMPLETED")
+
+
+class NoDeadLetters:
+    """A sink that refuses to be used: these events are all valid."""
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        assert not letters, letters
+
+
+def project(url: str, events: list[Event], first_offset: int = 0) -> None:
+    """Run events through the referral projection into the live board."""
+    codec = Codec(Catalog.load())
+    topic = event_topic(Family.REFERRAL, "q")
+    records = [
+        Record(topic, 0, first_offset + i, None, codec.encode_event(e))
+        for i, e in enumerate(events)
+    ]
+    processor = BatchProcessor(REFERRALS, url, codec, NoDeadLetters())
+    processor.process(records)
+    processor.close()
+
+
+def with_read_routers(app: FastAPI) -> FastAPI:
+    """The app with the read routers (until gateway/app.py includes them itself)."""
+    present = {getattr(r, "path", None) for r in app.routes}
+    for module in (referrals, identity, persons):
+        if not any(getattr(r, "path", None) in present for r in module.router.routes):
+            app.include_router(module.router)
+    return app
+
+
+@pytest.fixture
+def board_url(scratch_database_url: str) -> str:
+    """A migrated database whose live referral board holds 120 synthetic flows."""
+    apply_migrations(scratch_database_url)
+    with psycopg.connect(scratch_database_url) as conn:
+        generations.ensure_live(conn, REFERRALS)
+    events = [e for f in referral_flows(7, 120) for e in f]
+    random.Random(7).shuffle(events)
+    project(scratch_database_url, events)
+    return scratch_database_url
+
+
+@pytest.fixture
+def config(kafka_bootstrap: str, board_url: str, fresh_consortium_id: str) -> GatewayConfig:
+    ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=[READ_AUDIT_TOPIC])
+    return GatewayConfig(fresh_consortium_id, kafka_bootstrap, board_url)
+
+
+@pytest.fixture
+def app(config: GatewayConfig) -> Iterator[FastAPI]:
+    app = with_read_routers(create_app(config))
+    yield app
+    close_audit_log(app)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as client:
+        yield client
+
+
+def bearer(url: str, institution: str, role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(url, institution, role)}"}
+
+
+def all_pages(client: TestClient, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+    """Every item of a listing, following `next`."""
+    items: list[dict[str, Any]] = []
+    query = {k: v for k, v in params.items() if v is not None}
+    while True:
+        response = client.get("/v1/referrals", params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        items += body["items"]
+        if body["next"] is None:
+            return items
+        query["after"] = body["next"]
+
+
+def test_a_desk_sees_only_referrals_from_or_to_its_institution(
+    client: TestClient, board_url: str
+) -> None:
+    for institution in (TOWNSHIP, COUNTY, VILLAGE):
+        desk = bearer(board_url, institution, Role.REFERRAL_DESK)
+        items = all_pages(client, desk, limit=17)
+        assert items
+        assert all(institution in (i["from_institution"], i["to_institution"]) for i in items)
+        with psycopg.connect(board_url) as conn:
+            expected = {r["referral_id"] for r in list_referrals(conn, institution)}
+        assert {uuid.UUID(i["referral_id"]) for i in items} == expected
+        assert len(items) == len(expected)  # no page repeats an item
+
+
+def test_one_referral_with_its_timeline_and_404_when_it_is_not_theirs(
+    client: TestClient, board_url: str
+) -> None:
+    county = bearer(board_url, COUNTY, Role.REFERRAL_DESK)
+    village = bearer(board_url, VILLAGE, Role.CLINICIAN)
+    completed = all_pages(client, county, state="COMPLETED")[0]
+    found = client.get(f"/v1/referrals/{completed['referral_id']}", headers=county)
+    assert found.status_code == 200, found.text
+    kinds = [t["kind"] for t in found.json()["timeline"]]
+    assert kinds[0] == "ReferralRequested" and kinds[-1] == "ReferralCompleted"
+    not_theirs = next(
+        i
+        for i in all_pages(client, county)
+        if VILLAGE not in (i["from_institution"], i["to_institution"])
+    )
+    hidden = client.get(f"/v1/referrals/{not_theirs['referral_id']}", headers=village)
+    unknown = client.get(f"/v1/referrals/{uuid.uuid4()}", headers=village)
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.headers["content-type"] == "application/problem+json"
+    # The same answer as for an id that does not exist: existence does not leak.
+    assert {k: v for k, v in hidden.json().items() if k != "instance"} == {
+        k: v for k, v in unknown.json().items() if k != "instance"
+    }
+    analyst = bearer(board_url, COUNTY, Role.BUREAU_ANALYST)
+    assert client.get("/v1/referrals", headers=analyst).status_code == 403
+    own = client.get(f"/v1/referrals/{completed['referral_id']}", headers=analyst)
+    assert own.status_code == 403
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    institution=st.sampled_from((TOWNSHIP, COUNTY, VILLAGE)),
+    state=st.none() | st.sampled_from(STATES),
+    direction=st.none() | st.sampled_from(("incoming", "outgoing", "UP", "DOWN")),
+    overdue=st.none() | st.booleans(),
+    limit=st.integers(1, 60),
+)
+def test_filters_and_paging_return_exactly_the_desks_matching_referrals(
+    client: TestClient,
+    board_url: str,
+    institution: str,
+    state: str | None,
+    direction: str | None,
+    overdue: bool | None,
+    limit: int,
+) -> None:
+    desk = bearer(board_url, institution, Role.REFERRAL_DESK)
+    items = all_pages(client, desk, state=state, direction=direction, overdue=overdue, limit=limit)
+    with psycopg.connect(board_url) as conn:
+        expected = list_referrals(conn, institution, state, direction, overdue)
+    shown = sorted(
+        (r for r in expected if r["state"] != "AWAITING_REQUEST"),
+        key=lambda r: (r["requested_at"], r["referral_id"]),
+        reverse=True,
+    )
+    assert [i["referral_id"] for i in items] == [str(r["referral_id"]) for r in shown]
+
+
+def read_events(response: httpx.Response, wanted: set[str]) -> list[dict[str, Any]]:
+    """Referral events of an SSE response until every wanted referral id was seen."""
+    seen: list[dict[str, Any]] = []
+    kind = None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            kind = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            assert kind == "referral", line
+            seen.append(json.loads(line.removeprefix("data: ")))
+            if wanted <= {s["referral_id"] for s in seen}:
+                return seen
+    raise AssertionError("the stream ended")
+
+
+def test_the_stream_sends_a_desks_changes_since_its_cursor_and_nothing_else(
+    app: FastAPI, board_url: str
+) -> None:
+    desk = bearer(board_url, TOWNSHIP, Role.REFERRAL_DESK)
+    with serving(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+        page = http.get("/v1/referrals", headers=desk).json()
+        before = [e for f in referral_flows(8, 30) for e in f]
+        project(board_url, before, first_offset=10_000)
+        later = [e for f in referral_flows(9, 30) for e in f]
+        ours = {
+            str(e.referral_id)  # type: ignore[attr-defined]
+            for e in before + later
+            if e.event_type == "ReferralRequested"
+            and TOWNSHIP in (e.from_institution, e.to_institution)  # type: ignore[attr-defined]
+        }
+        params = {"cursor": page["stream_cursor"]}
+        with http.stream("GET", "/v1/referrals/stream", params=params, headers=desk) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            # Changes made while the stream is open arrive too.
+            writer = threading.Thread(
+                target=project, args=(board_url, later), kwargs={"first_offset": 20_000}
+            )
+            writer.start()
+            seen = read_events(response, ours)
+            writer.join()
+    # The sweep may also re-derive older referrals (overdue, expired): those are changes too.
+    assert ours <= {s["referral_id"] for s in seen}
+    assert all(TOWNSHIP in (s["from_institution"], s["to_institution"]) for s in seen)

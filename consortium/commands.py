@@ -93,6 +93,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench", help="Benchmarks: figures beside a same-run baseline.")
     app.add_typer(topics_app, name="topics", help="Create and list the consortium's topics.")
     app.command("publish")(publish)
+    from consortium.fuzz import fuzz_command
+
+    app.command("fuzz")(fuzz_command)
     from consortium.demo import demo
     from gateway.cli import credentials_app, serve
     from processors.cli import process, projections_app

@@ -28,6 +28,10 @@ class DecodeError(ValueError):
     """Bytes that are not a valid framed record of a known schema; the message says why."""
 
 
+class InvalidEventError(DecodeError):
+    """A well-framed record that is no valid event: an unknown type, or values the model refuses."""
+
+
 class EncodeError(ValueError):
     """A record that does not fit its schema, or a subject or id the catalog does not know."""
 
@@ -190,7 +194,13 @@ class Codec:
         return self.encode(event.envelope.event_type, to_record(event))
 
     def decode_event(self, data: bytes) -> Event:
-        """Read a framed message back into its pydantic event."""
-        from events.registry import from_record
+        """Read a framed message back into its pydantic event; DecodeError is all it raises."""
+        from pydantic import ValidationError
 
-        return from_record(self.decode(data).record)
+        from events.registry import UnknownEventType, from_record
+
+        record = self.decode(data).record
+        try:
+            return from_record(record)
+        except (UnknownEventType, ValidationError) as exc:
+            raise InvalidEventError(f"the record is no valid event: {exc}") from exc

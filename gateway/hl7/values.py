@@ -85,11 +85,11 @@ def timestamp(value: str | None, where: str) -> datetime | None:
     if match is None:
         raise Hl7ValueError(where, f"{value!r} is not an HL7 timestamp (YYYYMMDDHHMMSS+ZZZZ)")
     year, month, day, hour, minute, second, fraction, offset = match.groups()
-    tz = BEIJING
-    if offset:
-        sign = 1 if offset[0] == "+" else -1
-        tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
     try:
+        tz = BEIJING
+        if offset:
+            sign = 1 if offset[0] == "+" else -1
+            tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
         moment = datetime(
             int(year),
             int(month or 1),

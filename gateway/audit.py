@@ -48,6 +48,10 @@ class Subject:
     institution: str | None = None
     local_id: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.person_id is None and self.local_id is None:
+            raise ValueError("a subject names a person id or a local patient id")
+
     def key(self) -> bytes:
         """The audit topic's key: one person's reads stay in order."""
         if self.person_id is not None:

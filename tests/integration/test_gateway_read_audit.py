@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,8 +22,9 @@ from events.catalog import Catalog
 from events.codec import Codec
 from events.topics import EVENT_TOPICS, READ_AUDIT_TOPIC, Family
 from gateway.app import create_app
-from gateway.audit import close_audit_log
+from gateway.audit import Outcome, Subject, audit, close_audit_log
 from gateway.config import GatewayConfig
+from gateway.deps import PrincipalDep
 from gateway.principals import Role
 from gateway.routers import identity, persons, referrals
 from gateway.testing import issue_token
@@ -377,3 +378,43 @@ def test_the_review_queue_is_an_administrators_and_a_decision_becomes_an_event(
         )
     again = client.post(path, json={"decision": "DIFFERENT_PERSONS"}, headers=admin)
     assert again.status_code == 409
+
+
+def test_break_glass_is_recorded_with_its_reason_and_refused_without_one(
+    config: GatewayConfig, board_url: str
+) -> None:
+    app = gateway_app(config)
+    person = uuid.uuid4()
+
+    @app.get("/test/break-glass")
+    async def emergency(request: Request, principal: PrincipalDep, reason: str = "") -> str:
+        await audit(
+            request,
+            principal,
+            [Subject(person_id=person)],
+            purpose="ETREAT",
+            outcome=Outcome.BREAK_GLASS,
+            reason=reason or None,
+            detail={"resourceType": "AuditEvent"},
+        )
+        return "record"
+
+    clinician = bearer(board_url, COUNTY, Role.CLINICIAN)
+    try:
+        with TestClient(app) as client:
+            refused = client.get("/test/break-glass", headers=clinician)
+            assert refused.status_code == 400 and refused.json() != "record"
+            assert audit_rows(board_url) == []
+            allowed = client.get(
+                "/test/break-glass", params={"reason": "昏迷，急诊抢救"}, headers=clinician
+            )
+            assert allowed.json() == "record"
+    finally:
+        close_audit_log(app)
+    [row] = audit_rows(board_url)
+    assert (row["outcome"], row["reason"], row["purpose"]) == (
+        "BREAK_GLASS",
+        "昏迷，急诊抢救",
+        "ETREAT",
+    )
+    assert row["person_id"] == person and row["detail"] == {"resourceType": "AuditEvent"}

@@ -238,3 +238,19 @@ def test_the_stream_sends_a_desks_changes_since_its_cursor_and_nothing_else(
     # The sweep may also re-derive older referrals (overdue, expired): those are changes too.
     assert ours <= {s["referral_id"] for s in seen}
     assert all(TOWNSHIP in (s["from_institution"], s["to_institution"]) for s in seen)
+
+
+def test_the_stream_sends_no_referral_it_could_not_audit(app: FastAPI, board_url: str) -> None:
+    desk = bearer(board_url, COUNTY, Role.REFERRAL_DESK)
+    with psycopg.connect(board_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE read_audit ADD CONSTRAINT refuse CHECK (false) NOT VALID")
+    with serving(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+        cursor = http.get("/v1/referrals", headers=desk).json()
+        assert cursor["type"].endswith("/audit-unavailable")  # the page itself is withheld
+        with http.stream("GET", "/v1/referrals/stream", headers=desk) as response:
+            project(board_url, [e for f in referral_flows(12, 10) for e in f], first_offset=5_000)
+            lines = list(response.iter_lines())  # the stream ends after its error event
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    assert events == ["error"]
+    [data] = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data:")]
+    assert data["status"] == 503

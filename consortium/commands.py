@@ -105,7 +105,11 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
     app.command("serve")(serve)
     app.add_typer(credentials_app, name="credentials", help="Bearer credentials of principals.")
-    app.add_typer(empi_app, name="empi", help="The consortium patient index: evaluate, train.")
+    app.add_typer(
+        empi_app,
+        name="empi",
+        help="The consortium patient index: evaluate, train, run, rebuild, digest.",
+    )
     app.command("process")(process)
     app.add_typer(projections_app, name="projections", help="Rebuild, digest and list projections.")
     app.add_typer(reporting_app, name="reporting", help="The bureau streams: relay and figures.")

@@ -28,6 +28,10 @@ def processors_running(
         "DATABASE_URL": endpoints.database_url,
         "CONSORTIUM_ID": consortium_id,
     }
+    if env.get("CONSORTIUM_ENVIRONMENT", "development") == "development":
+        # The patient index refuses to run without a hash key; a development run gets a
+        # public one (its hashes protect nothing, and nothing outside development accepts it).
+        env.setdefault("EMPI_ID_HASH_KEY", "development-only-resident-id-hash-key")
     child = subprocess.Popen(
         [sys.executable, "-m", "processors.cli", "process", "all"], env=env, start_new_session=True
     )

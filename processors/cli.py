@@ -26,7 +26,7 @@ projections_app = typer.Typer(no_args_is_help=True, help="Rebuild, digest and li
 
 
 def process(
-    name: Annotated[str, typer.Argument(help="A projection's name, or `all`.")],
+    name: Annotated[str, typer.Argument(help="A projection's name, `empi`, or `all`.")],
     bootstrap: BootstrapOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Records per batch at most.")] = 2_000,
     within: Annotated[float, typer.Option(help="Seconds to wait for a batch to fill.")] = 0.05,
@@ -48,7 +48,24 @@ def process(
         ]
         if bootstrap:
             options += ["--bootstrap", bootstrap]
-        _run_all(list(PROJECTIONS), [*options, "--loglevel", loglevel])
+        _run_all([*PROJECTIONS, "empi"], [*options, "--loglevel", loglevel])
+        return
+    if name == "empi":  # the patient index: one global state, its own runner (docs/empi.md)
+        import logging
+
+        from processors.empi import RunnerConfig, run_until_signalled
+
+        logging.basicConfig(level=loglevel.upper())
+        run_until_signalled(
+            RunnerConfig(
+                bootstrap_servers=kafka_bootstrap(bootstrap),
+                database_url=database_url(),
+                consortium_id=get_settings().consortium_id,
+                batch_size=batch_size,
+                batch_within_s=within,
+                strict_decoding=strict,
+            )
+        )
         return
     from processors.app import ProcessorConfig, run
     from processors.wiring import companions

@@ -14,7 +14,17 @@ from consortium.settings import get_settings
 from events.catalog import Catalog, default_catalog
 from gateway import openapi, problems
 from gateway.config import GatewayConfig
-from gateway.routers import asyncapi, dashboard, events, hl7v2, registry, reports
+from gateway.routers import (
+    asyncapi,
+    dashboard,
+    events,
+    hl7v2,
+    identity,
+    persons,
+    referrals,
+    registry,
+    reports,
+)
 from gateway.state import Gateway
 
 DESCRIPTION = """\
@@ -53,6 +63,9 @@ def create_app(
                 listener.close()
                 await listener.wait_closed()
             if app.state.gateway is not None:
+                from gateway.audit import close_audit_log
+
+                close_audit_log(app)
                 await app.state.gateway.stop()
 
     app = FastAPI(
@@ -70,6 +83,9 @@ def create_app(
     app.include_router(asyncapi.router)
     app.include_router(reports.router)
     app.include_router(dashboard.router)
+    app.include_router(referrals.router)
+    app.include_router(identity.router)
+    app.include_router(persons.router)
     problems.install(app)
     openapi.install(app)
 

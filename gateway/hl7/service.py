@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.parser import parse_message
 
 from events.envelope import Event
 from events.membership import load_membership
 from gateway import credentials
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
+from gateway.hl7.er7 import Message, ParseError, parse
 from gateway.hl7.mapping import UnsupportedMessage, map_message
 from gateway.hl7.values import Hl7ValueError, text
 from gateway.parsing import parse_one, request_checks
@@ -41,30 +40,33 @@ def decode(raw: bytes) -> str:
         return raw.decode("gb18030", errors="replace")
 
 
-def _parse(er7: str) -> Any:
-    # Interface engines send \n or \r\n between segments as often as the standard \r.
-    er7 = er7.strip("\r\n\x00 \t").replace("\r\n", "\r").replace("\n", "\r")
-    return parse_message(er7, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT)
+def _parse(er7: str) -> Message:
+    """The message, or ParseError (segment separators \r, \n or \r\n all accepted)."""
+    return parse(er7)
 
 
-def _prepare(er7: str) -> tuple[Any, list[dict[str, Any]] | Answer]:
+def _prepare(er7: str) -> tuple[Message | None, list[dict[str, Any]] | Answer]:
     """Parse and map in one step (CPU work, run in a thread)."""
     try:
-        message = _parse(er7)
-        message.msh.msh_9  # noqa: B018 - touching MSH proves the header was understood
-    except Exception as exc:  # hl7apy raises many types for malformed input
-        reason = f"the message cannot be parsed as HL7 v2 ER7: {type(exc).__name__}"
+        message = parse(er7)
+    except ParseError as exc:
+        reason = f"the message cannot be parsed as HL7 v2 ER7: {exc}"
         return None, _answer(None, AckCode.REJECT, [Hl7Error("102", reason)], 400)
+    return message, _map(message)
+
+
+def _map(message: Any) -> list[dict[str, Any]] | Answer:
+    """The event drafts of a parsed message, or the ACK that refuses it."""
     try:
-        return message, map_message(message, load_membership())
+        return map_message(message, load_membership())
     except UnsupportedMessage as exc:
-        return message, _answer(message, AckCode.REJECT, [Hl7Error("200", str(exc), "MSH-9")], 422)
+        return _answer(message, AckCode.REJECT, [Hl7Error("200", str(exc), "MSH-9")], 422)
     except Hl7ValueError as exc:
-        return message, _answer(message, AckCode.ERROR, [Hl7Error("101", str(exc), exc.where)], 422)
+        return _answer(message, AckCode.ERROR, [Hl7Error("101", str(exc), exc.where)], 422)
     except Exception as exc:
         log.exception("HL7 mapping failed")
         reason = f"the message could not be mapped: {type(exc).__name__}"
-        return message, _answer(message, AckCode.ERROR, [Hl7Error("207", reason)], 422)
+        return _answer(message, AckCode.ERROR, [Hl7Error("207", reason)], 422)
 
 
 def _answer(message: Any, code: AckCode, errors: list[Hl7Error], status: int) -> Answer:
@@ -93,6 +95,7 @@ async def handle(gateway: Gateway, raw: bytes, principal: Principal | None) -> A
     message, prepared = await anyio.to_thread.run_sync(_prepare, decode(raw))
     if isinstance(prepared, Answer):
         return prepared
+    assert message is not None  # drafts come only from a parsed message
     if principal is None:
         # MLLP has no HTTP header: the credential travels in MSH-8 (Security).
         token = text(message.msh.msh_8) or ""

@@ -1,4 +1,4 @@
-"""Reading values out of hl7apy elements: text without escapes, timestamps, codes."""
+"""Reading values out of parsed messages: text without escapes, timestamps, codes."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+from gateway.hl7.er7 import Value, unescape
+
 # China keeps one time zone: a timestamp without an offset is Beijing time.
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 _DTM = re.compile(
     r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$", re.ASCII
 )
-_HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
 
 # HL7 table 0396 names next to the systems our contracts use.
 CODE_SYSTEMS = {
@@ -39,35 +40,13 @@ class Hl7ValueError(ValueError):
         self.where = where
 
 
-def unescape(
-    text: str, delimiters: tuple[str, str, str, str, str] = ("|", "^", "~", "\\", "&")
-) -> str:
-    """Resolve HL7 escape sequences (\\F\\ \\S\\ \\Xhh\\ …), which hl7apy leaves in values."""
-    field, component, repetition, escape, sub = delimiters
-    if escape not in text:
-        return text
-    simple = {"F": field, "S": component, "T": sub, "R": repetition, "E": escape, ".br": "\n"}
-    parts = text.split(escape)
-    out = [parts[0]]
-    # Escapes come in pairs: \X\ ; odd pieces are escape names, even pieces plain text.
-    for index in range(1, len(parts)):
-        piece = parts[index]
-        if index % 2 == 0:
-            out.append(piece)
-        elif piece in simple:
-            out.append(simple[piece])
-        elif piece.startswith("X") and _HEX.fullmatch(piece[1:]):
-            out.append(bytes.fromhex(piece[1:]).decode("utf-8", errors="replace"))
-        elif index == len(parts) - 1:
-            out.append(escape + piece)  # an unmatched escape character stands for itself
-        # Unknown escapes (\H\, \N\, \Zxx\ formatting) are dropped, as the standard allows.
-    return "".join(out)
-
-
 def text(element: Any) -> str | None:
     """The element's unescaped text, or None when empty or absent."""
+    if isinstance(element, Value):
+        return element.text()
     if element is None:
         return None
+    # An hl7apy element (the reference parser in the tests).
     try:
         raw = element.to_er7()
     except Exception:
@@ -120,8 +99,11 @@ def day(value: str | None, where: str) -> date | None:
 
 def component(element: Any, position: int) -> str | None:
     """The unescaped text of one component (1-based) of a field or repetition."""
+    if isinstance(element, Value):
+        return element.component(position)
     if element is None:
         return None
+    # An hl7apy element: its numbered children, or for a simple type its text split at ^.
     children = getattr(element, "children", None) or ()
     numbered = [c for c in children if str(c.name).rsplit("_", 1)[-1].isdigit()]
     for child in numbered:
@@ -129,7 +111,6 @@ def component(element: Any, position: int) -> str | None:
             return text(child)
     if numbered:
         return None
-    # A field of a simple type (IS, ST, …) or an unknown one: its components as written.
     try:
         raw = str(element.to_er7())
     except Exception:

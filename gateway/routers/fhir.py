@@ -1,0 +1,355 @@
+"""The FHIR R4 read API of the shared record: Patient, $everything, searches by patient.
+
+Every read of a person is audited (gateway.audit) before anything leaves, denied reads too,
+with its AuditEvent shape in the audit row. Errors are OperationOutcome (application/fhir+json).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from functools import partial
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+
+from gateway.audit import Outcome, Subject, audit
+from gateway.deps import GatewayDep, PrincipalDep
+from gateway.fhir import reads
+from gateway.fhir.access import BadReaderError, Reader, reader_of
+from gateway.fhir.audit_event import ReadFacts, audit_event
+from gateway.fhir.bundle import DEFAULT_COUNT, MAX_COUNT, InvalidCursorError, page, searchset
+from gateway.fhir.capability import SEARCHABLE, capability_statement
+from gateway.fhir.mapped import Mapped
+from gateway.fhir.outcome import operation_outcome
+from gateway.fhir.patient import patient_resource
+from gateway.fhir.record import resources_of
+from gateway.fhir.systems import Json
+from gateway.principals import Role
+from gateway.problems import ProblemError
+
+FHIR_JSON = "application/fhir+json"
+PATIENT_FIRST = datetime(9999, 12, 31, tzinfo=UTC)  # the Patient leads $everything's first page
+
+
+class FhirResponse(JSONResponse):
+    """A FHIR resource as application/fhir+json (UTF-8, Chinese text unescaped)."""
+
+    media_type = FHIR_JSON
+
+
+def fhir_error(status: int, diagnostics: str, headers: dict[str, str] | None = None) -> Response:
+    """An OperationOutcome answer."""
+    body = operation_outcome(status, diagnostics)
+    return FhirResponse(body, status_code=status, headers=headers)
+
+
+class FhirRoute(APIRoute):
+    """A route whose errors, its dependencies' included, are OperationOutcomes, not problem+json."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ProblemError as exc:
+                return fhir_error(exc.status, exc.detail or exc.title, exc.headers)
+            except RequestValidationError as exc:
+                where = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                    for e in exc.errors()
+                )
+                return fhir_error(400, where or "invalid request")
+            except HTTPException as exc:
+                return fhir_error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+        return answer
+
+
+router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute)
+
+CountQuery = Annotated[
+    int, Query(alias="_count", ge=1, le=MAX_COUNT, description="entries per page")
+]
+CursorQuery = Annotated[
+    str | None, Query(alias="_cursor", description="opaque: follow the Bundle's next link")
+]
+
+
+PurposeHeader = Annotated[str | None, Header(description="TREAT (default), ETREAT, COC")]
+
+
+async def current_reader(
+    principal: PrincipalDep,
+    x_purpose_of_use: Annotated[
+        str | None, Header(description="TREAT (default), ETREAT, COC")
+    ] = None,
+    x_break_glass: Annotated[
+        str | None, Header(description="break-glass: the stated reason (percent-encoded UTF-8)")
+    ] = None,
+) -> Reader:
+    """The reading principal with its purpose and break-glass reason."""
+    try:
+        return reader_of(principal, x_purpose_of_use, x_break_glass)
+    except BadReaderError as exc:
+        raise ProblemError(400, "Bad request", str(exc)) from None
+
+
+ReaderDep = Annotated[Reader, Depends(current_reader)]
+
+
+def _person_id(value: str) -> str:
+    """A person id from a path or a `patient` reference (`id` or `Patient/id`); 404 otherwise."""
+    raw = value.removeprefix("Patient/")
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ProblemError(404, "Not found", f"no Patient {value!r}") from None
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+async def _audit(
+    request: Request,
+    reader: Reader,
+    person_id: str,
+    read: reads.RecordRead | None,
+    *,
+    interaction: str,
+    resource_id: str,
+    outcome: str,
+    reason: str | None,
+    returned: int = 0,
+) -> None:
+    """The read audit row of this read, with its AuditEvent; raises 503 if it cannot be written."""
+    principal = reader.principal
+    facts = ReadFacts(
+        recorded=datetime.now(UTC),
+        interaction=interaction,
+        path=request.url.path,
+        query=request.url.query,
+        credential_id=str(principal.credential_id),
+        institution=principal.institution,
+        role=principal.role.value,
+        client_address=request.client.host if request.client else None,
+        purpose=reader.purpose_code,
+        outcome=outcome,
+        reason=reason,
+        person_id=person_id,
+        grants=read.verdict.grants if read else (),
+        returned=returned,
+    )
+    await audit(
+        request,
+        principal,
+        [Subject(person_id=uuid.UUID(person_id))],
+        purpose=reader.purpose_code,
+        outcome=Outcome(outcome),
+        reason=reason,
+        resource_id=resource_id,
+        detail=audit_event(facts),
+    )
+
+
+async def _read(
+    request: Request,
+    gateway: GatewayDep,
+    reader: Reader,
+    person_id: str,
+    *,
+    interaction: str,
+    resource_id: str,
+    desk: bool = False,
+) -> reads.RecordRead:
+    """What the reader may see of the person; a refusal is audited, then answered 403 or 404."""
+    role = reader.principal.role
+    if role is not Role.CLINICIAN and not (desk and role is Role.REFERRAL_DESK):
+        reason = f"role {role.value} reads no clinical records here"
+        await _audit(
+            request,
+            reader,
+            person_id,
+            None,
+            interaction=interaction,
+            resource_id=resource_id,
+            outcome="DENIED",
+            reason=reason,
+        )
+        raise ProblemError(403, "Forbidden", reason)
+    pool = reads.record_pool(request.app, gateway)
+    now = datetime.now(UTC)
+    if role is Role.CLINICIAN:
+        work = partial(reads.read_as_clinician, pool, person_id, reader, now)
+    else:
+        work = partial(reads.read_as_desk, pool, person_id, reader)
+    read = await anyio.to_thread.run_sync(work)
+    subject = read.person.person_id if read.known else person_id
+    if read.verdict.outcome == "DENIED":
+        await _audit(
+            request,
+            reader,
+            subject,
+            read,
+            interaction=interaction,
+            resource_id=resource_id,
+            outcome="DENIED",
+            reason=read.verdict.reason,
+        )
+        if not read.known:
+            raise ProblemError(404, "Not found", f"no record of Patient/{person_id}")
+        raise ProblemError(403, "Forbidden", read.verdict.reason or "access denied")
+    return read
+
+
+async def _released(
+    request: Request,
+    reader: Reader,
+    read: reads.RecordRead,
+    body: Json,
+    *,
+    interaction: str,
+    resource_id: str,
+    returned: int,
+) -> Response:
+    """Audit the release, then answer (the audit comes first: no record, no data)."""
+    await _audit(
+        request,
+        reader,
+        read.person.person_id,
+        read,
+        interaction=interaction,
+        resource_id=resource_id,
+        outcome=read.verdict.outcome,
+        reason=read.verdict.reason,
+        returned=returned,
+    )
+    return FhirResponse(body)
+
+
+@router.get("/metadata", summary="CapabilityStatement (no authentication)")
+async def metadata(request: Request) -> Response:
+    """What this server offers: read-only Patient, $everything and searches by patient."""
+    date = datetime.now(UTC).date().isoformat()
+    return FhirResponse(capability_statement(_base(request), request.app.version, date))
+
+
+@router.get("/Patient/{patient_id}", summary="Read a Patient (a consortium person)")
+async def read_patient(
+    patient_id: str, request: Request, gateway: GatewayDep, reader: ReaderDep
+) -> Response:
+    """The person's identifiers at the members the reader may see; a merged id links onward."""
+    person_id = _person_id(patient_id)
+    where = f"Patient/{person_id}"
+    read = await _read(request, gateway, reader, person_id, interaction="read", resource_id=where)
+    body = patient_resource(read.person, read.verdict.allowed)
+    return await _released(
+        request, reader, read, body, interaction="read", resource_id=where, returned=1
+    )
+
+
+@router.get("/Patient/{patient_id}/$everything", summary="Everything of a Patient, paged")
+async def everything(
+    patient_id: str,
+    request: Request,
+    gateway: GatewayDep,
+    reader: ReaderDep,
+    count: CountQuery = DEFAULT_COUNT,
+    cursor: CursorQuery = None,
+) -> Response:
+    """A searchset Bundle: the Patient, then every resource the reader may see, newest first."""
+    person_id = _person_id(patient_id)
+    where = f"Patient/{person_id}/$everything"
+    read = await _read(
+        request, gateway, reader, person_id, interaction="operation", resource_id=where
+    )
+    found = [
+        Mapped(PATIENT_FIRST, patient_resource(read.person, read.verdict.allowed)),
+        *resources_of(read.person.person_id, read.entries),
+    ]
+    body, returned = _bundle(request, found, cursor, count)
+    return await _released(
+        request, reader, read, body, interaction="operation", resource_id=where, returned=returned
+    )
+
+
+def _bundle(
+    request: Request, found: list[Mapped], cursor: str | None, count: int
+) -> tuple[Json, int]:
+    try:
+        chosen = page(found, cursor, count)
+    except InvalidCursorError as exc:
+        raise ProblemError(400, "Bad request", str(exc)) from None
+    next_url = (
+        str(request.url.include_query_params(_cursor=chosen.next_cursor))
+        if chosen.next_cursor
+        else None
+    )
+    body = searchset(_base(request), chosen, str(request.url), next_url)
+    return body, len(chosen.items)
+
+
+def _search(resource_type: str) -> Callable[..., Awaitable[Response]]:
+    """The search-by-patient handler of one resource type."""
+    desk = resource_type == "Task"
+
+    async def search(
+        request: Request,
+        gateway: GatewayDep,
+        reader: ReaderDep,
+        patient: Annotated[str, Query(description="the Patient: id or Patient/id")],
+        count: CountQuery = DEFAULT_COUNT,
+        cursor: CursorQuery = None,
+    ) -> Response:
+        person_id = _person_id(patient)
+        where = f"{resource_type}?patient={person_id}"
+        read = await _read(
+            request,
+            gateway,
+            reader,
+            person_id,
+            interaction="search-type",
+            resource_id=where,
+            desk=desk,
+        )
+        found = resources_of(read.person.person_id, read.entries, [resource_type])
+        body, returned = _bundle(request, found, cursor, count)
+        return await _released(
+            request,
+            reader,
+            read,
+            body,
+            interaction="search-type",
+            resource_id=where,
+            returned=returned,
+        )
+
+    search.__doc__ = f"{resource_type} resources of one patient, newest first, paged."
+    return search
+
+
+for _type in SEARCHABLE:
+    router.add_api_route(
+        f"/{_type}",
+        _search(_type),
+        methods=["GET"],
+        summary=f"Search {_type} by patient",
+        name=f"search_{_type.lower()}",
+    )
+
+
+@router.get("/{rest:path}", include_in_schema=False)
+async def unsupported(rest: str) -> Response:
+    """Anything else under /fhir: an OperationOutcome, not a problem+json."""
+    return fhir_error(404, f"this server does not serve {rest!r} (see /fhir/metadata)")
+
+
+__all__ = ["FHIR_JSON", "router"]

@@ -1,0 +1,109 @@
+"""Person-record reads in REST form: results another member may reuse (检查检验结果互认)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime
+from functools import partial
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from gateway.audit import Outcome, Subject, audit
+from gateway.deps import GatewayDep, PrincipalDep
+from gateway.fhir import reads
+from gateway.fhir.access import BadReaderError, reader_of
+from gateway.fhir.systems import resource_id
+from gateway.principals import Role
+from gateway.problems import ProblemError
+from projections.record.recognition import Recognizable
+
+router = APIRouter(prefix="/v1/persons", tags=["persons"])
+
+PURPOSE = "RESULT_RECOGNITION"  # the consent purpose access.decide checks for recognition
+
+
+class RecognizableResult(BaseModel):
+    """A result the clinician may use instead of repeating the test, and until when."""
+
+    institution: str
+    result_id: str
+    kind: str  # LAB or IMAGING
+    test_system: str
+    test_code: str
+    test_display: str
+    modality: str | None
+    body_site: str | None
+    effective_at: datetime
+    reported_at: datetime
+    valid_until: datetime
+    fhir: str  # the same result in the FHIR API: Observation/<id> or DiagnosticReport/<id>
+
+
+def _item(r: Recognizable) -> RecognizableResult:
+    kind = "Observation" if r.prior.kind == "LAB" else "DiagnosticReport"
+    return RecognizableResult(
+        institution=r.prior.institution,
+        result_id=r.prior.result_id,
+        kind=r.prior.kind,
+        test_system=r.test.system,
+        test_code=r.test.code,
+        test_display=r.test.display,
+        modality=r.prior.modality,
+        body_site=r.prior.body_site,
+        effective_at=r.prior.effective_at,
+        reported_at=r.prior.reported_at,
+        valid_until=r.valid_until,
+        fhir=f"{kind}/{resource_id(kind, r.prior.institution, r.prior.result_id)}",
+    )
+
+
+@router.get(
+    "/{person_id}/recognizable-results",
+    summary="Results of this person that need not be repeated (mutual recognition)",
+)
+async def recognizable_results(
+    person_id: uuid.UUID, request: Request, gateway: GatewayDep, principal: PrincipalDep
+) -> list[RecognizableResult]:
+    """A clinician's list, from the members the person's consent (for result recognition),
+    an active referral, or break-glass lets it see; audited, refusals too."""
+    try:
+        reader = reader_of(principal, PURPOSE, request.headers.get("x-break-glass"))
+    except BadReaderError as exc:
+        raise ProblemError(400, "Bad request", str(exc)) from None
+    subject = [Subject(person_id=person_id)]
+    if principal.role is not Role.CLINICIAN:
+        reason = f"role {principal.role.value} reads no clinical records"
+        await audit(
+            request,
+            principal,
+            subject,
+            purpose=reader.purpose_code,
+            outcome=Outcome.DENIED,
+            reason=reason,
+        )
+        raise ProblemError(403, "Forbidden", reason)
+    pool = reads.record_pool(request.app, gateway)
+    work = partial(reads.read_recognizable, pool, str(person_id), reader, datetime.now(UTC))
+    read, found = await anyio.to_thread.run_sync(work)
+    if read.known:
+        subject = [Subject(person_id=uuid.UUID(read.person.person_id))]
+    verdict = read.verdict
+    await audit(
+        request,
+        principal,
+        subject,
+        purpose=reader.purpose_code,
+        outcome=Outcome(verdict.outcome),
+        reason=verdict.reason,
+        detail={"consent_purpose": PURPOSE, "grants": [asdict(g) for g in verdict.grants]}
+        if verdict.grants
+        else None,
+    )
+    if not read.known:
+        raise ProblemError(404, "Not found", f"no record of person {person_id}")
+    if verdict.outcome == "DENIED":
+        raise ProblemError(403, "Forbidden", verdict.reason or "access denied")
+    return [_item(r) for r in found]

@@ -1,0 +1,281 @@
+"""The FHIR read API against real PostgreSQL and Kafka: access rules, the audit, paging."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from fhir.resources.R4B import get_fhir_model_class
+
+from bench.fhir import consent, linked, load_record, referral, visits
+from consortium.topics import ensure_topics
+from events.envelope import Event
+from events.topics import READ_AUDIT_TOPIC
+from gateway.app import create_app
+from gateway.audit import close_audit_log
+from gateway.config import GatewayConfig
+from gateway.fhir.reads import close_record_pool
+from gateway.principals import Role
+from gateway.routers import fhir, record
+from gateway.testing import issue_token
+from infra.migrate import apply_migrations
+
+TOWNSHIP, COUNTY, VILLAGE = "439901-T03", "439901-C01", "439901-V017"
+SHARED, REFERRED, PRIVATE, BUSY = (uuid.uuid4() for _ in range(4))
+BUSY_VISITS = 23  # 115 entries at one member: several pages at _count=7
+
+
+def people() -> list[Event]:
+    """SHARED consents; REFERRED is referred township → county; PRIVATE has neither."""
+    made: list[Event] = []
+    for person, tag in ((SHARED, "S"), (REFERRED, "R"), (PRIVATE, "P")):
+        made += [linked(person, TOWNSHIP, f"T{tag}"), linked(person, COUNTY, f"C{tag}")]
+        made += visits(TOWNSHIP, f"T{tag}", 2) + visits(COUNTY, f"C{tag}", 1)
+    made.append(consent(TOWNSHIP, "TS"))
+    made.append(referral(TOWNSHIP, "TR", COUNTY, "UP"))
+    made += [linked(BUSY, TOWNSHIP, "TB"), *visits(TOWNSHIP, "TB", BUSY_VISITS)]
+    return made
+
+
+@pytest.fixture(scope="module")
+def record_url(database_url: str) -> Iterator[str]:
+    """A migrated database (its own, for this module) holding the four persons' records."""
+    name = "fhir_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
+    apply_migrations(url)
+    load_record(url, people())
+    yield url
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def gateway_app(config: GatewayConfig) -> FastAPI:
+    """A gateway with the FHIR and record routers (until gateway/app.py includes them)."""
+    app = create_app(config)
+    paths = {getattr(r, "path", None) for r in app.routes}
+    if "/fhir/metadata" not in paths:
+        app.include_router(fhir.router)
+    if "/v1/persons/{person_id}/recognizable-results" not in paths:
+        app.include_router(record.router)
+    return app
+
+
+@pytest.fixture
+def client(kafka_bootstrap: str, record_url: str, fresh_consortium_id: str) -> Iterator[TestClient]:
+    ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=[READ_AUDIT_TOPIC])
+    app = gateway_app(GatewayConfig(fresh_consortium_id, kafka_bootstrap, record_url))
+    with TestClient(app) as client:
+        yield client
+    close_audit_log(app)
+    close_record_pool(app)
+
+
+TOKENS: dict[tuple[str, Role], str] = {}
+
+
+def auth(url: str, institution: str, role: Role = Role.CLINICIAN, **extra: str) -> dict[str, str]:
+    if (institution, role) not in TOKENS:
+        TOKENS[(institution, role)] = issue_token(url, institution, role)
+    return {"Authorization": f"Bearer {TOKENS[(institution, role)]}", **extra}
+
+
+def audit_rows(url: str, after: int = 0) -> list[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=psycopg.rows.dict_row) as conn:
+        rows = conn.execute("SELECT * FROM read_audit ORDER BY audited_at").fetchall()
+    return rows[after:]
+
+
+def valid(resource: dict[str, Any]) -> None:
+    """The resource validates as FHIR (R4B models: R4's for every type served here)."""
+    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
+
+def members_in(bundle: dict[str, Any]) -> set[str]:
+    """The members whose records a bundle shows (meta.source)."""
+    return {
+        e["resource"]["meta"]["source"].rsplit("/", 1)[1]
+        for e in bundle.get("entry", [])
+        if "meta" in e["resource"]
+    }
+
+
+def test_metadata_needs_no_token_and_is_a_capability_statement(client: TestClient) -> None:
+    response = client.get("/fhir/metadata")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    body = response.json()
+    valid(body)
+    assert body["fhirVersion"] == "4.0.1"
+    types = {r["type"] for r in body["rest"][0]["resource"]}
+    assert {"Patient", "Encounter", "Observation", "Task", "DiagnosticReport"} <= types
+
+
+def test_consent_allows_every_member_of_the_consortium(client: TestClient, record_url: str) -> None:
+    before = len(audit_rows(record_url))
+    response = client.get(
+        f"/fhir/Patient/{SHARED}/$everything",
+        params={"_count": 500},
+        headers=auth(record_url, VILLAGE),
+    )
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    valid(bundle)
+    for entry in bundle["entry"]:
+        valid(entry["resource"])
+    assert members_in(bundle) == {TOWNSHIP, COUNTY}
+    assert bundle["entry"][0]["resource"]["resourceType"] == "Patient"
+    rows = audit_rows(record_url, before)
+    assert [r["outcome"] for r in rows] == ["ALLOWED"]
+    assert rows[0]["person_id"] == SHARED and rows[0]["purpose"] == "TREAT"
+    event = rows[0]["detail"]
+    valid(event)
+    assert event["resourceType"] == "AuditEvent" and event["outcome"] == "0"
+    assert any("policy" in a for a in event["agent"])  # the consent that allowed it
+
+
+def test_referral_allows_only_its_two_members(client: TestClient, record_url: str) -> None:
+    county = client.get(f"/fhir/Observation?patient={REFERRED}", headers=auth(record_url, COUNTY))
+    assert county.status_code == 200
+    assert members_in(county.json()) == {TOWNSHIP, COUNTY}
+    village = client.get(f"/fhir/Observation?patient={REFERRED}", headers=auth(record_url, VILLAGE))
+    assert village.status_code == 403
+    assert village.headers["content-type"].startswith("application/fhir+json")
+    outcome = village.json()
+    valid(outcome)
+    assert outcome["issue"][0]["code"] == "forbidden"
+
+
+def test_own_record_only_without_consent_or_referral(client: TestClient, record_url: str) -> None:
+    response = client.get(f"/fhir/Encounter?patient={PRIVATE}", headers=auth(record_url, COUNTY))
+    assert response.status_code == 200
+    assert members_in(response.json()) == {COUNTY}
+    patient = client.get(f"/fhir/Patient/{PRIVATE}", headers=auth(record_url, COUNTY)).json()
+    valid(patient)
+    systems = {i["system"].rsplit("/", 1)[1] for i in patient["identifier"]}
+    assert systems == {"person-id", COUNTY}  # the township's local id is not shown
+
+
+def test_break_glass_is_allowed_flagged_and_needs_a_reason(
+    client: TestClient, record_url: str
+) -> None:
+    before = len(audit_rows(record_url))
+    reason = "昏迷急诊，无法取得同意"
+    glass = auth(record_url, VILLAGE, **{"X-Break-Glass": quote(reason)})
+    response = client.get(f"/fhir/Patient/{PRIVATE}/$everything", headers=glass)
+    assert response.status_code == 200
+    assert members_in(response.json()) == {TOWNSHIP, COUNTY}
+    blank = client.get(
+        f"/fhir/Patient/{PRIVATE}", headers=auth(record_url, VILLAGE, **{"X-Break-Glass": " "})
+    )
+    assert blank.status_code == 400
+    rows = audit_rows(record_url, before)
+    assert [(r["outcome"], r["reason"]) for r in rows] == [("BREAK_GLASS", reason)]
+    codes = [c["code"] for p in rows[0]["detail"]["purposeOfEvent"] for c in p["coding"]]
+    assert "BTG" in codes
+
+
+def test_roles_that_read_no_records_are_refused_and_audited(
+    client: TestClient, record_url: str
+) -> None:
+    before = len(audit_rows(record_url))
+    analyst = auth(record_url, COUNTY, Role.BUREAU_ANALYST)
+    desk = auth(record_url, COUNTY, Role.REFERRAL_DESK)
+    assert client.get(f"/fhir/Patient/{SHARED}", headers=analyst).status_code == 403
+    assert client.get(f"/fhir/Observation?patient={SHARED}", headers=desk).status_code == 403
+    tasks = client.get(f"/fhir/Task?patient={REFERRED}", headers=desk)
+    assert tasks.status_code == 200
+    assert [e["resource"]["resourceType"] for e in tasks.json()["entry"]] == ["Task"]
+    village_desk = auth(record_url, VILLAGE, Role.REFERRAL_DESK)
+    assert client.get(f"/fhir/Task?patient={REFERRED}", headers=village_desk).status_code == 403
+    rows = audit_rows(record_url, before)
+    assert [r["outcome"] for r in rows] == ["DENIED", "DENIED", "ALLOWED", "DENIED"]
+
+
+def test_paging_walks_every_resource_exactly_once(client: TestClient, record_url: str) -> None:
+    headers = auth(record_url, TOWNSHIP)
+    whole = client.get(
+        f"/fhir/Patient/{BUSY}/$everything", params={"_count": 500}, headers=headers
+    ).json()
+    everything = [e["fullUrl"] for e in whole["entry"]]
+    assert whole["total"] == len(everything) > 7 * 10
+    seen: list[str] = []
+    url: str | None = f"/fhir/Patient/{BUSY}/$everything?_count=7"
+    pages = 0
+    while url is not None:
+        bundle = client.get(url, headers=headers).json()
+        valid(bundle)
+        assert len(bundle.get("entry", [])) <= 7
+        seen += [e["fullUrl"] for e in bundle.get("entry", [])]
+        url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+        pages += 1
+    assert seen == everything and len(set(seen)) == len(seen)
+    assert pages == -(-len(everything) // 7)
+    bad = client.get(f"/fhir/Patient/{BUSY}/$everything?_cursor=nonsense", headers=headers)
+    assert bad.status_code == 400
+
+
+def test_every_read_is_audited_denied_and_unknown_included(
+    client: TestClient, record_url: str
+) -> None:
+    before = len(audit_rows(record_url))
+    readers = [
+        auth(record_url, VILLAGE),
+        auth(record_url, COUNTY),
+        auth(record_url, COUNTY, Role.REFERRAL_DESK),
+        auth(record_url, TOWNSHIP, Role.ADMINISTRATOR),
+    ]
+    paths = [
+        "/fhir/Patient/{p}",
+        "/fhir/Patient/{p}/$everything?_count=5",
+        "/fhir/Encounter?patient={p}",
+        "/fhir/ServiceRequest?patient=Patient/{p}",
+        "/fhir/Observation?patient={p}",
+        "/fhir/DiagnosticReport?patient={p}",
+        "/fhir/Condition?patient={p}",
+        "/fhir/Task?patient={p}",
+        "/v1/persons/{p}/recognizable-results",
+    ]
+    statuses: dict[int, int] = {}
+    reads = 0
+    for headers in readers:
+        for path in paths:
+            for person in (SHARED, REFERRED, PRIVATE, uuid.uuid4()):
+                response = client.get(path.format(p=person), headers=headers)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                reads += 1
+    rows = audit_rows(record_url, before)
+    assert {200, 403, 404} <= set(statuses)
+    assert len(rows) / reads == 1.0
+    assert len({r["request_id"] for r in rows}) == reads
+    denied = sum(1 for r in rows if r["outcome"] == "DENIED")
+    assert denied == statuses.get(403, 0) + statuses.get(404, 0)
+    for row in rows:
+        if row["resource"].startswith("GET /fhir/"):
+            valid(row["detail"])
+
+
+def test_recognizable_results_come_only_from_members_the_reader_may_see(
+    client: TestClient, record_url: str
+) -> None:
+    shared = client.get(
+        f"/v1/persons/{SHARED}/recognizable-results", headers=auth(record_url, VILLAGE)
+    )
+    assert shared.status_code == 200
+    assert {r["institution"] for r in shared.json()} <= {TOWNSHIP, COUNTY}
+    private = client.get(
+        f"/v1/persons/{PRIVATE}/recognizable-results", headers=auth(record_url, COUNTY)
+    )
+    assert private.status_code == 200
+    assert {r["institution"] for r in private.json()} <= {COUNTY}
+    refused = client.get(
+        f"/v1/persons/{PRIVATE}/recognizable-results", headers=auth(record_url, VILLAGE)
+    )
+    assert refused.status_code == 403

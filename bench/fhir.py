@@ -75,7 +75,7 @@ def visits(institution: str, local_id: str, count: int, start: datetime = START)
     """count visits, each with a diagnosis, a blood count order and its result (5 entries each)."""
     made: list[Event] = []
     for n in range(count):
-        at, tag = start + timedelta(hours=6 * n), f"{local_id}-{n}"
+        at, tag = start + timedelta(hours=6 * n), f"{local_id}-{start:%y%m%d}-{n}"
         made += [
             OutpatientVisitStarted(
                 envelope=_env("OutpatientVisitStarted", institution, local_id, at),

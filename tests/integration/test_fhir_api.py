@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +29,7 @@ from infra.migrate import apply_migrations
 
 TOWNSHIP, COUNTY, VILLAGE = "439901-T03", "439901-C01", "439901-V017"
 SHARED, REFERRED, PRIVATE, BUSY = (uuid.uuid4() for _ in range(4))
+RECENT = datetime.now(UTC) - timedelta(days=2)
 BUSY_VISITS = 23  # 115 entries at one member: several pages at _count=7
 
 
@@ -37,6 +39,8 @@ def people() -> list[Event]:
     for person, tag in ((SHARED, "S"), (REFERRED, "R"), (PRIVATE, "P")):
         made += [linked(person, TOWNSHIP, f"T{tag}"), linked(person, COUNTY, f"C{tag}")]
         made += visits(TOWNSHIP, f"T{tag}", 2) + visits(COUNTY, f"C{tag}", 1)
+        # A blood count two days ago at each member: still recognisable (7-day window).
+        made += visits(TOWNSHIP, f"T{tag}", 1, RECENT) + visits(COUNTY, f"C{tag}", 1, RECENT)
     made.append(consent(TOWNSHIP, "TS"))
     made.append(referral(TOWNSHIP, "TR", COUNTY, "UP"))
     made += [linked(BUSY, TOWNSHIP, "TB"), *visits(TOWNSHIP, "TB", BUSY_VISITS)]
@@ -81,10 +85,12 @@ def client(kafka_bootstrap: str, record_url: str, fresh_consortium_id: str) -> I
 TOKENS: dict[tuple[str, Role], str] = {}
 
 
-def auth(url: str, institution: str, role: Role = Role.CLINICIAN, **extra: str) -> dict[str, str]:
+def auth(
+    url: str, institution: str, role: Role = Role.CLINICIAN, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     if (institution, role) not in TOKENS:
         TOKENS[(institution, role)] = issue_token(url, institution, role)
-    return {"Authorization": f"Bearer {TOKENS[(institution, role)]}", **extra}
+    return {"Authorization": f"Bearer {TOKENS[(institution, role)]}", **(extra or {})}
 
 
 def audit_rows(url: str, after: int = 0) -> list[dict[str, Any]]:
@@ -168,12 +174,12 @@ def test_break_glass_is_allowed_flagged_and_needs_a_reason(
 ) -> None:
     before = len(audit_rows(record_url))
     reason = "昏迷急诊，无法取得同意"
-    glass = auth(record_url, VILLAGE, **{"X-Break-Glass": quote(reason)})
+    glass = auth(record_url, VILLAGE, extra={"X-Break-Glass": quote(reason)})
     response = client.get(f"/fhir/Patient/{PRIVATE}/$everything", headers=glass)
     assert response.status_code == 200
     assert members_in(response.json()) == {TOWNSHIP, COUNTY}
     blank = client.get(
-        f"/fhir/Patient/{PRIVATE}", headers=auth(record_url, VILLAGE, **{"X-Break-Glass": " "})
+        f"/fhir/Patient/{PRIVATE}", headers=auth(record_url, VILLAGE, extra={"X-Break-Glass": " "})
     )
     assert blank.status_code == 400
     rows = audit_rows(record_url, before)
@@ -269,12 +275,13 @@ def test_recognizable_results_come_only_from_members_the_reader_may_see(
         f"/v1/persons/{SHARED}/recognizable-results", headers=auth(record_url, VILLAGE)
     )
     assert shared.status_code == 200
-    assert {r["institution"] for r in shared.json()} <= {TOWNSHIP, COUNTY}
+    assert {r["institution"] for r in shared.json()} == {TOWNSHIP, COUNTY}
     private = client.get(
         f"/v1/persons/{PRIVATE}/recognizable-results", headers=auth(record_url, COUNTY)
     )
     assert private.status_code == 200
-    assert {r["institution"] for r in private.json()} <= {COUNTY}
+    assert {r["institution"] for r in private.json()} == {COUNTY}
+    assert all(r["fhir"].startswith("Observation/") for r in private.json())
     refused = client.get(
         f"/v1/persons/{PRIVATE}/recognizable-results", headers=auth(record_url, VILLAGE)
     )

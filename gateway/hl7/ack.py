@@ -55,7 +55,8 @@ def _location(where: str) -> str:
     return f"{name}^{seq}^{field}" if field.isdigit() else f"{name}^{seq}"
 
 
-# CR and LF would end the segment: they travel as hex escapes, which unescape() reads back.
+# Control characters travel as hex escapes, which unescape() reads back: CR would end the segment
+# and FS (0x1c) the MLLP frame.
 _ESCAPES = str.maketrans(
     {
         "\\": "\\E\\",
@@ -63,8 +64,7 @@ _ESCAPES = str.maketrans(
         "^": "\\S\\",
         "&": "\\T\\",
         "~": "\\R\\",
-        "\r": "\\X0D\\",
-        "\n": "\\X0A\\",
+        **{chr(c): f"\\X{c:02X}\\" for c in range(32)},
     }
 )
 

@@ -8,6 +8,18 @@ from typing import Any
 
 from gateway.hl7.er7 import Value, unescape
 
+__all__ = [
+    "BEIJING",
+    "CODE_SYSTEMS",
+    "Hl7ValueError",
+    "coded",
+    "component",
+    "day",
+    "text",
+    "timestamp",
+    "unescape",
+]
+
 # China keeps one time zone: a timestamp without an offset is Beijing time.
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 _DTM = re.compile(

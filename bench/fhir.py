@@ -8,13 +8,16 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import httpx
 import psycopg
 import typer
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from bench.harness import Figure, report
 from events.catalog import Catalog
@@ -217,6 +220,37 @@ def measure(requests: int, entries: int, count: int) -> list[Figure]:
     """Start servers, build the person, serve a gateway and time `$everything`."""
     from consortium.topics import ensure_topics
     from events.topics import READ_AUDIT_TOPIC
+    from infra.runtime import ensure_up
+
+    endpoints = ensure_up()
+    consortium_id = f"benchfhir{uuid.uuid4().hex[:6]}"
+    ensure_topics(endpoints.bootstrap_servers, consortium_id, specs=[READ_AUDIT_TOPIC])
+    with scratch_database(endpoints.database_url, consortium_id) as database_url:
+        return _timed(
+            endpoints.bootstrap_servers, database_url, consortium_id, requests, entries, count
+        )
+
+
+@contextmanager
+def scratch_database(server_url: str, name: str) -> Iterator[str]:
+    """A migrated database of its own on the server, dropped afterwards (the bench's person
+    must not join the live record of the development database)."""
+    from infra.migrate import apply_migrations
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = make_conninfo(server_url, dbname=name)
+        apply_migrations(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _timed(
+    bootstrap: str, database_url: str, consortium_id: str, requests: int, entries: int, count: int
+) -> list[Figure]:
     from gateway.app import create_app
     from gateway.audit import close_audit_log
     from gateway.config import GatewayConfig
@@ -224,18 +258,14 @@ def measure(requests: int, entries: int, count: int) -> list[Figure]:
     from gateway.principals import Role
     from gateway.routers import fhir
     from gateway.testing import issue_token, serving
-    from infra.runtime import ensure_up
 
-    endpoints = ensure_up()
-    consortium_id = f"benchfhir{uuid.uuid4().hex[:6]}"
-    ensure_topics(endpoints.bootstrap_servers, consortium_id, specs=[READ_AUDIT_TOPIC])
     person, events = busy_person(("439901-T03", "439901-C01"), entries)
-    load_record(endpoints.database_url, events, consortium_id)
-    config = GatewayConfig(consortium_id, endpoints.bootstrap_servers, endpoints.database_url)
+    load_record(database_url, events, consortium_id)
+    config = GatewayConfig(consortium_id, bootstrap, database_url)
     app = create_app(config)
     if not any(getattr(r, "path", "").startswith("/fhir/") for r in app.routes):
         app.include_router(fhir.router)
-    token = issue_token(endpoints.database_url, "439901-V017", Role.CLINICIAN)
+    token = issue_token(database_url, "439901-V017", Role.CLINICIAN)
     try:
         with serving(app) as base_url:
             time_everything(base_url, token, person, min(50, requests), count)  # warm up

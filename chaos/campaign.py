@@ -81,12 +81,12 @@ def run_campaign(plan: Plan, say: Say, folder: Path | None = None) -> Summary:
 
 
 def _campaign(plan: Plan, stage: Stage, summary: Summary, progress: Progress) -> None:
+    bootstrap = stage.cluster.bootstrap
+    fleet = Fleet(bootstrap, stage.database_url, stage.consortium_id, stage.folder / "logs")
+    fleet.start(list(PROJECTIONS))  # they boot while the credentials are issued
     sdk = sdk_institutions()
     gateway_members = [i.code for i in load_membership() if i.code not in sdk]
     tokens = publisher_tokens(stage.database_url, gateway_members)
-    bootstrap = stage.cluster.bootstrap
-    fleet = Fleet(bootstrap, stage.database_url, stage.consortium_id, stage.folder / "logs")
-    fleet.start(list(PROJECTIONS))
     ledger = Ledger()
     load = Load(stage.gateway_url, tokens, bootstrap, stage.consortium_id, ledger, sdk)
     faults = Faults(plan, stage, fleet)

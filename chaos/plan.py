@@ -32,7 +32,7 @@ FULL = Plan()
 
 # The shortened campaign of CI: every kind of fault, a few minutes on two loaded cores.
 SHORT = Plan(
-    events=3_000,
+    events=2_000,
     rate=100.0,
     leader_kills=2,
     pause_s=5.0,

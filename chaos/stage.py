@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -13,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from psycopg import AsyncConnection
 
 from consortium.processes import stop_group
 from consortium.topics import ensure_topics
-from gateway.testing import free_port, issue_token
+from gateway import credentials
+from gateway.principals import Role
+from gateway.testing import free_port
 from infra.kafka import KafkaCluster
 from infra.migrate import apply_migrations
 from infra.postgres import PostgresServer
@@ -49,10 +53,12 @@ def staged(folder: Path, consortium_id: str) -> Iterator[Stage]:
     cluster = KafkaCluster(3, folder / "kafka", detach=False, heap_mb=512)
     postgres = PostgresServer(folder / "postgres", detach=False)
     gateway: subprocess.Popen[bytes] | None = None
-    launcher = ThreadPoolExecutor(1, thread_name_prefix="launcher")
+    # Two long-lived threads: Kafka and PostgreSQL start side by side.
+    launcher = ThreadPoolExecutor(2, thread_name_prefix="launcher")
     try:
-        launcher.submit(cluster.start).result()
+        kafka_ready = launcher.submit(cluster.start)
         url = launcher.submit(postgres.start).result()
+        kafka_ready.result()
         apply_migrations(url)
         ensure_topics(cluster.bootstrap, consortium_id, replication_factor=3)
         port = free_port()
@@ -101,4 +107,12 @@ def _serve(
 
 def publisher_tokens(database_url: str, institutions: Iterable[str]) -> dict[str, str]:
     """One publisher credential per institution (a principal publishes only as itself)."""
-    return {code: issue_token(database_url, code) for code in institutions}
+
+    async def issue_all() -> dict[str, str]:
+        async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+            return {
+                code: (await credentials.issue(conn, code, Role.PUBLISHER, "chaos")).token
+                for code in institutions
+            }
+
+    return asyncio.run(issue_all())

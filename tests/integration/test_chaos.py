@@ -16,7 +16,9 @@ pytestmark = pytest.mark.cluster
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
     """One shortened campaign on servers of its own (its progress lines go to the test log)."""
-    return run_campaign(SHORT, print, Path(tmp_path_factory.mktemp("chaos")))
+    outcome = run_campaign(SHORT, print, Path(tmp_path_factory.mktemp("chaos")))
+    print("\n".join(outcome.lines()))
+    return outcome
 
 
 def test_the_campaign_ran_every_fault_of_its_plan(summary: Summary) -> None:

@@ -23,6 +23,8 @@ from simulator.simulation import simulate
 MAX_BATCH = 1_000
 # Requests in flight to the gateway at once (each carries one institution's events).
 GATEWAY_CONCURRENCY = 16
+# A batch Kafka has not acknowledged after this long is given up (and the campaign fails).
+GIVE_UP_S = 600.0
 _END = None
 
 
@@ -102,7 +104,13 @@ class Load:
             if wait > 0:
                 time.sleep(wait)
             path = self._to_sdk if event.envelope.source in self.sdk_sources else self._to_gateway
-            path.put(event)
+            while True:
+                try:
+                    path.put(event, timeout=1.0)
+                    break
+                except queue.Full:
+                    if self.failures:  # its publisher is gone: nothing will drain the queue
+                        return
             self.ledger.offered += 1
         self._to_gateway.put(_END)
         self._to_sdk.put(_END)
@@ -123,7 +131,11 @@ class Load:
 
     def _publish_until_acked(self, publisher: Publisher, batch: list[Event]) -> None:
         pending = batch
+        deadline = time.monotonic() + GIVE_UP_S
         while pending:
+            if time.monotonic() > deadline:
+                self.ledger.refused(f"sdk: {len(pending)} events unacknowledged for {GIVE_UP_S} s")
+                return
             try:
                 deliveries = publisher.publish(pending, timeout=130.0)
             except PublishError as exc:
@@ -164,7 +176,8 @@ class Load:
             "Authorization": f"Bearer {self.tokens[source]}",
             "Content-Type": "application/json",
         }
-        while True:
+        deadline = time.monotonic() + GIVE_UP_S
+        while time.monotonic() < deadline:
             try:
                 response = await http.post("/v1/events", content=body.encode(), headers=headers)
             except httpx.TransportError as exc:
@@ -181,3 +194,4 @@ class Load:
             stored = response.json().get("stored") or []
             self.ledger.acked(GATEWAY, [UUID(s["event_id"]) for s in stored])
             await asyncio.sleep(1.0)
+        self.ledger.refused(f"{source}: {len(events)} events unacknowledged for {GIVE_UP_S} s")

@@ -27,6 +27,7 @@ from projections.reporting.projection import NAME as REPORTING_NAME
 from projections.reporting.projection import reporting_projection
 
 Position = tuple[str, int, int]  # topic, partition, offset
+READ_BACK_TIMEOUT_S = 900.0
 
 
 @dataclass
@@ -56,7 +57,10 @@ def read_log(bootstrap: str, consortium_id: str) -> LogContents:
     try:
         consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
         left = dict(ends)
+        deadline = time.monotonic() + READ_BACK_TIMEOUT_S
         while left:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the log could not be read to its end: {sorted(left)}")
             for message in consumer.consume(5_000, timeout=1.0):
                 if message.error() is not None:
                     continue

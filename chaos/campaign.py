@@ -146,12 +146,18 @@ def _campaign(plan: Plan, stage: Stage, summary: Summary, progress: Progress) ->
     for name in PROJECTIONS:
         with progress.phase(f"rebuild {name}"):
             verdict = verify_projection(
-                name, bootstrap, stage.database_url, stage.consortium_id, log
+                name,
+                bootstrap,
+                stage.database_url,
+                stage.consortium_id,
+                log,
+                lambda done, known: _set(progress, f"{done:,} of {known:,} records replayed"),
             )
         summary.projections.append(verdict)
 
 
-def _set(progress: Progress, line: str, fleet: Fleet) -> None:
-    """Show the catch-up state in the next progress line; keep the workers alive."""
-    fleet.supervise()
+def _set(progress: Progress, line: str, fleet: Fleet | None = None) -> None:
+    """Show a state in the next progress line; keep the workers alive meanwhile."""
+    if fleet is not None:
+        fleet.supervise()
     progress.status = lambda: line

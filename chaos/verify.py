@@ -156,7 +156,12 @@ def _claims(conn: psycopg.Connection[object], generation: Generation) -> set[UUI
 
 
 def verify_projection(
-    name: str, bootstrap: str, database_url: str, consortium_id: str, log: LogContents
+    name: str,
+    bootstrap: str,
+    database_url: str,
+    consortium_id: str,
+    log: LogContents,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ProjectionVerdict:
     """Rebuild the projection into a fresh generation (not switched); compare it to the live one."""
     projection = PROJECTIONS[name]
@@ -171,6 +176,7 @@ def verify_projection(
         consortium_id=consortium_id,
         dead_letters=KafkaDeadLetters(bootstrap, consortium_id, name),
         switch=False,
+        progress=progress,
     )
     took = time.monotonic() - started
     with psycopg.connect(database_url) as conn:

@@ -89,24 +89,48 @@ def _roll_up(
     return dict(values), dict(samples)
 
 
+Busy = set[tuple[str, Grain, datetime, str]]  # (level, or "" for the consortium, window, measure)
+
+
+def _busy(
+    values: Mapping[Scoped, int], members: Membership
+) -> tuple[dict[str, set[str]], set[tuple[Grain, datetime]], Busy]:
+    """The institutions of each level, the windows, and where a level or the consortium line
+    has a non-zero total or part (the many all-zero lines are then never built)."""
+    by_level: dict[str, set[str]] = defaultdict(set)
+    windows: set[tuple[Grain, datetime]] = set()
+    busy: Busy = set()
+    for (kind, scope, grain, start, measure), value in values.items():
+        windows.add((grain, start))
+        if kind is ScopeKind.INSTITUTION and scope in members:
+            level = members.level(scope).value
+            by_level[level].add(scope)
+            if value:
+                busy.add((level, grain, start, measure))
+        elif kind is not ScopeKind.INSTITUTION and value:
+            if kind is ScopeKind.LEVEL:
+                busy.add((scope, grain, start, measure))
+            busy.add(("", grain, start, measure))
+    return by_level, windows, busy
+
+
 def lines_of(values: Mapping[Scoped, int], members: Membership, consortium: str) -> list[Line]:
     """Every additive relation between the person counts of one day, in a canonical order."""
     lines: list[Line] = []
     levels = [lv.value for lv in InstitutionLevel]
-    by_level: dict[str, list[str]] = defaultdict(list)
-    windows: set[tuple[Grain, datetime]] = set()
-    for kind, scope, grain, start, _measure in values:
-        windows.add((grain, start))
-        if kind is ScopeKind.INSTITUTION and scope in members:
-            by_level[members.level(scope).value].append(scope)
+    by_level, windows, busy = _busy(values, members)
+    members_of = {lv: sorted(by_level[lv]) for lv in levels}
     for grain, start in sorted(windows):
         for m in PERSON_COUNTS:
-            top = (ScopeKind.CONSORTIUM, consortium, grain, start, m)
-            lines.append(Line(top, tuple((ScopeKind.LEVEL, lv, grain, start, m) for lv in levels)))
+            if ("", grain, start, m) in busy:
+                top = (ScopeKind.CONSORTIUM, consortium, grain, start, m)
+                parts = tuple((ScopeKind.LEVEL, lv, grain, start, m) for lv in levels)
+                lines.append(Line(top, parts))
             for lv in levels:
-                insts = sorted(set(by_level[lv]))
-                parts = tuple((ScopeKind.INSTITUTION, i, grain, start, m) for i in insts)
-                lines.append(Line((ScopeKind.LEVEL, lv, grain, start, m), parts))
+                if (lv, grain, start, m) in busy:
+                    insts = members_of[lv]
+                    parts = tuple((ScopeKind.INSTITUTION, i, grain, start, m) for i in insts)
+                    lines.append(Line((ScopeKind.LEVEL, lv, grain, start, m), parts))
         received, directions = RECEIVED_BY_DIRECTION
         at = (ScopeKind.CONSORTIUM, consortium, grain, start)
         lines.append(Line((*at, received), tuple((*at, d) for d in directions)))

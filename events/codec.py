@@ -52,6 +52,9 @@ class _Writer:
     parsed: Any
     raw: Any  # the same schema without logical types: values stay as written
     header: bytes
+    # For events: uuids stay strings, which pydantic parses (in Rust) far faster than
+    # fastavro's uuid.UUID(); the other logical types are read as before.
+    textual_uuids: Any
 
 
 def _without_logical_types(node: Any) -> Any:
@@ -60,6 +63,19 @@ def _without_logical_types(node: Any) -> Any:
         return [_without_logical_types(item) for item in node]
     if isinstance(node, dict):
         return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    return node
+
+
+def _without_uuid_type(node: Any) -> Any:
+    """A copy of a schema whose uuid logical types are plain strings (the same encoding)."""
+    if isinstance(node, list):
+        return [_without_uuid_type(item) for item in node]
+    if isinstance(node, dict):
+        return {
+            k: _without_uuid_type(v)
+            for k, v in node.items()
+            if not (k == "logicalType" and v == "uuid")
+        }
     return node
 
 
@@ -98,6 +114,7 @@ class Codec:
                 catalog.parsed(v.id),
                 parse_schema(_without_logical_types(v.schema)),
                 HEADER.pack(MAGIC, v.id),
+                parse_schema(_without_uuid_type(v.schema)),
             )
             for v in catalog.all()
         }
@@ -137,6 +154,12 @@ class Codec:
 
     def decode(self, data: bytes) -> Decoded:
         """Read one framed message; any malformed input raises DecodeError."""
+        writer = self._writer_of(data)
+        record = self._read(writer, writer.parsed, data)
+        version = writer.version
+        return Decoded(writer.version.id, version.subject, version.version, record)
+
+    def _writer_of(self, data: bytes) -> _Writer:
         size = len(data)
         if size > self.max_message_bytes:
             raise DecodeError(f"message of {size} bytes exceeds {self.max_message_bytes}")
@@ -148,18 +171,21 @@ class Codec:
         writer = self._by_id.get(schema_id)
         if writer is None:
             raise DecodeError(f"unknown schema id {schema_id}")
+        return writer
+
+    def _read(self, writer: _Writer, parsed: Any, data: bytes) -> Any:
+        schema_id = writer.version.id
         stream = io.BytesIO(data)
         stream.seek(HEADER.size)
         try:
-            record: Any = schemaless_reader(stream, writer.parsed, None)
+            record: Any = schemaless_reader(stream, parsed, None)
         except _READ_ERRORS as exc:
             raise DecodeError(f"schema id {schema_id}: {_why(exc)}") from None
-        if stream.tell() != size:
-            raise DecodeError(f"schema id {schema_id}: {size - stream.tell()} trailing bytes")
+        if stream.tell() != len(data):
+            raise DecodeError(f"schema id {schema_id}: {len(data) - stream.tell()} trailing bytes")
         if self.strict:
             self._check_canonical(writer, record, data)
-        version = writer.version
-        return Decoded(schema_id, version.subject, version.version, record)
+        return record
 
     def _check_canonical(self, writer: _Writer, record: Any, data: bytes) -> None:
         if self._reencodes(writer.parsed, record, data):
@@ -199,7 +225,8 @@ class Codec:
 
         from events.registry import UnknownEventType, from_record
 
-        record = self.decode(data).record
+        writer = self._writer_of(data)
+        record = self._read(writer, writer.textual_uuids, data)
         try:
             return from_record(record)
         except (UnknownEventType, ValidationError) as exc:

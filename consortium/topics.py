@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
@@ -30,9 +31,14 @@ def ensure_topics(
     replication_factor: int | None = None,
     specs: Iterable[TopicSpec] = ALL_TOPICS,
     timeout: float = 30.0,
+    config: Mapping[str, Any] | None = None,
 ) -> list[TopicOutcome]:
     """Create every declared topic that is missing; existing topics are left as they are."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    from consortium.kafka_config import with_environment
+    from infra.security import ADMIN
+
+    # Creating topics is the administrator's work in secure mode (docs/security.md).
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **with_environment(config, ADMIN)})
     metadata = admin.list_topics(timeout=timeout)
     brokers = len(metadata.brokers)
     wanted: list[NewTopic] = []

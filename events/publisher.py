@@ -13,6 +13,7 @@ from uuid import UUID
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import propagate, trace
 
+from consortium.kafka_config import with_environment
 from events.topics import event_key, event_topic
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class Publisher:
         *,
         codec: Codec | None = None,
         config: Mapping[str, Any] | None = None,
+        principal: str | None = None,
     ) -> None:
         if codec is None:
             from events.catalog import Catalog
@@ -79,8 +81,10 @@ class Publisher:
             codec = Codec(Catalog.load())
         self._codec = codec
         self._consortium_id = consortium_id
+        # Security comes from the environment (docs/security.md) unless `config` names a protocol.
+        settings = with_environment(config, principal)
         self._producer = Producer(
-            {"bootstrap.servers": bootstrap_servers, **SAFE_PRODUCER_CONFIG, **(config or {})}
+            {"bootstrap.servers": bootstrap_servers, **SAFE_PRODUCER_CONFIG, **settings}
         )
 
     def __enter__(self) -> Self:

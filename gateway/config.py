@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from consortium.endpoints import database_url, kafka_bootstrap
 from consortium.settings import get_settings
@@ -23,6 +25,15 @@ class GatewayConfig:
     publish_timeout_s: float = 10.0
     retry_after_s: int = 5
     pool_size: int = 8
+    # Kafka client settings (security); None: the environment's, as the gateway's principal.
+    kafka: Mapping[str, Any] | None = None
+
+    def kafka_config(self) -> dict[str, Any]:
+        """The settings every Kafka client of the gateway adds to its bootstrap servers."""
+        from consortium.kafka_config import with_environment
+        from infra.security import gateway_principal
+
+        return with_environment(self.kafka, gateway_principal(self.consortium_id))
 
     @classmethod
     def from_settings(

@@ -13,6 +13,7 @@ import anyio.to_thread
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import trace
 
+from consortium.kafka_config import with_environment
 from events.codec import Codec
 from events.envelope import Event
 from events.publisher import SAFE_PRODUCER_CONFIG, Delivery, PublishError, traceparent_header
@@ -35,11 +36,15 @@ class AsyncPublisher:
         consortium_id: str,
         codec: Codec,
         config: Mapping[str, Any] | None = None,
+        *,
+        principal: str | None = None,
     ) -> None:
         self._codec = codec
         self._consortium_id = consortium_id
+        # Security comes from the environment (docs/security.md) unless `config` names a protocol.
+        settings = with_environment(config, principal)
         self._producer = Producer(
-            {"bootstrap.servers": bootstrap_servers, **SAFE_PRODUCER_CONFIG, **(config or {})}
+            {"bootstrap.servers": bootstrap_servers, **SAFE_PRODUCER_CONFIG, **settings}
         )
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._serve, name="kafka-deliveries", daemon=True)

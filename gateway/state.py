@@ -41,7 +41,7 @@ class Gateway:
             config.consortium_id,
             Codec(catalog),
             # librdkafka must give up no later than the gateway does, so that a 503 is final.
-            {"delivery.timeout.ms": int(config.publish_timeout_s * 1000)},
+            {**config.kafka_config(), "delivery.timeout.ms": int(config.publish_timeout_s * 1000)},
         )
         pool = AsyncConnectionPool(
             config.database_url,

@@ -9,7 +9,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.cimpl import NewTopic
 
+from consortium.kafka_config import with_environment
 from infra.kafka import admin_client
+from infra.security import ADMIN
 
 
 def create_topic(
@@ -19,10 +21,13 @@ def create_topic(
     replication: int = 1,
     config: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    *,
+    client: Mapping[str, str] | None = None,
 ) -> None:
-    """Create a topic and wait until the controller confirmed it."""
+    """Create a topic and wait until the controller confirmed it (as the administrator)."""
     spec = NewTopic(name, partitions, replication, config=dict(config or {}))
-    admin = admin_client(bootstrap)  # must outlive the future, or its handle is destroyed
+    # `client`: security settings, the environment's when not given (docs/security.md).
+    admin = admin_client(bootstrap, with_environment(client, ADMIN))  # outlives the future
     futures = admin.create_topics([spec], operation_timeout=timeout)
     futures[name].result(timeout=timeout)
 
@@ -35,7 +40,7 @@ def safe_producer(bootstrap: str, **overrides: Any) -> Producer:
         # librdkafka's default is off; the design asks for it explicitly.
         "enable.idempotence": True,
         "linger.ms": 5,
-        **overrides,
+        **with_environment(overrides, ADMIN),
     }
     return Producer(config)
 
@@ -61,11 +66,21 @@ def produce_all(
 
 
 def read_partition(
-    bootstrap: str, topic: str, partition: int = 0, timeout: float = 60
+    bootstrap: str,
+    topic: str,
+    partition: int = 0,
+    timeout: float = 60,
+    *,
+    client: Mapping[str, str] | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """Every (key, value) of one partition up to its current end, read without a group."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "infra-probe", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "infra-probe",
+            "enable.auto.commit": False,
+            **with_environment(client, ADMIN),
+        }
     )
     records: list[tuple[bytes, bytes]] = []
     try:

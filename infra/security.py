@@ -31,12 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from consortium.settings import get_settings
-from events.topics import DEAD_LETTER_TOPICS, Family, event_topic
+from events.topics import DEAD_LETTER_TOPICS, READ_AUDIT_TOPIC, Family, event_topic
 from infra.process import LOOPBACK
 
 SCRAM = "SCRAM-SHA-512"
 BROKER = "broker"
 ADMIN = "admin"
+EMPI = "empi"  # the patient index's runner (processors/empi.py), a processor of its own kind
 ORGANISATION = "consortium-backbone"
 VALIDITY = datetime.timedelta(days=825)
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -66,13 +67,14 @@ def hospital_principal(consortium_id: str, institution: str) -> str:
 
 
 def consortium_principals(consortium_id: str) -> list[str]:
-    """The service principals of one consortium: gateway, bureau, one per projection."""
+    """The service principals of one consortium: gateway, bureau, one per projection, the index."""
     from processors.wiring import PROJECTIONS
 
     return [
         gateway_principal(consortium_id),
         bureau_principal(consortium_id),
         *(processor_principal(consortium_id, name) for name in PROJECTIONS),
+        processor_principal(consortium_id, EMPI),
     ]
 
 
@@ -241,13 +243,32 @@ def grants(consortium_id: str) -> list[Grant]:
         allowed.append(Grant(who, READ, GROUP, group))
         # faust's own topics are named after its app id (the group).
         allowed.append(Grant(who, ALL, TOPIC, f"{group}-", prefixed=True))
+        # A rebuild replays as the processor, under a group name of its own (a label only).
+        allowed.append(Grant(who, READ, GROUP, f"{c}.rebuild.{name}.", prefixed=True))
     # The reporting relay runs in the reporting processor and writes the bureau streams.
     allowed.append(
         Grant(processor_principal(c, "reporting"), WRITE, TOPIC, f"{c}.reporting.", True)
     )
+    allowed += _index_grants(c)
+    gateway = gateway_principal(c)
+    # The gateway also writes its read audit and serves the bureau streams it reads.
+    allowed.append(Grant(gateway, WRITE, TOPIC, READ_AUDIT_TOPIC.name(c)))
+    allowed.append(Grant(gateway, READ, TOPIC, f"{c}.reporting.", prefixed=True))
+    allowed.append(Grant(gateway, READ, GROUP, f"{c}.reports-stream.", prefixed=True))
     bureau = bureau_principal(c)
     allowed.append(Grant(bureau, READ, TOPIC, f"{c}.reporting.", prefixed=True))
     allowed.append(Grant(bureau, READ, GROUP, f"{c}.bureau.", prefixed=True))
+    return allowed
+
+
+def _index_grants(c: str) -> list[Grant]:
+    """The patient index reads registrations and review answers, and writes identity decisions."""
+    who = processor_principal(c, EMPI)
+    allowed = [Grant(who, READ, GROUP, f"{c}.{EMPI}")]
+    for family in (Family.PATIENT, Family.PERSON):
+        allowed.append(Grant(who, READ, TOPIC, event_topic(family, c)))
+        allowed.append(Grant(who, WRITE, TOPIC, DEAD_LETTER_TOPICS[family].name(c)))
+    allowed.append(Grant(who, WRITE, TOPIC, event_topic(Family.PERSON, c)))
     return allowed
 
 

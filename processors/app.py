@@ -11,9 +11,11 @@ from typing import Any
 import faust
 import psycopg
 
+from consortium.kafka_config import faust_credentials, kafka_client_config
 from events.catalog import Catalog
 from events.codec import Codec
 from events.topics import event_topic
+from infra.security import processor_principal
 from processors.positions import stored_positions
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor, Outcome
@@ -71,6 +73,8 @@ def build_app(
     with psycopg.connect(config.database_url) as conn:
         generations.ensure_live(conn, projection)
     brokers = ";".join(f"kafka://{b}" for b in config.bootstrap_servers.split(","))
+    # In secure mode the projection's own principal (docs/security.md); None in plaintext.
+    security = kafka_client_config(processor_principal(config.consortium_id, projection.name))
     app = faust.App(
         group_id(config.consortium_id, projection.name),
         broker=brokers,
@@ -82,6 +86,7 @@ def build_app(
         broker_heartbeat_interval=config.session_timeout_s / 4,
         key_serializer="raw",
         value_serializer="raw",
+        broker_credentials=faust_credentials(security),
     )
     topics = app.topic(
         *(event_topic(f, config.consortium_id) for f in projection.families),

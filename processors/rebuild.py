@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +43,14 @@ def rebuild(
     strict_decoding: bool = False,
     switch: bool = True,
     progress: Progress | None = None,
+    kafka: Mapping[str, Any] | None = None,
 ) -> Rebuilt:
     """Build a new generation from offset 0; make it live once it caught up with the live one."""
+    from consortium.kafka_config import with_environment
+    from infra.security import processor_principal
+
+    # The rebuild reads what the projection's processor reads, as its principal in secure mode.
+    security = with_environment(kafka, processor_principal(consortium_id, projection.name))
     with psycopg.connect(database_url) as conn:
         generation = generations.create(conn, projection, "building")
     processor = BatchProcessor(
@@ -61,11 +67,14 @@ def rebuild(
             "group.id": f"{consortium_id}.rebuild.{projection.name}.{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            **security,
         }
     )
     # Watermarks from a client of their own: on the reading consumer, a ListOffsets request
     # queues behind its long-polling fetch (~0.5 s per idle partition, per query).
-    watermarks = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "watermarks"})
+    watermarks = Consumer(
+        {"bootstrap.servers": bootstrap_servers, "group.id": "watermarks", **security}
+    )
     total = Outcome()
     try:
         partitions = _partitions(consumer, projection, consortium_id)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol, Self
+from typing import IO, Any, Protocol, Self
 
 from events.envelope import Event
 
@@ -43,10 +43,17 @@ class JsonLinesSink:
 class KafkaSink:
     """Publishes through the acknowledged `Publisher`: a batch returns once Kafka has it all."""
 
-    def __init__(self, bootstrap_servers: str, consortium_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        consortium_id: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
         from events.publisher import Publisher
 
-        self._publisher = Publisher(bootstrap_servers, consortium_id)
+        # Security from the environment unless `config` names a protocol (docs/security.md).
+        self._publisher = Publisher(bootstrap_servers, consortium_id, config=config)
 
     def write(self, events: Sequence[Event]) -> None:
         """Publish a batch and wait for its acknowledgements (raises PublishError)."""

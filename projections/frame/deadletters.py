@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -53,10 +53,25 @@ class KafkaDeadLetters:
     """A confluent-kafka producer of dead letters (acks=all, idempotent)."""
 
     def __init__(
-        self, bootstrap_servers: str, consortium_id: str, projection: str, timeout: float = 30.0
+        self,
+        bootstrap_servers: str,
+        consortium_id: str,
+        projection: str,
+        timeout: float = 30.0,
+        *,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
-        config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **SAFE_PRODUCER_CONFIG}
-        self._producer = Producer(config)
+        from consortium.kafka_config import with_environment
+        from infra.security import processor_principal
+
+        # In secure mode the projection's processor principal writes its dead letters.
+        own = with_environment(config, processor_principal(consortium_id, projection))
+        settings: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            **SAFE_PRODUCER_CONFIG,
+            **own,
+        }
+        self._producer = Producer(settings)
         self._consortium_id = consortium_id
         self._projection = projection
         self._timeout = timeout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -32,10 +33,23 @@ class Relay:
     """Drains the live generation's outbox to `<consortium>.reporting.<view>.v1`."""
 
     def __init__(
-        self, database_url: str, bootstrap_servers: str, consortium_id: str, timeout: float = 30.0
+        self,
+        database_url: str,
+        bootstrap_servers: str,
+        consortium_id: str,
+        timeout: float = 30.0,
+        *,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
+        from consortium.kafka_config import with_environment
+        from infra.security import processor_principal
+
         self._database_url = database_url
-        self._producer = Producer({"bootstrap.servers": bootstrap_servers, **SAFE_PRODUCER_CONFIG})
+        # The relay runs in the reporting processor and writes as its principal.
+        own = with_environment(config, processor_principal(consortium_id, NAME))
+        self._producer = Producer(
+            {"bootstrap.servers": bootstrap_servers, **SAFE_PRODUCER_CONFIG, **own}
+        )
         self._consortium_id = consortium_id
         self._timeout = timeout
 

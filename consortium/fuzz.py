@@ -92,9 +92,8 @@ def codec_case(data: bytes) -> Outcome:
 
 def hl7_case(data: bytes) -> Outcome:
     """Parse, map and validate one message as the gateway does before publishing."""
-    from hl7apy.exceptions import HL7apyException
-
     from events.membership import load_membership
+    from gateway.hl7.er7 import ParseError
     from gateway.hl7.mapping import UnsupportedMessage, map_message
     from gateway.hl7.service import _parse, decode
     from gateway.hl7.values import Hl7ValueError
@@ -102,10 +101,8 @@ def hl7_case(data: bytes) -> Outcome:
 
     try:
         message = _parse(decode(data))
-        message.msh.msh_9  # noqa: B018 - the gateway's test that the header was understood
-    except (HL7apyException, ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
-        # The gateway answers every parse failure AR 102: hl7apy's many types are its typed error.
-        return f"unparsable:{type(exc).__name__}"
+    except ParseError:
+        return "ParseError"  # the gateway answers AR 102
     try:
         drafts = map_message(message, load_membership())
     except UnsupportedMessage:
@@ -153,6 +150,7 @@ def run_chunk(job: tuple[str, int, int]) -> Tally:
     case, pool = CASES[target], seeds(target)
     rng = random.Random(f"{target}:{number}")
     tally = Tally()
+    case(pool[0])  # warm up: the first call imports and loads (catalog, membership), not timed
     for _ in range(count):
         data = mutate(rng, rng.choice(pool), pool)
         started = time.perf_counter()

@@ -18,9 +18,11 @@ from gateway.routers import (
     asyncapi,
     dashboard,
     events,
+    fhir,
     hl7v2,
     identity,
     persons,
+    record,
     referrals,
     registry,
     reports,
@@ -64,8 +66,10 @@ def create_app(
                 await listener.wait_closed()
             if app.state.gateway is not None:
                 from gateway.audit import close_audit_log
+                from gateway.fhir.reads import close_record_pool
 
                 close_audit_log(app)
+                close_record_pool(app)
                 await app.state.gateway.stop()
 
     app = FastAPI(
@@ -86,6 +90,8 @@ def create_app(
     app.include_router(referrals.router)
     app.include_router(identity.router)
     app.include_router(persons.router)
+    app.include_router(record.router)
+    app.include_router(fhir.router)
     problems.install(app)
     openapi.install(app)
 
@@ -99,7 +105,18 @@ def create_app(
             headers={"Retry-After": "5"},
         )
 
+    async def projection_missing(request: Request, exc: Exception) -> JSONResponse:
+        return problems.problem_response(
+            503,
+            "Service unavailable",
+            "the projection this reads has not been built yet: start its processor",
+            kind="projection-unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": "30"},
+        )
+
     app.add_exception_handler(psycopg.OperationalError, database_down)
+    app.add_exception_handler(psycopg.errors.UndefinedTable, projection_missing)
     app.add_exception_handler(psycopg_pool.PoolTimeout, database_down)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")

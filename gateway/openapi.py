@@ -64,6 +64,43 @@ def _problem_422s(doc: dict[str, Any]) -> None:
             response["content"] = content
 
 
+_FHIR = {"application/fhir+json": {"schema": {"type": "object"}}}
+_FHIR_FAILURES = {
+    400: "Invalid parameters or headers (an OperationOutcome).",
+    401: "No valid bearer token.",
+    403: "The reader may not see this person's record (audited).",
+    404: "No such Patient.",
+    503: "The record database or the read audit is unavailable; nothing was returned.",
+}
+_V1_FAILURES = {
+    401: "No valid bearer token.",
+    403: "The credential's role or institution may not do this.",
+    503: "The database, Kafka or the projection read is unavailable; retry after Retry-After.",
+}
+
+
+def _documented_failures(doc: dict[str, Any]) -> None:
+    """Every authenticated operation documents the failures every one of them can answer.
+
+    /v1 answers problem+json; /fhir answers OperationOutcomes (application/fhir+json, also
+    for what FastAPI would answer as 422)."""
+    for path, item in doc.get("paths", {}).items():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            if path.startswith("/fhir/") and path != "/fhir/metadata":
+                responses.pop("422", None)
+                for status, description in _FHIR_FAILURES.items():
+                    responses.setdefault(str(status), {"description": description})
+                for response in responses.values():
+                    response["content"] = dict(_FHIR)
+            elif path == "/fhir/metadata":
+                responses["200"]["content"] = dict(_FHIR)
+            elif path.startswith("/v1/") and not path.startswith("/v1/schemas"):
+                for status, description in _V1_FAILURES.items():
+                    response = responses.setdefault(str(status), {"description": description})
+                    response.setdefault("content", dict(_PROBLEM))
+
+
 def install(app: FastAPI) -> None:
     """Build the OpenAPI document once, with every event type as a component."""
 
@@ -84,6 +121,7 @@ def install(app: FastAPI) -> None:
                 "required": ["error_code", "message"],
             }
             _problem_422s(doc)
+            _documented_failures(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 

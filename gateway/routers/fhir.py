@@ -13,6 +13,8 @@ from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
+import psycopg
+import psycopg_pool
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -69,6 +71,10 @@ class FhirRoute(APIRoute):
                 return fhir_error(400, where or "invalid request")
             except HTTPException as exc:
                 return fhir_error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+            except psycopg.errors.UndefinedTable:
+                return fhir_error(503, "the shared record is not built yet", {"Retry-After": "30"})
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+                return fhir_error(503, "the record database does not answer", {"Retry-After": "5"})
 
         return answer
 

@@ -15,12 +15,20 @@ from events.person import ReviewDecision
 from events.publisher import PublishError
 from gateway.audit import Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
+from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
 from gateway.problems import ProblemError
 from projections.empi.reviews import review_decision
 from projections.empi.store import open_reviews
 
-router = APIRouter(prefix="/v1/identity", tags=["identity"])
+router = APIRouter(
+    prefix="/v1/identity",
+    tags=["identity"],
+    responses={
+        404: {**PROBLEM_RESPONSES[401], "description": "No such review."},
+        409: {**PROBLEM_RESPONSES[401], "description": "The review was already decided."},
+    },
+)
 
 PURPOSE = "HOPERAT"  # HL7 v3 PurposeOfUse: healthcare operations
 

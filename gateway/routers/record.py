@@ -16,11 +16,22 @@ from gateway.deps import GatewayDep, PrincipalDep
 from gateway.fhir import reads
 from gateway.fhir.access import BadReaderError, reader_of
 from gateway.fhir.systems import resource_id
+from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Role
 from gateway.problems import ProblemError
 from projections.record.recognition import Recognizable
 
-router = APIRouter(prefix="/v1/persons", tags=["persons"])
+router = APIRouter(
+    prefix="/v1/persons",
+    tags=["persons"],
+    responses={
+        400: {
+            **PROBLEM_RESPONSES[400],
+            "description": "A purpose or break-glass header we cannot read.",
+        },
+        404: {**PROBLEM_RESPONSES[401], "description": "No record of this person."},
+    },
+)
 
 PURPOSE = "RESULT_RECOGNITION"  # the consent purpose access.decide checks for recognition
 

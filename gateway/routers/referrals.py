@@ -16,11 +16,19 @@ from pydantic import BaseModel
 
 from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
+from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
 from gateway.problems import ProblemError
 from projections.referrals import reads
 
-router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
+router = APIRouter(
+    prefix="/v1/referrals",
+    tags=["referrals"],
+    responses={
+        400: {**PROBLEM_RESPONSES[400], "description": "A cursor or filter we cannot read."},
+        404: {**PROBLEM_RESPONSES[401], "description": "No such referral, or not the caller's."},
+    },
+)
 
 READERS = frozenset({Role.REFERRAL_DESK, Role.CLINICIAN})
 PURPOSE = "COC"  # HL7 v3 PurposeOfUse: coordination of care

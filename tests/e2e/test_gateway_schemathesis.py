@@ -2,32 +2,51 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from consortium.topics import ensure_topics
-from events.topics import EVENT_TOPICS
 from examples import TOWNSHIP
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from gateway.principals import Role
 from gateway.testing import issue_token, serving
+from infra.migrate import apply_migrations
+from processors.wiring import PROJECTIONS
+from projections.frame import generations
 
 
 @pytest.fixture(scope="module")
-def served(kafka_bootstrap: str, database_url: str) -> Iterator[tuple[str, str]]:
+def served(kafka_bootstrap: str, database_url: str) -> Iterator[tuple[str, dict[Role, str]]]:
+    """A gateway over its own database whose every projection has a (empty) live generation.
+
+    Without them the reads answer 503 (documented, but a server error to schemathesis)."""
+    name = "st_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
+    apply_migrations(url)
+    with psycopg.connect(url) as conn:
+        for projection in PROJECTIONS.values():
+            generations.ensure_live(conn, projection)
     consortium_id = "t" + uuid.uuid4().hex[:10]
-    ensure_topics(kafka_bootstrap, consortium_id, specs=EVENT_TOPICS.values())
-    config = GatewayConfig(consortium_id, kafka_bootstrap, database_url)
-    with serving(create_app(config)) as url:
-        yield url, issue_token(database_url, TOWNSHIP)
+    ensure_topics(kafka_bootstrap, consortium_id)
+    config = GatewayConfig(consortium_id, kafka_bootstrap, url)
+    with serving(create_app(config)) as served_url:
+        yield served_url, {role: issue_token(url, TOWNSHIP, role) for role in Role}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-EXAMPLES_PER_OPERATION = 30
+# The issue's hardening run: SCHEMATHESIS_EXAMPLES=1000 (docs/reliability.md); CI runs fewer.
+EXAMPLES_PER_OPERATION = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
 
 
 def run_operations(url: str, headers: dict[str, str]) -> int:
@@ -36,6 +55,8 @@ def run_operations(url: str, headers: dict[str, str]) -> int:
     ran = 0
     for result in api.get_all_operations():
         operation = result.ok()
+        if operation.path.endswith("/stream"):
+            continue  # endless by design; their own tests cover them (reports, referrals)
 
         @given(case=operation.as_strategy())
         @settings(
@@ -56,12 +77,13 @@ def run_operations(url: str, headers: dict[str, str]) -> int:
 
 
 def test_without_a_credential_no_server_errors_and_answers_match_the_spec(
-    served: tuple[str, str],
+    served: tuple[str, dict[Role, str]],
 ) -> None:
     assert run_operations(served[0], {}) > 0
 
 
-def test_with_a_credential_no_server_errors_and_answers_match_the_spec(
-    served: tuple[str, str],
+@pytest.mark.parametrize("role", list(Role))
+def test_with_each_roles_credential_no_server_errors_and_answers_match_the_spec(
+    served: tuple[str, dict[Role, str]], role: Role
 ) -> None:
-    assert run_operations(served[0], {"Authorization": f"Bearer {served[1]}"}) > 0
+    assert run_operations(served[0], {"Authorization": f"Bearer {served[1][role]}"}) > 0

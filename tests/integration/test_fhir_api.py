@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
 
@@ -23,7 +22,6 @@ from gateway.audit import close_audit_log
 from gateway.config import GatewayConfig
 from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
-from gateway.routers import fhir, record
 from gateway.testing import issue_token
 from infra.migrate import apply_migrations
 
@@ -61,21 +59,10 @@ def record_url(database_url: str) -> Iterator[str]:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def gateway_app(config: GatewayConfig) -> FastAPI:
-    """A gateway with the FHIR and record routers (until gateway/app.py includes them)."""
-    app = create_app(config)
-    paths = {getattr(r, "path", None) for r in app.routes}
-    if "/fhir/metadata" not in paths:
-        app.include_router(fhir.router)
-    if "/v1/persons/{person_id}/recognizable-results" not in paths:
-        app.include_router(record.router)
-    return app
-
-
 @pytest.fixture
 def client(kafka_bootstrap: str, record_url: str, fresh_consortium_id: str) -> Iterator[TestClient]:
     ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=[READ_AUDIT_TOPIC])
-    app = gateway_app(GatewayConfig(fresh_consortium_id, kafka_bootstrap, record_url))
+    app = create_app(GatewayConfig(fresh_consortium_id, kafka_bootstrap, record_url))
     with TestClient(app) as client:
         yield client
     close_audit_log(app)

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,7 +26,6 @@ from gateway.audit import Outcome, Subject, audit, close_audit_log
 from gateway.config import GatewayConfig
 from gateway.deps import PrincipalDep
 from gateway.principals import Role
-from gateway.routers import identity, persons, referrals
 from gateway.testing import issue_token
 from infra.migrate import apply_migrations
 from projections.frame import generations
@@ -63,16 +62,6 @@ def board_url(scratch_database_url: str) -> str:
     return scratch_database_url
 
 
-def gateway_app(config: GatewayConfig) -> FastAPI:
-    """A gateway with the read routers (until gateway/app.py includes them itself)."""
-    app = create_app(config)
-    present = {getattr(r, "path", None) for r in app.routes}
-    for module in (referrals, identity, persons):
-        if not any(getattr(r, "path", None) in present for r in module.router.routes):
-            app.include_router(module.router)
-    return app
-
-
 @pytest.fixture
 def config(kafka_bootstrap: str, board_url: str, fresh_consortium_id: str) -> GatewayConfig:
     specs = [READ_AUDIT_TOPIC, EVENT_TOPICS[Family.PERSON]]
@@ -82,7 +71,7 @@ def config(kafka_bootstrap: str, board_url: str, fresh_consortium_id: str) -> Ga
 
 @pytest.fixture
 def client(config: GatewayConfig) -> Iterator[TestClient]:
-    app = gateway_app(config)
+    app = create_app(config)
     with TestClient(app) as client:
         yield client
     close_audit_log(app)
@@ -225,7 +214,7 @@ def test_no_audit_topic_means_no_data(
     # The audit topic of this consortium was never created, and the broker creates none.
     config = GatewayConfig(fresh_consortium_id, kafka_bootstrap, board_url, publish_timeout_s=2)
     desk = bearer(board_url, COUNTY, Role.REFERRAL_DESK)
-    app = gateway_app(config)
+    app = create_app(config)
     try:
         with TestClient(app) as client:
             response = client.get("/v1/referrals", headers=desk)
@@ -383,7 +372,7 @@ def test_the_review_queue_is_an_administrators_and_a_decision_becomes_an_event(
 def test_break_glass_is_recorded_with_its_reason_and_refused_without_one(
     config: GatewayConfig, board_url: str
 ) -> None:
-    app = gateway_app(config)
+    app = create_app(config)
     person = uuid.uuid4()
 
     @app.get("/test/break-glass")

@@ -26,7 +26,6 @@ from gateway.app import create_app
 from gateway.audit import close_audit_log
 from gateway.config import GatewayConfig
 from gateway.principals import Role
-from gateway.routers import identity, persons, referrals
 from gateway.testing import issue_token, serving
 from infra.migrate import apply_migrations
 from projections.frame import generations
@@ -60,15 +59,6 @@ def project(url: str, events: list[Event], first_offset: int = 0) -> None:
     processor.close()
 
 
-def with_read_routers(app: FastAPI) -> FastAPI:
-    """The app with the read routers (until gateway/app.py includes them itself)."""
-    present = {getattr(r, "path", None) for r in app.routes}
-    for module in (referrals, identity, persons):
-        if not any(getattr(r, "path", None) in present for r in module.router.routes):
-            app.include_router(module.router)
-    return app
-
-
 @pytest.fixture
 def board_url(scratch_database_url: str) -> str:
     """A migrated database whose live referral board holds 120 synthetic flows."""
@@ -89,7 +79,7 @@ def config(kafka_bootstrap: str, board_url: str, fresh_consortium_id: str) -> Ga
 
 @pytest.fixture
 def app(config: GatewayConfig) -> Iterator[FastAPI]:
-    app = with_read_routers(create_app(config))
+    app = create_app(config)
     yield app
     close_audit_log(app)
 

@@ -23,6 +23,7 @@ def test_mutated_hl7_messages_meet_only_the_mappers_typed_errors() -> None:
     tally = fuzz.run_chunk(("hl7", 0, 400))
     assert fuzz.failed(tally) == []
     assert tally.outcomes["decoded"] > 0 and tally.outcomes["Hl7ValueError"] > 0
+    assert tally.outcomes["ParseError"] > 0
     assert not any(o.startswith("UNTYPED") for o in tally.outcomes)
 
 

@@ -53,6 +53,9 @@ def serve(
         DATABASE_URL=config.database_url,
         GATEWAY_MLLP=f"{host}:{mllp}" if mllp is not None else "",
     )
+    from consortium.settings import get_settings
+
+    get_settings.cache_clear()  # one worker builds its app in this process: re-read them
     uvicorn.run(
         "gateway.cli:app_from_environment",
         factory=True,

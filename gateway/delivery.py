@@ -17,7 +17,7 @@ from consortium.kafka_config import with_environment
 from events.codec import Codec
 from events.envelope import Event
 from events.publisher import SAFE_PRODUCER_CONFIG, Delivery, PublishError, traceparent_header
-from events.topics import event_topic, patient_key
+from events.topics import event_key, event_topic
 
 _tracer = trace.get_tracer("consortium.gateway")
 # Encoding a large batch is CPU work: above this many events it leaves the event loop.
@@ -132,7 +132,7 @@ class AsyncPublisher:
             loop.call_soon_threadsafe(_resolve, future, outcome)
 
         topic = event_topic(event.family, self._consortium_id)
-        key = patient_key(envelope.source, envelope.patient_local_id)
+        key = event_key(event.family, envelope.source, envelope.patient_local_id)
         while True:
             try:
                 self._producer.produce(

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
-from events.topics import EVENT_TOPICS, READ_AUDIT_TOPIC, Family
+from events.topics import EVENT_TOPICS, READ_AUDIT_TOPIC, Family, person_key
 from gateway.app import create_app
 from gateway.audit import Outcome, Subject, audit, close_audit_log
 from gateway.config import GatewayConfig
@@ -355,6 +355,8 @@ def test_the_review_queue_is_an_administrators_and_a_decision_becomes_an_event(
     assert event.event_type == "MatchReviewDecided"
     assert str(event.review_id) == str(review)  # type: ignore[attr-defined]
     assert event.decision == "SAME_PERSON"  # type: ignore[attr-defined]
+    # Identity decisions are keyed by the person, so one person's decisions stay in order.
+    assert message.key() == person_key(event.envelope.patient_local_id)
     unknown = client.post(
         f"/v1/identity/reviews/{uuid.uuid4()}/decision",
         json={"decision": "DIFFERENT_PERSONS"},

@@ -54,9 +54,11 @@ def gateway(
 
 
 def _register() -> None:
+    from bench.fhir import fhir_command
     from bench.projections import projections_command
 
     app.command("projections")(projections_command)
+    app.command("fhir")(fhir_command)
 
 
 _register()

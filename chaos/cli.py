@@ -37,8 +37,10 @@ def chaos(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Publish simulated events through the gateway and the SDK on three brokers while killing
-    and pausing brokers, processors and PostgreSQL; then count what survived."""
+    """The fault campaign on three brokers: publish, kill and pause, then count what survived.
+
+    Events go through the gateway and the SDK while brokers, processors and PostgreSQL are
+    killed, paused and restarted; exits non-zero if anything acknowledged was lost or doubled."""
     from chaos.campaign import run_campaign
 
     plan = dataclasses.replace(

@@ -96,6 +96,9 @@ def register(app: typer.Typer) -> None:
     from consortium.fuzz import fuzz_command
 
     app.command("fuzz")(fuzz_command)
+    from chaos.cli import chaos
+
+    app.command("chaos")(chaos)
     from consortium.demo import demo
     from gateway.cli import credentials_app, serve
     from processors.cli import process, projections_app

@@ -91,9 +91,9 @@ def timestamp(value: str | None, where: str) -> datetime | None:
             int((fraction or "0").ljust(6, "0")[:6]),
             tzinfo=tz,
         )
-    except ValueError as exc:
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 east of UTC, 9999 west
         raise Hl7ValueError(where, f"{value!r} is not a valid date and time ({exc})") from None
-    return moment.astimezone(UTC)
 
 
 def day(value: str | None, where: str) -> date | None:

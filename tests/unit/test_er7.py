@@ -123,3 +123,25 @@ def test_large_and_pathological_inputs_stay_linear() -> None:
     body = ("^~&\\" * 50_000) + ("\rZ01|" + "\\E\\" * 20_000) * 3
     message = parse(MSH + "\r" + "NTE|1||" + body)
     assert text(message.nte.nte_3) is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["00010101000000+1400", "99991231235959-1200", "20241301", "20240230", "2024050112-2599"],
+)
+def test_timestamps_out_of_range_are_the_mappers_typed_error(value: str) -> None:
+    from gateway.hl7.values import Hl7ValueError, timestamp
+
+    with pytest.raises(Hl7ValueError, match="OBX-14"):
+        timestamp(value, "OBX-14")
+
+
+@given(st.from_regex(r"[0-9]{4}([0-9]{2}([0-9]{2}([0-9]{4})?)?)?([+-][0-9]{4})?", fullmatch=True))
+def test_any_timestamp_shaped_value_parses_or_is_the_typed_error(value: str) -> None:
+    from gateway.hl7.values import Hl7ValueError, timestamp
+
+    try:
+        moment = timestamp(value, "OBX-14")
+    except Hl7ValueError:
+        return
+    assert moment is not None and moment.utcoffset() is not None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -44,3 +46,23 @@ def test_mutations_are_reproducible_from_their_seed(seed: bytes, n: int) -> None
     pool = [seed or b"x", b"MSH|^~\\&|A"]
     first = fuzz.mutate(random.Random(n), pool[0], pool)
     assert fuzz.mutate(random.Random(n), pool[0], pool) == first
+
+
+def _allocate_beyond_the_cap(extra_mib: int, outcome: Any) -> None:
+    fuzz.cap_memory(extra_mib)
+    try:
+        bytearray(2 * extra_mib * 1024 * 1024)
+    except MemoryError:
+        outcome.value = 1
+        return
+    outcome.value = 2
+
+
+def test_a_worker_cannot_grow_past_its_memory_cap() -> None:
+    # Forked, so the cap binds a child and not the test process.
+    context = multiprocessing.get_context("fork")
+    outcome = context.Value("i", 0)
+    child = context.Process(target=_allocate_beyond_the_cap, args=(64, outcome))
+    child.start()
+    child.join(60)
+    assert outcome.value == 1  # MemoryError: the fuzz loop records it as a finding

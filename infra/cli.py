@@ -50,7 +50,13 @@ def up(
         raise typer.Exit(1) from error
     console.print(f"KAFKA_BOOTSTRAP_SERVERS={endpoints.bootstrap_servers}")
     console.print(f"DATABASE_URL={endpoints.database_url}")
-    console.print(f"written to {get_settings().state_dir / 'env'} (source it)")
+    env_file = get_settings().state_dir / "env"
+    if secure:  # every process started from that environment connects as its own principal
+        security_dir = (get_settings().state_dir / "kafka" / "security").resolve()
+        with env_file.open("a") as out:
+            out.write(f"export KAFKA_SECURITY_DIR={security_dir}\n")
+        console.print(f"KAFKA_SECURITY_DIR={security_dir}")
+    console.print(f"written to {env_file} (source it)")
 
 
 def _secure_kafka(nodes: int) -> None:

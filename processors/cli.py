@@ -80,7 +80,7 @@ def process(
         session_timeout_s=session_timeout,
     )
     beside = companions(name, config.bootstrap_servers, config.database_url, config.consortium_id)
-    run(projection(name), config, loglevel=loglevel, companions=beside)
+    run(projection(name, config.consortium_id), config, loglevel=loglevel, companions=beside)
 
 
 def _run_all(names: list[str], options: list[str]) -> None:
@@ -148,7 +148,7 @@ def rebuild_command(
     from projections.frame.deadletters import KafkaDeadLetters
 
     settings = get_settings()
-    chosen = projection(name)
+    chosen = projection(name, settings.consortium_id)
     servers = kafka_bootstrap(bootstrap)
     columns = (
         TextColumn(f"rebuilding {name}"),

@@ -16,12 +16,20 @@ PROJECTIONS: dict[str, Projection[Any, Any]] = {
 }
 
 
-def projection(name: str) -> Projection[Any, Any]:
-    """A registered projection, or a KeyError naming the known ones."""
+def projection(name: str, consortium_id: str | None = None) -> Projection[Any, Any]:
+    """A registered projection, or a KeyError naming the known ones.
+
+    Given a consortium, the reporting projection scopes its consortium-wide figures to it (the
+    registered one takes the process settings' consortium)."""
     try:
-        return PROJECTIONS[name]
+        found = PROJECTIONS[name]
     except KeyError:
         raise KeyError(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}") from None
+    if consortium_id is not None and name == REPORTING.name:
+        from projections.reporting.projection import reporting_projection
+
+        return reporting_projection(consortium_id)
+    return found
 
 
 def companions(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from typing import Annotated
@@ -84,25 +83,17 @@ def process(
 
 
 def _run_all(names: list[str], options: list[str]) -> None:
-    """One child process per projection (faust runs one app per process); stop all together."""
-    children = [
-        subprocess.Popen([sys.executable, "-m", "processors.cli", "process", n, *options])
-        for n in names
-    ]
-    # SIGTERM must run the finally below, or the children would outlive their parent.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(1.0)
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            child.wait(timeout=30)
-    failed = [n for n, c in zip(names, children, strict=True) if c.returncode not in (0, None)]
-    if failed:
-        raise typer.Exit(1)
+    """One child process per projection (faust runs one app per process), restarted when one
+    exits (processors.supervise); SIGTERM or Ctrl-C stops them all together."""
+    import threading
+
+    from processors.supervise import supervise
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    commands = {n: [sys.executable, "-m", "processors.cli", "process", n, *options] for n in names}
+    supervise(commands, stop)
 
 
 @projections_app.command("list")

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from consortium.kafka_config import kafka_client_config
 from consortium.processes import log_ends, processors_running, wait_caught_up
 from events.catalog import Catalog
 from events.codec import Codec
@@ -23,6 +24,7 @@ from events.envelope import Event
 from events.membership import InstitutionLevel, Membership, load_membership
 from events.topics import EVENT_TOPICS, Family
 from infra.runtime import Endpoints
+from infra.security import ADMIN
 
 Watermarks = dict[tuple[str, int], int]
 
@@ -56,7 +58,12 @@ def read_back(bootstrap: str, start: Watermarks, end: Watermarks, codec: Codec) 
     if not wanted:
         return summary
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "consortium-demo", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            **kafka_client_config(ADMIN),
+            "group.id": "consortium-demo",
+            "enable.auto.commit": False,
+        }
     )
     consumer.assign([TopicPartition(t, p, start.get((t, p), 0)) for t, p in wanted])
     try:

@@ -13,8 +13,10 @@ from contextlib import contextmanager
 
 from confluent_kafka import Consumer, TopicPartition
 
+from consortium.kafka_config import kafka_client_config
 from events.topics import event_topic
 from infra.runtime import Endpoints
+from infra.security import ADMIN
 
 
 @contextmanager
@@ -62,7 +64,13 @@ def stop_group(child: subprocess.Popen[bytes], timeout: float = 40.0) -> None:
 
 def log_ends(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
     """The next offset of every partition of the topics."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "consortium-log-ends"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            **kafka_client_config(ADMIN),
+            "group.id": "consortium-log-ends",
+        }
+    )
     try:
         ends: dict[tuple[str, int], int] = {}
         for topic in topics:

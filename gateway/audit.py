@@ -62,13 +62,21 @@ class Subject:
 class AuditLog:
     """The audit's own producer, so that audit records never queue behind bulk publishing."""
 
-    def __init__(self, bootstrap_servers: str, consortium_id: str, codec: Codec, timeout_s: float):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        consortium_id: str,
+        codec: Codec,
+        timeout_s: float,
+        kafka: Mapping[str, Any] | None = None,
+    ):
         self.topic = READ_AUDIT_TOPIC.name(consortium_id)
         self.timeout_s = timeout_s
         self._codec = codec
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
+                **(kafka or {}),  # security: the gateway's principal (GatewayConfig.kafka_config)
                 **SAFE_PRODUCER_CONFIG,
                 "linger.ms": 0,  # a reader waits for this record: send it now
                 "delivery.timeout.ms": int(timeout_s * 1000),
@@ -140,6 +148,7 @@ def audit_log(app: FastAPI, gateway: Gateway) -> AuditLog:
             config.consortium_id,
             Codec(gateway.catalog),
             config.publish_timeout_s,
+            config.kafka_config(),
         )
         app.state.read_audit, app.state.read_audit_gateway = log, gateway
     return log

@@ -20,11 +20,13 @@ from typing import Any, TypeVar
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
+from consortium.kafka_config import kafka_client_config
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
 from events.publisher import Publisher
 from events.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS, Family
+from infra.security import EMPI, processor_principal
 from projections.empi.batches import IndexBatches
 from projections.empi.config import index_config
 from projections.empi.rebuild import index_topics, partitions_of, record_of
@@ -67,6 +69,7 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
         consumer = Consumer(
             {
                 "bootstrap.servers": config.bootstrap_servers,
+                **kafka_client_config(processor_principal(config.consortium_id, EMPI)),
                 # A label only: positions live in PostgreSQL and nothing is committed to Kafka.
                 "group.id": f"{config.consortium_id}.{NAME}",
                 "enable.auto.commit": False,
@@ -78,7 +81,11 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
             partitions = partitions_of(consumer, index_topics(config.consortium_id))
             consumer.assign([TopicPartition(t, p, stored.get((t, p), 0)) for t, p in partitions])
             log.info("empi: indexing from %s", stored)
-            with Publisher(config.bootstrap_servers, config.consortium_id) as publisher:
+            with Publisher(
+                config.bootstrap_servers,
+                config.consortium_id,
+                principal=processor_principal(config.consortium_id, EMPI),
+            ) as publisher:
                 while not stop.is_set():
                     leader.execute("SELECT 1")  # the lock goes with the session: fail if it is lost
                     messages = consumer.consume(config.batch_size, timeout=config.batch_within_s)

@@ -321,6 +321,7 @@ class _Tail:
         consumer = Consumer(
             {
                 "bootstrap.servers": config.bootstrap_servers,
+                **config.kafka_config(),
                 # Positions travel in the SSE ids, not in Kafka: the group is only a label.
                 "group.id": f"{config.consortium_id}.reports-stream.{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,

@@ -11,8 +11,10 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from consortium.kafka_config import kafka_client_config
 from events.codec import Codec
 from events.topics import Family, event_topic
+from infra.security import EMPI, processor_principal
 from projections.empi import generations
 from projections.empi.batches import Applied, IndexBatches, Partition
 from projections.empi.index import IndexConfig
@@ -83,6 +85,7 @@ def rebuild(
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
+            **kafka_client_config(processor_principal(consortium_id, EMPI)),
             "group.id": f"{consortium_id}.empi.rebuild.{uuid.uuid4().hex[:8]}",  # a label only
             "enable.auto.commit": False,
         }

@@ -33,6 +33,7 @@ from events.registry import parse_event
 from events.topics import (
     DEAD_LETTER_TOPICS,
     EVENT_TOPICS,
+    READ_AUDIT_TOPIC,
     REPORTING_TOPICS,
     Family,
     event_topic,
@@ -40,6 +41,7 @@ from events.topics import (
 from examples import TOWNSHIP, example_data
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from gateway.principals import Role
 from gateway.testing import issue_token
 from infra.kafka import KafkaCluster
 from infra.migrate import apply_migrations
@@ -65,6 +67,7 @@ SPECS = [
     *(EVENT_TOPICS[f] for f in FAMILIES),
     *(DEAD_LETTER_TOPICS[f] for f in FAMILIES),
     *REPORTING_TOPICS.values(),
+    READ_AUDIT_TOPIC,
 ]
 SECURE_ENV = ("KAFKA_PRINCIPAL", "KAFKA_SECURITY_DIR", *SETTINGS)
 
@@ -285,6 +288,21 @@ def test_the_backbone_runs_secured_end_to_end(
     assert {dict(m.headers() or [])["view"] for m in streams} <= {
         v.encode() for v in REPORTING_TOPICS
     }
+
+    # A desk's read is audited on Kafka, written as the gateway's own principal.
+    audit_topic = READ_AUDIT_TOPIC.name(CONSORTIUM)
+    audited = records_in(cluster, [audit_topic])
+    desk_of = events[0].envelope.source
+    plain_env.setenv("KAFKA_SECURITY_DIR", str(security_dir))
+    with TestClient(create_app(config)) as client:
+        token = {
+            "Authorization": f"Bearer {issue_token(migrated_url, desk_of, Role.REFERRAL_DESK)}"
+        }
+        board = client.get("/v1/referrals", headers=token)
+        assert board.status_code == 200, board.text
+        assert board.json()["items"]
+    plain_env.delenv("KAFKA_SECURITY_DIR")
+    assert records_in(cluster, [audit_topic]) > audited
 
 
 def test_a_hospitals_own_publisher_is_refused(

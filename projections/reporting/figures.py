@@ -178,11 +178,13 @@ def _median(ordered: list[int]) -> float:
     return float(ordered[mid]) if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def _statistic(samples: list[int], fn: Any) -> dict[str, Any]:
-    """A statistic over values, withheld below the threshold (it would describe few people)."""
+def _statistic(samples: list[int], fn: Any, count_hidden: bool) -> dict[str, Any]:
+    """A statistic over values, withheld below the threshold (it would describe few people)
+    and whenever the count of its values is hidden: a published median would tell that a
+    complementary-suppressed count is at least 5, which can undo the suppression."""
     if not samples:
         return _figure(None)
-    if len(samples) < THRESHOLD:
+    if len(samples) < THRESHOLD or count_hidden:
         return _figure(None, hidden=True)
     return _figure(fn(sorted(samples)))
 
@@ -207,10 +209,11 @@ def _record(
         _figure(None)
         if not stays
         else _figure(None, True)
-        if stays < THRESHOLD
+        if stays < THRESHOLD or cell("discharges") in hidden  # as for _statistic
         else _figure(minutes / stays / 1440)
     )
     waits = samples.get(cell("referrals_accepted"), [])
+    waits_hidden = cell("referrals_accepted") in hidden
     record: dict[str, Any] = {
         "view": key.view,
         "scope_kind": key.kind.value,
@@ -226,8 +229,8 @@ def _record(
         "acceptance_rate": _ratio(
             cell("referrals_accepted"), [cell("referrals_decided")], values, hidden
         ),
-        "acceptance_minutes_median": _statistic(waits, _median),
-        "acceptance_minutes_p90": _statistic(waits, lambda s: _percentile(s, 0.9)),
+        "acceptance_minutes_median": _statistic(waits, _median, waits_hidden),
+        "acceptance_minutes_p90": _statistic(waits, lambda s: _percentile(s, 0.9), waits_hidden),
         "share_referrals_down": _ratio(
             cell("referrals_down"), [cell(d) for d in DIRECTIONS], values, hidden
         ),

@@ -121,3 +121,41 @@ def test_a_hidden_total_hides_one_of_its_parts() -> None:
     # y is small, so x is hidden as its complement; x's parts must not add up to it.
     hidden = suppress({"top": 20, "x": 16, "y": 4, "x1": 6, "x2": 10}, lines)
     assert hidden == {"y", "x", "x1"}
+
+
+@st.composite
+def day_of_acceptances(draw: st.DrawFn) -> list[Contribution]:
+    """Accepted referrals (each with its minutes to acceptance) and discharged stays, small counts
+    at a few institutions, so complementary suppression hides counts of 5 or more."""
+    found: list[Contribution] = []
+    for _ in range(draw(st.integers(1, 30))):
+        at = DAY_START + timedelta(hours=draw(st.integers(0, 3)), minutes=draw(st.integers(0, 59)))
+        inst = draw(st.sampled_from(INSTITUTIONS[:6]))
+        if draw(st.booleans()):
+            wait = draw(st.integers(1, 600))
+            found.append(Contribution(inst, "referrals_accepted", at, 1, wait))
+            found.append(Contribution(inst, "referrals_decided", at, 1))
+        else:
+            found.append(Contribution(inst, "discharges", at, 1))
+            found.append(Contribution(inst, "stays_measured", at, 1))
+            found.append(Contribution(inst, "stay_minutes", at, draw(st.integers(60, 20_000))))
+    return found
+
+
+STATISTICS_OF = {
+    "referrals_accepted": ("acceptance_minutes_median", "acceptance_minutes_p90"),
+    "discharges": ("average_length_of_stay_days",),
+}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(day_of_acceptances())
+def test_no_statistic_is_published_over_a_hidden_count(contributions: list[Contribution]) -> None:
+    # A published median over >= 5 values would tell that a hidden count is >= 5: with a
+    # published total and one other hidden part, that pins both hidden counts down.
+    records = figures_of_day(local_date(DAY_START), fold(contributions), MEMBERS, "c1")
+    for record in records.values():
+        for count, statistics in STATISTICS_OF.items():
+            if record[count] is not None and record[count]["suppressed"]:
+                for statistic in statistics:
+                    assert record[statistic]["value"] is None, (count, statistic, record)

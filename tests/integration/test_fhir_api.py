@@ -15,6 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from bench.fhir import consent, linked, load_record, referral, visits
 from consortium.topics import ensure_topics
+from events.consent import ConsentRevoked
 from events.envelope import Event
 from events.topics import READ_AUDIT_TOPIC
 from gateway.app import create_app
@@ -273,3 +274,65 @@ def test_recognizable_results_come_only_from_members_the_reader_may_see(
         f"/v1/persons/{PRIVATE}/recognizable-results", headers=auth(record_url, VILLAGE)
     )
     assert refused.status_code == 403
+
+
+def test_a_revoked_consent_takes_effect_on_the_next_read(
+    client: TestClient, record_url: str
+) -> None:
+    person = uuid.uuid4()
+    granted = consent(TOWNSHIP, "TV")
+    tag = person.hex[:6]
+    load_record(
+        record_url,
+        [linked(person, TOWNSHIP, "TV"), *visits(TOWNSHIP, "TV", 1), granted],
+        consortium_id=f"grant{tag}",
+    )
+    path = f"/fhir/Observation?patient={person}"
+    before = client.get(path, headers=auth(record_url, VILLAGE))
+    assert before.status_code == 200 and members_in(before.json()) == {TOWNSHIP}
+    revoked = ConsentRevoked(
+        envelope=granted.envelope.model_copy(
+            update={
+                "event_id": uuid.uuid4(),
+                "event_type": "ConsentRevoked",
+                "occurred_at": datetime.now(UTC) - timedelta(minutes=1),
+                "recorded_at": datetime.now(UTC) - timedelta(seconds=30),
+            }
+        ),
+        consent_id=granted.consent_id,
+        reason="患者撤回",
+    )
+    load_record(record_url, [revoked], consortium_id=f"revoke{tag}")
+    after = client.get(path, headers=auth(record_url, VILLAGE))
+    assert after.status_code == 403, after.text
+    rows = audit_rows(record_url)
+    assert [r["outcome"] for r in rows if r["person_id"] == person] == ["ALLOWED", "DENIED"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/fhir/Patient/{p}/$everything",
+        "/fhir/Observation?patient={p}",
+        "/v1/persons/{p}/recognizable-results",
+    ],
+)
+def test_no_audit_topic_means_no_record_data(
+    path: str, kafka_bootstrap: str, record_url: str, fresh_consortium_id: str
+) -> None:
+    # This consortium's audit topic was never created (and the broker creates none).
+    config = GatewayConfig(fresh_consortium_id, kafka_bootstrap, record_url, publish_timeout_s=2)
+    app = create_app(config)
+    before = len(audit_rows(record_url))
+    try:
+        with TestClient(app) as client:
+            response = client.get(path.format(p=SHARED), headers=auth(record_url, VILLAGE))
+    finally:
+        close_audit_log(app)
+        close_record_pool(app)
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert isinstance(body, dict) and "entry" not in body  # neither a Bundle nor a result list
+    if path.startswith("/fhir/"):
+        assert body["resourceType"] == "OperationOutcome"
+    assert len(audit_rows(record_url)) == before

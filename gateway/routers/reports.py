@@ -13,7 +13,7 @@ import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -253,6 +253,51 @@ async def referral_flow(
         for view in ("levels", "consortium"):
             rows += await _read(gateway, queries.day_query(view, chosen, grain))
     return Records(view="levels", grain=grain, records=queries.referral_flow(rows))
+
+
+class RepeatTests(BaseModel):
+    """Orders of recognised tests on one day, possible repeats, and repeats avoided."""
+
+    local_date: date
+    since: datetime
+    until: datetime
+    consortium: dict[str, Any] = Field(
+        description="checked, flagged, avoided: each {value, suppressed}."
+    )
+    institutions: list[dict[str, Any]] = Field(
+        description="Per ordering member: institution, institution_level, and the three counts."
+    )
+
+
+@router.get(
+    "/repeat-tests",
+    summary="Repeat tests flagged and avoided (mutual recognition), for one day",
+)
+async def repeat_tests(
+    request: Request, gateway: GatewayDep, _: AnalystDep, day: DayQuery = None
+) -> RepeatTests:
+    """From the shared record: orders of a test in the recognition table placed that
+    Asia/Shanghai day (default: today), those repeating another member's still-valid result,
+    and those then cancelled; small counts suppressed as in every report."""
+    import anyio.to_thread
+
+    from gateway.fhir.reads import record_pool
+    from projections.record.queries import repeat_counts
+    from projections.reporting.repeats import repeat_report
+    from projections.reporting.windows import local_date
+
+    chosen = day or local_date(datetime.now(UTC))
+    since = day_start(chosen)
+    until = since + DAY
+    pool = record_pool(request.app, gateway)
+
+    def read() -> Any:
+        with pool.connection() as conn:
+            return repeat_counts(conn, since, until)
+
+    counts = await anyio.to_thread.run_sync(read)
+    report = repeat_report(counts.by_institution, load_membership())
+    return RepeatTests(local_date=chosen, since=since, until=until, **report)
 
 
 # --- the live stream ---------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""Repeat tests for the bureau through the gateway, from a real shared record in PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from bench.fhir import linked, load_record, visits
+from events.envelope import Event
+from gateway.app import create_app
+from gateway.audit import close_audit_log
+from gateway.config import GatewayConfig
+from gateway.fhir.reads import close_record_pool
+from gateway.principals import Role
+from gateway.testing import issue_token
+from infra.migrate import apply_migrations
+from projections.reporting.windows import day_start, local_date
+
+TOWNSHIP, COUNTY, VILLAGE = "439901-T03", "439901-C01", "439901-V017"
+DAY = local_date(datetime(2024, 6, 3, 2, tzinfo=UTC))
+MORNING = day_start(DAY) + timedelta(hours=1)
+
+
+def county() -> list[Event]:
+    """Six persons tested at the township, then again at the county the same day (flagged);
+    two tested at the township, then at the village (flagged: 2, a small count)."""
+    made: list[Event] = []
+    for n, later in enumerate([COUNTY] * 6 + [VILLAGE] * 2):
+        person, local = uuid.uuid4(), f"R{n}"
+        made += [linked(person, TOWNSHIP, f"T{local}"), linked(person, later, f"L{local}")]
+        made += visits(TOWNSHIP, f"T{local}", 1, MORNING)
+        made += visits(later, f"L{local}", 1, MORNING + timedelta(hours=5))
+    return made
+
+
+@pytest.fixture(scope="module")
+def client(database_url: str, kafka_bootstrap: str) -> Iterator[tuple[TestClient, str]]:
+    name = "repeats_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
+    apply_migrations(url)
+    load_record(url, county())
+    app = create_app(GatewayConfig("t" + uuid.uuid4().hex[:8], kafka_bootstrap, url))
+    with TestClient(app) as test_client:
+        yield test_client, url
+    close_audit_log(app)
+    close_record_pool(app)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_the_bureau_sees_repeats_flagged_with_small_counts_suppressed(
+    client: tuple[TestClient, str],
+) -> None:
+    test_client, url = client
+    analyst = {"Authorization": f"Bearer {issue_token(url, COUNTY, Role.BUREAU_ANALYST)}"}
+    response = test_client.get(f"/v1/reports/repeat-tests?date={DAY}", headers=analyst)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    by_code = {i["institution"]: i for i in body["institutions"]}
+    assert by_code[TOWNSHIP]["checked"] == {"value": 8, "suppressed": False}
+    assert by_code[TOWNSHIP]["flagged"] == {"value": 0, "suppressed": False}
+    assert body["consortium"]["checked"] == {"value": 16, "suppressed": False}
+    assert body["consortium"]["flagged"] == {"value": 8, "suppressed": False}
+    assert by_code[VILLAGE]["flagged"] == {"value": None, "suppressed": True}  # 2
+    # The village's 2 would be 8 - 6 (or 16 - 8 - 6): the county's 6 is hidden beside it.
+    for measure in ("checked", "flagged"):
+        assert by_code[VILLAGE][measure]["suppressed"] and by_code[COUNTY][measure]["suppressed"]
+    assert by_code[COUNTY]["institution_level"] == "county_hospital"
+    empty = test_client.get(
+        f"/v1/reports/repeat-tests?date={DAY - timedelta(days=9)}", headers=analyst
+    )
+    assert empty.status_code == 200 and empty.json()["institutions"] == []
+
+
+def test_only_a_bureau_analyst_reads_them(client: tuple[TestClient, str]) -> None:
+    test_client, url = client
+    for role in (Role.CLINICIAN, Role.PUBLISHER, Role.REFERRAL_DESK):
+        token = {"Authorization": f"Bearer {issue_token(url, COUNTY, role)}"}
+        answer = test_client.get("/v1/reports/repeat-tests", headers=token)
+        assert answer.status_code == 403
+    assert test_client.get("/v1/reports/repeat-tests").status_code == 401

@@ -287,8 +287,8 @@ async def repeat_tests(
     from projections.reporting.windows import local_date
 
     chosen = day or local_date(datetime.now(UTC))
-    since = day_start(chosen)
-    until = since + DAY
+    since, until = _range(chosen, None, None)
+    assert since is not None and until is not None
     pool = record_pool(request.app, gateway)
 
     def read() -> Any:

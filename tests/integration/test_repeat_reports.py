@@ -86,3 +86,11 @@ def test_only_a_bureau_analyst_reads_them(client: tuple[TestClient, str]) -> Non
         answer = test_client.get("/v1/reports/repeat-tests", headers=token)
         assert answer.status_code == 403
     assert test_client.get("/v1/reports/repeat-tests").status_code == 401
+
+
+def test_a_day_outside_the_calendar_is_a_bad_request(client: tuple[TestClient, str]) -> None:
+    test_client, url = client
+    analyst = {"Authorization": f"Bearer {issue_token(url, COUNTY, Role.BUREAU_ANALYST)}"}
+    answer = test_client.get("/v1/reports/repeat-tests?date=0001-01-01", headers=analyst)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/problem+json"

@@ -267,3 +267,25 @@ def test_access_follows_consent_referral_and_break_glass(
                 assert decision.allowed == bool(consent)
                 glass = decide(replace(request, break_glass_reason="昏迷急救"), inputs)
                 assert glass.allowed and (glass.flagged or bool(consent))
+
+
+def test_an_amended_result_keeps_its_whole_history(
+    live: BatchProcessor, migrated_url: str, topics: str
+) -> None:
+    events = shuffled(3, 24)
+    live.process(as_records(events, topics))
+    statements: dict[tuple[str, str], list[Event]] = {}
+    for event in events:
+        result_id = getattr(event, "result_id", None) or getattr(event, "report_id", None)
+        if event.family.value == "result" and result_id is not None:
+            statements.setdefault((event.envelope.source, result_id), []).append(event)
+    amended = {k: v for k, v in statements.items() if len(v) > 1}
+    assert amended, "the stories amend some results"
+    with psycopg.connect(migrated_url) as conn:
+        for (institution, result_id), made in amended.items():
+            history = queries.result_history(conn, institution, result_id)
+            # Every statement stays, the report and each amendment, oldest first.
+            first = min(made, key=lambda e: (e.envelope.occurred_at, str(e.envelope.event_id)))
+            assert len(history) == len(made)
+            assert sorted(h.event_type for h in history) == sorted(e.event_type for e in made)
+            assert history[0].event_type == first.event_type

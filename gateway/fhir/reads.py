@@ -21,7 +21,7 @@ from gateway.state import Gateway
 from projections.record import queries
 from projections.record.entries import EntryKind
 from projections.record.queries import Person, TimelineEntry
-from projections.record.recognition import Recognizable
+from projections.record.recognition import PossibleRepeat, Recognizable
 
 POOL_SIZE = 4
 
@@ -116,6 +116,25 @@ def read_as_desk(pool: ConnectionPool, person_id: str, reader: Reader) -> Record
     shown = [r for r in referrals_of(entries) if mine in r.parties]
     verdict = desk_verdict(reader, [(r.referral_id, r.parties) for r in shown])
     return RecordRead(person, verdict, tuple(e for r in shown for e in r.lines))
+
+
+def read_repeats(
+    pool: ConnectionPool, person_id: str, reader: Reader, now: datetime
+) -> tuple[RecordRead, list[PossibleRepeat]]:
+    """The person's orders flagged as possible repeats, where the reader may see both the
+    ordering member and the member whose result it repeats."""
+    with pool.connection() as conn:
+        person = queries.person(conn, person_id)
+        if not person.local_patients:
+            return RecordRead(person, denied("no member's record is linked to this person")), []
+        verdict = clinician_verdict(reader, person, queries.access_inputs(conn, person_id), now)
+        if not verdict.allowed:
+            return RecordRead(person, verdict), []
+        found = queries.repeats_of(conn, person_id)
+    seen = verdict.allowed
+    return RecordRead(person, verdict), [
+        r for r in found if r.order.institution in seen and r.prior.institution in seen
+    ]
 
 
 def read_recognizable(

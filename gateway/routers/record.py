@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
+from typing import TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
+from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
 from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.fhir import reads
-from gateway.fhir.access import BadReaderError, reader_of
+from gateway.fhir.access import BadReaderError, Reader, reader_of
+from gateway.fhir.orders import order_id
 from gateway.fhir.systems import resource_id
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Role
 from gateway.problems import ProblemError
-from projections.record.recognition import Recognizable
+from projections.record.recognition import PossibleRepeat, Recognizable
+
+T = TypeVar("T")
 
 router = APIRouter(
     prefix="/v1/persons",
@@ -71,15 +77,15 @@ def _item(r: Recognizable) -> RecognizableResult:
     )
 
 
-@router.get(
-    "/{person_id}/recognizable-results",
-    summary="Results of this person that need not be repeated (mutual recognition)",
-)
-async def recognizable_results(
-    person_id: uuid.UUID, request: Request, gateway: GatewayDep, principal: PrincipalDep
-) -> list[RecognizableResult]:
-    """A clinician's list, from the members the person's consent (for result recognition),
-    an active referral, or break-glass lets it see; audited, refusals too."""
+async def _recognition_read(
+    person_id: uuid.UUID,
+    request: Request,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    read: Callable[[ConnectionPool, str, Reader, datetime], tuple[reads.RecordRead, list[T]]],
+) -> list[T]:
+    """A clinician's read for mutual recognition, from the members the person's consent (for
+    result recognition), an active referral, or break-glass lets it see; audited, refusals too."""
     try:
         reader = reader_of(principal, PURPOSE, request.headers.get("x-break-glass"))
     except BadReaderError as exc:
@@ -97,11 +103,11 @@ async def recognizable_results(
         )
         raise ProblemError(403, "Forbidden", reason)
     pool = reads.record_pool(request.app, gateway)
-    work = partial(reads.read_recognizable, pool, str(person_id), reader, datetime.now(UTC))
-    read, found = await anyio.to_thread.run_sync(work)
-    if read.known:
-        subject = [Subject(person_id=uuid.UUID(read.person.person_id))]
-    verdict = read.verdict
+    work = partial(read, pool, str(person_id), reader, datetime.now(UTC))
+    done, found = await anyio.to_thread.run_sync(work)
+    if done.known:
+        subject = [Subject(person_id=uuid.UUID(done.person.person_id))]
+    verdict = done.verdict
     await audit(
         request,
         principal,
@@ -113,8 +119,70 @@ async def recognizable_results(
         if verdict.grants
         else None,
     )
-    if not read.known:
+    if not done.known:
         raise ProblemError(404, "Not found", f"no record of person {person_id}")
     if verdict.outcome == "DENIED":
         raise ProblemError(403, "Forbidden", verdict.reason or "access denied")
+    return found
+
+
+@router.get(
+    "/{person_id}/recognizable-results",
+    summary="Results of this person that need not be repeated (mutual recognition)",
+)
+async def recognizable_results(
+    person_id: uuid.UUID, request: Request, gateway: GatewayDep, principal: PrincipalDep
+) -> list[RecognizableResult]:
+    """Results a clinician may use instead of repeating the test, and until when."""
+    found = await _recognition_read(person_id, request, gateway, principal, reads.read_recognizable)
     return [_item(r) for r in found]
+
+
+class PossibleRepeatOrder(BaseModel):
+    """An order of this person that repeats a test another member has a valid result of."""
+
+    institution: str
+    order_id: str
+    placed_at: datetime | None
+    status: str
+    avoided: bool  # the order was cancelled after it was placed: the result was reused
+    test_system: str
+    test_code: str
+    test_display: str
+    prior_institution: str
+    prior_result_id: str
+    prior_reported_at: datetime
+    fhir_order: str  # ServiceRequest/<id>
+    fhir_prior: str  # Observation/<id> or DiagnosticReport/<id>
+
+
+def _repeat(r: PossibleRepeat) -> PossibleRepeatOrder:
+    kind = "Observation" if r.prior.kind == "LAB" else "DiagnosticReport"
+    return PossibleRepeatOrder(
+        institution=r.order.institution,
+        order_id=r.order.order_id,
+        placed_at=r.order.placed_at,
+        status=r.order.status,
+        avoided=r.avoided,
+        test_system=r.test.system,
+        test_code=r.test.code,
+        test_display=r.test.display,
+        prior_institution=r.prior.institution,
+        prior_result_id=r.prior.result_id,
+        prior_reported_at=r.prior.reported_at,
+        fhir_order=f"ServiceRequest/{order_id(r.order.institution, r.order.order_id)}",
+        fhir_prior=f"{kind}/{resource_id(kind, r.prior.institution, r.prior.result_id)}",
+    )
+
+
+@router.get(
+    "/{person_id}/possible-repeats",
+    summary="Orders of this person flagged as possible repeats (mutual recognition)",
+)
+async def possible_repeats(
+    person_id: uuid.UUID, request: Request, gateway: GatewayDep, principal: PrincipalDep
+) -> list[PossibleRepeatOrder]:
+    """Orders for a test the person already had a still-valid result of at another member,
+    where the clinician may see both members; the flag the projection keeps for each."""
+    found = await _recognition_read(person_id, request, gateway, principal, reads.read_repeats)
+    return [_repeat(r) for r in found]

@@ -236,6 +236,7 @@ def test_every_read_is_audited_denied_and_unknown_included(
         "/fhir/Condition?patient={p}",
         "/fhir/Task?patient={p}",
         "/v1/persons/{p}/recognizable-results",
+        "/v1/persons/{p}/possible-repeats",
     ]
     statuses: dict[int, int] = {}
     reads = 0
@@ -336,3 +337,35 @@ def test_no_audit_topic_means_no_record_data(
     if path.startswith("/fhir/"):
         assert body["resourceType"] == "OperationOutcome"
     assert len(audit_rows(record_url)) == before
+
+
+def test_possible_repeats_are_flagged_orders_between_members_the_reader_may_see(
+    client: TestClient, record_url: str
+) -> None:
+    before = len(audit_rows(record_url))
+    shared = client.get(f"/v1/persons/{SHARED}/possible-repeats", headers=auth(record_url, VILLAGE))
+    assert shared.status_code == 200, shared.text
+    flagged = shared.json()
+    assert flagged, "a blood count at one member repeats the other's, hours later"
+    for item in flagged:
+        assert item["institution"] != item["prior_institution"]
+        assert {item["institution"], item["prior_institution"]} <= {TOWNSHIP, COUNTY}
+        assert item["prior_reported_at"] <= item["placed_at"]
+        assert item["fhir_order"].startswith("ServiceRequest/") and not item["avoided"]
+        order = client.get(
+            f"/fhir/ServiceRequest?patient={SHARED}&_count=500", headers=auth(record_url, VILLAGE)
+        ).json()
+        assert item["fhir_order"] in {
+            f"ServiceRequest/{e['resource']['id']}" for e in order["entry"]
+        }
+    # Without consent or referral the county sees its own record only: no other member to repeat.
+    own = client.get(f"/v1/persons/{PRIVATE}/possible-repeats", headers=auth(record_url, COUNTY))
+    assert own.status_code == 200 and own.json() == []
+    refused = client.get(
+        f"/v1/persons/{PRIVATE}/possible-repeats", headers=auth(record_url, VILLAGE)
+    )
+    assert refused.status_code == 403
+    desk = auth(record_url, COUNTY, Role.REFERRAL_DESK)
+    assert client.get(f"/v1/persons/{SHARED}/possible-repeats", headers=desk).status_code == 403
+    outcomes = [r["outcome"] for r in audit_rows(record_url, before)]
+    assert outcomes[:2] == ["ALLOWED"] * 2 and outcomes[-2:] == ["DENIED", "DENIED"]

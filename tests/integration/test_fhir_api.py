@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
+from fhir_r4 import r4_errors
 
 from bench.fhir import consent, linked, load_record, referral, visits
 from consortium.topics import ensure_topics
@@ -369,3 +370,28 @@ def test_possible_repeats_are_flagged_orders_between_members_the_reader_may_see(
     assert client.get(f"/v1/persons/{SHARED}/possible-repeats", headers=desk).status_code == 403
     outcomes = [r["outcome"] for r in audit_rows(record_url, before)]
     assert outcomes[:2] == ["ALLOWED"] * 2 and outcomes[-2:] == ["DENIED", "DENIED"]
+
+
+def test_every_resource_served_is_valid_fhir_r4_4_0_1(client: TestClient, record_url: str) -> None:
+    village, county = auth(record_url, VILLAGE), auth(record_url, COUNTY)
+    served: list[dict[str, Any]] = [client.get("/fhir/metadata").json()]
+    before = len(audit_rows(record_url))
+    for person in (SHARED, REFERRED, PRIVATE):
+        served.append(client.get(f"/fhir/Patient/{person}", headers=county).json())
+        bundle = client.get(f"/fhir/Patient/{person}/$everything?_count=500", headers=county)
+        served.append(bundle.json())
+        served += [e["resource"] for e in bundle.json().get("entry", [])]
+        for kind in ("Encounter", "Condition", "ServiceRequest", "Observation", "DiagnosticReport"):
+            served.append(client.get(f"/fhir/{kind}?patient={person}", headers=village).json())
+    tasks = client.get(
+        f"/fhir/Task?patient={REFERRED}", headers=auth(record_url, COUNTY, Role.REFERRAL_DESK)
+    )
+    served.append(tasks.json())
+    served += [e["resource"] for e in tasks.json().get("entry", [])]
+    served.append(client.get(f"/fhir/Patient/{uuid.uuid4()}", headers=county).json())  # 404
+    served += [r["detail"] for r in audit_rows(record_url, before)]  # the AuditEvents
+    kinds = {r["resourceType"] for r in served}
+    assert {"CapabilityStatement", "Bundle", "Patient", "OperationOutcome", "AuditEvent"} <= kinds
+    assert {"Encounter", "Observation", "ServiceRequest", "Task"} <= kinds
+    assert r4_errors(served) == []
+    assert r4_errors([{"resourceType": "Bundle", "type": "searchset", "entries": []}])  # it can fail

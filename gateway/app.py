@@ -16,6 +16,7 @@ from gateway import openapi, problems
 from gateway.config import GatewayConfig
 from gateway.routers import (
     asyncapi,
+    audit_review,
     dashboard,
     events,
     fhir,
@@ -90,6 +91,7 @@ def create_app(
     app.include_router(referrals.router)
     app.include_router(identity.router)
     app.include_router(persons.router)
+    app.include_router(audit_review.router)
     app.include_router(record.router)
     app.include_router(fhir.router)
     problems.install(app)

@@ -175,6 +175,18 @@ def test_break_glass_is_allowed_flagged_and_needs_a_reason(
     assert [(r["outcome"], r["reason"]) for r in rows] == [("BREAK_GLASS", reason)]
     codes = [c["code"] for p in rows[0]["detail"]["purposeOfEvent"] for c in p["coding"]]
     assert "BTG" in codes
+    # Flagged for review: the administrators' list shows it, and reading the list is audited.
+    refused = client.get("/v1/audit/break-glass", headers=auth(record_url, COUNTY))
+    assert refused.status_code == 403
+    admin = auth(record_url, COUNTY, Role.ADMINISTRATOR)
+    review = client.get(f"/v1/audit/break-glass?institution={VILLAGE}", headers=admin)
+    assert review.status_code == 200, review.text
+    listed = review.json()
+    assert listed[0]["reason"] == reason and listed[0]["person_id"] == str(PRIVATE)
+    assert {r["institution"] for r in listed} == {VILLAGE}
+    assert all(r["reason"] for r in listed)
+    last = audit_rows(record_url, before)[-1]
+    assert last["purpose"] == "HCOMPL" and last["resource"] == "GET /v1/audit/break-glass"
 
 
 def test_roles_that_read_no_records_are_refused_and_audited(

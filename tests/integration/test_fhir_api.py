@@ -406,4 +406,6 @@ def test_every_resource_served_is_valid_fhir_r4_4_0_1(client: TestClient, record
     assert {"CapabilityStatement", "Bundle", "Patient", "OperationOutcome", "AuditEvent"} <= kinds
     assert {"Encounter", "Observation", "ServiceRequest", "Task"} <= kinds
     assert r4_errors(served) == []
-    assert r4_errors([{"resourceType": "Bundle", "type": "searchset", "entries": []}])  # it can fail
+    assert r4_errors(
+        [{"resourceType": "Bundle", "type": "searchset", "entries": []}]
+    )  # it can fail

@@ -28,6 +28,7 @@ from projections.frame.generations import Generation
 from projections.frame.records import Record
 from projections.record import queries
 from projections.record.access import AccessRequest, decide
+from projections.record.entries import EntryKind
 from projections.record.memory import MemoryRecord
 from projections.record.projection import RECORD
 from projections.record.queries import default_table
@@ -148,10 +149,12 @@ def test_queries_agree_with_the_pure_record(
     now = START + timedelta(days=6)
     persons = sorted({p for p in memory.links.values() if p} - set(memory.survivors))
     flagged = avoided = 0
+    kinds: set[str] = set()
     with psycopg.connect(migrated_url) as conn:
         for person in persons:
             page = queries.timeline(conn, person, limit=1000)
             assert {e.entry_id for e in page.entries} == memory.timeline_ids(person)
+            kinds |= {str(e.kind) for e in page.entries}
             assert page.next_cursor is None
             got = {(c.consent.consent_id, c.state) for c in queries.consents(conn, person, now)}
             assert got == {(c.consent_id, c.state_at(now)) for c in memory.person_consents(person)}
@@ -170,6 +173,8 @@ def test_queries_agree_with_the_pure_record(
         counts = queries.repeat_counts(conn, START - timedelta(days=1), START + timedelta(days=60))
     assert flagged > 0 and 0 < avoided < flagged
     assert (counts.flagged, counts.avoided) == (flagged, avoided)
+    # Encounters, diagnoses, orders, lab results, imaging reports, referrals, transfers, consents.
+    assert kinds == {k.value for k in EntryKind}
     assert counts.checked >= counts.flagged
 
 

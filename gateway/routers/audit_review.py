@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from psycopg.rows import class_row
 from pydantic import BaseModel
 
+from events.membership import CODE_PATTERN
 from gateway.audit import Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
@@ -63,7 +64,7 @@ async def break_glass(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     before: Annotated[datetime | None, Query(description="only reads before this time")] = None,
     institution: Annotated[
-        str | None, Query(max_length=32, description="only readers of this member")
+        str | None, Query(pattern=CODE_PATTERN.pattern, description="only readers of this member")
     ] = None,
 ) -> list[BreakGlassRead]:
     """An administrator's review list. The persons it names are read here too, so the list is

@@ -11,6 +11,7 @@ import psycopg
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from events.membership import CODE_PATTERN
 from events.person import ReviewDecision
 from events.publisher import PublishError
 from gateway.audit import Subject, audit
@@ -88,7 +89,10 @@ async def list_reviews(
     gateway: GatewayDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    institution: Annotated[str | None, Query(description="only one member's records")] = None,
+    institution: Annotated[
+        str | None,
+        Query(pattern=CODE_PATTERN.pattern, description="only one member's records"),
+    ] = None,
 ) -> list[Review]:
     """Both records of every review shown are audited as read."""
     _administrator(principal)

@@ -20,6 +20,7 @@ from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
 from gateway.problems import ProblemError
 from projections.referrals import reads
+from projections.referrals.lifecycle import ReferralState
 
 router = APIRouter(
     prefix="/v1/referrals",
@@ -30,6 +31,7 @@ router = APIRouter(
     },
 )
 
+Direction = Literal["incoming", "outgoing", "UP", "DOWN", "LATERAL", "up", "down", "lateral"]
 READERS = frozenset({Role.REFERRAL_DESK, Role.CLINICIAN})
 PURPOSE = "COC"  # HL7 v3 PurposeOfUse: coordination of care
 POLL_S = 0.5
@@ -121,9 +123,10 @@ async def list_referrals(
     request: Request,
     gateway: GatewayDep,
     principal: PrincipalDep,
-    state: Annotated[str | None, Query(description="REQUESTED, ACCEPTED, COMPLETED, …")] = None,
+    state: Annotated[ReferralState | None, Query(description="the referral's state")] = None,
     direction: Annotated[
-        str | None, Query(description="incoming, outgoing, or a level direction (UP, DOWN)")
+        Direction | None,
+        Query(description="incoming, outgoing, or a level direction (UP, DOWN, LATERAL)"),
     ] = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

@@ -105,3 +105,53 @@ def test_referrals_by_direction_acceptance_rate_and_minutes_match_the_events() -
             assert _published(record, "acceptance_minutes_p90") == p90
             checked += 1
     assert checked >= 10
+
+
+def test_census_occupancy_and_policy_ratios_match_the_events() -> None:
+    from events.membership import InstitutionLevel, load_membership
+    from projections.reporting.synthetic import census, visit
+
+    members = load_membership()
+    primary = {InstitutionLevel.TOWNSHIP_CENTRE, InstitutionLevel.VILLAGE_CLINIC}
+    rng = random.Random(8)
+    events = [
+        *(e for _ in range(150) for e in visit(rng)),
+        *(e for _ in range(80) for e in census(rng)),
+        *(e for _ in range(120) for e in stay(rng)),
+    ]
+    ledger = Ledger("c1")
+    ledger.apply(events)
+    visits: dict[date, list[bool]] = defaultdict(list)
+    last_census: dict[tuple[date, str, str], Event] = {}
+    admissions: dict[date, int] = defaultdict(int)
+    outside: dict[date, int] = defaultdict(int)
+    for e in sorted(events, key=lambda e: e.envelope.occurred_at):
+        day, source = local_date(e.envelope.occurred_at), e.envelope.source
+        if e.event_type == "OutpatientVisitStarted":
+            visits[day].append(members.level(source) in primary)
+        elif e.event_type == "BedCensusReported":
+            last_census[(day, source, e.ward_code)] = e  # type: ignore[attr-defined]
+        elif e.event_type == "PatientAdmitted":
+            admissions[day] += 1
+        elif e.event_type == "PatientDischarged":
+            outside[day] += e.discharge_disposition == "TRANSFERRED_OUTSIDE"  # type: ignore[attr-defined]
+    checked = 0
+    for day, record in _days(ledger).items():
+        share = _published(record, "share_visits_primary")
+        if share is not None:
+            assert share == round(sum(visits[day]) / len(visits[day]), 4), day
+            checked += 1
+        reports = [c for (d, _, _), c in last_census.items() if d == day]
+        occupancy = _published(record, "bed_occupancy")
+        if occupancy is not None:
+            occupied = sum(c.beds_occupied for c in reports)  # type: ignore[attr-defined]
+            staffed = sum(c.beds_staffed for c in reports)  # type: ignore[attr-defined]
+            assert _published(record, "inpatients") == occupied
+            assert occupancy == round(occupied / staffed, 4), day
+            checked += 1
+        within = _published(record, "admitted_within_county")
+        if within is not None:
+            expected = admissions[day] / (admissions[day] + outside[day])
+            assert within == round(expected, 4), day
+            checked += 1
+    assert checked >= 6

@@ -185,6 +185,21 @@ function renderCharts(overdueRows) {
   ]);
   const percent = { scales: { y: { min: 0, max: 1, ticks: { format: { style: "percent" } } } } };
   chart("chart-ratios", "line", labels, RATIOS.map(([m, label]) => ({ label, data: series(m) })), percent);
+  chart("chart-flows", "line", labels, [
+    { label: "Inpatients (census)", data: series("inpatients") },
+    { label: "Referrals overdue", data: series("referrals_overdue") },
+    { label: "Referrals completed (loop closed)", data: series("referrals_completed") },
+    { label: "Transferred outside", data: series("transfers_outside") },
+  ]);
+  chart("chart-rates", "line", labels, [
+    { label: "Bed occupancy", data: series("bed_occupancy") },
+    { label: "Acceptance rate", data: series("acceptance_rate") },
+  ], percent);
+  chart("chart-times", "line", labels, [
+    { label: "Average stay (days)", data: series("average_length_of_stay_days"), yAxisID: "days" },
+    { label: "Median minutes to accept", data: series("acceptance_minutes_median"), yAxisID: "minutes" },
+    { label: "p90 minutes to accept", data: series("acceptance_minutes_p90"), yAxisID: "minutes" },
+  ], { scales: { days: { position: "left", min: 0 }, minutes: { position: "right", min: 0 } } });
 
   const hours = select("consortium", "HOUR", (r) => r.local_date === state.day);
   const byHour = new Map(hours.map((r) => [localHour(r.window_start), r]));

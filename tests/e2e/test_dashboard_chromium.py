@@ -299,6 +299,17 @@ def test_an_analyst_sees_the_figures_and_a_new_event_moves_a_number(
     )
     assert series["labels"] == [r["local_date"] for r in daily]
     assert series["datasets"][2]["data"] == [point(r["outpatient_visits"]) for r in daily]
+    # Every figure of a day record is charted per day, not only shown as a tile.
+    for canvas, measures in (
+        ("chart-flows", ("inpatients", "referrals_overdue", "referrals_completed")),
+        ("chart-rates", ("bed_occupancy", "acceptance_rate")),
+        ("chart-times", ("average_length_of_stay_days", "acceptance_minutes_median")),
+    ):
+        charted = browser.execute_script(
+            f"return Chart.getChart(document.getElementById('{canvas}')).data.datasets"
+        )
+        for dataset, measure in zip(charted, measures, strict=False):
+            assert dataset["data"] == [point(r[measure]) for r in daily], (canvas, measure)
     flow = browser.execute_script(
         "return Chart.getChart(document.getElementById('chart-flow')).data.datasets"
     )

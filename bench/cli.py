@@ -41,6 +41,12 @@ def gateway(
         float, typer.Option("--seconds", min=1, help="Duration of the single-event load.")
     ] = 20.0,
     workers: Annotated[int, typer.Option(min=1, max=16, help="Gateway worker processes.")] = 2,
+    hl7_connections: Annotated[
+        int,
+        typer.Option(
+            min=1, max=256, help="MLLP connections (interfaces), one message in flight each."
+        ),
+    ] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per figure.")] = False,
 ) -> None:
     """Batched, single-event and HL7 v2 ingest through the gateway, beside raw Kafka produce."""
@@ -48,7 +54,11 @@ def gateway(
 
     console = Console(stderr=True)
     figures = gateway_bench.measure(
-        events, single_seconds=seconds, workers=workers, say=console.print
+        events,
+        single_seconds=seconds,
+        workers=workers,
+        hl7_connections=hl7_connections,
+        say=console.print,
     )
     report(figures, as_json=as_json)
 

@@ -27,8 +27,7 @@ BASELINE = "confluent-kafka produce"
 BATCH = 500
 BATCH_CLIENTS = 4
 SINGLE_RATE = 500.0
-HL7_CONNECTIONS = 4
-# hl7apy parses some 100 messages/s per core: more would only make a round longer.
+HL7_CONNECTIONS = 4  # MLLP connections, one message in flight on each (an interface each)
 HL7_MESSAGES = 2_000
 ROUNDS = 3
 Say = Callable[[str], None]
@@ -394,6 +393,7 @@ def measure(
     single_seconds: float = 20.0,
     workers: int = 1,
     rounds: int = ROUNDS,
+    hl7_connections: int = HL7_CONNECTIONS,
     say: Say = lambda _: None,
 ) -> list[Figure]:
     """Start or reuse the servers, start a gateway, warm up, measure every figure, stop it."""
@@ -437,7 +437,7 @@ def measure(
             send_hl7(
                 mllp_port,
                 _hl7_frames(load.hl7_events[:300], token, "W" + uuid.uuid4().hex[:6]),
-                HL7_CONNECTIONS,
+                hl7_connections,
             )
         )
 
@@ -467,7 +467,7 @@ def measure(
             messages = load.hl7_events[:HL7_MESSAGES]
             frames = _hl7_frames(messages, token, f"R{r}{uuid.uuid4().hex[:6]}")
             with cpu.measure("hl7", say):
-                return float(run(send_hl7(mllp_port, frames, HL7_CONNECTIONS)))
+                return float(run(send_hl7(mllp_port, frames, hl7_connections)))
 
         hl7_rate = _best(rounds, hl7, say, "HL7 v2 over MLLP", "msg/s")
 

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     membership_file: Path | None = Field(
         default=None, description="CSV of member institutions; unset means the bundled county."
     )
+    recognition_table: Path | None = Field(
+        default=None,
+        description="CSV of tests whose results members recognise, and for how long;"
+        " unset means the bundled table (projections/record/data/recognition.csv).",
+    )
     topic_replication_factor: int | None = Field(
         default=None, ge=1, description="Override of declared replication (clamped to brokers)."
     )

@@ -39,10 +39,15 @@ _DEFAULT_TABLE: RecognitionTable | None = None
 
 
 def default_table() -> RecognitionTable:
-    """The bundled recognition table (data/recognition.csv), read once."""
-    global _DEFAULT_TABLE  # noqa: PLW0603 - a read-only cache of a bundled file
+    """The recognition table: RECOGNITION_TABLE's CSV if set, else the bundled one; read once."""
+    global _DEFAULT_TABLE  # noqa: PLW0603 - a read-only cache of a configuration file
     if _DEFAULT_TABLE is None:
-        _DEFAULT_TABLE = RecognitionTable.load()
+        from consortium.settings import get_settings
+
+        configured = get_settings().recognition_table
+        _DEFAULT_TABLE = (
+            RecognitionTable.load(configured) if configured else RecognitionTable.load()
+        )
     return _DEFAULT_TABLE
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -282,3 +285,31 @@ def test_recognizable_results_are_those_still_valid_now() -> None:
     found = recognizable([fresh, stale], TABLE, T0 + timedelta(days=6))
     assert {r.prior.result_id for r in found} == {"R1"}
     assert all(r.valid_until == fresh.effective_at + r.test.validity for r in found)
+
+
+def test_a_configured_table_replaces_the_bundled_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consortium.settings import get_settings
+    from projections.record import queries
+    from projections.record.recognition import TABLE_PATH
+
+    with TABLE_PATH.open(encoding="utf-8", newline="") as bundled:
+        reader = csv.DictReader(bundled)
+        header, rows = reader.fieldnames or [], list(reader)[:2]
+    rows[0]["validity_days"] = "30"  # this county recognises a blood count for a month
+    table = tmp_path / "recognition.csv"
+    with table.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, header)
+        writer.writeheader()
+        writer.writerows(rows)
+    monkeypatch.setenv("RECOGNITION_TABLE", str(table))
+    monkeypatch.setattr(queries, "_DEFAULT_TABLE", None)
+    get_settings.cache_clear()
+    try:
+        configured = queries.default_table()
+    finally:
+        get_settings.cache_clear()
+        monkeypatch.setattr(queries, "_DEFAULT_TABLE", None)
+    assert len(configured.tests) == 2
+    assert configured.tests[0].validity == timedelta(days=30)

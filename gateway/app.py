@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import psycopg
@@ -29,6 +29,8 @@ from gateway.routers import (
     reports,
 )
 from gateway.state import Gateway
+
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 
 DESCRIPTION = """\
 Member institutions of the consortium publish clinical events here, over JSON or HL7 v2.
@@ -97,25 +99,27 @@ def create_app(
     problems.install(app)
     openapi.install(app)
 
-    async def database_down(request: Request, exc: Exception) -> JSONResponse:
-        return problems.problem_response(
-            503,
-            "Service unavailable",
-            "the credential and idempotency database does not answer; nothing was published",
-            kind="database-unavailable",
-            instance=request.url.path,
-            headers={"Retry-After": "5"},
-        )
+    def unavailable(detail: str, kind: str, retry_after_s: int) -> Handler:
+        async def answer(request: Request, exc: Exception) -> JSONResponse:
+            return problems.problem_response(
+                503,
+                "Service unavailable",
+                detail,
+                kind=kind,
+                instance=request.url.path,
+                headers={"Retry-After": str(retry_after_s)},
+            )
 
-    async def projection_missing(request: Request, exc: Exception) -> JSONResponse:
-        return problems.problem_response(
-            503,
-            "Service unavailable",
-            "the projection this reads has not been built yet: start its processor",
-            kind="projection-unavailable",
-            instance=request.url.path,
-            headers={"Retry-After": "30"},
-        )
+        return answer
+
+    database_down = unavailable(
+        "the database does not answer; nothing was published or read", "database-unavailable", 5
+    )
+    projection_missing = unavailable(
+        "the projection this reads has not been built yet: start its processor",
+        "projection-unavailable",
+        30,
+    )
 
     app.add_exception_handler(psycopg.OperationalError, database_down)
     app.add_exception_handler(psycopg.errors.UndefinedTable, projection_missing)

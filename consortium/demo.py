@@ -175,6 +175,8 @@ def demo(
             wait_caught_up(endpoints, settings.consortium_id, child, report=_every(console, 5.0))
             console.print("every projection has applied the whole log")
             show_projections(console, endpoints.database_url, membership)
+            show_record(console, endpoints.database_url, membership)
+            show_bureau(console, endpoints.database_url)
             if serve:
                 serve_until_interrupted(console, endpoints, child)
     finally:
@@ -228,11 +230,98 @@ def show_projections(console: Console, database_url: str, membership: Membership
     console.print(desk)
 
 
+_BUSIEST_PERSON = """
+SELECT lp.person_id, count(DISTINCT lp.institution) AS members, count(*) AS entries
+FROM record.local_patients lp
+JOIN record.entries e ON e.institution = lp.institution AND e.local_id = lp.local_id
+WHERE lp.person_id IS NOT NULL
+GROUP BY lp.person_id
+ORDER BY members DESC, entries DESC, lp.person_id
+LIMIT 1
+"""
+
+
+def show_record(console: Console, database_url: str, membership: Membership) -> None:
+    """What a clinician sees: one person's record across the members that know them."""
+    import psycopg
+
+    from projections.record import queries
+    from projections.reporting.windows import REPORTING_ZONE
+
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute(_BUSIEST_PERSON).fetchone()
+        if found is None:
+            console.print("no person is linked at any member yet (is the patient index running?)")
+            return
+        person_id = str(found[0])
+        who = queries.person(conn, person_id)
+        page = queries.timeline(conn, person_id, limit=12)
+    members = ", ".join(f"{membership[i].name} ({local})" for i, local in who.local_patients)
+    console.print(
+        f"The shared record of person {person_id}: known at {found[1]} members — {members}; "
+        f"{found[2]:,} entries, the latest {len(page.entries)}:"
+    )
+    table = Table(title="Shared record (newest first, Asia/Shanghai time)")
+    for column in ("when", "member", "kind", "what", "status"):
+        table.add_column(column)
+    for e in page.entries:
+        table.add_row(
+            f"{e.at.astimezone(REPORTING_ZONE):%m-%d %H:%M}",
+            membership[e.institution].name if e.institution in membership else e.institution,
+            e.kind,
+            e.display or e.code or e.event_type,
+            e.status or "",
+        )
+    console.print(table)
+
+
+def _shown(figure: dict[str, object] | None, kind: str = "count") -> str:
+    if figure is None:
+        return ""
+    if figure["suppressed"]:
+        return "<5"
+    value = figure["value"]
+    if value is None:
+        return "–"
+    return f"{value:.0%}" if kind == "share" else f"{value:,}"
+
+
+def show_bureau(console: Console, database_url: str) -> None:
+    """What a county health bureau sees: the consortium's headline figures per day."""
+    import psycopg
+
+    from projections.reporting.queries import consortium_figures
+
+    with psycopg.connect(database_url) as conn:
+        days = consortium_figures(conn, "DAY")
+    table = Table(title="The bureau's headline figures (consortium, per day; <5 = suppressed)")
+    columns = [
+        ("admissions", "admissions", "count"),
+        ("discharges", "discharges", "count"),
+        ("outpatient_visits", "visits", "count"),
+        ("referrals_up", "referred up", "count"),
+        ("referrals_down", "referred down", "count"),
+        ("share_referrals_down", "share down", "share"),
+        ("share_visits_primary", "visits at township/village", "share"),
+        ("admitted_within_county", "admitted in county", "share"),
+        ("bed_occupancy", "bed occupancy", "share"),
+    ]
+    table.add_column("day")
+    for _, label, _ in columns:
+        table.add_column(label, justify="right")
+    for record in days:
+        table.add_row(
+            str(record["local_date"]),
+            *(_shown(record.get(field), kind) for field, _, kind in columns),
+        )
+    console.print(table)
+
+
 def serve_until_interrupted(
     console: Console, endpoints: Endpoints, processors: subprocess.Popen[bytes]
 ) -> None:
     """Run the gateway beside the processors until Ctrl-C."""
-    from gateway.testing import free_port
+    from gateway.testing import free_port, issue_token
 
     port = free_port()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": endpoints.bootstrap_servers}
@@ -243,6 +332,14 @@ def serve_until_interrupted(
     console.rule("[bold]serving")
     console.print(f"gateway:  http://127.0.0.1:{port}/docs  (OpenAPI at /openapi.json)")
     console.print(f"catalog:  http://127.0.0.1:{port}/subjects  (Schema Registry paths)")
+    from events.membership import InstitutionLevel, load_membership
+    from gateway.principals import Role
+
+    county = load_membership().at_level(InstitutionLevel.COUNTY_HOSPITAL)[0].code
+    token = issue_token(endpoints.database_url, county, Role.BUREAU_ANALYST)
+    console.print(
+        f"dashboard: http://127.0.0.1:{port}/dashboard  (a bureau analyst's token: {token})"
+    )
     console.print(endpoints.export_lines(), end="")
     console.print("Ctrl-C stops the gateway, the processors and the servers.")
     try:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from confluent_kafka import Consumer, TopicPartition
 
 from consortium.kafka_config import kafka_client_config
-from events.topics import event_topic
+from events.topics import Family, event_topic
 from infra.runtime import Endpoints
 from infra.security import ADMIN
 
@@ -82,6 +82,48 @@ def log_ends(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
         consumer.close()
 
 
+def _wait_index(
+    endpoints: Endpoints,
+    consortium_id: str,
+    child: subprocess.Popen[bytes],
+    deadline: float,
+    report: Callable[[str], None],
+) -> None:
+    """Until the patient index has read every registration and published every decision."""
+    import psycopg
+
+    patients = event_topic(Family.PATIENT, consortium_id)
+    ends = log_ends(endpoints.bootstrap_servers, [patients])
+    total = sum(ends.values())
+    while True:
+        if child.poll() is not None:
+            raise RuntimeError(f"the processors stopped (exit {child.returncode})")
+        try:
+            with psycopg.connect(endpoints.database_url, autocommit=True) as conn:
+                stored = dict(
+                    ((t, p), n)
+                    for t, p, n in conn.execute(
+                        "SELECT topic, partition, next_offset FROM empi.positions"
+                    ).fetchall()
+                )
+                row = conn.execute(
+                    "SELECT count(*) FROM empi.outbox WHERE published_at IS NULL"
+                ).fetchone()
+                unpublished = row[0] if row else 0
+        except psycopg.errors.UndefinedTable:
+            stored, unpublished = {}, 0
+        behind = sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
+        report(
+            f"patient index: {total - behind:,} of {total:,} registrations,"
+            f" {unpublished:,} decisions to publish"
+        )
+        if behind == 0 and unpublished == 0:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the patient index is still {behind:,} registrations behind")
+        time.sleep(1.0)
+
+
 def wait_caught_up(
     endpoints: Endpoints,
     consortium_id: str,
@@ -89,11 +131,15 @@ def wait_caught_up(
     timeout: float = 300.0,
     report: Callable[[str], None] = lambda _: None,
 ) -> None:
-    """Return once every registered projection has consumed its topics up to their current end."""
+    """Return once every registered projection has consumed its topics up to their current end.
+
+    The patient index goes first: its decisions (on the person topic) are what the shared record
+    joins members' records by, so the record's end is read once the index has settled."""
     from processors.positions import stored_positions
     from processors.wiring import PROJECTIONS
 
     deadline = time.monotonic() + timeout
+    _wait_index(endpoints, consortium_id, child, deadline, report)
     for projection in PROJECTIONS.values():
         topics = [event_topic(f, consortium_id) for f in projection.families]
         ends = log_ends(endpoints.bootstrap_servers, topics)

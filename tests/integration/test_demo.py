@@ -21,7 +21,7 @@ def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_demo_shows_the_log_and_the_referral_board_and_runs_the_same_twice(
+def test_the_demo_shows_the_log_the_board_a_record_and_the_figures_and_runs_the_same_twice(
     kafka_bootstrap: str, scratch_database_url: str, fresh_consortium_id: str, tmp_path: Path
 ) -> None:
     env = {
@@ -37,6 +37,11 @@ def test_the_demo_shows_the_log_and_the_referral_board_and_runs_the_same_twice(
     assert "read back all" in first.stdout
     assert "Referral board" in first.stdout
     assert "every projection has applied the whole log" in first.stdout
+    # A clinician's view: one person's record joined across members by the patient index.
+    assert "The shared record of person" in first.stdout
+    assert "known at 1 members" not in first.stdout
+    # The bureau's view: the consortium's figures per day.
+    assert "The bureau's headline figures" in first.stdout
     with psycopg.connect(scratch_database_url) as conn:
         referrals = conn.execute("SELECT count(*) FROM referrals.referrals").fetchone()
     assert referrals is not None and referrals[0] > 0

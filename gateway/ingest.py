@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -55,10 +55,18 @@ class Ingest:
         self._retry_after = str(retry_after_s)
 
     async def submit(
-        self, principal: Principal, events: Sequence[Event], *, batch: bool = True
+        self,
+        principal: Principal,
+        events: Sequence[Event],
+        *,
+        batch: bool = True,
+        channel: str = "http",
+        client: str | None = None,
     ) -> Outcome:
-        """Publish what is new, answer retries from the record; 403/409/503 as ProblemError."""
-        self._authorise(principal, events, batch)
+        """Publish what is new, answer retries from the record; 403/409/503 as ProblemError.
+
+        A refusal (403) is recorded in `publish_refusals` before it is answered."""
+        await self._authorise(principal, events, batch, channel, client)
         digests = [content_digest(e) for e in events]
         first: dict[UUID, int] = {}
         conflicts: list[FieldError] = []
@@ -104,13 +112,22 @@ class Ingest:
             replayed=sum(1 for e in events if e.envelope.event_id in known),
         )
 
-    def _authorise(self, principal: Principal, events: Sequence[Event], batch: bool) -> None:
+    async def _authorise(
+        self,
+        principal: Principal,
+        events: Sequence[Event],
+        batch: bool,
+        channel: str,
+        client: str | None,
+    ) -> None:
+        reasons = [(e, why) for e in events if (why := principal.may_publish(e)) is not None]
         refused = [
             _located(i if batch else None, why, "envelope", "source")
             for i, e in enumerate(events)
             if (why := principal.may_publish(e)) is not None
         ]
         if refused:
+            await self._record_refusal(principal, reasons, channel, client)
             raise ProblemError(
                 403,
                 "Forbidden",
@@ -142,6 +159,37 @@ class Ingest:
             ) from exc
         await self._record(stored, fresh, digests, first)
         return stored
+
+    async def _record_refusal(
+        self,
+        principal: Principal,
+        reasons: list[tuple[Event, str]],
+        channel: str,
+        client: str | None,
+    ) -> None:
+        """The refused request as one append-only row; the refusal stands even if it fails."""
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO publish_refusals (refusal_id, refused_at, credential_id,"
+                    " institution, role, channel, claimed_sources, event_ids, event_types,"
+                    " reason, client_address) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s,"
+                    " %s, %s)",
+                    (
+                        uuid4(),
+                        principal.credential_id,
+                        principal.institution,
+                        principal.role.value,
+                        channel,
+                        sorted({e.envelope.source for e, _ in reasons}),
+                        [e.envelope.event_id for e, _ in reasons],
+                        [e.event_type for e, _ in reasons],
+                        "; ".join(sorted({why for _, why in reasons})),
+                        client,
+                    ),
+                )
+        except Exception:  # a refusal is answered 403 whatever; losing its row is logged
+            log.exception("could not record a refused publish of %s", principal.institution)
 
     async def _recorded(self, event_ids: list[UUID]) -> dict[UUID, tuple[bytes, Delivery]]:
         async with self._pool.connection() as conn:

@@ -26,6 +26,8 @@ def frame(message: str) -> bytes:
 async def _serve(
     gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
+    peer = writer.get_extra_info("peername")
+    client = str(peer[0]) if isinstance(peer, tuple) and peer else None
     while True:
         try:
             data = await asyncio.wait_for(reader.readuntil(END_BLOCK), IDLE_TIMEOUT_S)
@@ -42,7 +44,8 @@ async def _serve(
             writer.write(frame(build_ack(None, AckCode.REJECT, [missing])))
         else:
             try:
-                answer = (await handle(gateway, data[start + 1 : -len(END_BLOCK)], None)).ack
+                message = data[start + 1 : -len(END_BLOCK)]
+                answer = (await handle(gateway, message, None, client)).ack
             except Exception:
                 log.exception("MLLP message failed")
                 failed = Hl7Error("207", "the gateway could not process the message; resend later")

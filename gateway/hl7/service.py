@@ -91,7 +91,9 @@ def _validate(message: Any, drafts: list[dict[str, Any]]) -> list[Event] | Answe
     return events
 
 
-async def handle(gateway: Gateway, raw: bytes, principal: Principal | None) -> Answer:
+async def handle(
+    gateway: Gateway, raw: bytes, principal: Principal | None, client: str | None = None
+) -> Answer:
     """Acknowledge one message: AA once Kafka has its events, else AE or AR with ERR segments."""
     er7 = decode(raw)
     # Parsing and mapping a usual message takes ~0.1 ms, less than a hop to a worker thread;
@@ -115,7 +117,7 @@ async def handle(gateway: Gateway, raw: bytes, principal: Principal | None) -> A
     if isinstance(validated, Answer):
         return validated
     try:
-        await gateway.ingest.submit(principal, validated, batch=False)
+        await gateway.ingest.submit(principal, validated, batch=False, channel="hl7", client=client)
     except ProblemError as exc:
         details = [e.detail for e in exc.extensions.get("errors", [])] or [exc.detail or exc.title]
         if exc.status == 503:

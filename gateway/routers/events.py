@@ -71,5 +71,6 @@ async def publish_events(
     raw = await read_limited(request, gateway.config.max_body_bytes)
     # Validation is CPU work: a thread keeps the event loop answering other requests.
     events, batch = await anyio.to_thread.run_sync(parse_events, raw, MAX_BATCH)
-    outcome = await gateway.ingest.submit(principal, events, batch=batch)
+    client = request.client.host if request.client else None
+    outcome = await gateway.ingest.submit(principal, events, batch=batch, client=client)
     return accepted(outcome)

@@ -44,7 +44,7 @@ _ACK = {ER7: {"schema": {"type": "string"}}}
 async def publish_hl7v2(request: Request, gateway: GatewayDep, principal: PrincipalDep) -> Response:
     """ADT^A01/A02/A03/A04/A08, ORM^O01, OML^O21, ORU^R01, REF/RRI^I12; docs/hl7v2-mapping.md."""
     raw = await read_limited(request, gateway.config.max_hl7_bytes)
-    answer = await handle(gateway, raw, principal)
+    answer = await handle(gateway, raw, principal, request.client.host if request.client else None)
     headers = (
         {"Retry-After": str(gateway.config.retry_after_s)} if answer.http_status == 503 else {}
     )

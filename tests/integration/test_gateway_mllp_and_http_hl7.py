@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 
 from consortium.topics import ensure_topics
@@ -74,6 +75,13 @@ def test_http_hl7_is_acknowledged_aa_a_resend_again_and_a_foreign_source_ae(
     )
     assert foreign.status_code == 403
     assert "\rMSA|AE|H2" in foreign.text and "\rERR|" in foreign.text
+    with psycopg.connect(database_url) as conn:
+        audited = conn.execute(
+            "SELECT claimed_sources FROM publish_refusals WHERE channel = 'hl7'"
+            " AND institution = %s",
+            (TOWNSHIP,),
+        ).fetchall()
+    assert [COUNTY_HOSPITAL] in [row[0] for row in audited]
 
 
 def test_mllp_frames_get_acks_and_garbage_gets_ar_on_the_same_connection(

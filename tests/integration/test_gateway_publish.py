@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
@@ -133,6 +134,20 @@ def test_publishing_as_another_institution_is_forbidden_and_nothing_is_written(
     assert problem["status"] == 403
     assert [e["path"] for e in problem["errors"]] == ["$[1].envelope.source"]
     assert end_offsets(config.bootstrap_servers, config.consortium_id) == 0
+    # The refusal is audited: who tried to publish what as whom, before the 403 was answered.
+    with psycopg.connect(config.database_url) as conn:
+        rows = conn.execute(
+            "SELECT institution, role, channel, claimed_sources, event_ids, event_types, reason"
+            " FROM publish_refusals WHERE %s = ANY(event_ids)",
+            (uuid.UUID(theirs["envelope"]["event_id"]),),
+        ).fetchall()
+    assert len(rows) == 1
+    institution, role, channel, claimed, ids, types, reason = rows[0]
+    assert (institution, role, channel) == (TOWNSHIP, "publisher", "http")
+    assert claimed == [COUNTY_HOSPITAL] and types == ["PatientAdmitted"] and len(ids) == 1
+    assert COUNTY_HOSPITAL in reason
+    with psycopg.connect(config.database_url) as conn, pytest.raises(psycopg.Error):
+        conn.execute("DELETE FROM publish_refusals")  # append-only
     # A retry of the allowed event alone publishes it: nothing of the refused batch was recorded.
     ok = client.post("/v1/events", json=mine, headers=township)
     assert ok.headers["Idempotent-Replayed"] == "0"

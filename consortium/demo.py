@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -170,15 +171,19 @@ def demo(
         if summary.total != total:
             raise typer.Exit(1)
 
-        console.rule("[bold]4. the projections (faust processors → PostgreSQL)")
-        with processors_running(endpoints, settings.consortium_id) as child:
+        console.rule("[bold]4. the projections (faust processors → PostgreSQL) and the gateway")
+        with (
+            processors_running(endpoints, settings.consortium_id) as child,
+            gateway_running(endpoints) as gateway,
+        ):
+            console.print(f"the gateway answers at {gateway.url}")
             wait_caught_up(endpoints, settings.consortium_id, child, report=_every(console, 5.0))
             console.print("every projection has applied the whole log")
             show_projections(console, endpoints.database_url, membership)
             show_record(console, endpoints.database_url, membership)
-            show_bureau(console, endpoints.database_url)
+            show_bureau(console, gateway)
             if serve:
-                serve_until_interrupted(console, endpoints, child)
+                serve_until_interrupted(console, endpoints, gateway, child)
     finally:
         console.rule("[bold]shutting down")
         shut_down(report=console.print)
@@ -286,14 +291,19 @@ def _shown(figure: dict[str, object] | None, kind: str = "count") -> str:
     return f"{value:.0%}" if kind == "share" else f"{value:,}"
 
 
-def show_bureau(console: Console, database_url: str) -> None:
-    """What a county health bureau sees: the consortium's headline figures per day."""
-    import psycopg
+def show_bureau(console: Console, gateway: Gateway) -> None:
+    """What a county health bureau sees, read as a bureau analyst through the gateway's
+    /v1/reports/consortium: the consortium's headline figures per day."""
+    import httpx
 
-    from projections.reporting.queries import consortium_figures
-
-    with psycopg.connect(database_url) as conn:
-        days = consortium_figures(conn, "DAY")
+    answer = httpx.get(
+        f"{gateway.url}/v1/reports/consortium",
+        params={"grain": "DAY"},
+        headers={"Authorization": f"Bearer {gateway.analyst_token}"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    days = answer.json()["records"]
     table = Table(title="The bureau's headline figures (consortium, per day; <5 = suppressed)")
     columns = [
         ("admissions", "admissions", "count"),
@@ -317,36 +327,70 @@ def show_bureau(console: Console, database_url: str) -> None:
     console.print(table)
 
 
-def serve_until_interrupted(
-    console: Console, endpoints: Endpoints, processors: subprocess.Popen[bytes]
-) -> None:
-    """Run the gateway beside the processors until Ctrl-C."""
+@dataclass(frozen=True)
+class Gateway:
+    """The gateway the demo runs: its process, address and a bureau analyst's credential."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    analyst_token: str
+
+
+@contextmanager
+def gateway_running(endpoints: Endpoints, timeout_s: float = 60.0) -> Iterator[Gateway]:
+    """`consortium serve` on a free port, answering /healthz before this yields; stopped after."""
+    import httpx
+
+    from gateway.principals import Role
     from gateway.testing import free_port, issue_token
 
     port = free_port()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": endpoints.bootstrap_servers}
     env["DATABASE_URL"] = endpoints.database_url
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "consortium.cli", "serve", "--port", str(port)], env=env
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consortium.cli", "serve", "--port", str(port), "--no-access-log"],
+        env=env,
     )
-    console.rule("[bold]serving")
-    console.print(f"gateway:  http://127.0.0.1:{port}/docs  (OpenAPI at /openapi.json)")
-    console.print(f"catalog:  http://127.0.0.1:{port}/subjects  (Schema Registry paths)")
-    from events.membership import InstitutionLevel, load_membership
-    from gateway.principals import Role
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the gateway stopped (exit {process.returncode})")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gateway did not answer at {url} in {timeout_s:g} s")
+            time.sleep(0.2)
+        county = load_membership().at_level(InstitutionLevel.COUNTY_HOSPITAL)[0].code
+        yield Gateway(
+            process, url, issue_token(endpoints.database_url, county, Role.BUREAU_ANALYST)
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
-    county = load_membership().at_level(InstitutionLevel.COUNTY_HOSPITAL)[0].code
-    token = issue_token(endpoints.database_url, county, Role.BUREAU_ANALYST)
+
+def serve_until_interrupted(
+    console: Console,
+    endpoints: Endpoints,
+    gateway: Gateway,
+    processors: subprocess.Popen[bytes],
+) -> None:
+    """Keep the gateway and the processors running until Ctrl-C."""
+    console.rule("[bold]serving")
+    console.print(f"gateway:  {gateway.url}/docs  (OpenAPI at /openapi.json)")
+    console.print(f"catalog:  {gateway.url}/subjects  (Schema Registry paths)")
     console.print(
-        f"dashboard: http://127.0.0.1:{port}/dashboard  (a bureau analyst's token: {token})"
+        f"dashboard: {gateway.url}/dashboard  (a bureau analyst's token: {gateway.analyst_token})"
     )
     console.print(endpoints.export_lines(), end="")
     console.print("Ctrl-C stops the gateway, the processors and the servers.")
     try:
-        while gateway.poll() is None and processors.poll() is None:
+        while gateway.process.poll() is None and processors.poll() is None:
             time.sleep(1.0)
     except KeyboardInterrupt:
         pass
-    finally:
-        gateway.terminate()
-        gateway.wait(timeout=30)

@@ -37,10 +37,11 @@ def test_the_demo_shows_the_log_the_board_a_record_and_the_figures_and_runs_the_
     assert "read back all" in first.stdout
     assert "Referral board" in first.stdout
     assert "every projection has applied the whole log" in first.stdout
+    assert "the gateway answers at http://127.0.0.1:" in first.stdout
     # A clinician's view: one person's record joined across members by the patient index.
     assert "The shared record of person" in first.stdout
     assert "known at 1 members" not in first.stdout
-    # The bureau's view: the consortium's figures per day.
+    # The bureau's view: the consortium's figures per day, read through the gateway.
     assert "The bureau's headline figures" in first.stdout
     with psycopg.connect(scratch_database_url) as conn:
         referrals = conn.execute("SELECT count(*) FROM referrals.referrals").fetchone()

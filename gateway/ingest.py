@@ -120,14 +120,18 @@ class Ingest:
         channel: str,
         client: str | None,
     ) -> None:
-        reasons = [(e, why) for e in events if (why := principal.may_publish(e)) is not None]
-        refused = [
-            _located(i if batch else None, why, "envelope", "source")
+        refusals = [
+            (i, e, why)
             for i, e in enumerate(events)
             if (why := principal.may_publish(e)) is not None
         ]
-        if refused:
-            await self._record_refusal(principal, reasons, channel, client)
+        if refusals:
+            await self._record_refusal(
+                principal, [(e, why) for _, e, why in refusals], channel, client
+            )
+            refused = [
+                _located(i if batch else None, why, "envelope", "source") for i, _, why in refusals
+            ]
             raise ProblemError(
                 403,
                 "Forbidden",

@@ -8,7 +8,7 @@ from typing import Any
 from projections.frame.declaration import Projection
 from projections.record.projection import RECORD
 from projections.referrals.projection import REFERRALS
-from projections.reporting.projection import REPORTING
+from projections.reporting.projection import REPORTING, reporting_projection
 from projections.transfers.projection import TRANSFERS
 
 PROJECTIONS: dict[str, Projection[Any, Any]] = {
@@ -26,8 +26,6 @@ def projection(name: str, consortium_id: str | None = None) -> Projection[Any, A
     except KeyError:
         raise KeyError(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}") from None
     if consortium_id is not None and name == REPORTING.name:
-        from projections.reporting.projection import reporting_projection
-
         return reporting_projection(consortium_id)
     return found
 

@@ -6,10 +6,10 @@ them on its own small pool of synchronous connections, one worker-thread hop per
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from psycopg import Connection
@@ -24,6 +24,7 @@ from projections.record.queries import Person, TimelineEntry
 from projections.record.recognition import PossibleRepeat, Recognizable
 
 POOL_SIZE = 4
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,29 +119,16 @@ def read_as_desk(pool: ConnectionPool, person_id: str, reader: Reader) -> Record
     return RecordRead(person, verdict, tuple(e for r in shown for e in r.lines))
 
 
-def read_repeats(
-    pool: ConnectionPool, person_id: str, reader: Reader, now: datetime
-) -> tuple[RecordRead, list[PossibleRepeat]]:
-    """The person's orders flagged as possible repeats, where the reader may see both the
-    ordering member and the member whose result it repeats."""
-    with pool.connection() as conn:
-        person = queries.person(conn, person_id)
-        if not person.local_patients:
-            return RecordRead(person, denied("no member's record is linked to this person")), []
-        verdict = clinician_verdict(reader, person, queries.access_inputs(conn, person_id), now)
-        if not verdict.allowed:
-            return RecordRead(person, verdict), []
-        found = queries.repeats_of(conn, person_id)
-    seen = verdict.allowed
-    return RecordRead(person, verdict), [
-        r for r in found if r.order.institution in seen and r.prior.institution in seen
-    ]
-
-
-def read_recognizable(
-    pool: ConnectionPool, person_id: str, reader: Reader, now: datetime
-) -> tuple[RecordRead, list[Recognizable]]:
-    """The results the reader may reuse: recognisable ones from members it may see."""
+def _clinician_read(
+    pool: ConnectionPool,
+    person_id: str,
+    reader: Reader,
+    now: datetime,
+    find: Callable[[Connection[Any]], list[T]],
+    members_of: Callable[[T], Iterable[str]],
+) -> tuple[RecordRead, list[T]]:
+    """A clinician's verdict on the person, and what `find` reads of them, kept where every
+    member an item comes from is one the reader may see."""
     with pool.connection() as conn:
         person = queries.person(conn, person_id)
         if not person.local_patients:
@@ -149,5 +137,35 @@ def read_recognizable(
         verdict = clinician_verdict(reader, person, queries.access_inputs(conn, person_id), now)
         if not verdict.allowed:
             return RecordRead(person, verdict), []
-        found = queries.recognizable_results(conn, person_id, now)
-    return RecordRead(person, verdict), [r for r in found if r.prior.institution in verdict.allowed]
+        found = find(conn)
+    seen = verdict.allowed
+    return RecordRead(person, verdict), [i for i in found if set(members_of(i)) <= seen]
+
+
+def read_repeats(
+    pool: ConnectionPool, person_id: str, reader: Reader, now: datetime
+) -> tuple[RecordRead, list[PossibleRepeat]]:
+    """The person's orders flagged as possible repeats, where the reader may see both the
+    ordering member and the member whose result it repeats."""
+    return _clinician_read(
+        pool,
+        person_id,
+        reader,
+        now,
+        lambda conn: queries.repeats_of(conn, person_id),
+        lambda r: (r.order.institution, r.prior.institution),
+    )
+
+
+def read_recognizable(
+    pool: ConnectionPool, person_id: str, reader: Reader, now: datetime
+) -> tuple[RecordRead, list[Recognizable]]:
+    """The results the reader may reuse: recognisable ones from members it may see."""
+    return _clinician_read(
+        pool,
+        person_id,
+        reader,
+        now,
+        lambda conn: queries.recognizable_results(conn, person_id, now),
+        lambda r: (r.prior.institution,),
+    )

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 import psycopg
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -26,12 +27,15 @@ from events.codec import Codec, DecodeError
 from events.membership import CODE_PATTERN, InstitutionLevel, load_membership
 from events.topics import REPORTING_TOPICS, REPORTING_VIEWS
 from gateway.deps import GatewayDep, PrincipalDep
+from gateway.fhir.reads import record_pool
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
 from gateway.problems import ProblemError
 from gateway.state import Gateway
+from projections.record.queries import repeat_counts
 from projections.reporting import queries
-from projections.reporting.windows import DAY, day_start
+from projections.reporting.repeats import repeat_report
+from projections.reporting.windows import DAY, day_start, local_date
 
 log = logging.getLogger(__name__)
 
@@ -279,13 +283,6 @@ async def repeat_tests(
     """From the shared record: orders of a test in the recognition table placed that
     Asia/Shanghai day (default: today), those repeating another member's still-valid result,
     and those then cancelled; small counts suppressed as in every report."""
-    import anyio.to_thread
-
-    from gateway.fhir.reads import record_pool
-    from projections.record.queries import repeat_counts
-    from projections.reporting.repeats import repeat_report
-    from projections.reporting.windows import local_date
-
     chosen = day or local_date(datetime.now(UTC))
     since, until = _range(chosen, None, None)
     assert since is not None and until is not None

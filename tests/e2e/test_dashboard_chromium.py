@@ -21,8 +21,6 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fastapi import FastAPI
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -46,6 +44,7 @@ from gateway.routers import dashboard, reports
 from gateway.testing import issue_token, serving
 from infra.browser import ensure_chromium, headless_arguments
 from infra.migrate import apply_migrations
+from own_databases import own_database
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor
 from projections.frame.records import DeadLetter, Record
@@ -163,14 +162,8 @@ def reports_app(config: GatewayConfig) -> FastAPI:
 @pytest.fixture
 def scratch_database_url(database_url: str) -> Iterator[str]:
     """A new database of its own: the reporting views name one live generation per database."""
-    name = "scratch_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(database_url, dbname=name)
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with own_database(database_url) as url:
+        yield url
 
 
 @pytest.fixture

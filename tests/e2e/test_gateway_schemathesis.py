@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.principals import Role
 from gateway.testing import issue_token, serving
-from infra.migrate import apply_migrations
+from own_databases import own_database
 from processors.wiring import PROJECTIONS
 from projections.frame import generations
 
@@ -28,21 +28,15 @@ def served(kafka_bootstrap: str, database_url: str) -> Iterator[tuple[str, dict[
     """A gateway over its own database whose every projection has a (empty) live generation.
 
     Without them the reads answer 503 (documented, but a server error to schemathesis)."""
-    name = "st_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
-    apply_migrations(url)
-    with psycopg.connect(url) as conn:
-        for projection in PROJECTIONS.values():
-            generations.ensure_live(conn, projection)
-    consortium_id = "t" + uuid.uuid4().hex[:10]
-    ensure_topics(kafka_bootstrap, consortium_id)
-    config = GatewayConfig(consortium_id, kafka_bootstrap, url)
-    with serving(create_app(config)) as served_url:
-        yield served_url, {role: issue_token(url, TOWNSHIP, role) for role in Role}
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with own_database(database_url, "st", migrate=True) as url:
+        with psycopg.connect(url) as conn:
+            for projection in PROJECTIONS.values():
+                generations.ensure_live(conn, projection)
+        consortium_id = "t" + uuid.uuid4().hex[:10]
+        ensure_topics(kafka_bootstrap, consortium_id)
+        config = GatewayConfig(consortium_id, kafka_bootstrap, url)
+        with serving(create_app(config)) as served_url:
+            yield served_url, {role: issue_token(url, TOWNSHIP, role) for role in Role}
 
 
 # The issue's hardening run: SCHEMATHESIS_EXAMPLES=1000 (docs/reliability.md); CI runs fewer.

@@ -12,20 +12,20 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
-from fhir_r4 import r4_errors
 
 from bench.fhir import consent, linked, load_record, referral, visits
 from consortium.topics import ensure_topics
 from events.consent import ConsentRevoked
 from events.envelope import Event
 from events.topics import READ_AUDIT_TOPIC
+from fhir_r4 import r4_errors
 from gateway.app import create_app
 from gateway.audit import close_audit_log
 from gateway.config import GatewayConfig
 from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
 from gateway.testing import issue_token
-from infra.migrate import apply_migrations
+from own_databases import own_database
 
 TOWNSHIP, COUNTY, VILLAGE = "439901-T03", "439901-C01", "439901-V017"
 SHARED, REFERRED, PRIVATE, BUSY = (uuid.uuid4() for _ in range(4))
@@ -50,15 +50,9 @@ def people() -> list[Event]:
 @pytest.fixture(scope="module")
 def record_url(database_url: str) -> Iterator[str]:
     """A migrated database (its own, for this module) holding the four persons' records."""
-    name = "fhir_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
-    apply_migrations(url)
-    load_record(url, people())
-    yield url
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with own_database(database_url, "fhir", migrate=True) as url:
+        load_record(url, people())
+        yield url
 
 
 @pytest.fixture

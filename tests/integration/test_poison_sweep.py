@@ -10,11 +10,10 @@ offset and the reason; the positions must move past all four records.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Iterator
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
@@ -22,7 +21,8 @@ from events.codec import Codec
 from events.envelope import Event
 from events.topics import DEAD_LETTER_TOPICS, Family, event_key, event_topic
 from examples import EXAMPLES
-from infra.migrate import apply_migrations
+from kafka_reads import read_dead_letters
+from own_databases import own_database
 from processors.wiring import PROJECTIONS
 from projections.empi.batches import IndexBatches
 from projections.empi.evaluation import evaluation_config
@@ -67,30 +67,10 @@ def records_of(family: Family, consortium_id: str) -> list[Record]:
     ]
 
 
-def dead_letters(bootstrap: str, family: Family, consortium_id: str, expected: int) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
-    topic = DEAD_LETTER_TOPICS[family].name(consortium_id)
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    found: list[Any] = []
-    for _ in range(40):
-        found.extend(m for m in consumer.consume(100, timeout=0.5) if m.error() is None)
-        if len(found) >= expected:
-            break
-    consumer.close()
-    return found
-
-
 @pytest.fixture(scope="module")
-def migrated(database_url: str) -> Any:
-    name = "poison_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
-    apply_migrations(url)
-    yield url
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+def migrated(database_url: str) -> Iterator[str]:
+    with own_database(database_url, "poison", migrate=True) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("reader", "family"), READERS, ids=[f"{r}-{f.value}" for r, f in READERS])
@@ -126,7 +106,7 @@ def test_poison_is_dead_lettered_with_its_reason_and_processing_goes_on(
         moved_to = row[0] if row else None
     assert outcome.dead_lettered == 2
     assert moved_to == len(records)  # past both poisons: processing went on
-    letters = dead_letters(kafka_bootstrap, family, cid, 2)
+    letters = read_dead_letters(kafka_bootstrap, family, cid, 2)
     assert sorted(m.value() for m in letters) == sorted([NO_MAGIC, UNKNOWN_SCHEMA])
     for letter in letters:
         headers = dict(letter.headers() or [])

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import random
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
-from events.topics import DEAD_LETTER_TOPICS, Family, event_topic, patient_key
+from events.topics import Family, event_topic, patient_key
 from infra.migrate import apply_migrations
+from kafka_reads import read_dead_letters
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor
 from projections.frame.deadletters import KafkaDeadLetters
@@ -86,20 +85,6 @@ def live_digest(url: str) -> str:
         return digest(conn, REFERRALS, live)
 
 
-def read_dead_letters(bootstrap: str, consortium_id: str, expected: int) -> list[Any]:
-    """The messages of the referral dead-letter topic (waits for the expected count)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
-    topic = DEAD_LETTER_TOPICS[Family.REFERRAL].name(consortium_id)
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    found: list[Any] = []
-    for _ in range(40):
-        found.extend(m for m in consumer.consume(100, timeout=0.5) if m.error() is None)
-        if len(found) >= expected:
-            break
-    consumer.close()
-    return found
-
-
 def test_redelivery_and_hospital_retries_change_nothing(
     processor: BatchProcessor, migrated_url: str, topics: str
 ) -> None:
@@ -139,7 +124,7 @@ def test_undecodable_and_refused_events_go_to_dead_letters_and_processing_goes_o
     processor.close()
     assert outcome.dead_lettered == 2
     assert outcome.applied == len(records) - 1
-    letters = read_dead_letters(kafka_bootstrap, topics, 2)
+    letters = read_dead_letters(kafka_bootstrap, Family.REFERRAL, topics, 2)
     by_offset = {dict(m.headers())["offset"]: m for m in letters}
     junk = by_offset[b"999"]
     headers = dict(junk.headers())

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -18,7 +17,7 @@ from gateway.config import GatewayConfig
 from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
 from gateway.testing import issue_token
-from infra.migrate import apply_migrations
+from own_databases import own_database
 from projections.reporting.windows import day_start, local_date
 
 TOWNSHIP, COUNTY, VILLAGE = "439901-T03", "439901-C01", "439901-V017"
@@ -40,19 +39,13 @@ def county() -> list[Event]:
 
 @pytest.fixture(scope="module")
 def client(database_url: str, kafka_bootstrap: str) -> Iterator[tuple[TestClient, str]]:
-    name = "repeats_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(database_url, dbname=name)
-    apply_migrations(url)
-    load_record(url, county())
-    app = create_app(GatewayConfig("t" + uuid.uuid4().hex[:8], kafka_bootstrap, url))
-    with TestClient(app) as test_client:
-        yield test_client, url
-    close_audit_log(app)
-    close_record_pool(app)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with own_database(database_url, "repeats", migrate=True) as url:
+        load_record(url, county())
+        app = create_app(GatewayConfig("t" + uuid.uuid4().hex[:8], kafka_bootstrap, url))
+        with TestClient(app) as test_client:
+            yield test_client, url
+        close_audit_log(app)
+        close_record_pool(app)
 
 
 def test_the_bureau_sees_repeats_flagged_with_small_counts_suppressed(

@@ -1,0 +1,27 @@
+"""Reading back what the processors wrote to Kafka."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from events.topics import DEAD_LETTER_TOPICS, Family
+
+
+def read_dead_letters(
+    bootstrap: str, family: Family, consortium_id: str, expected: int
+) -> list[Any]:
+    """The messages of a family's dead-letter topic, every partition (waits for `expected`)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
+    topic = DEAD_LETTER_TOPICS[family].name(consortium_id)
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    found: list[Any] = []
+    for _ in range(40):
+        found.extend(m for m in consumer.consume(100, timeout=0.5) if m.error() is None)
+        if len(found) >= expected:
+            break
+    consumer.close()
+    return found

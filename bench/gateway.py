@@ -7,8 +7,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -22,6 +20,7 @@ from confluent_kafka import Producer
 from bench.harness import Figure
 from events.envelope import Event
 from events.publisher import SAFE_PRODUCER_CONFIG
+from gateway.launch import gateway_process
 
 BASELINE = "confluent-kafka produce"
 BATCH = 500
@@ -309,53 +308,6 @@ def _children(pid: int) -> list[int]:
     return [c for d in direct for c in (d, *_children(d))]
 
 
-@contextmanager
-def gateway_process(
-    consortium_id: str, bootstrap: str, database: str, workers: int, say: Say
-) -> Iterator[tuple[str, int, int]]:
-    """`consortium serve` in its own process (its own GIL); yields (base URL, MLLP port, pid)."""
-    from gateway.testing import free_port
-
-    port, mllp = free_port(), free_port()
-    command = [
-        sys.executable,
-        "-c",
-        "from consortium.cli import main; main()",
-        "serve",
-        f"--port={port}",
-        f"--mllp={mllp}",
-        f"--bootstrap={bootstrap}",
-        f"--database={database}",
-        f"--workers={workers}",
-        "--no-access-log",
-    ]
-    env = {**os.environ, "CONSORTIUM_ID": consortium_id, "OTEL_TRACES_EXPORTER": "none"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {process.returncode}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not answer within 60 s")
-            time.sleep(0.2)
-        say(f"gateway pid {process.pid} on {base}, MLLP {mllp}, {workers} worker(s)")
-        yield base, mllp, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _json_bodies(events: Sequence[Event], size: int) -> list[bytes]:
     data = renamed(events)
     if size == 1:
@@ -423,11 +375,15 @@ def measure(
     def run(coro: Awaitable[Any]) -> Any:
         return asyncio.run(coro)  # type: ignore[arg-type]
 
-    with gateway_process(consortium_id, bootstrap, endpoints.database_url, workers, say) as (
-        base,
-        mllp_port,
-        pid,
-    ):
+    with gateway_process(
+        consortium_id,
+        bootstrap,
+        endpoints.database_url,
+        workers=workers,
+        environment={"OTEL_TRACES_EXPORTER": "none"},
+    ) as launched:
+        base, mllp_port, pid = launched.url, launched.mllp_port, launched.process.pid
+        say(f"gateway pid {pid} on {base}, MLLP {mllp_port}, {workers} worker(s)")
         cpu = CpuMeter(pid)
         port = int(base.rsplit(":", 1)[1])
         say("warming up …")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -174,7 +172,7 @@ def demo(
         console.rule("[bold]4. the projections (faust processors → PostgreSQL) and the gateway")
         with (
             processors_running(endpoints, settings.consortium_id) as child,
-            gateway_running(endpoints) as gateway,
+            gateway_running(endpoints, settings.consortium_id) as gateway,
         ):
             console.print(f"the gateway answers at {gateway.url}")
             wait_caught_up(endpoints, settings.consortium_id, child, report=_every(console, 5.0))
@@ -337,41 +335,18 @@ class Gateway:
 
 
 @contextmanager
-def gateway_running(endpoints: Endpoints, timeout_s: float = 60.0) -> Iterator[Gateway]:
-    """`consortium serve` on a free port, answering /healthz before this yields; stopped after."""
-    import httpx
-
+def gateway_running(endpoints: Endpoints, consortium_id: str) -> Iterator[Gateway]:
+    """The gateway (gateway.launch), answering before this yields, with a bureau analyst's token."""
+    from gateway.launch import gateway_process
     from gateway.principals import Role
-    from gateway.testing import free_port, issue_token
+    from gateway.testing import issue_token
 
-    port = free_port()
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": endpoints.bootstrap_servers}
-    env["DATABASE_URL"] = endpoints.database_url
-    process = subprocess.Popen(
-        [sys.executable, "-m", "consortium.cli", "serve", "--port", str(port), "--no-access-log"],
-        env=env,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the gateway stopped (exit {process.returncode})")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the gateway did not answer at {url} in {timeout_s:g} s")
-            time.sleep(0.2)
+    with gateway_process(
+        consortium_id, endpoints.bootstrap_servers, endpoints.database_url
+    ) as launched:
         county = load_membership().at_level(InstitutionLevel.COUNTY_HOSPITAL)[0].code
-        yield Gateway(
-            process, url, issue_token(endpoints.database_url, county, Role.BUREAU_ANALYST)
-        )
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+        token = issue_token(endpoints.database_url, county, Role.BUREAU_ANALYST)
+        yield Gateway(launched.process, launched.url, token)
 
 
 def serve_until_interrupted(

@@ -165,7 +165,9 @@ class County:
     def _register(self, site: Site, person: Person, flow: Flow | None, extra: str = "") -> str:
         local_id = site.new_patient_id()
         kin = self._kin[person.household]
-        reg = register(person, site.noise_level, self.rng, self.config.noise, kin)
+        reg = register(
+            person, site.noise_level, self.rng, self.config.noise, kin, self.clock.now.date()
+        )
         if extra:
             reg = replace(reg, noise=(*reg.noise, extra))
         self.emit(

@@ -92,8 +92,10 @@ def register(
     rng: random.Random,
     rates: NoiseRates,
     kin: Sequence[Person] = (),
+    today: date | None = None,
 ) -> Registration:
-    """What a member at this level records when the person registers there."""
+    """What a member at this level records when the person registers there (on today, if given:
+    a swapped birth date never lands after it)."""
     applied: list[str] = []
 
     def hit(kind: str, rate: float) -> bool:
@@ -110,6 +112,7 @@ def register(
         if (
             birth.day <= 12
             and birth.day != birth.month
+            and (today is None or date(birth.year, birth.day, birth.month) <= today)
             and hit("swapped_birth_date", rates.swapped_birth_date)
         ):
             birth = date(birth.year, birth.day, birth.month)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from types import MappingProxyType
 from uuid import uuid4
 
 import pytest
@@ -152,3 +154,20 @@ def test_the_truth_maps_local_ids_to_people_and_writes_json_lines(tmp_path: Path
     }
     assert rows[1]["kind"] == "unreferred_transfer" and rows[1]["to_institution"] == "439901-C01"
     assert Counter(r["kind"] for r in rows) == {"registration": 1, "unreferred_transfer": 1}
+
+
+def test_a_swapped_birth_date_never_lands_after_the_day_of_registration(
+    residents: Population,
+) -> None:
+    # A newborn registered on 2025-08-20, born 2025-08-10: swapping day and month would give
+    # 2025-10-08, a birth after the registration that the event model refuses.
+    baby = replace(residents.people[0], birth_date=date(2025, 8, 10))
+    rates = NoiseRates(missing_id=MappingProxyType({VILLAGE: 1.0, HOSPITAL: 1.0}), swapped_birth_date=1.0)
+    today = date(2025, 8, 20)
+    for seed in range(50):
+        reg = register(baby, VILLAGE, random.Random(seed), rates, today=today)
+        assert reg.birth_date <= today
+    # Older people's dates are still swapped at that rate.
+    adult = replace(residents.people[0], birth_date=date(1980, 3, 7))
+    swapped = register(adult, VILLAGE, random.Random(0), rates, today=today)
+    assert swapped.birth_date == date(1980, 7, 3)

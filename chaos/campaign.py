@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from chaos.faults import Faults
 from chaos.fleet import Fleet
@@ -28,10 +29,16 @@ PROGRESS_EVERY_S = 5.0
 PROBE_EVENTS = 6
 
 
+class Timed(Protocol):
+    """What a progress keeps phase durations in."""
+
+    phases: dict[str, float]
+
+
 class Progress:
     """Prints a status line every few seconds while a phase runs; times each phase."""
 
-    def __init__(self, say: Say, summary: Summary) -> None:
+    def __init__(self, say: Say, summary: Timed) -> None:
         self.say = say
         self.summary = summary
         self.status: Callable[[], str] = lambda: ""

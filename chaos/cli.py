@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from chaos.plan import FULL
+from chaos.soak import FULL as SOAK
 
 
 def chaos(
@@ -56,6 +57,52 @@ def chaos(
     )
     # Progress goes to stderr with --json, so that stdout is the summary alone.
     summary = run_campaign(plan, lambda line: typer.echo(line, err=as_json), folder)
+    if as_json:
+        json.dump(summary.as_json(), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        for line in summary.lines():
+            typer.echo(line)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def soak(
+    seconds: Annotated[
+        float, typer.Option(min=1, help="Seconds of load (the issue: one hour).")
+    ] = SOAK.seconds,
+    rate: Annotated[float, typer.Option(min=1, help="Events per second offered.")] = SOAK.rate,
+    stall: Annotated[
+        float, typer.Option(min=0, help="Seconds the processors are stopped halfway (0: none).")
+    ] = SOAK.stall_s,
+    brokers: Annotated[int, typer.Option(help="Kafka nodes: 1 or 3.")] = SOAK.brokers,
+    warm_up: Annotated[
+        float, typer.Option(min=0, help="Seconds left out of the steady figures.")
+    ] = SOAK.warm_up_s,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated county.")] = SOAK.seed,
+    folder: Annotated[
+        Path | None, typer.Option(help="Keep the servers' data and logs here (default: temporary).")
+    ] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="Write the timeline as an SVG chart here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """The soak: steady load for a long time; gateway p99, freshness, lag recovery, memory drift.
+
+    Exits non-zero if an acknowledged event was lost, a publish was refused, or the lag did not
+    come back after the processors' stall."""
+    from chaos.soak import run_soak
+
+    if brokers not in (1, 3):
+        raise typer.BadParameter("a cluster has 1 or 3 nodes", param_hint="--brokers")
+    plan = dataclasses.replace(
+        SOAK, seconds=seconds, rate=rate, stall_s=stall, brokers=brokers, warm_up_s=warm_up,
+        seed=seed,
+    )  # fmt: skip
+    summary = run_soak(plan, lambda line: typer.echo(line, err=as_json), folder)
+    if chart is not None:
+        chart.write_text(summary.chart(), encoding="utf-8")
     if as_json:
         json.dump(summary.as_json(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")

@@ -35,6 +35,7 @@ class Fleet:
     consortium_id: str
     log_dir: Path
     workers: list[Worker] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # beside the connection settings
     kills: int = 0
     unplanned_exits: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -45,6 +46,7 @@ class Fleet:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "DATABASE_URL": self.database_url,
             "CONSORTIUM_ID": self.consortium_id,
+            **self.env,
         }
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{projection}.log").open("ab") as log:

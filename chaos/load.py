@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 from uuid import UUID
 
 import httpx
@@ -60,6 +61,17 @@ def _drain(source: queue.Queue[Event | None], first: Event) -> tuple[list[Event]
     return batch, False
 
 
+Stored = tuple[str, int, int]  # topic, partition, offset
+
+
+class Observer(Protocol):
+    """Told what each publish took and where Kafka stored its events (the soak's figures)."""
+
+    def gateway_answer(self, status: int, seconds: float, events: int) -> None: ...
+
+    def stored(self, where: list[Stored], sent_at: float) -> None: ...
+
+
 @dataclass
 class Load:
     """Feeds events at the plan's rate to two publishing threads and records their answers."""
@@ -73,6 +85,7 @@ class Load:
     _to_gateway: queue.Queue[Event | None] = field(default_factory=lambda: queue.Queue(50_000))
     _to_sdk: queue.Queue[Event | None] = field(default_factory=lambda: queue.Queue(50_000))
     failures: list[BaseException] = field(default_factory=list)
+    observer: Observer | None = None
 
     def run(self, events: Iterator[Event], rate: float) -> list[threading.Thread]:
         """Start feeding and publishing in threads; join them to wait for the end."""
@@ -136,6 +149,7 @@ class Load:
             if time.monotonic() > deadline:
                 self.ledger.refused(f"sdk: {len(pending)} events unacknowledged for {GIVE_UP_S} s")
                 return
+            sent_at = time.monotonic()
             try:
                 deliveries = publisher.publish(pending, timeout=130.0)
             except PublishError as exc:
@@ -146,6 +160,9 @@ class Load:
                 continue
             self.ledger.acked(SDK, [d.event_id for d in deliveries])
             self.ledger.answered("sdk acknowledged batch")
+            if self.observer is not None:
+                where = [(d.topic, d.partition, d.offset) for d in deliveries]
+                self.observer.stored(where, sent_at)
             return
 
     def _publish_gateway(self) -> None:
@@ -178,6 +195,7 @@ class Load:
         }
         deadline = time.monotonic() + GIVE_UP_S
         while time.monotonic() < deadline:
+            sent_at = time.monotonic()
             try:
                 response = await http.post("/v1/events", content=body.encode(), headers=headers)
             except httpx.TransportError as exc:
@@ -185,8 +203,15 @@ class Load:
                 await asyncio.sleep(1.0)
                 continue
             self.ledger.answered(f"gateway {response.status_code}")
+            if self.observer is not None:
+                took = time.monotonic() - sent_at
+                self.observer.gateway_answer(response.status_code, took, len(events))
             if response.status_code == 202:
                 self.ledger.acked(GATEWAY, [e.envelope.event_id for e in events])
+                if self.observer is not None:
+                    where = [(d["topic"], d["partition"], d["offset"]) for d in
+                             response.json()["deliveries"]]  # fmt: skip
+                    self.observer.stored(where, sent_at)
                 return
             if response.status_code != 503:
                 self.ledger.refused(f"{source}: {response.status_code} {response.text[:300]}")

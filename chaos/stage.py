@@ -37,6 +37,7 @@ class Stage:
     consortium_id: str
     folder: Path
     launcher: ThreadPoolExecutor
+    gateway_pid: int = 0
 
     def launch(self, start: Callable[[], object]) -> None:
         """Start a server from the stage's own thread, never from a passing fault thread.
@@ -48,9 +49,11 @@ class Stage:
 
 
 @contextmanager
-def staged(folder: Path, consortium_id: str) -> Iterator[Stage]:
-    """Start the servers (stopped again whatever happens) with topics and migrations in place."""
-    cluster = KafkaCluster(3, folder / "kafka", detach=False, heap_mb=512)
+def staged(folder: Path, consortium_id: str, nodes: int = 3) -> Iterator[Stage]:
+    """Start the servers (stopped again whatever happens) with topics and migrations in place.
+
+    Topics are replicated to every node (three copies on three nodes, one on one)."""
+    cluster = KafkaCluster(nodes, folder / "kafka", detach=False, heap_mb=512)
     postgres = PostgresServer(folder / "postgres", detach=False)
     gateway: subprocess.Popen[bytes] | None = None
     # Two long-lived threads: Kafka and PostgreSQL start side by side.
@@ -60,11 +63,13 @@ def staged(folder: Path, consortium_id: str) -> Iterator[Stage]:
         url = launcher.submit(postgres.start).result()
         kafka_ready.result()
         apply_migrations(url)
-        ensure_topics(cluster.bootstrap, consortium_id, replication_factor=3)
+        ensure_topics(cluster.bootstrap, consortium_id, replication_factor=nodes)
         port = free_port()
         gateway = _serve(cluster.bootstrap, url, consortium_id, port, folder / "gateway.log")
         gateway_url = f"http://127.0.0.1:{port}"
-        yield Stage(cluster, postgres, url, gateway_url, consortium_id, folder, launcher)
+        yield Stage(
+            cluster, postgres, url, gateway_url, consortium_id, folder, launcher, gateway.pid
+        )
     finally:
         if gateway is not None:
             stop_group(gateway, timeout=20)

@@ -96,9 +96,10 @@ def register(app: typer.Typer) -> None:
     from consortium.fuzz import fuzz_command
 
     app.command("fuzz")(fuzz_command)
-    from chaos.cli import chaos
+    from chaos.cli import chaos, soak
 
     app.command("chaos")(chaos)
+    app.command("soak")(soak)
     from consortium.demo import demo
     from gateway.cli import credentials_app, serve
     from processors.cli import process, projections_app

@@ -162,7 +162,9 @@ def test_a_swapped_birth_date_never_lands_after_the_day_of_registration(
     # A newborn registered on 2025-08-20, born 2025-08-10: swapping day and month would give
     # 2025-10-08, a birth after the registration that the event model refuses.
     baby = replace(residents.people[0], birth_date=date(2025, 8, 10))
-    rates = NoiseRates(missing_id=MappingProxyType({VILLAGE: 1.0, HOSPITAL: 1.0}), swapped_birth_date=1.0)
+    rates = NoiseRates(
+        missing_id=MappingProxyType({VILLAGE: 1.0, HOSPITAL: 1.0}), swapped_birth_date=1.0
+    )
     today = date(2025, 8, 20)
     for seed in range(50):
         reg = register(baby, VILLAGE, random.Random(seed), rates, today=today)

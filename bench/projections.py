@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import random
+import secrets
 import signal
 import statistics
 import subprocess
@@ -40,7 +41,9 @@ def _wired() -> list[str]:
     return list(PROJECTIONS)
 
 
-NAMES = tuple(_wired())
+EMPI = "empi"  # the patient index: its own runner and bookkeeping (processors/empi.py)
+# Last: the index publishes its decisions to the person topic, which other projections read.
+NAMES = (*_wired(), EMPI)
 OFFERED_RATE = 1_000.0  # events/s during the freshness phase
 POLL_S = 0.01  # how often the freshness poller reads the stored positions
 WAIT_S = 300.0
@@ -158,6 +161,9 @@ def worker(
 
 def positions(cur: psycopg.Cursor[Any], name: str) -> dict[Position, int]:
     """The live generation's stored next offsets (committed with the rows they produced)."""
+    if name == EMPI:  # the live index is schema `empi` (projections/empi/generations.py)
+        rows = cur.execute("SELECT topic, partition, next_offset FROM empi.positions").fetchall()
+        return {(t, p): int(n) for t, p, n in rows}
     rows = cur.execute(
         "SELECT o.topic, o.partition, o.next_offset FROM consumer_offsets o"
         " JOIN projection_generations g ON o.projection = g.projection || '.g' || g.generation"
@@ -186,6 +192,11 @@ def topics_of(name: str, consortium_id: str) -> list[str]:
     """The event topics a projection reads."""
     from processors.wiring import projection
 
+    if name == EMPI:
+        from projections.empi.rebuild import index_topics
+
+        return index_topics(consortium_id)
+
     return [event_topic(f, consortium_id) for f in projection(name).families]
 
 
@@ -198,7 +209,9 @@ def sustained(name: str, bootstrap: str, url: str, consortium_id: str) -> tuple[
     with worker(name, bootstrap, url, consortium_id), psycopg.connect(url, autocommit=True) as c:
         deadline = time.monotonic() + WAIT_S
         while True:
-            done = sum(positions(c.cursor(), name).values())
+            # Capped at the backlog: the index appends its decisions to a topic it reads.
+            stored = positions(c.cursor(), name)
+            done = sum(min(stored.get(tp, 0), end) for tp, end in ends.items())
             now = time.perf_counter()
             if first is None and done > 0:
                 first = (now, done)  # the worker's start-up (faust, rebalance) is left out
@@ -232,7 +245,8 @@ def all_together(
                 first = now
             # An event counts once every projection that reads its topic has stored it.
             done = sum(
-                min(stored[n].get(tp, 0) for n in NAMES if tp[0] in readers[n]) for tp in ends
+                min(end, *(stored[n].get(tp, 0) for n in NAMES if tp[0] in readers[n]))
+                for tp, end in ends.items()
             )
             if done >= total:
                 break
@@ -275,6 +289,8 @@ def rebuild_rate(name: str, bootstrap: str, url: str, consortium_id: str) -> flo
     from processors.wiring import projection
     from projections.frame.deadletters import KafkaDeadLetters
 
+    if name == EMPI:
+        return _index_rebuild_rate(bootstrap, url, consortium_id)
     start = time.perf_counter()
     result = rebuild(
         projection(name),
@@ -285,6 +301,35 @@ def rebuild_rate(name: str, bootstrap: str, url: str, consortium_id: str) -> flo
         switch=False,
     )
     return result.outcome.records / (time.perf_counter() - start)
+
+
+def _index_key() -> None:
+    """The index refuses to run without its identity hash key: one for this run when unset."""
+    from projections.empi.config import HASH_KEY_VARIABLE
+
+    os.environ.setdefault(HASH_KEY_VARIABLE, secrets.token_hex(16))
+
+
+def _index_rebuild_rate(bootstrap: str, url: str, consortium_id: str) -> float:
+    """Events/s of `empi rebuild --no-switch`: the live index's batches replayed from offset 0."""
+    from projections.empi import rebuild as index
+    from projections.empi.config import index_config
+    from projections.frame.deadletters import KafkaDeadLetters
+
+    codec = Codec(Catalog.load(), strict=False)
+    start = time.perf_counter()
+    result = index.rebuild(
+        index_config(),
+        codec,
+        bootstrap_servers=bootstrap,
+        database_url=url,
+        consortium_id=consortium_id,
+        dead_letters=KafkaDeadLetters(bootstrap, consortium_id, EMPI),
+        switch=False,
+    )
+    out = result.outcome
+    replayed = out.indexed + out.decisions + out.ignored + out.stale + out.dead_lettered
+    return replayed / (time.perf_counter() - start)
 
 
 @dataclass
@@ -422,6 +467,7 @@ def measure(
     from infra.runtime import ensure_up
 
     endpoints = endpoints or ensure_up(report=say)
+    _index_key()
     consortium_id = "bench" + uuid.uuid4().hex[:8]
     bootstrap = endpoints.bootstrap_servers
     ensure_topics(bootstrap, consortium_id)

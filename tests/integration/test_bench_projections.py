@@ -28,7 +28,7 @@ def test_the_benchmark_reports_every_figure_beside_its_baseline(
     )
     by_name = {f.name: f for f in figures}
     assert {n: by_name[n].unit for n in HEADLINE} == HEADLINE
-    for name in ("referrals", "transfers", "reporting", "record"):
+    for name in ("referrals", "transfers", "reporting", "record", "empi"):
         for kind in ("sustained_events_per_s", "rebuild_events_per_s", "freshness_p99_ms"):
             assert f"projections.{name}.{kind}" in by_name
     for f in figures:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,15 @@ import typer
 
 from chaos.plan import FULL
 from chaos.soak import FULL as SOAK
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM unwinds like Ctrl-C, so that the servers and processors started are stopped."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def chaos(
@@ -44,6 +54,7 @@ def chaos(
     killed, paused and restarted; exits non-zero if anything acknowledged was lost or doubled."""
     from chaos.campaign import run_campaign
 
+    _terminate_as_interrupt()
     plan = dataclasses.replace(
         FULL,
         events=events,
@@ -94,6 +105,7 @@ def soak(
     come back after the processors' stall."""
     from chaos.soak import run_soak
 
+    _terminate_as_interrupt()
     if brokers not in (1, 3):
         raise typer.BadParameter("a cluster has 1 or 3 nodes", param_hint="--brokers")
     plan = dataclasses.replace(

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import psycopg
@@ -32,6 +32,7 @@ from events.result import LabResultReported
 from events.topics import event_key, event_topic
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor
+from projections.frame.declaration import Projection
 from projections.frame.records import DeadLetter, Record
 from projections.record.projection import RECORD
 
@@ -155,16 +156,26 @@ def referral(sender: str, local_id: str, receiver: str, direction: str) -> Refer
 
 def load_record(database_url: str, events: Sequence[Event], consortium_id: str = "fhir") -> None:
     """Project events into the live shared record of a migrated database."""
+    load_projection(RECORD, database_url, events, consortium_id)
+
+
+def load_projection(
+    projection: Projection[Any, Any],
+    database_url: str,
+    events: Sequence[Event],
+    consortium_id: str = "fhir",
+) -> None:
+    """Project events, in this order, into a projection's live generation (created if none)."""
     codec = Codec(Catalog.load())
     with psycopg.connect(database_url) as conn:
-        generations.ensure_live(conn, RECORD)
+        generations.ensure_live(conn, projection)
     records = []
     for offset, event in enumerate(events):
         env = event.envelope
         key = event_key(event.family, env.source, env.patient_local_id)
         topic = event_topic(event.family, consortium_id)
         records.append(Record(topic, 0, offset, key, codec.encode_event(event)))
-    processor = BatchProcessor(RECORD, database_url, codec, _RefuseDeadLetters())
+    processor = BatchProcessor(projection, database_url, codec, _RefuseDeadLetters())
     try:
         for start in range(0, len(records), 1000):
             processor.process(records[start : start + 1000])

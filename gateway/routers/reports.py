@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from events.codec import Codec, DecodeError
-from events.membership import CODE_PATTERN, InstitutionLevel, load_membership
+from events.membership import CODE_PATTERN, InstitutionLevel, Membership, load_membership
 from events.topics import REPORTING_TOPICS, REPORTING_VIEWS
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.fhir.reads import record_pool
@@ -35,7 +35,9 @@ from gateway.state import Gateway
 from projections.record.queries import repeat_counts
 from projections.reporting import queries
 from projections.reporting.repeats import repeat_report
+from projections.reporting.transfers import transfer_report
 from projections.reporting.windows import DAY, day_start, local_date
+from projections.transfers.queries import transfer_counts
 
 log = logging.getLogger(__name__)
 
@@ -259,18 +261,57 @@ async def referral_flow(
     return Records(view="levels", grain=grain, records=queries.referral_flow(rows))
 
 
-class RepeatTests(BaseModel):
-    """Orders of recognised tests on one day, possible repeats, and repeats avoided."""
+class MemberDay(BaseModel):
+    """Per-member counts of one Asia/Shanghai day, read from a projection at request time."""
 
     local_date: date
     since: datetime
     until: datetime
+
+
+class RepeatTests(MemberDay):
+    """Orders of recognised tests on one day, possible repeats, and repeats avoided."""
+
     consortium: dict[str, Any] = Field(
         description="checked, flagged, avoided: each {value, suppressed}."
     )
     institutions: list[dict[str, Any]] = Field(
         description="Per ordering member: institution, institution_level, and the three counts."
     )
+
+
+class Transfers(MemberDay):
+    """Transfers between members admitted on one day, and those without a referral."""
+
+    consortium: dict[str, Any] = Field(
+        description="referred, unreferred: each {value, suppressed}."
+    )
+    institutions: list[dict[str, Any]] = Field(
+        description="Per member: institution, institution_level, received_referred,"
+        " received_unreferred, sent_referred, sent_unreferred (each {value, suppressed})."
+    )
+
+
+async def _member_day(
+    request: Request,
+    gateway: Gateway,
+    day: date | None,
+    count: Callable[[psycopg.Connection[Any], datetime, datetime], Any],
+    report: Callable[[Any, Membership], dict[str, Any]],
+) -> dict[str, Any]:
+    """Count the day (default: today) on a pooled connection, then apply the reporting rules."""
+    chosen = day or local_date(datetime.now(UTC))
+    since, until = _range(chosen, None, None)
+    assert since is not None and until is not None
+    pool = record_pool(request.app, gateway)
+
+    def read() -> Any:
+        with pool.connection() as conn:
+            return count(conn, since, until)
+
+    counts = await anyio.to_thread.run_sync(read)
+    shaped = report(counts, load_membership())
+    return {"local_date": chosen, "since": since, "until": until, **shaped}
 
 
 @router.get(
@@ -283,18 +324,21 @@ async def repeat_tests(
     """From the shared record: orders of a test in the recognition table placed that
     Asia/Shanghai day (default: today), those repeating another member's still-valid result,
     and those then cancelled; small counts suppressed as in every report."""
-    chosen = day or local_date(datetime.now(UTC))
-    since, until = _range(chosen, None, None)
-    assert since is not None and until is not None
-    pool = record_pool(request.app, gateway)
 
-    def read() -> Any:
-        with pool.connection() as conn:
-            return repeat_counts(conn, since, until)
+    def count(conn: psycopg.Connection[Any], since: datetime, until: datetime) -> Any:
+        return repeat_counts(conn, since, until).by_institution
 
-    counts = await anyio.to_thread.run_sync(read)
-    report = repeat_report(counts.by_institution, load_membership())
-    return RepeatTests(local_date=chosen, since=since, until=until, **report)
+    return RepeatTests(**await _member_day(request, gateway, day, count, repeat_report))
+
+
+@router.get("/transfers", summary="Transfers between members and unreferred ones, for one day")
+async def transfers(
+    request: Request, gateway: GatewayDep, _: AnalystDep, day: DayQuery = None
+) -> Transfers:
+    """From the transfers projection: the same person discharged at one member and admitted at
+    another within 48 hours, admitted that Asia/Shanghai day (default: today), received and
+    sent per member, with and without a referral; small counts suppressed as in every report."""
+    return Transfers(**await _member_day(request, gateway, day, transfer_counts, transfer_report))
 
 
 # --- the live stream ---------------------------------------------------------------------

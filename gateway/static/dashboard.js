@@ -23,7 +23,7 @@ const COLORS = ["#1f6fb2", "#d9822b", "#2e8540", "#8e44ad", "#c0392b"];
 const DAY_MS = 86400000;
 const SHANGHAI_MS = 8 * 3600000;
 
-const state = { token: null, members: null, records: new Map(), day: null, abort: null };
+const state = { token: null, members: null, records: new Map(), day: null, abort: null, dayReports: null, dayTimer: null };
 const charts = {};
 const $ = (id) => document.getElementById(id);
 
@@ -223,6 +223,62 @@ function renderCharts(overdueRows) {
   ]);
 }
 
+// Transfers and repeat tests are read per day from their projections (not streamed): on a
+// change of day, and every minute. A projection not built yet answers 503: shown as "–".
+const DAY_TILES = [
+  ["transfers", "referred", "Transfers with referral"],
+  ["transfers", "unreferred", "Transfers without referral"],
+  ["repeats", "flagged", "Possible repeat tests"],
+  ["repeats", "avoided", "Repeat tests avoided"],
+];
+const TRANSFER_COLUMNS = ["received_referred", "received_unreferred", "sent_referred", "sent_unreferred"];
+const REPEAT_COLUMNS = ["checked", "flagged", "avoided"];
+const NONE = { value: null, suppressed: false };
+
+async function loadDayReports() {
+  const day = state.day;
+  if (!day) return;
+  const read = (path) => api(`${path}?date=${day}`).catch((err) => {
+    if (err.status === 401 || err.status === 403) throw err;
+    return null;
+  });
+  const [transfers, repeats] = await Promise.all([read("/v1/reports/transfers"), read("/v1/reports/repeat-tests")]);
+  if (day !== state.day) return;
+  state.dayReports = { day, transfers, repeats };
+  renderDayReports();
+}
+
+function renderDayReports() {
+  const reports = state.dayReports || {};
+  $("day-tiles").replaceChildren(...DAY_TILES.map(([report, m, label]) =>
+    tile(`kpi-${report}-${m}`, label, reports[report] ? reports[report].consortium[m] : NONE)));
+  const names = new Map(state.members.levels.flatMap((lv) => lv.members.map((m) => [m.code, m.name])));
+  const rows = new Map();
+  const row = (i) => rows.get(i.institution) || rows.set(i.institution, { level: i.institution_level }).get(i.institution);
+  for (const i of (reports.transfers && reports.transfers.institutions) || []) Object.assign(row(i), ...TRANSFER_COLUMNS.map((c) => ({ [c]: i[c] })));
+  for (const i of (reports.repeats && reports.repeats.institutions) || []) Object.assign(row(i), ...REPEAT_COLUMNS.map((c) => ({ [c]: i[c] })));
+  $("transfers-table").querySelector("tbody").replaceChildren(...[...rows.keys()].sort().map((code) => {
+    const r = rows.get(code);
+    const tr = document.createElement("tr");
+    tr.dataset.institution = code;
+    const name = document.createElement("td");
+    name.textContent = `${names.get(code) || code} (${code})`;
+    const level = document.createElement("td");
+    level.textContent = r.level || "";
+    const zero = (loaded) => (loaded ? { value: 0, suppressed: false } : NONE);
+    tr.append(name, level,
+      ...TRANSFER_COLUMNS.map((c) => cellHtml(r[c] || zero(reports.transfers))),
+      ...REPEAT_COLUMNS.map((c) => cellHtml(r[c] || zero(reports.repeats))));
+    return tr;
+  }));
+}
+
+// A refused credential ends the session; anything else is logged and retried a minute later.
+function refused(err) {
+  if (err.status === 401 || err.status === 403) logout("The token was refused.");
+  else console.warn("day reports", err);
+}
+
 let pending = null;
 function render() {
   pending = null;
@@ -230,6 +286,11 @@ function render() {
   renderTiles();
   renderLevels();
   renderCharts(renderOverdue());
+  if (state.day && (!state.dayReports || state.dayReports.day !== state.day)) {
+    state.dayReports = { day: state.day };
+    renderDayReports();
+    loadDayReports().catch(refused);
+  }
   document.body.dataset.records = String(state.records.size);
 }
 function schedule() { if (!pending) pending = setTimeout(render, 150); }
@@ -303,10 +364,14 @@ async function start() {
   state.abort = new AbortController();
   // The snapshot is read once the stream stands at its positions: no change falls between.
   follow(state.abort.signal, async () => { await loadSnapshot(); render(); });
+  clearInterval(state.dayTimer);
+  state.dayTimer = setInterval(() => loadDayReports().catch(refused), 60000);
 }
 
 function logout(message = "") {
   if (state.abort) state.abort.abort();
+  clearInterval(state.dayTimer);
+  state.dayReports = null;
   sessionStorage.removeItem("bureau-token");
   state.token = null;
   state.records.clear();

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bench.fhir import load_projection
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
@@ -48,11 +49,16 @@ from own_databases import own_database
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor
 from projections.frame.records import DeadLetter, Record
+from projections.record.projection import RECORD
 from projections.reporting import queries
 from projections.reporting.projection import reporting_projection
 from projections.reporting.relay import Relay
 from projections.reporting.synthetic import flows
-from projections.reporting.windows import local_date
+from projections.reporting.transfers import transfer_report
+from projections.reporting.windows import day_start, local_date
+from projections.transfers.projection import TRANSFERS
+from projections.transfers.queries import TRANSFER_MEASURES, transfer_counts
+from projections.transfers.synthetic import transfer_flows
 
 CODEC = Codec(Catalog.load())
 WAIT_S = 90
@@ -187,6 +193,9 @@ def stack(
                 issue_token(url, TOWNSHIP),
             )
             stack.publish(stack.events)
+            # Transfers between members over the same weeks, read by the page per day.
+            load_projection(TRANSFERS, url, [e for f in transfer_flows(11, 800) for e in f], cid)
+            load_projection(RECORD, url, [], cid)  # built and empty: no repeat tests
             yield stack
     finally:
         feeder.stop.set()
@@ -334,6 +343,33 @@ def test_an_analyst_sees_the_figures_and_a_new_event_moves_a_number(
     after = stack.consortium_day(day)
     assert after["outpatient_visits"]["value"] == before["outpatient_visits"]["value"] + 5
     wait.until(lambda d: tile(d, "outpatient_visits") == shown(after, "outpatient_visits"))
+    # Transfers of the day, read from the transfers projection: the page shows the report's
+    # totals and each member's row; the shared record is empty here, so repeats show 0.
+    # The page's busiest day of transfers among its days is picked.
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        reports = {}
+        for r in daily:
+            start = day_start(date.fromisoformat(str(r["local_date"])))
+            reports[str(r["local_date"])] = transfer_report(
+                transfer_counts(conn, start, start + timedelta(days=1)), load_membership()
+            )
+    moved_day = max(reports, key=lambda d: (len(reports[d]["institutions"]), d))
+    moved = reports[moved_day]
+    assert moved["institutions"], "a day of the page has transfers"
+    Select(browser.find_element(By.ID, "day")).select_by_value(moved_day)
+    for measure in ("referred", "unreferred"):
+        expected = shown(moved["consortium"], measure)
+        wait.until(lambda d: tile(d, f"transfers-{measure}") == expected)  # noqa: B023
+    wait.until(lambda d: tile(d, "repeats-flagged") == "0")
+    rows = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#transfers-table tbody tr')]"
+        ".map((tr) => [tr.dataset.institution, [...tr.children].slice(2, 6)"
+        ".map((td) => td.textContent)]))"
+    )
+    assert rows == {
+        i["institution"]: [shown(i, m) for m in TRANSFER_MEASURES] for i in moved["institutions"]
+    }
+
     if screenshot := os.environ.get("DASHBOARD_SCREENSHOT"):  # a picture for a reviewer
         browser.set_window_size(1400, 2600)
         browser.save_screenshot(screenshot)

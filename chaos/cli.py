@@ -69,7 +69,7 @@ def chaos(
     # Progress goes to stderr with --json, so that stdout is the summary alone.
     summary = run_campaign(plan, lambda line: typer.echo(line, err=as_json), folder)
     if as_json:
-        json.dump(summary.as_json(), sys.stdout, indent=2, default=str)
+        json.dump(summary.as_json(), sys.stdout, indent=2, default=str, allow_nan=False)
         sys.stdout.write("\n")
     else:
         for line in summary.lines():
@@ -116,7 +116,7 @@ def soak(
     if chart is not None:
         chart.write_text(summary.chart(), encoding="utf-8")
     if as_json:
-        json.dump(summary.as_json(), sys.stdout, indent=2, default=str)
+        json.dump(summary.as_json(), sys.stdout, indent=2, default=str, allow_nan=False)
         sys.stdout.write("\n")
     else:
         for line in summary.lines():

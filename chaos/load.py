@@ -89,10 +89,16 @@ class Load:
 
     def run(self, events: Iterator[Event], rate: float) -> list[threading.Thread]:
         """Start feeding and publishing in threads; join them to wait for the end."""
+        # Daemons: a SIGTERM'd run stops its servers and exits without waiting for publishers
+        # that are still retrying against them.
         threads = [
-            threading.Thread(target=self._guard(self._feed, events, rate), name="feed"),
-            threading.Thread(target=self._guard(self._publish_sdk), name="sdk"),
-            threading.Thread(target=self._guard(self._publish_gateway), name="gateway"),
+            threading.Thread(
+                target=self._guard(self._feed, events, rate), name="feed", daemon=True
+            ),
+            threading.Thread(target=self._guard(self._publish_sdk), name="sdk", daemon=True),
+            threading.Thread(
+                target=self._guard(self._publish_gateway), name="gateway", daemon=True
+            ),
         ]
         for thread in threads:
             thread.start()

@@ -37,6 +37,7 @@ from chaos.ledger import Ledger
 from chaos.load import Load, Stored, county_events, sdk_institutions
 from chaos.memory import tree_rss_mib
 from chaos.stage import Stage, publisher_tokens, staged
+from chaos.summary import strict_json
 from chaos.verify import read_log, wait_caught_up
 from consortium.processes import log_ends
 from events.membership import load_membership
@@ -280,7 +281,7 @@ class SoakSummary:
         out["ok"] = self.ok
         for d, j in zip(self.memory, out["memory"], strict=True):
             j["drift_mib"] = d.drift_mib
-        return out
+        return strict_json(out)  # type: ignore[no-any-return]
 
     def chart(self) -> str:
         """Gateway p99, freshness p99 per window, lag and memory over the run, as SVG."""

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chaos.faults import Fault
 from chaos.plan import Plan
 from chaos.verify import ProjectionVerdict
+
+
+def strict_json(value: Any) -> Any:
+    """The same data with NaN and infinities as null: strict JSON parsers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
 
 
 @dataclass
@@ -102,7 +114,7 @@ class Summary:
             two_down_ok=self.two_down.ok,
             load_s=self.plan.load_s,
         )
-        return data
+        return strict_json(data)  # type: ignore[no-any-return]
 
     def lines(self) -> list[str]:
         """The summary for a terminal."""

@@ -13,6 +13,7 @@ from gateway.fhir.systems import (
     DISCHARGE_DISPOSITION,
     V3_ACT_CODE,
     Json,
+    code_token,
     concept,
     local_identifier,
     organization,
@@ -118,12 +119,12 @@ def _encounter(
     else:
         klass = {"system": V3_ACT_CODE, "code": "AMB", "display": "ambulatory"}
     department = None
-    if detail.get("department_code"):
+    if department_code := code_token(detail.get("department_code")):
         department = {
             "coding": [
                 {
                     "system": f"{BASE}/CodeSystem/department/{institution}",
-                    "code": detail["department_code"],
+                    "code": department_code,
                     "display": detail.get("department_name"),
                 }
             ],

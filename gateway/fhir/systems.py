@@ -59,13 +59,18 @@ def code_system(name: str) -> str:
     return f"{BASE}/CodeSystem/{slug}"
 
 
+def code_token(value: str | None) -> str | None:
+    """A member's code as a FHIR `code` (no outer or repeated white space), None when blank."""
+    return (" ".join(value.split()) or None) if value else None
+
+
 def coding(system: str | None, code: str | None, display: str | None = None) -> Json:
     """A Coding from an event's (system, code, display); absent parts left out."""
     found: Json = {}
     if system:
         found["system"] = code_system(system)
-    if code:
-        found["code"] = code
+    if token := code_token(code):
+        found["code"] = token
     if display:
         found["display"] = display
     return found
@@ -73,7 +78,7 @@ def coding(system: str | None, code: str | None, display: str | None = None) -> 
 
 def concept(system: str | None, code: str | None, display: str | None = None) -> Json:
     """A CodeableConcept of one coding, with its display as text."""
-    found: Json = {"coding": [coding(system, code, display)]} if code else {}
+    found: Json = {"coding": [coding(system, code, display)]} if code_token(code) else {}
     if display:
         found["text"] = display
     return found or {"text": "unknown"}

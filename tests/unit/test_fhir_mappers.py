@@ -19,6 +19,7 @@ from gateway.fhir.mapped import Mapped
 from gateway.fhir.outcome import operation_outcome
 from gateway.fhir.patient import patient_resource
 from gateway.fhir.record import resources_of
+from gateway.fhir.systems import code_token, concept
 from gateway.principals import Principal, Role
 from projections.record.entries import EntryKind
 from projections.record.queries import Person, TimelineEntry
@@ -218,6 +219,17 @@ def test_every_resource_made_from_any_rows_is_valid_fhir(drawn: list[TimelineEnt
             assert d["condition"]["reference"] in conditions
     bundle = searchset("https://h/fhir", page(made, None, 500), "https://h/fhir/x", None)
     _check(bundle)
+
+
+@pytest.mark.parametrize(
+    ("raw", "token"),
+    [(" ", None), ("", None), (None, None), (" A01 ", "A01"), ("内科  门诊", "内科 门诊")],
+)
+def test_member_codes_become_fhir_code_tokens(raw: str | None, token: str | None) -> None:
+    # hypothesis found a department code " " reaching Encounter.type as an invalid code.
+    assert code_token(raw) == token
+    made = concept("LOCAL", raw, "显示")
+    assert made.get("coding", [{}])[0].get("code") == token
 
 
 @given(

@@ -21,6 +21,7 @@ from projections.reporting.measures import (
     PERSON_COUNTS,
     PUBLIC_COUNTS,
     RECEIVED_BY_DIRECTION,
+    RECEIVED_IS_SENT,
     STOCKS,
     THRESHOLD,
 )
@@ -134,6 +135,8 @@ def lines_of(values: Mapping[Scoped, int], members: Membership, consortium: str)
         received, directions = RECEIVED_BY_DIRECTION
         at = (ScopeKind.CONSORTIUM, consortium, grain, start)
         lines.append(Line((*at, received), tuple((*at, d) for d in directions)))
+        for into, out in RECEIVED_IS_SENT:
+            lines.append(Line((*at, into), ((*at, out),)))
     hours: dict[tuple[ScopeKind, str, datetime, str], list[Scoped]] = defaultdict(list)
     for kind, scope, grain, start, measure in values:
         if grain is Grain.HOUR and measure in PERSON_COUNTS and measure not in STOCKS:

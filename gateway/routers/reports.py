@@ -35,9 +35,7 @@ from gateway.state import Gateway
 from projections.record.queries import repeat_counts
 from projections.reporting import queries
 from projections.reporting.repeats import repeat_report
-from projections.reporting.transfers import transfer_report
 from projections.reporting.windows import DAY, day_start, local_date
-from projections.transfers.queries import transfer_counts
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +282,7 @@ class Transfers(MemberDay):
     """Transfers between members admitted on one day, and those without a referral."""
 
     consortium: dict[str, Any] = Field(
-        description="referred, unreferred: each {value, suppressed}."
+        description="referred, unreferred: each {value, suppressed} (null before Figures v2)."
     )
     institutions: list[dict[str, Any]] = Field(
         description="Per member: institution, institution_level, received_referred,"
@@ -332,13 +330,18 @@ async def repeat_tests(
 
 
 @router.get("/transfers", summary="Transfers between members and unreferred ones, for one day")
-async def transfers(
-    request: Request, gateway: GatewayDep, _: AnalystDep, day: DayQuery = None
-) -> Transfers:
-    """From the transfers projection: the same person discharged at one member and admitted at
-    another within 48 hours, admitted that Asia/Shanghai day (default: today), received and
-    sent per member, with and without a referral; small counts suppressed as in every report."""
-    return Transfers(**await _member_day(request, gateway, day, transfer_counts, transfer_report))
+async def transfers(gateway: GatewayDep, _: AnalystDep, day: DayQuery = None) -> Transfers:
+    """The same person discharged at one member and admitted at another within 48 hours,
+    admitted that Asia/Shanghai day (default: today), received and sent per member, with and
+    without a referral: the fields of the day's published records (the reporting projection
+    counts them from the derived transfers), so suppressed exactly as on the bureau topics."""
+    chosen = day or local_date(datetime.now(UTC))
+    since, until = _range(chosen, None, None)
+    assert since is not None and until is not None
+    consortium = await _read(gateway, queries.day_query("consortium", chosen))
+    institutions = await _read(gateway, queries.day_query("institutions", chosen))
+    shaped = queries.transfers_of_day(consortium, institutions)
+    return Transfers(local_date=chosen, since=since, until=until, **shaped)
 
 
 # --- the live stream ---------------------------------------------------------------------

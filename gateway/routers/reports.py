@@ -268,10 +268,11 @@ class MemberDay(BaseModel):
 
 
 class RepeatTests(MemberDay):
-    """Orders of recognised tests on one day, possible repeats, and repeats avoided."""
+    """Orders of recognised tests on one day in disjoint parts: not a possible repeat, a
+    possible repeat whose prior result was reused (the order cancelled), one not reused."""
 
     consortium: dict[str, Any] = Field(
-        description="checked, flagged, avoided: each {value, suppressed}."
+        description="not_flagged, flagged_reused, flagged_not_reused: each {value, suppressed}."
     )
     institutions: list[dict[str, Any]] = Field(
         description="Per ordering member: institution, institution_level, and the three counts."
@@ -320,8 +321,9 @@ async def repeat_tests(
     request: Request, gateway: GatewayDep, _: AnalystDep, day: DayQuery = None
 ) -> RepeatTests:
     """From the shared record: orders of a test in the recognition table placed that
-    Asia/Shanghai day (default: today), those repeating another member's still-valid result,
-    and those then cancelled; small counts suppressed as in every report."""
+    Asia/Shanghai day (default: today), split into those repeating no other member's
+    still-valid result, repeats then cancelled (result reused) and repeats not cancelled; only
+    these disjoint parts, small counts suppressed as in every report."""
 
     def count(conn: psycopg.Connection[Any], since: datetime, until: datetime) -> Any:
         return repeat_counts(conn, since, until).by_institution

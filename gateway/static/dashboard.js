@@ -235,11 +235,11 @@ function renderCharts(overdueRows) {
 // day from the shared record (not streamed): on a change of day, and every minute. A
 // projection not built yet answers 503: shown as "–".
 const DAY_TILES = [
-  ["repeats", "flagged", "Possible repeat tests"],
-  ["repeats", "avoided", "Repeat tests avoided"],
+  ["repeats", "flagged_reused", "Repeat tests avoided (result reused)"],
+  ["repeats", "flagged_not_reused", "Possible repeats not avoided"],
 ];
 const TRANSFER_COLUMNS = ["received_referred", "received_unreferred", "sent_referred", "sent_unreferred"];
-const REPEAT_COLUMNS = ["checked", "flagged", "avoided"];
+const REPEAT_COLUMNS = ["not_flagged", "flagged_reused", "flagged_not_reused"];
 const NONE = { value: null, suppressed: false };
 
 async function loadDayReports() {

@@ -366,7 +366,7 @@ def test_an_analyst_sees_the_figures_and_a_new_event_moves_a_number(
     for measure in ("transfers_received_referred", "transfers_received_unreferred"):
         expected = shown(moved, measure)
         wait.until(lambda d: tile(d, measure) == expected)  # noqa: B023
-    wait.until(lambda d: tile(d, "repeats-flagged") == "0")
+    wait.until(lambda d: tile(d, "repeats-flagged_not_reused") == "0")
     with psycopg.connect(stack.database_url) as conn:
         members = queries.run(
             conn, queries.day_query("institutions", date.fromisoformat(moved_day))

@@ -246,11 +246,15 @@ async def overdue(gateway: GatewayDep, _: AnalystDep, day: DayQuery = None) -> R
     return Records(view="institutions", grain="DAY", records=queries.overdue_by_institution(rows))
 
 
-@router.get("/referral-flow", summary="Referrals up, down and lateral by the sender's level")
+@router.get(
+    "/referral-flow",
+    summary="Referrals by the sender's level: up, down, lateral, and to each destination level",
+)
 async def referral_flow(
     gateway: GatewayDep, _: AnalystDep, grain: GrainQuery = "DAY", day: DayQuery = None
 ) -> Records:
-    """Each level's and the consortium's requested referrals by direction, for one day."""
+    """Each level's and the consortium's requested referrals by direction and by destination
+    level (`to_<level>`: the from-level x to-level matrix), for one day."""
     chosen = await _last_day(gateway, day)
     rows: list[dict[str, Any]] = []
     if chosen is not None:

@@ -226,6 +226,11 @@ function renderCharts(overdueRows) {
     { label: "Lateral", data: flow("referrals_lateral") },
   ], { indexAxis: "y", scales: { x: { stacked: true }, y: { stacked: true } } });
 
+  // The flow matrix: each sending level's referrals by the destination's level (stacked).
+  chart("chart-matrix", "bar", LEVELS.map((lv) => lv.replace("_", " ")),
+    LEVELS.map((to) => ({ label: `to ${to.replace("_", " ")}`, data: flow(`referrals_to_${to}`) })),
+    { indexAxis: "y", scales: { x: { stacked: true }, y: { stacked: true } } });
+
   chart("chart-overdue", "bar", overdueRows.map((r) => r.scope), [
     { label: "Overdue", data: overdueRows.map((r) => point(r.referrals_overdue)) },
   ]);

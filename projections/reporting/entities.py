@@ -231,6 +231,8 @@ def _referral(entity: Entity, clock: datetime | None, members: Membership) -> li
     if direction != "UNKNOWN":
         found.append(Contribution(sender, f"referrals_{direction.lower()}", at))
         found.append(Contribution(receiver, "referrals_received", at))
+    if sender in members and receiver in members:  # the flow matrix: sender x destination level
+        found.append(Contribution(sender, f"referrals_to_{members.level(receiver).value}", at))
     applied = {e.kind: e.at for e in board.timeline if e.status is EntryStatus.APPLIED}
     accepted = applied.get("ReferralAccepted")
     if accepted is not None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Final
 
+from events.membership import InstitutionLevel
+
+# The referral flow matrix: each sender's referrals by the destination's level of care.
+DESTINATIONS: Final = tuple(f"referrals_to_{level.value}" for level in InstitutionLevel)
+
 # Counts of people or of their encounters: published only when 0 or at least 5.
 PERSON_COUNTS: Final = (
     "admissions",
@@ -19,6 +24,7 @@ PERSON_COUNTS: Final = (
     "referrals_decided",
     "referrals_overdue",
     "referrals_completed",
+    *DESTINATIONS,
     "transfers_received_referred",
     "transfers_received_unreferred",
     "transfers_sent_referred",
@@ -34,6 +40,18 @@ STOCKS: Final = frozenset({"inpatients", "beds_staffed"})
 DIRECTIONS: Final = ("referrals_up", "referrals_down", "referrals_lateral")
 # Every referral received somewhere was requested in exactly one direction.
 RECEIVED_BY_DIRECTION: Final = ("referrals_received", DIRECTIONS)
+
+
+def destinations_by_direction(sender: InstitutionLevel) -> dict[str, tuple[str, ...]]:
+    """Which destination cells make up a sender level's up, down and lateral referrals."""
+    found: dict[str, list[str]] = {d: [] for d in DIRECTIONS}
+    for level in InstitutionLevel:
+        tier, own = level.tier, sender.tier
+        direction = "referrals_up" if tier > own else "referrals_down" if tier < own else None
+        found[direction or "referrals_lateral"].append(f"referrals_to_{level.value}")
+    return {d: tuple(parts) for d, parts in found.items()}
+
+
 # A transfer is received by one member and sent by another: consortium-wide, what was received
 # equals what was sent (a line with one part: both hidden or both published).
 RECEIVED_IS_SENT: Final = (

@@ -17,12 +17,15 @@ from typing import Any
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 
+from events.membership import InstitutionLevel
 from projections.reporting.windows import DAY, day_start
 
 GRAINS = ("HOUR", "DAY")
 VIEWS = ("institutions", "levels", "consortium")
 RATIOS = ("share_referrals_down", "share_visits_primary", "admitted_within_county")
 DIRECTIONS = {"up": "referrals_up", "down": "referrals_down", "lateral": "referrals_lateral"}
+# The flow matrix: a sender's referrals by the destination's level of care.
+DESTINATION_FIELDS = {f"to_{lv.value}": f"referrals_to_{lv.value}" for lv in InstitutionLevel}
 _WINDOW = (
     "view",
     "scope",
@@ -197,9 +200,12 @@ def overdue_by_institution(records: Iterable[Mapping[str, Any]]) -> list[dict[st
 
 
 def referral_flow(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Referrals requested up, down and sideways from each scope (by the sender's level)."""
+    """Referrals requested up, down and sideways from each scope (by the sender's level), and
+    to each destination level (the from-level x to-level matrix; null before Figures v3)."""
     return [
-        _window(r) | {direction: r[measure] for direction, measure in DIRECTIONS.items()}
+        _window(r)
+        | {direction: r[measure] for direction, measure in DIRECTIONS.items()}
+        | {to: r.get(measure) for to, measure in DESTINATION_FIELDS.items()}
         for r in records
     ]
 

@@ -330,6 +330,17 @@ def test_an_analyst_sees_the_figures_and_a_new_event_moves_a_number(
             )
         ]
         assert dataset["data"] == points, (measure, dataset)
+    # The from-level x to-level matrix: a dataset per destination level, a bar per sender.
+    matrix = browser.execute_script(
+        "return Chart.getChart(document.getElementById('chart-matrix')).data.datasets"
+    )
+    senders = ("county_hospital", "specialist_hospital", "township_centre", "village_clinic")
+    assert len(matrix) == len(senders)
+    for dataset, to in zip(matrix, senders, strict=True):
+        cells = [point(of_day[lv][f"referrals_to_{to}"]) if lv in of_day else 0 for lv in senders]
+        assert dataset["data"] == cells, (to, dataset)
+    # (The chosen day's level cells may all be hidden; some day's are published.)
+    assert any(point(r[f"referrals_to_{to}"]) for r in levels for to in senders)
 
     # Members by level: the membership's counts (read in one script: renders replace rows).
     members = load_membership()

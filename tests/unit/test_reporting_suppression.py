@@ -13,7 +13,11 @@ from events.membership import InstitutionLevel, load_membership
 from projections.reporting.cells import fold
 from projections.reporting.entities import Contribution
 from projections.reporting.figures import ScopeKind, figures_of_day
-from projections.reporting.measures import PERSON_COUNTS
+from projections.reporting.measures import (
+    DESTINATIONS,
+    PERSON_COUNTS,
+    destinations_by_direction,
+)
 from projections.reporting.suppression import Line, suppress
 from projections.reporting.windows import Grain, day_start, local_date
 
@@ -49,6 +53,7 @@ def day_of_contributions(draw: st.DrawFn) -> list[Contribution]:
             to = draw(st.sampled_from([i for i in INSTITUTIONS if i != inst]))
             found.append(Contribution(inst, _direction(inst, to), at, n))
             found.append(Contribution(to, "referrals_received", at, n))
+            found.append(Contribution(inst, f"referrals_to_{MEMBERS.level(to).value}", at, n))
         elif kind == "transfer":
             to = draw(st.sampled_from([i for i in INSTITUTIONS if i != inst]))
             how = draw(st.sampled_from(("referred", "unreferred")))
@@ -73,7 +78,14 @@ def _lines(published: dict[tuple[Any, ...], Any]) -> list[tuple[Any, list[Any]]]
     """The additive relations a reader can build from the published records, written anew."""
     lines: list[tuple[Any, list[Any]]] = []
     windows = {(g, w) for (_, _, g, w, _) in published}
-    measures = ("outpatient_visits", "admissions", "referrals_received", *DIRECTIONS, *TRANSFERS)
+    measures = (
+        "outpatient_visits",
+        "admissions",
+        "referrals_received",
+        *DIRECTIONS,
+        *DESTINATIONS,
+        *TRANSFERS,
+    )
     levels = defaultdict(list)
     for i in MEMBERS:
         levels[i.level.value].append(i.code)
@@ -87,6 +99,15 @@ def _lines(published: dict[tuple[Any, ...], Any]) -> list[tuple[Any, list[Any]]]
         at = (ScopeKind.CONSORTIUM, "c1", g, w)
         lines.append(((*at, "referrals_received"), [(*at, d) for d in DIRECTIONS]))
         lines += [((*at, into), [(*at, out)]) for into, out in RECEIVED_IS_SENT]
+        # The flow matrix: consortium-wide, every received referral went to some level; a
+        # sender's up, down and lateral are the sums of its destination cells.
+        lines.append(((*at, "referrals_received"), [(*at, m) for m in DESTINATIONS]))
+        senders = [(ScopeKind.LEVEL, lv.value, lv) for lv in InstitutionLevel]
+        senders += [(ScopeKind.INSTITUTION, i.code, i.level) for i in MEMBERS]
+        for kind, scope, level in senders:
+            for direction, cells in destinations_by_direction(level).items():
+                parts = [(kind, scope, g, w, m) for m in cells]
+                lines.append(((kind, scope, g, w, direction), parts))
     scopes = {(k, s) for (k, s, _, _, _) in published}
     day = day_start(local_date(DAY_START))
     for k, s in scopes:

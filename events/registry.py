@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails
 
 from events.consent import ConsentGranted, ConsentRevoked
+from events.derived import TransferDerived
 from events.encounter import (
     BedCensusReported,
     OutpatientVisitCompleted,
@@ -69,6 +70,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PersonsMerged,
         MatchReviewRequested,
         MatchReviewDecided,
+        TransferDerived,
     )
 }
 

@@ -18,6 +18,12 @@ class Family(StrEnum):
     REFERRAL = "referral"
     CONSENT = "consent"
     PERSON = "person"
+    # Facts a projection derives and publishes for another (docs/reporting.md): no person.
+    DERIVED_TRANSFERS = "derived.transfers"
+
+
+# Written only by the projection that derives them, never through the gateway.
+DERIVED_FAMILIES: frozenset[Family] = frozenset({Family.DERIVED_TRANSFERS})
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,25 @@ class TopicSpec:
 
 SOURCE_KEY = "utf-8 '<source>|<patient_local_id>' (all events of one patient at one institution)"
 PERSON_KEY = "utf-8 consortium person id (all identity decisions about one person)"
+TRANSFER_KEY = "utf-8 transfer id (every revision of one transfer, the latest kept)"
 
-EVENT_TOPICS: dict[Family, TopicSpec] = {
-    family: TopicSpec(
-        suffix=f"{family.value}.v1",
-        key=PERSON_KEY if family is Family.PERSON else SOURCE_KEY,
-        values=f"Confluent-framed Avro, subjects consortium.events.{family.value}.*",
-    )
-    for family in Family
-}
+
+def _event_topic_spec(family: Family) -> TopicSpec:
+    values = f"Confluent-framed Avro, subjects consortium.events.{family.value}.*"
+    if family is Family.DERIVED_TRANSFERS:
+        # Compacted: a transfer's latest revision is all a reader needs (docs/reporting.md).
+        return TopicSpec(
+            suffix=f"{family.value}.v1",
+            key=TRANSFER_KEY,
+            values=values,
+            partitions=3,
+            extra_config={"cleanup.policy": "compact"},
+        )
+    key = PERSON_KEY if family is Family.PERSON else SOURCE_KEY
+    return TopicSpec(suffix=f"{family.value}.v1", key=key, values=values)
+
+
+EVENT_TOPICS: dict[Family, TopicSpec] = {family: _event_topic_spec(family) for family in Family}
 
 DEAD_LETTER_TOPICS: dict[Family, TopicSpec] = {
     family: TopicSpec(

@@ -31,7 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from consortium.settings import get_settings
-from events.topics import DEAD_LETTER_TOPICS, READ_AUDIT_TOPIC, Family, event_topic
+from events.topics import (
+    DEAD_LETTER_TOPICS,
+    DERIVED_FAMILIES,
+    READ_AUDIT_TOPIC,
+    Family,
+    event_topic,
+)
 from infra.process import LOOPBACK
 
 SCRAM = "SCRAM-SHA-512"
@@ -233,7 +239,7 @@ def grants(consortium_id: str) -> list[Grant]:
     allowed: list[Grant] = [
         Grant(gateway_principal(c), WRITE, TOPIC, event_topic(f, c))
         for f in Family
-        if f is not Family.PERSON
+        if f is not Family.PERSON and f not in DERIVED_FAMILIES
     ]
     for name, projection in PROJECTIONS.items():
         who, group = processor_principal(c, name), group_id(c, name)
@@ -248,6 +254,15 @@ def grants(consortium_id: str) -> list[Grant]:
     # The reporting relay runs in the reporting processor and writes the bureau streams.
     allowed.append(
         Grant(processor_principal(c, "reporting"), WRITE, TOPIC, f"{c}.reporting.", True)
+    )
+    # The transfers relay runs in the transfers processor and writes the derived transfers.
+    allowed.append(
+        Grant(
+            processor_principal(c, "transfers"),
+            WRITE,
+            TOPIC,
+            event_topic(Family.DERIVED_TRANSFERS, c),
+        )
     )
     allowed += _index_grants(c)
     gateway = gateway_principal(c)

@@ -33,12 +33,20 @@ def projection(name: str, consortium_id: str | None = None) -> Projection[Any, A
 def companions(
     name: str, bootstrap_servers: str, database_url: str, consortium_id: str
 ) -> list[Callable[[], object]]:
-    """What runs beside a projection's processor: the reporting outbox relay for `reporting`."""
-    if name != REPORTING.name:
-        return []
+    """What runs beside a projection's processor: the outbox relay of a projection that has one
+    (reporting: the bureau topics; transfers: the derived transfers reporting reads)."""
     from consortium.topics import ensure_topics
-    from events.topics import REPORTING_TOPICS
-    from projections.reporting.relay import Relay
+    from events.topics import EVENT_TOPICS, REPORTING_TOPICS, Family
 
-    ensure_topics(bootstrap_servers, consortium_id, specs=REPORTING_TOPICS.values())
-    return [Relay(database_url, bootstrap_servers, consortium_id).drain]
+    if name == REPORTING.name:
+        from projections.reporting.relay import Relay
+
+        ensure_topics(bootstrap_servers, consortium_id, specs=REPORTING_TOPICS.values())
+        return [Relay(database_url, bootstrap_servers, consortium_id).drain]
+    if name == TRANSFERS.name:
+        from projections.transfers.relay import TransferRelay
+
+        derived = [EVENT_TOPICS[Family.DERIVED_TRANSFERS]]
+        ensure_topics(bootstrap_servers, consortium_id, specs=derived)
+        return [TransferRelay(database_url, bootstrap_servers, consortium_id).drain]
+    return []

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from events.consent import ConsentGranted, ConsentRevoked
+from events.derived import TransferDerived
 from events.encounter import (
     BedCensusReported,
     OutpatientVisitCompleted,
@@ -491,33 +492,56 @@ PERSON_EXAMPLES: dict[str, Callable[[], Event]] = {
     )
 }
 
-EXAMPLES: dict[str, Callable[[], Event]] = {
-    factory().event_type: factory
-    for factory in (
-        patient_registered,
-        patient_demographics_updated,
-        patient_identifiers_merged,
-        patient_admitted,
-        patient_discharged,
-        patient_transferred_ward,
-        outpatient_visit_started,
-        outpatient_visit_completed,
-        bed_census_reported,
-        order_placed,
-        order_cancelled,
-        lab_result_reported,
-        imaging_report_issued,
-        result_amended,
-        referral_requested,
-        referral_accepted,
-        referral_rejected,
-        referral_cancelled,
-        referral_patient_arrived,
-        referral_completed,
-        consent_granted,
-        consent_revoked,
+
+def transfer_derived() -> TransferDerived:
+    """The transfers projection's revision of a transfer from a township to the county."""
+    return TransferDerived(
+        envelope=envelope("TransferDerived", source=COUNTY_HOSPITAL, patient_local_id=None),
+        transfer_id=uuid.UUID("3e4f5a6b-7c8d-5e9f-8a0b-1c2d3e4f5a6b"),
+        from_institution=TOWNSHIP,
+        to_institution=COUNTY_HOSPITAL,
+        admitted_at=OCCURRED_AT,
+        referred=False,
+        present=True,
+        generation=1,
+        sequence=42,
     )
-} | PERSON_EXAMPLES
+
+
+# Derived facts: written by a projection, never published by a member.
+DERIVED_EXAMPLES: dict[str, Callable[[], Event]] = {transfer_derived().event_type: transfer_derived}
+
+EXAMPLES: dict[str, Callable[[], Event]] = (
+    {
+        factory().event_type: factory
+        for factory in (
+            patient_registered,
+            patient_demographics_updated,
+            patient_identifiers_merged,
+            patient_admitted,
+            patient_discharged,
+            patient_transferred_ward,
+            outpatient_visit_started,
+            outpatient_visit_completed,
+            bed_census_reported,
+            order_placed,
+            order_cancelled,
+            lab_result_reported,
+            imaging_report_issued,
+            result_amended,
+            referral_requested,
+            referral_accepted,
+            referral_rejected,
+            referral_cancelled,
+            referral_patient_arrived,
+            referral_completed,
+            consent_granted,
+            consent_revoked,
+        )
+    }
+    | PERSON_EXAMPLES
+    | DERIVED_EXAMPLES
+)
 
 
 def example(event_type: str) -> Event:

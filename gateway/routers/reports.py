@@ -35,9 +35,7 @@ from gateway.state import Gateway
 from projections.record.queries import repeat_counts
 from projections.reporting import queries
 from projections.reporting.repeats import repeat_report
-from projections.reporting.transfers import transfer_report
 from projections.reporting.windows import DAY, day_start, local_date
-from projections.transfers.queries import transfer_counts
 
 log = logging.getLogger(__name__)
 
@@ -248,11 +246,15 @@ async def overdue(gateway: GatewayDep, _: AnalystDep, day: DayQuery = None) -> R
     return Records(view="institutions", grain="DAY", records=queries.overdue_by_institution(rows))
 
 
-@router.get("/referral-flow", summary="Referrals up, down and lateral by the sender's level")
+@router.get(
+    "/referral-flow",
+    summary="Referrals by the sender's level: up, down, lateral, and to each destination level",
+)
 async def referral_flow(
     gateway: GatewayDep, _: AnalystDep, grain: GrainQuery = "DAY", day: DayQuery = None
 ) -> Records:
-    """Each level's and the consortium's requested referrals by direction, for one day."""
+    """Each level's and the consortium's requested referrals by direction and by destination
+    level (`to_<level>`: the from-level x to-level matrix), for one day."""
     chosen = await _last_day(gateway, day)
     rows: list[dict[str, Any]] = []
     if chosen is not None:
@@ -270,10 +272,11 @@ class MemberDay(BaseModel):
 
 
 class RepeatTests(MemberDay):
-    """Orders of recognised tests on one day, possible repeats, and repeats avoided."""
+    """Orders of recognised tests on one day in disjoint parts: not a possible repeat, a
+    possible repeat whose prior result was reused (the order cancelled), one not reused."""
 
     consortium: dict[str, Any] = Field(
-        description="checked, flagged, avoided: each {value, suppressed}."
+        description="not_flagged, flagged_reused, flagged_not_reused: each {value, suppressed}."
     )
     institutions: list[dict[str, Any]] = Field(
         description="Per ordering member: institution, institution_level, and the three counts."
@@ -284,7 +287,7 @@ class Transfers(MemberDay):
     """Transfers between members admitted on one day, and those without a referral."""
 
     consortium: dict[str, Any] = Field(
-        description="referred, unreferred: each {value, suppressed}."
+        description="referred, unreferred: each {value, suppressed} (null before Figures v2)."
     )
     institutions: list[dict[str, Any]] = Field(
         description="Per member: institution, institution_level, received_referred,"
@@ -322,8 +325,9 @@ async def repeat_tests(
     request: Request, gateway: GatewayDep, _: AnalystDep, day: DayQuery = None
 ) -> RepeatTests:
     """From the shared record: orders of a test in the recognition table placed that
-    Asia/Shanghai day (default: today), those repeating another member's still-valid result,
-    and those then cancelled; small counts suppressed as in every report."""
+    Asia/Shanghai day (default: today), split into those repeating no other member's
+    still-valid result, repeats then cancelled (result reused) and repeats not cancelled; only
+    these disjoint parts, small counts suppressed as in every report."""
 
     def count(conn: psycopg.Connection[Any], since: datetime, until: datetime) -> Any:
         return repeat_counts(conn, since, until).by_institution
@@ -332,13 +336,18 @@ async def repeat_tests(
 
 
 @router.get("/transfers", summary="Transfers between members and unreferred ones, for one day")
-async def transfers(
-    request: Request, gateway: GatewayDep, _: AnalystDep, day: DayQuery = None
-) -> Transfers:
-    """From the transfers projection: the same person discharged at one member and admitted at
-    another within 48 hours, admitted that Asia/Shanghai day (default: today), received and
-    sent per member, with and without a referral; small counts suppressed as in every report."""
-    return Transfers(**await _member_day(request, gateway, day, transfer_counts, transfer_report))
+async def transfers(gateway: GatewayDep, _: AnalystDep, day: DayQuery = None) -> Transfers:
+    """The same person discharged at one member and admitted at another within 48 hours,
+    admitted that Asia/Shanghai day (default: today), received and sent per member, with and
+    without a referral: the fields of the day's published records (the reporting projection
+    counts them from the derived transfers), so suppressed exactly as on the bureau topics."""
+    chosen = day or local_date(datetime.now(UTC))
+    since, until = _range(chosen, None, None)
+    assert since is not None and until is not None
+    consortium = await _read(gateway, queries.day_query("consortium", chosen))
+    institutions = await _read(gateway, queries.day_query("institutions", chosen))
+    shaped = queries.transfers_of_day(consortium, institutions)
+    return Transfers(local_date=chosen, since=since, until=until, **shaped)
 
 
 # --- the live stream ---------------------------------------------------------------------

@@ -13,6 +13,8 @@ const TILES = [
   ["acceptance_minutes_p90", "p90 minutes to accept", "number"],
   ["referrals_overdue", "Referrals overdue"], ["referrals_completed", "Referrals completed (loop closed)"],
   ["transfers_outside", "Transferred outside"],
+  ["transfers_received_unreferred", "Transfers without referral"],
+  ["transfers_received_referred", "Transfers with referral"],
 ];
 const RATIOS = [
   ["share_referrals_down", "Share of referrals going down"],
@@ -208,6 +210,12 @@ function renderCharts(overdueRows) {
   chart("chart-hours", "bar", hourLabels, [
     { label: "Outpatient visits", data: hourly("outpatient_visits") },
     { label: "Admissions", data: hourly("admissions") },
+    { label: "Transfers without referral", data: hourly("transfers_received_unreferred") },
+  ]);
+  // Transfers between members (counted at the admission; a consortium's received = sent).
+  chart("chart-transfers", "line", labels, [
+    { label: "Without referral", data: series("transfers_received_unreferred") },
+    { label: "With referral", data: series("transfers_received_referred") },
   ]);
 
   const levels = new Map(select("levels", "DAY", (r) => r.local_date === state.day).map((r) => [r.scope, r]));
@@ -218,21 +226,25 @@ function renderCharts(overdueRows) {
     { label: "Lateral", data: flow("referrals_lateral") },
   ], { indexAxis: "y", scales: { x: { stacked: true }, y: { stacked: true } } });
 
+  // The flow matrix: each sending level's referrals by the destination's level (stacked).
+  chart("chart-matrix", "bar", LEVELS.map((lv) => lv.replace("_", " ")),
+    LEVELS.map((to) => ({ label: `to ${to.replace("_", " ")}`, data: flow(`referrals_to_${to}`) })),
+    { indexAxis: "y", scales: { x: { stacked: true }, y: { stacked: true } } });
+
   chart("chart-overdue", "bar", overdueRows.map((r) => r.scope), [
     { label: "Overdue", data: overdueRows.map((r) => point(r.referrals_overdue)) },
   ]);
 }
 
-// Transfers and repeat tests are read per day from their projections (not streamed): on a
-// change of day, and every minute. A projection not built yet answers 503: shown as "–".
+// Transfers per member come from the streamed day records (live). Repeat tests are read per
+// day from the shared record (not streamed): on a change of day, and every minute. A
+// projection not built yet answers 503: shown as "–".
 const DAY_TILES = [
-  ["transfers", "referred", "Transfers with referral"],
-  ["transfers", "unreferred", "Transfers without referral"],
-  ["repeats", "flagged", "Possible repeat tests"],
-  ["repeats", "avoided", "Repeat tests avoided"],
+  ["repeats", "flagged_reused", "Repeat tests avoided (result reused)"],
+  ["repeats", "flagged_not_reused", "Possible repeats not avoided"],
 ];
 const TRANSFER_COLUMNS = ["received_referred", "received_unreferred", "sent_referred", "sent_unreferred"];
-const REPEAT_COLUMNS = ["checked", "flagged", "avoided"];
+const REPEAT_COLUMNS = ["not_flagged", "flagged_reused", "flagged_not_reused"];
 const NONE = { value: null, suppressed: false };
 
 async function loadDayReports() {
@@ -242,20 +254,25 @@ async function loadDayReports() {
     if (err.status === 401 || err.status === 403) throw err;
     return null;
   });
-  const [transfers, repeats] = await Promise.all([read("/v1/reports/transfers"), read("/v1/reports/repeat-tests")]);
+  const repeats = await read("/v1/reports/repeat-tests");
   if (day !== state.day) return;
-  state.dayReports = { day, transfers, repeats };
+  state.dayReports = { day, repeats };
   renderDayReports();
 }
 
 function renderDayReports() {
+  if (!state.members) return;
   const reports = state.dayReports || {};
   $("day-tiles").replaceChildren(...DAY_TILES.map(([report, m, label]) =>
     tile(`kpi-${report}-${m}`, label, reports[report] ? reports[report].consortium[m] : NONE)));
   const names = new Map(state.members.levels.flatMap((lv) => lv.members.map((m) => [m.code, m.name])));
   const rows = new Map();
   const row = (i) => rows.get(i.institution) || rows.set(i.institution, { level: i.institution_level }).get(i.institution);
-  for (const i of (reports.transfers && reports.transfers.institutions) || []) Object.assign(row(i), ...TRANSFER_COLUMNS.map((c) => ({ [c]: i[c] })));
+  const moved = (r) => TRANSFER_COLUMNS.some((c) => r[`transfers_${c}`] && (r[`transfers_${c}`].suppressed || r[`transfers_${c}`].value));
+  for (const r of select("institutions", "DAY", (r) => r.local_date === state.day && moved(r))) {
+    Object.assign(row({ institution: r.scope, institution_level: r.institution_level }),
+      ...TRANSFER_COLUMNS.map((c) => ({ [c]: r[`transfers_${c}`] })));
+  }
   for (const i of (reports.repeats && reports.repeats.institutions) || []) Object.assign(row(i), ...REPEAT_COLUMNS.map((c) => ({ [c]: i[c] })));
   $("transfers-table").querySelector("tbody").replaceChildren(...[...rows.keys()].sort().map((code) => {
     const r = rows.get(code);
@@ -267,7 +284,7 @@ function renderDayReports() {
     level.textContent = r.level || "";
     const zero = (loaded) => (loaded ? { value: 0, suppressed: false } : NONE);
     tr.append(name, level,
-      ...TRANSFER_COLUMNS.map((c) => cellHtml(r[c] || zero(reports.transfers))),
+      ...TRANSFER_COLUMNS.map((c) => cellHtml(r[c] || zero(true))),
       ...REPEAT_COLUMNS.map((c) => cellHtml(r[c] || zero(reports.repeats))));
     return tr;
   }));
@@ -288,9 +305,9 @@ function render() {
   renderCharts(renderOverdue());
   if (state.day && (!state.dayReports || state.dayReports.day !== state.day)) {
     state.dayReports = { day: state.day };
-    renderDayReports();
     loadDayReports().catch(refused);
   }
+  renderDayReports();
   document.body.dataset.records = String(state.records.size);
 }
 function schedule() { if (!pending) pending = setTimeout(render, 150); }

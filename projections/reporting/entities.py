@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from events.derived import TransferDerived
 from events.encounter import (
     BedCensusReported,
     DischargeDisposition,
@@ -43,6 +44,8 @@ class Kind(StrEnum):
     VISIT = "visit"
     WARD_DAY = "ward_day"
     REFERRAL = "referral"
+    # A transfer between members as the transfers projection derived it (its latest revision).
+    TRANSFER = "transfer"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -91,6 +94,8 @@ def key_of(event: Event) -> str | None:
             return f"{Kind.WARD_DAY}|{env.source}|{event.ward_code}|{local_date(env.occurred_at)}"
         case ReferralEvent():
             return f"{Kind.REFERRAL}|{event.referral_id}"
+        case TransferDerived():
+            return f"{Kind.TRANSFER}|{event.transfer_id}"
     return None
 
 
@@ -107,6 +112,15 @@ def _details(event: Event) -> dict[str, str]:
                 "from_institution": event.from_institution,
                 "to_institution": event.to_institution,
                 "urgency": event.urgency.value,
+            }
+        case TransferDerived():
+            return {
+                "from_institution": event.from_institution,
+                "to_institution": event.to_institution,
+                "admitted_at": event.admitted_at.isoformat(),
+                "referred": str(event.referred).lower(),
+                "present": str(event.present).lower(),
+                "revision": f"{event.generation:010d}.{event.sequence:019d}",
             }
     return {}
 
@@ -126,8 +140,17 @@ def evolve(entity: Entity | None, event: Event) -> Entity:
     current = entity or Entity(key, Kind(key.split("|", 1)[0]))
     if any(f.event_id == event.envelope.event_id for f in current.facts):
         return current
+    if current.kind is Kind.TRANSFER:
+        # Only the latest revision counts: keep it alone, whatever order revisions arrive in.
+        latest = max((*current.facts, fact_of(event)), key=_revision)
+        return replace(current, facts=(latest,))
     facts = sorted((*current.facts, fact_of(event)), key=lambda f: (f.occurred_at, f.event_id))
     return replace(current, facts=tuple(facts))
+
+
+def _revision(fact: Fact) -> tuple[str, UUID]:
+    """A derived revision's order: (generation, sequence), then its event id."""
+    return (fact.detail("revision") or "", fact.event_id)
 
 
 def _first(facts: tuple[Fact, ...], *kinds: str) -> Fact | None:
@@ -178,6 +201,18 @@ def _ward_day(facts: tuple[Fact, ...]) -> list[Contribution]:
     ]
 
 
+def _transfer(facts: tuple[Fact, ...]) -> list[Contribution]:
+    latest = max(facts, key=_revision, default=None)
+    if latest is None or latest.detail("present") != "true":
+        return []  # retracted: it counts nowhere
+    at = datetime.fromisoformat(latest.detail("admitted_at") or latest.occurred_at.isoformat())
+    how = "referred" if latest.detail("referred") == "true" else "unreferred"
+    return [
+        Contribution(latest.detail("to_institution") or "", f"transfers_received_{how}", at),
+        Contribution(latest.detail("from_institution") or "", f"transfers_sent_{how}", at),
+    ]
+
+
 def _direction(declared: str | None, sender: str, receiver: str, members: Membership) -> str:
     """The direction by the members' levels (what the bureau judges), else as declared."""
     if sender in members and receiver in members:
@@ -196,6 +231,8 @@ def _referral(entity: Entity, clock: datetime | None, members: Membership) -> li
     if direction != "UNKNOWN":
         found.append(Contribution(sender, f"referrals_{direction.lower()}", at))
         found.append(Contribution(receiver, "referrals_received", at))
+    if sender in members and receiver in members:  # the flow matrix: sender x destination level
+        found.append(Contribution(sender, f"referrals_to_{members.level(receiver).value}", at))
     applied = {e.kind: e.at for e in board.timeline if e.status is EntryStatus.APPLIED}
     accepted = applied.get("ReferralAccepted")
     if accepted is not None:
@@ -228,6 +265,8 @@ def contributions(
             found = _ward_day(entity.facts)
         case Kind.REFERRAL:
             found = _referral(entity, clock, members or load_membership())
+        case Kind.TRANSFER:
+            found = _transfer(entity.facts)
     return tuple(sorted(found))
 
 

@@ -17,12 +17,15 @@ from typing import Any
 from events.membership import InstitutionLevel, Membership
 from projections.reporting.cells import Cell, CellKey
 from projections.reporting.measures import (
+    DESTINATIONS,
     DIRECTIONS,
     PERSON_COUNTS,
     PUBLIC_COUNTS,
     RECEIVED_BY_DIRECTION,
+    RECEIVED_IS_SENT,
     STOCKS,
     THRESHOLD,
+    destinations_by_direction,
 )
 from projections.reporting.suppression import Line, suppress
 from projections.reporting.windows import REPORTING_ZONE, Grain, day_start, local_date, window_end
@@ -134,6 +137,9 @@ def lines_of(values: Mapping[Scoped, int], members: Membership, consortium: str)
         received, directions = RECEIVED_BY_DIRECTION
         at = (ScopeKind.CONSORTIUM, consortium, grain, start)
         lines.append(Line((*at, received), tuple((*at, d) for d in directions)))
+        for into, out in RECEIVED_IS_SENT:
+            lines.append(Line((*at, into), ((*at, out),)))
+    lines += _flow_lines(values, members, consortium)
     hours: dict[tuple[ScopeKind, str, datetime, str], list[Scoped]] = defaultdict(list)
     for kind, scope, grain, start, measure in values:
         if grain is Grain.HOUR and measure in PERSON_COUNTS and measure not in STOCKS:
@@ -146,6 +152,32 @@ def lines_of(values: Mapping[Scoped, int], members: Membership, consortium: str)
         for line in lines
         if values.get(line.total, 0) or any(values.get(p) for p in line.parts)
     ]
+
+
+def _flow_lines(values: Mapping[Scoped, int], members: Membership, consortium: str) -> list[Line]:
+    """The flow matrix's lines: a sender's up, down and lateral referrals are sums of its
+    destination cells; consortium-wide, received referrals are the sum of all of them."""
+    lines: list[Line] = []
+    senders = {
+        (kind, scope, grain, start)
+        for (kind, scope, grain, start, measure), value in values.items()
+        if value and measure in (*DIRECTIONS, *DESTINATIONS)
+    }
+    for kind, scope, grain, start in sorted(senders):
+        at = (kind, scope, grain, start)
+        if kind is ScopeKind.CONSORTIUM:
+            parts = tuple((*at, m) for m in DESTINATIONS)
+            lines.append(Line((*at, "referrals_received"), parts))
+            continue
+        if kind is ScopeKind.LEVEL:
+            level = InstitutionLevel(scope)
+        elif scope in members:
+            level = members.level(scope)
+        else:
+            continue
+        for direction, cells in destinations_by_direction(level).items():
+            lines.append(Line((*at, direction), tuple((*at, m) for m in cells)))
+    return lines
 
 
 def _count(value: int | None, hidden: bool) -> dict[str, Any]:

@@ -1,11 +1,10 @@
 """Per-member counts of one period for the bureau, with the consortium's totals (pure).
 
-The counts come from a projection at read time (repeat tests from the shared record, transfers
-from the transfers projection); here they get the reporting rules: counts from 1 to 4 are
-suppressed, and complementary suppression along `consortium total = sum(members)` keeps a
-hidden count from being a total minus the published ones. A consortium total may be the sum of
-several member measures (every transfer is received by one member and sent by another), and
-then every one of those sums is a line.
+The counts come from a projection at read time (repeat tests from the shared record); here they
+get the reporting rules: counts from 1 to 4 are suppressed, and complementary suppression along
+`consortium total = sum(members)` keeps a hidden count from being a total minus the published
+ones. A consortium total may be the sum of several member measures, and then every one of
+those sums is a line.
 """
 
 from __future__ import annotations

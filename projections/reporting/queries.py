@@ -17,12 +17,15 @@ from typing import Any
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 
+from events.membership import InstitutionLevel
 from projections.reporting.windows import DAY, day_start
 
 GRAINS = ("HOUR", "DAY")
 VIEWS = ("institutions", "levels", "consortium")
 RATIOS = ("share_referrals_down", "share_visits_primary", "admitted_within_county")
 DIRECTIONS = {"up": "referrals_up", "down": "referrals_down", "lateral": "referrals_lateral"}
+# The flow matrix: a sender's referrals by the destination's level of care.
+DESTINATION_FIELDS = {f"to_{lv.value}": f"referrals_to_{lv.value}" for lv in InstitutionLevel}
 _WINDOW = (
     "view",
     "scope",
@@ -197,8 +200,54 @@ def overdue_by_institution(records: Iterable[Mapping[str, Any]]) -> list[dict[st
 
 
 def referral_flow(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Referrals requested up, down and sideways from each scope (by the sender's level)."""
+    """Referrals requested up, down and sideways from each scope (by the sender's level), and
+    to each destination level (the from-level x to-level matrix; null before Figures v3)."""
     return [
-        _window(r) | {direction: r[measure] for direction, measure in DIRECTIONS.items()}
+        _window(r)
+        | {direction: r[measure] for direction, measure in DIRECTIONS.items()}
+        | {to: r.get(measure) for to, measure in DESTINATION_FIELDS.items()}
         for r in records
     ]
+
+
+# The day report of transfers: each member's received and sent, with and without referral,
+# and the consortium's (what it received is what it sent), as the day records publish them.
+TRANSFER_FIELDS = {
+    "received_referred": "transfers_received_referred",
+    "received_unreferred": "transfers_received_unreferred",
+    "sent_referred": "transfers_sent_referred",
+    "sent_unreferred": "transfers_sent_unreferred",
+}
+CONSORTIUM_TRANSFERS = {
+    "referred": "transfers_received_referred",
+    "unreferred": "transfers_received_unreferred",
+}
+
+
+def _moved(record: Mapping[str, Any]) -> bool:
+    """Whether a record counts any transfer (a hidden count may be one)."""
+    cells = [record.get(m) for m in TRANSFER_FIELDS.values()]
+    return any(c is not None and (c["suppressed"] or c["value"]) for c in cells)
+
+
+def transfers_of_day(
+    consortium: Iterable[Mapping[str, Any]], institutions: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The consortium's and each moving member's transfer counts, picked from day records
+    (a day without a record counted nothing: zeros; a record older than Figures v2: null)."""
+    totals = next(iter(consortium), None)
+    zero = {"value": 0, "suppressed": False}
+    return {
+        "consortium": {
+            k: zero if totals is None else totals.get(m) for k, m in CONSORTIUM_TRANSFERS.items()
+        },
+        "institutions": [
+            {
+                "institution": r["scope"],
+                "institution_level": r["institution_level"],
+                **{k: r.get(m) for k, m in TRANSFER_FIELDS.items()},
+            }
+            for r in sorted(institutions, key=lambda r: r["scope"])
+            if _moved(r)
+        ],
+    }

@@ -12,6 +12,7 @@ from psycopg import Cursor, sql
 from events.catalog import default_catalog
 from events.codec import Codec
 from events.membership import Membership, load_membership
+from projections import outbox
 from projections.referrals.lifecycle import Fact
 from projections.reporting.cells import Cell, CellKey, Delta, apply
 from projections.reporting.entities import Contribution, Entity, Kind
@@ -196,13 +197,8 @@ class ReportingStore:
             ).format(s),
             gone,
         )
-        cur.executemany(
-            sql.SQL(
-                "INSERT INTO {}.outbox (view, kafka_key, payload) VALUES (%s, %s, %s)"
-                " ON CONFLICT (view, kafka_key) DO UPDATE"
-                " SET payload = excluded.payload, seq = excluded.seq"
-            ).format(s),
-            [(k.view, k.kafka_key, self.codec.encode(SUBJECT, r)) for k, r in rows],
+        outbox.put(
+            cur, schema, [(k.view, k.kafka_key, self.codec.encode(SUBJECT, r)) for k, r in rows]
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from projections.frame.declaration import Table
+from projections.outbox import OUTBOX
 
 # Facts are bookkeeping (like the referral board's); what they contribute is part of the digest.
 ENTITIES = Table(
@@ -70,24 +71,6 @@ CREATE INDEX ON {schema}.figures (grain, window_start);
 """,
     digest_columns=("view", "scope", "grain", "window_start", "record"),
     order_by=("view", "scope", "grain", "window_start"),
-)
-
-# Records changed but not yet on the reporting topics (transactional outbox, latest per key).
-OUTBOX = Table(
-    name="outbox",
-    ddl="""
-CREATE SEQUENCE {schema}.outbox_seq;
-CREATE TABLE {schema}.outbox (
-    view      text   NOT NULL,
-    kafka_key bytea  NOT NULL,
-    payload   bytea  NOT NULL,
-    seq       bigint NOT NULL DEFAULT nextval('{schema}.outbox_seq'),
-    PRIMARY KEY (view, kafka_key)
-);
-CREATE INDEX ON {schema}.outbox (seq);
-""",
-    digest_columns=(),
-    order_by=("seq",),
 )
 
 TABLES = (ENTITIES, CELLS, DAYS, FIGURES, OUTBOX)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
 from psycopg import Cursor, sql
 
+from events.catalog import default_catalog
+from events.codec import Codec
+from projections import outbox
+from projections.transfers import derived
 from projections.transfers.persons import LocalPatient
 from projections.transfers.stays import (
     Fact,
@@ -92,7 +97,7 @@ class TransferStore:
         _write_patients(cur, s, changed.values())
         persons |= _lock_routes(cur, s, changed.values())
         persons |= {p.person_id for p in changed.values() if p.person_id is not None}
-        _rederive(cur, s, sorted(persons), changed)
+        _rederive(cur, schema, sorted(persons), changed)
 
     def sweep(self, cur: Cursor[Any], schema: str, clock: datetime) -> int:
         """Nothing here depends on the event clock alone."""
@@ -195,13 +200,14 @@ def _lock_routes(cur: Cursor[Any], s: sql.Identifier, patients: Iterable[Patient
 
 def _rederive(
     cur: Cursor[Any],
-    s: sql.Identifier,
+    schema: str,
     persons: list[str],
     changed: Mapping[LocalPatient, Patient],
 ) -> None:
     """Lock the persons, read all their patients and the routes they name, rewrite transfers."""
     if not persons:
         return
+    s = sql.Identifier(schema)
     cur.execute(
         sql.SQL(
             "INSERT INTO {}.persons (person_id) SELECT p FROM unnest(%s::text[]) AS p ORDER BY p"
@@ -232,9 +238,49 @@ def _rederive(
     transfers = [
         t for person, ps in by_person.items() for t in derive_transfers(person, ps, routes)
     ]
+    before = _published(cur, s, persons)
     cur.execute(sql.SQL("DELETE FROM {}.transfers WHERE person_id = ANY(%s)").format(s), (persons,))
     if transfers:
         _copy_transfers(cur, s, transfers)
+    _announce(cur, schema, derived.changes(before, transfers))
+
+
+def _published(
+    cur: Cursor[Any], s: sql.Identifier, persons: list[str]
+) -> dict[UUID, derived.Published]:
+    rows = cur.execute(
+        sql.SQL(
+            "SELECT transfer_id, from_institution, to_institution, admitted_at, referred"
+            " FROM {}.transfers WHERE person_id = ANY(%s)"
+        ).format(s),
+        (persons,),
+    ).fetchall()
+    return {row[0]: derived.Published(*row) for row in rows}
+
+
+@cache
+def _codec() -> Codec:
+    return Codec(default_catalog())
+
+
+def _announce(cur: Cursor[Any], schema: str, changed: list[tuple[derived.Published, bool]]) -> None:
+    """Put one revision per changed transfer in the outbox, in the batch's transaction."""
+    if not changed:
+        return
+    generation = int(schema.rsplit("_g", 1)[1])  # the frame's schema: <projection>_g<number>
+    sequences = cur.execute(
+        sql.SQL("SELECT nextval({}) FROM generate_series(1, %s)").format(
+            sql.Literal(f"{schema}.outbox_seq")
+        ),
+        (len(changed),),
+    ).fetchall()
+    now = derived.utc_now()
+    rows = []
+    for (published, present), (sequence,) in zip(changed, sequences, strict=True):
+        event = derived.revision(published, present, generation, sequence, now)
+        key = str(published.transfer_id).encode()
+        rows.append((derived.VIEW, key, _codec().encode_event(event)))
+    outbox.put(cur, schema, rows)
 
 
 def _routes(cur: Cursor[Any], s: sql.Identifier, referral_ids: set[UUID]) -> dict[UUID, Route]:

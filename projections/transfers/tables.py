@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from projections.frame.declaration import Table
+from projections.outbox import OUTBOX
 
 PATIENTS = Table(
     name="patients",
@@ -92,4 +93,5 @@ CREATE INDEX ON {schema}.transfers (to_institution, admitted_at);
 )
 
 # PERSONS has no digest columns: which lock rows exist depends on the arrival order.
-TABLES = (PATIENTS, ROUTES, PERSONS, TRANSFERS)
+# OUTBOX: changed transfers not yet on <consortium>.derived.transfers.v1 (docs/reporting.md).
+TABLES = (PATIENTS, ROUTES, PERSONS, TRANSFERS, OUTBOX)

@@ -37,7 +37,7 @@ from events.envelope import Event
 from events.membership import InstitutionLevel, load_membership
 from events.publisher import Publisher
 from events.topics import event_topic
-from examples import COUNTY_HOSPITAL, TOWNSHIP
+from examples import COUNTY_HOSPITAL, TOWNSHIP, VILLAGE
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.principals import Role
@@ -54,10 +54,10 @@ from projections.reporting import queries
 from projections.reporting.projection import reporting_projection
 from projections.reporting.relay import Relay
 from projections.reporting.synthetic import flows
-from projections.reporting.transfers import transfer_report
 from projections.reporting.windows import day_start, local_date
+from projections.transfers import derived
 from projections.transfers.projection import TRANSFERS
-from projections.transfers.queries import TRANSFER_MEASURES, transfer_counts
+from projections.transfers.relay import TransferRelay
 from projections.transfers.synthetic import transfer_flows
 
 CODEC = Codec(Catalog.load())
@@ -193,8 +193,11 @@ def stack(
                 issue_token(url, TOWNSHIP),
             )
             stack.publish(stack.events)
-            # Transfers between members over the same weeks, read by the page per day.
+            # Transfers between members over the same weeks: the transfers projection, and its
+            # relay to the derived topic, which the reporting processor reads.
             load_projection(TRANSFERS, url, [e for f in transfer_flows(11, 800) for e in f], cid)
+            stack.published += TransferRelay(url, kafka_bootstrap, cid).drain()
+            feeder.wait_for(stack.published)
             load_projection(RECORD, url, [], cid)  # built and empty: no repeat tests
             yield stack
     finally:
@@ -285,7 +288,7 @@ def test_an_analyst_sees_the_figures_and_a_new_event_moves_a_number(
     )
 
     with psycopg.connect(stack.database_url) as conn:
-        daily = queries.consortium_figures(conn, "DAY")
+        daily = queries.consortium_figures(conn, "DAY")[-31:]  # the page charts the last 31 days
         levels = queries.run(conn, queries.figures_query("levels"))
     published = [r for r in daily if not r["outpatient_visits"]["suppressed"]]
     day = str(max(published, key=lambda r: r["outpatient_visits"]["value"])["local_date"])
@@ -327,6 +330,17 @@ def test_an_analyst_sees_the_figures_and_a_new_event_moves_a_number(
             )
         ]
         assert dataset["data"] == points, (measure, dataset)
+    # The from-level x to-level matrix: a dataset per destination level, a bar per sender.
+    matrix = browser.execute_script(
+        "return Chart.getChart(document.getElementById('chart-matrix')).data.datasets"
+    )
+    senders = ("county_hospital", "specialist_hospital", "township_centre", "village_clinic")
+    assert len(matrix) == len(senders)
+    for dataset, to in zip(matrix, senders, strict=True):
+        cells = [point(of_day[lv][f"referrals_to_{to}"]) if lv in of_day else 0 for lv in senders]
+        assert dataset["data"] == cells, (to, dataset)
+    # (The chosen day's level cells may all be hidden; some day's are published.)
+    assert any(point(r[f"referrals_to_{to}"]) for r in levels for to in senders)
 
     # Members by level: the membership's counts (read in one script: renders replace rows).
     members = load_membership()
@@ -343,32 +357,72 @@ def test_an_analyst_sees_the_figures_and_a_new_event_moves_a_number(
     after = stack.consortium_day(day)
     assert after["outpatient_visits"]["value"] == before["outpatient_visits"]["value"] + 5
     wait.until(lambda d: tile(d, "outpatient_visits") == shown(after, "outpatient_visits"))
-    # Transfers of the day, read from the transfers projection: the page shows the report's
-    # totals and each member's row; the shared record is empty here, so repeats show 0.
-    # The page's busiest day of transfers among its days is picked.
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        reports = {}
-        for r in daily:
-            start = day_start(date.fromisoformat(str(r["local_date"])))
-            reports[str(r["local_date"])] = transfer_report(
-                transfer_counts(conn, start, start + timedelta(days=1)), load_membership()
-            )
-    moved_day = max(reports, key=lambda d: (len(reports[d]["institutions"]), d))
-    moved = reports[moved_day]
-    assert moved["institutions"], "a day of the page has transfers"
-    Select(browser.find_element(By.ID, "day")).select_by_value(moved_day)
-    for measure in ("referred", "unreferred"):
-        expected = shown(moved["consortium"], measure)
-        wait.until(lambda d: tile(d, f"transfers-{measure}") == expected)  # noqa: B023
-    wait.until(lambda d: tile(d, "repeats-flagged") == "0")
-    rows = browser.execute_script(
-        "return Object.fromEntries([...document.querySelectorAll('#transfers-table tbody tr')]"
-        ".map((tr) => [tr.dataset.institution, [...tr.children].slice(2, 6)"
-        ".map((td) => td.textContent)]))"
+    # Transfers between members, from the derived topic through reporting: per day as a time
+    # series, the day's tiles, and each member's row; the shared record is empty, repeats 0.
+    with psycopg.connect(stack.database_url) as conn:
+        daily = queries.consortium_figures(conn, "DAY")[-31:]  # the page charts the last 31 days
+    charted = browser.execute_script(
+        "return Chart.getChart(document.getElementById('chart-transfers')).data.datasets"
     )
-    assert rows == {
-        i["institution"]: [shown(i, m) for m in TRANSFER_MEASURES] for i in moved["institutions"]
+    for dataset, measure in zip(
+        charted, ("transfers_received_unreferred", "transfers_received_referred"), strict=True
+    ):
+        assert dataset["data"] == [point(r[measure]) for r in daily], measure
+    assert any(point(r["transfers_received_unreferred"]) for r in daily)
+    moved_day = str(
+        max(daily, key=lambda r: point(r["transfers_received_unreferred"]) or 0)["local_date"]
+    )
+    Select(browser.find_element(By.ID, "day")).select_by_value(moved_day)
+    moved = stack.consortium_day(moved_day)
+    for measure in ("transfers_received_referred", "transfers_received_unreferred"):
+        expected = shown(moved, measure)
+        wait.until(lambda d: tile(d, measure) == expected)  # noqa: B023
+    wait.until(lambda d: tile(d, "repeats-flagged_not_reused") == "0")
+    with psycopg.connect(stack.database_url) as conn:
+        members = queries.run(
+            conn, queries.day_query("institutions", date.fromisoformat(moved_day))
+        )
+    report = queries.transfers_of_day([moved], members)
+    columns = tuple(queries.TRANSFER_FIELDS)
+    expected_rows = {
+        i["institution"]: [shown(i, m) for m in columns] for i in report["institutions"]
     }
+    assert expected_rows, "the day has transfers"
+
+    def rows(driver: WebDriver) -> Any:
+        return driver.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('#transfers-table tbody tr')]"
+            ".map((tr) => [tr.dataset.institution, [...tr.children].slice(2, 6)"
+            ".map((td) => td.textContent)]))"
+        )
+
+    wait.until(lambda d: rows(d) == expected_rows)
+
+    # Five more unreferred transfers that day, as the transfers projection would derive them:
+    # the page's tile moves from the stream alone.
+    admitted = day_start(date.fromisoformat(moved_day)) + timedelta(hours=10)
+    more = [
+        derived.revision(
+            derived.Published(uuid.uuid4(), VILLAGE, COUNTY_HOSPITAL, admitted, False),
+            True,
+            99,
+            n,
+            admitted,
+        )
+        for n in range(5)
+    ]
+    stack.publish(list(more))
+    after = stack.consortium_day(moved_day)
+    unreferred = "transfers_received_unreferred"
+    if not (after[unreferred]["suppressed"] or moved[unreferred]["suppressed"]):
+        assert after[unreferred]["value"] == moved[unreferred]["value"] + 5
+    assert after != moved
+    wait.until(lambda d: tile(d, unreferred) == shown(after, unreferred))
+    wait.until(
+        lambda d: (
+            tile(d, "transfers_received_referred") == shown(after, "transfers_received_referred")
+        )
+    )
 
     if screenshot := os.environ.get("DASHBOARD_SCREENSHOT"):  # a picture for a reviewer
         browser.set_window_size(1400, 2600)

@@ -218,6 +218,17 @@ def test_reports_answer_analysts_only_with_the_published_records_and_no_person(
     assert [(f["up"], f["down"], f["lateral"]) for f in consortium_flow] == [
         (record["referrals_up"], record["referrals_down"], record["referrals_lateral"])
     ]
+    # The from-level x to-level matrix: each sending level's row is its record's cells, and
+    # every fully published row adds up to its directions (both members known in these flows).
+    levels = ("county_hospital", "specialist_hospital", "township_centre", "village_clinic")
+    for row in (f for f in flow if f["view"] == "levels"):
+        [level_record] = [r for r in one_day if r["scope"] == row["scope"]]
+        cells = [row[f"to_{lv}"] for lv in levels]
+        assert cells == [level_record[f"referrals_to_{lv}"] for lv in levels]
+        directions = [row[d] for d in ("up", "down", "lateral")]
+        if not any(c["suppressed"] for c in [*cells, *directions]):
+            assert sum(c["value"] for c in cells) == sum(d["value"] for d in directions)
+    assert any(f[f"to_{lv}"]["value"] for f in flow for lv in levels)
     latest_flow = read("/v1/reports/referral-flow")
     assert {f["local_date"] for f in latest_flow} == {max(r["local_date"] for r in day_records)}
 

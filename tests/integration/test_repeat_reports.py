@@ -57,14 +57,17 @@ def test_the_bureau_sees_repeats_flagged_with_small_counts_suppressed(
     assert response.status_code == 200, response.text
     body = response.json()
     by_code = {i["institution"]: i for i in body["institutions"]}
-    assert by_code[TOWNSHIP]["checked"] == {"value": 8, "suppressed": False}
-    assert by_code[TOWNSHIP]["flagged"] == {"value": 0, "suppressed": False}
-    assert body["consortium"]["checked"] == {"value": 16, "suppressed": False}
-    assert body["consortium"]["flagged"] == {"value": 8, "suppressed": False}
-    assert by_code[VILLAGE]["flagged"] == {"value": None, "suppressed": True}  # 2
-    # The village's 2 would be 8 - 6 (or 16 - 8 - 6): the county's 6 is hidden beside it.
-    for measure in ("checked", "flagged"):
-        assert by_code[VILLAGE][measure]["suppressed"] and by_code[COUNTY][measure]["suppressed"]
+    # Disjoint parts only: not flagged, flagged and reused, flagged and not reused.
+    assert by_code[TOWNSHIP]["not_flagged"] == {"value": 8, "suppressed": False}
+    assert by_code[TOWNSHIP]["flagged_not_reused"] == {"value": 0, "suppressed": False}
+    assert body["consortium"]["not_flagged"] == {"value": 8, "suppressed": False}
+    assert body["consortium"]["flagged_not_reused"] == {"value": 8, "suppressed": False}
+    assert body["consortium"]["flagged_reused"] == {"value": 0, "suppressed": False}
+    assert by_code[VILLAGE]["flagged_not_reused"] == {"value": None, "suppressed": True}  # 2
+    # The village's 2 would be 8 - 6: the county's 6 is hidden beside it.
+    assert by_code[COUNTY]["flagged_not_reused"]["suppressed"]
+    for row in body["institutions"]:
+        assert not {"checked", "flagged", "avoided"} & set(row)
     assert by_code[COUNTY]["institution_level"] == "county_hospital"
     empty = test_client.get(
         f"/v1/reports/repeat-tests?date={DAY - timedelta(days=9)}", headers=analyst

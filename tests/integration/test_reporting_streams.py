@@ -9,7 +9,7 @@ from typing import Any
 from uuid import uuid4
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
@@ -17,17 +17,23 @@ from events.codec import Codec
 from events.encounter import OutpatientVisitStarted
 from events.envelope import Event
 from events.membership import load_membership
-from events.publisher import Publisher
-from events.topics import REPORTING_TOPICS
+from events.publisher import SAFE_PRODUCER_CONFIG, Publisher
+from events.topics import REPORTING_TOPICS, Family, event_topic
 from infra.migrate import apply_migrations
 from processors.rebuild import rebuild
+from projections.frame import generations
 from projections.frame.batch import BatchProcessor
 from projections.frame.deadletters import KafkaDeadLetters
+from projections.frame.digest import digest
 from projections.frame.records import Record
 from projections.reporting.projection import reporting_projection
 from projections.reporting.relay import Relay
 from projections.reporting.synthetic import flows
 from projections.reporting.windows import local_date
+from projections.transfers.projection import TRANSFERS
+from projections.transfers.relay import TransferRelay
+from projections.transfers.stays import transfers_of
+from projections.transfers.synthetic import transfer_flows
 from simulator.county import SimulationConfig
 from simulator.simulation import simulate
 
@@ -71,6 +77,28 @@ def _read_all(bootstrap: str, topics: list[str]) -> list[Any]:
         consumer.close()
 
 
+def _text_of(messages: list[Any]) -> str:
+    """Every key, value and header of the messages as one searchable text."""
+    blob = b"\x1e".join(
+        b"\x1f".join([m.key() or b"", m.value() or b"", *(v or b"" for _, v in m.headers() or [])])
+        for m in messages
+    )
+    return blob.decode("utf-8", errors="replace")
+
+
+def _build(projection: Any, bootstrap: str, url: str, cid: str) -> KafkaDeadLetters:
+    """A new generation from offset 0, made live; its dead-letter sink."""
+    letters = KafkaDeadLetters(bootstrap, cid, projection.name)
+    rebuild(
+        projection,
+        bootstrap_servers=bootstrap,
+        database_url=url,
+        consortium_id=cid,
+        dead_letters=letters,
+    )
+    return letters
+
+
 def test_reporting_topics_carry_every_change_and_no_identifier(
     kafka_bootstrap: str, scratch_database_url: str, fresh_consortium_id: str
 ) -> None:
@@ -86,14 +114,7 @@ def test_reporting_topics_carry_every_change_and_no_identifier(
         publisher.publish(events, timeout=60)
 
     projection = reporting_projection(cid)
-    letters = KafkaDeadLetters(kafka_bootstrap, cid, projection.name)
-    rebuild(
-        projection,
-        bootstrap_servers=kafka_bootstrap,
-        database_url=url,
-        consortium_id=cid,
-        dead_letters=letters,
-    )
+    letters = _build(projection, kafka_bootstrap, url, cid)
     relay = Relay(url, kafka_bootstrap, cid)
     sent = relay.drain()
     assert sent > 100 and relay.once() == 0
@@ -128,11 +149,7 @@ def test_reporting_topics_carry_every_change_and_no_identifier(
     topics = [spec.name(cid) for spec in REPORTING_TOPICS.values()]
     messages = _read_all(kafka_bootstrap, topics)
     assert len(messages) == sent + corrected
-    blob = b"\x1e".join(
-        b"\x1f".join([m.key() or b"", m.value() or b"", *(v or b"" for _, v in m.headers() or [])])
-        for m in messages
-    )
-    text = blob.decode("utf-8", errors="replace")
+    text = _text_of(messages)
     assert "439901-C01" in text  # the search sees the strings the records do carry
     leaked = sorted(x for x in identifiers if x in text)
     assert not leaked, leaked[:10]
@@ -182,3 +199,97 @@ def test_reporting_topics_carry_every_change_and_no_identifier(
         and CODEC.decode(m.value()).record["local_date"] == str(local_date(at))
     ]
     assert len(versions) == 2 and versions[1] == versions[0] + 5
+
+
+def _digest(url: str, projection: Any) -> str:
+    with psycopg.connect(url) as conn:
+        with conn.cursor() as cur:
+            live = generations.live(cur, projection.name)
+        conn.rollback()
+        assert live is not None
+        return digest(conn, projection, live)
+
+
+def _transfer_cells(url: str) -> Counter[tuple[str, str, str]]:
+    """The raw day cells of the transfer measures: (local day, institution, measure) -> count."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT local_date::text, institution, measure, value FROM reporting.cells"
+            " WHERE grain = 'DAY' AND measure LIKE 'transfers\\_%%ed' AND value <> 0"
+        ).fetchall()
+    return Counter({(d, i, m): v for d, i, m, v in rows})
+
+
+def test_derived_transfers_are_counted_once_per_transfer_and_carry_no_identifier(
+    kafka_bootstrap: str, scratch_database_url: str, fresh_consortium_id: str
+) -> None:
+    cid, url = fresh_consortium_id, scratch_database_url
+    apply_migrations(url)
+    ensure_topics(kafka_bootstrap, cid)
+    events = [e for flow in transfer_flows(11, 300) for e in flow]
+    expected = transfers_of(TRANSFERS.key_of.args[0], events)  # type: ignore[attr-defined]
+    assert sum(t.referred for t in expected) > 5 and sum(not t.referred for t in expected) > 5
+    identifiers = _identifiers(events, {t.person_id for t in expected})
+    with Publisher(kafka_bootstrap, cid) as publisher:
+        publisher.publish(events, timeout=60)
+
+    def build(projection: Any) -> None:
+        _build(projection, kafka_bootstrap, url, cid)
+
+    transfer_relay = TransferRelay(url, kafka_bootstrap, cid)
+    build(TRANSFERS)
+    assert transfer_relay.drain() >= len(expected)
+    reporting = reporting_projection(cid)
+    build(reporting)
+    relay = Relay(url, kafka_bootstrap, cid)
+    assert relay.drain() > 0
+
+    # The oracle: the transfers' own pure derivation, per day, member and measure.
+    truth: Counter[tuple[str, str, str]] = Counter()
+    for t in expected:
+        how, day = "referred" if t.referred else "unreferred", str(local_date(t.admitted_at))
+        truth[(day, t.to_institution, f"transfers_received_{how}")] += 1
+        truth[(day, t.from_institution, f"transfers_sent_{how}")] += 1
+    assert _transfer_cells(url) == truth
+    live = _digest(url, reporting)
+
+    # A relay that crashed before its delete sends the same records again; a rebuilt
+    # transfers generation sends every transfer once more (a full refresh): no double count.
+    derived_topic = event_topic(Family.DERIVED_TRANSFERS, cid)
+    before = _read_all(kafka_bootstrap, [derived_topic])
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, **SAFE_PRODUCER_CONFIG})
+    for m in before:
+        producer.produce(derived_topic, key=m.key(), value=m.value())
+    assert producer.flush(30) == 0
+    build(TRANSFERS)
+    assert transfer_relay.drain() >= len(expected)
+    after = _read_all(kafka_bootstrap, [derived_topic])
+    seen = {(m.partition(), m.offset()) for m in before}
+    fresh = [
+        Record(m.topic(), m.partition(), m.offset(), m.key(), m.value())
+        for m in after
+        if (m.partition(), m.offset()) not in seen
+    ]
+    processor = BatchProcessor(
+        reporting, url, CODEC, KafkaDeadLetters(kafka_bootstrap, cid, reporting.name)
+    )
+    outcome = processor.process(fresh)
+    processor.close()
+    assert outcome.duplicates == len(before) and outcome.applied == len(fresh) - len(before)
+    assert _transfer_cells(url) == truth
+    assert _digest(url, reporting) == live
+    relay.drain()
+    build(reporting)  # from offset 0: the same figures
+    assert _digest(url, reporting) == live
+
+    # No message on the derived or reporting topics carries an identifier of the input.
+    topics = [derived_topic, *(spec.name(cid) for spec in REPORTING_TOPICS.values())]
+    messages = _read_all(kafka_bootstrap, topics)
+    assert any(m.topic() == derived_topic for m in messages)
+    text = _text_of(messages)
+    leaked = sorted(x for x in identifiers if x in text)
+    assert not leaked, leaked[:10]
+    for m in messages:
+        if m.topic() == derived_topic:
+            record = CODEC.decode(m.value()).record
+            assert record["envelope"]["patient_local_id"] is None

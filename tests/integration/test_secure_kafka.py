@@ -12,6 +12,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from fastapi.testclient import TestClient
 
+from events.catalog import Catalog
+from events.codec import Codec
 from events.publisher import Publisher, PublishError
 from events.registry import parse_event
 from events.topics import REPORTING_TOPICS, Family, event_topic
@@ -197,6 +199,30 @@ def test_a_processor_reads_the_families_it_projects_and_no_other(cluster: KafkaC
     assert allowed.error() is None and allowed.value() == b"a referral"
     error = denied.error()
     assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_only_the_transfers_processor_writes_derived_transfers_and_reporting_reads_them(
+    cluster: KafkaCluster,
+) -> None:
+    derived = event_topic(Family.DERIVED_TRANSFERS, CONSORTIUM)
+    revision = parse_event(example_data("TransferDerived"))
+    for refused_writer in (
+        gateway_principal(CONSORTIUM),
+        processor_principal(CONSORTIUM, "reporting"),
+    ):
+        sdk = Publisher(cluster.bootstrap, CONSORTIUM, config=config_of(cluster, refused_writer))
+        with sdk, pytest.raises(PublishError) as failure:
+            sdk.publish([revision], timeout=20)
+        assert "AUTHORIZATION" in " ".join(failure.value.failed.values()).upper()
+    writer = config_of(cluster, processor_principal(CONSORTIUM, "transfers"))
+    with Publisher(cluster.bootstrap, CONSORTIUM, config=writer) as publisher:
+        (delivery,) = publisher.publish([revision], timeout=20)
+    assert delivery.topic == derived
+
+    reporting = config_of(cluster, processor_principal(CONSORTIUM, "reporting"))
+    read = first_message(reporting, derived, f"{CONSORTIUM}.projection.reporting")
+    assert read.error() is None and read.value() is not None
+    assert Codec(Catalog.load()).decode_event(read.value()) == revision
 
 
 def test_a_topic_without_grants_is_denied_to_every_principal(cluster: KafkaCluster) -> None:

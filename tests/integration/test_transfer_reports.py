@@ -1,4 +1,4 @@
-"""Transfers for the bureau through the gateway, from a real transfers projection in PostgreSQL."""
+"""Transfers for the bureau through the gateway: transfers projection → derived → reporting."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from bench.fhir import load_projection
+from events.catalog import Catalog
+from events.codec import Codec
 from events.envelope import Event
 from gateway.app import create_app
 from gateway.audit import close_audit_log
@@ -18,13 +21,25 @@ from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
 from gateway.testing import issue_token
 from own_databases import own_database
+from projections.reporting.projection import reporting_projection
+from projections.reporting.queries import TRANSFER_FIELDS
 from projections.reporting.windows import local_date
 from projections.transfers.projection import TRANSFERS
-from projections.transfers.queries import TRANSFER_MEASURES
 from projections.transfers.stays import Transfer, transfers_of
 from projections.transfers.synthetic import transfer_flows
 
 PERSONS = TRANSFERS.key_of.args[0]  # type: ignore[attr-defined]
+CODEC = Codec(Catalog.load())
+TRANSFER_MEASURES = tuple(TRANSFER_FIELDS)
+
+
+def derived_in_outbox(url: str) -> list[Event]:
+    """The derived transfers waiting in the live transfers generation's outbox, in order."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT payload FROM transfers.outbox ORDER BY seq").fetchall()
+    return [CODEC.decode_event(bytes(payload)) for (payload,) in rows]
+
+
 COUNTY = "439901-C01"
 Served = tuple[TestClient, str, list[Event], list[Transfer]]
 
@@ -33,9 +48,12 @@ Served = tuple[TestClient, str, list[Event], list[Transfer]]
 def served(database_url: str, kafka_bootstrap: str) -> Iterator[Served]:
     events = [e for flow in transfer_flows(11, 800) for e in flow]
     expected = transfers_of(PERSONS, events)  # the projection's own pure derivation
+    cid = "t" + uuid.uuid4().hex[:8]
     with own_database(database_url, "transfer_reports", migrate=True) as url:
-        load_projection(TRANSFERS, url, events)
-        app = create_app(GatewayConfig("t" + uuid.uuid4().hex[:8], kafka_bootstrap, url))
+        load_projection(TRANSFERS, url, events, cid)
+        # What the transfers relay would publish, straight into the reporting projection.
+        load_projection(reporting_projection(cid), url, derived_in_outbox(url), cid)
+        app = create_app(GatewayConfig(cid, kafka_bootstrap, url))
         with TestClient(app) as client:
             yield client, url, events, expected
         close_audit_log(app)
@@ -72,7 +90,9 @@ def test_the_bureau_sees_each_days_transfers_and_unreferred_ones(served: Served)
             if not cell["suppressed"]:
                 assert cell["value"] == true and (true == 0 or true >= 5)
                 shown += 1
-    assert shown >= 10  # the busiest day is busy enough to show its members' figures
+    # The day is busy enough to show figures; the level and hour lines hide more than the
+    # consortium lines alone would.
+    assert shown >= 5
     # Nothing about a person or a patient leaves: no local id, no event's id.
     for event in events:
         assert event.envelope.patient_local_id not in answer.text

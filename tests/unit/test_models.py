@@ -29,6 +29,7 @@ FAMILY_SIZES = {
     Family.REFERRAL: 6,
     Family.CONSENT: 2,
     Family.PERSON: 5,
+    Family.DERIVED_TRANSFERS: 1,
 }
 
 

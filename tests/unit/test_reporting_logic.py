@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from events.encounter import OutpatientVisitCompleted, OutpatientVisitStarted
 from events.envelope import Event
+from events.membership import InstitutionLevel
 from examples import COUNTY_HOSPITAL, TOWNSHIP, VILLAGE
 from examples import example as example_event
 from projections.reporting.entities import Kind
 from projections.reporting.figures import FigureKey, ScopeKind
 from projections.reporting.ledger import Ledger
+from projections.reporting.measures import DESTINATIONS, destinations_by_direction
 from projections.reporting.synthetic import flows
 from projections.reporting.windows import Grain, day_start, local_date, window_start
 
@@ -163,6 +165,18 @@ def test_referral_figures_direction_acceptance_overdue_and_closed_loops() -> Non
 
     directions = ("referrals_up", "referrals_down", "referrals_lateral")
     assert day_total("referrals_received") == day_total(*directions) == 40
+    # The flow matrix: every referral has one destination cell at its sender, whose level and
+    # the destination's give its direction.
+    assert day_total(*DESTINATIONS) == 40
+    members = ledger.members
+    for key, cell in ledger.cells.items():
+        if key.measure in DESTINATIONS and key.grain is Grain.DAY and cell.value:
+            sender = members.level(key.institution)
+            to = InstitutionLevel(key.measure.removeprefix("referrals_to_"))
+            assert any(key.measure in cells for cells in destinations_by_direction(sender).values())
+            assert (to.tier > sender.tier) == (
+                key.measure in destinations_by_direction(sender)["referrals_up"]
+            )
     published = [
         r[m]["value"] for r in consortium.values() for m in (*directions, "referrals_received")
     ]

@@ -13,7 +13,11 @@ from events.membership import InstitutionLevel, load_membership
 from projections.reporting.cells import fold
 from projections.reporting.entities import Contribution
 from projections.reporting.figures import ScopeKind, figures_of_day
-from projections.reporting.measures import PERSON_COUNTS
+from projections.reporting.measures import (
+    DESTINATIONS,
+    PERSON_COUNTS,
+    destinations_by_direction,
+)
 from projections.reporting.suppression import Line, suppress
 from projections.reporting.windows import Grain, day_start, local_date
 
@@ -22,6 +26,12 @@ LOWER = [i.code for i in MEMBERS if i.level is not InstitutionLevel.COUNTY_HOSPI
 INSTITUTIONS = sorted(["439901-C01", "439901-S01", "439901-S02", *LOWER[3:12]])
 DAY_START = datetime(2024, 5, 1, 16, tzinfo=UTC)  # 00:00 on 2 May in Asia/Shanghai
 DIRECTIONS = ("referrals_up", "referrals_down", "referrals_lateral")
+# Consortium-wide, the transfers received are the transfers sent (each is both, once).
+RECEIVED_IS_SENT = (
+    ("transfers_received_referred", "transfers_sent_referred"),
+    ("transfers_received_unreferred", "transfers_sent_unreferred"),
+)
+TRANSFERS = tuple(m for pair in RECEIVED_IS_SENT for m in pair)
 HIDDEN = object()
 
 
@@ -38,11 +48,17 @@ def day_of_contributions(draw: st.DrawFn) -> list[Contribution]:
         at = DAY_START + timedelta(hours=draw(st.integers(0, 3)), minutes=draw(st.integers(0, 59)))
         inst = draw(st.sampled_from(INSTITUTIONS))
         n = draw(st.integers(1, 7))
-        kind = draw(st.sampled_from(("outpatient_visits", "admissions", "referral")))
+        kind = draw(st.sampled_from(("outpatient_visits", "admissions", "referral", "transfer")))
         if kind == "referral":
             to = draw(st.sampled_from([i for i in INSTITUTIONS if i != inst]))
             found.append(Contribution(inst, _direction(inst, to), at, n))
             found.append(Contribution(to, "referrals_received", at, n))
+            found.append(Contribution(inst, f"referrals_to_{MEMBERS.level(to).value}", at, n))
+        elif kind == "transfer":
+            to = draw(st.sampled_from([i for i in INSTITUTIONS if i != inst]))
+            how = draw(st.sampled_from(("referred", "unreferred")))
+            found.append(Contribution(to, f"transfers_received_{how}", at, n))
+            found.append(Contribution(inst, f"transfers_sent_{how}", at, n))
         else:
             found.append(Contribution(inst, kind, at, n))
     return found
@@ -62,7 +78,14 @@ def _lines(published: dict[tuple[Any, ...], Any]) -> list[tuple[Any, list[Any]]]
     """The additive relations a reader can build from the published records, written anew."""
     lines: list[tuple[Any, list[Any]]] = []
     windows = {(g, w) for (_, _, g, w, _) in published}
-    measures = ("outpatient_visits", "admissions", "referrals_received", *DIRECTIONS)
+    measures = (
+        "outpatient_visits",
+        "admissions",
+        "referrals_received",
+        *DIRECTIONS,
+        *DESTINATIONS,
+        *TRANSFERS,
+    )
     levels = defaultdict(list)
     for i in MEMBERS:
         levels[i.level.value].append(i.code)
@@ -75,6 +98,16 @@ def _lines(published: dict[tuple[Any, ...], Any]) -> list[tuple[Any, list[Any]]]
                 lines.append(((ScopeKind.LEVEL, lv, g, w, m), parts))
         at = (ScopeKind.CONSORTIUM, "c1", g, w)
         lines.append(((*at, "referrals_received"), [(*at, d) for d in DIRECTIONS]))
+        lines += [((*at, into), [(*at, out)]) for into, out in RECEIVED_IS_SENT]
+        # The flow matrix: consortium-wide, every received referral went to some level; a
+        # sender's up, down and lateral are the sums of its destination cells.
+        lines.append(((*at, "referrals_received"), [(*at, m) for m in DESTINATIONS]))
+        senders = [(ScopeKind.LEVEL, lv.value, lv) for lv in InstitutionLevel]
+        senders += [(ScopeKind.INSTITUTION, i.code, i.level) for i in MEMBERS]
+        for kind, scope, level in senders:
+            for direction, cells in destinations_by_direction(level).items():
+                parts = [(kind, scope, g, w, m) for m in cells]
+                lines.append(((kind, scope, g, w, direction), parts))
     scopes = {(k, s) for (k, s, _, _, _) in published}
     day = day_start(local_date(DAY_START))
     for k, s in scopes:
@@ -103,7 +136,9 @@ def test_no_hidden_count_follows_from_a_total_minus_its_published_parts(
         if not hidden:
             assert remainder == 0
             continue
-        # Each hidden part is at least 1; it is pinned down when it can take only one value.
+        # One hidden part is the remainder; several, each at least 1, are pinned down when
+        # they can take only one value each.
+        assert len(hidden) >= 2, (total, hidden, remainder)
         largest_possible = remainder - (len(hidden) - 1)
         assert largest_possible > 1, (total, hidden, remainder)
 

@@ -12,11 +12,10 @@ from uuid import UUID
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from consortium.processes import log_ends
+from consortium.processes import log_ends, projections_behind
 from events.catalog import Catalog
 from events.codec import Codec
-from events.topics import EVENT_TOPICS, event_topic
-from processors.positions import stored_positions
+from events.topics import EVENT_TOPICS
 from processors.rebuild import rebuild
 from processors.wiring import PROJECTIONS
 from projections.frame import generations
@@ -107,21 +106,16 @@ def wait_caught_up(
 ) -> None:
     """Return once every projection's live generation stands at the end of its topics."""
     deadline = time.monotonic() + timeout
-    for projection in PROJECTIONS.values():
-        topics = [event_topic(f, consortium_id) for f in projection.families]
-        ends = log_ends(bootstrap, topics)
-        while True:
-            try:
-                stored = stored_positions(database_url, projection.name, ends)
-            except psycopg.OperationalError:
-                stored = {}
-            behind = sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
-            tick(f"{projection.name}: {behind:,} records behind")
-            if behind == 0:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{projection.name} still {behind:,} records behind")
-            time.sleep(1.0)
+    while True:
+        behind = projections_behind(bootstrap, database_url, consortium_id)
+        for name, n in behind.items():
+            tick(f"{name}: {n:,} records behind")
+        if not any(behind.values()):
+            return
+        if time.monotonic() > deadline:
+            late = {name: n for name, n in behind.items() if n}
+            raise TimeoutError(f"still behind: {late}")
+        time.sleep(1.0)
 
 
 @dataclass(frozen=True)

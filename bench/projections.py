@@ -29,6 +29,7 @@ from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
 from events.publisher import SAFE_PRODUCER_CONFIG
+from events.replay import log_codec
 from events.topics import Family, event_topic, patient_key
 from infra.runtime import Endpoints
 
@@ -259,7 +260,7 @@ def all_together(
 
 def consume_and_decode(bootstrap: str, topics: Sequence[str]) -> float:
     """The baseline: confluent-kafka reads the same partitions from 0 and decodes every event."""
-    codec = Codec(Catalog.load(), strict=False)  # the processors' default decoding
+    codec = log_codec(Catalog.load())  # the processors' default decoding (trusts the log)
     ends = high_watermarks(bootstrap, topics)
     total = sum(ends.values())
     consumer = Consumer(
@@ -316,7 +317,7 @@ def _index_rebuild_rate(bootstrap: str, url: str, consortium_id: str) -> float:
     from projections.empi.config import index_config
     from projections.frame.deadletters import KafkaDeadLetters
 
-    codec = Codec(Catalog.load(), strict=False)
+    codec = log_codec(Catalog.load())
     start = time.perf_counter()
     result = index.rebuild(
         index_config(),
@@ -358,7 +359,7 @@ def freshness(
                 time.sleep(POLL_S)
 
     def consume() -> None:
-        codec = Codec(Catalog.load(), strict=False)
+        codec = log_codec(Catalog.load())
         consumer = Consumer(
             {"bootstrap.servers": bootstrap, "group.id": f"bench-fresh-{uuid.uuid4().hex[:6]}"}
         )

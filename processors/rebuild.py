@@ -11,7 +11,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from events.catalog import Catalog
-from events.codec import Codec
+from events.replay import log_codec
 from events.topics import event_topic
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor, Outcome, fixed_target
@@ -56,7 +56,7 @@ def rebuild(
     processor = BatchProcessor(
         projection,
         database_url,
-        Codec(Catalog.load(), strict=strict_decoding),
+        log_codec(Catalog.load(), strict=strict_decoding),
         dead_letters,
         target=fixed_target(generation),
     )

@@ -244,11 +244,11 @@ def _address(a: Identity, b: Identity) -> str:
 def blocking_keys(identity: Identity) -> tuple[str, ...]:
     """Keys under which candidates are looked up, so matching is not quadratic."""
     year = identity.birth_date.year
-    keys = [
-        f"s:{identity.surname_pinyin}:{year}",
-        f"g:{identity.given_pinyin}:{year}",
-        f"n:{identity.fuzzy_pinyin}:{identity.township or ''}",
-    ]
+    keys = [f"s:{identity.surname_pinyin}:{year}", f"g:{identity.given_pinyin}:{year}"]
+    # The name across birth years, within one township: without a township the block spans
+    # the county, and a common name (王秀英) filled it with a thousand namesakes per record.
+    if identity.township is not None:
+        keys.append(f"n:{identity.fuzzy_pinyin}:{identity.township}")
     if identity.id17_hash is not None:
         keys.append(f"i:{identity.id17_hash}")
     if identity.insurance is not None:

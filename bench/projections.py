@@ -29,6 +29,7 @@ from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
 from events.publisher import SAFE_PRODUCER_CONFIG
+from events.replay import log_codec
 from events.topics import Family, event_topic, patient_key
 from infra.runtime import Endpoints
 
@@ -227,25 +228,25 @@ def sustained(name: str, bootstrap: str, url: str, consortium_id: str) -> tuple[
 
 
 def all_together(
-    bootstrap: str, url: str, consortium_id: str, topics: Sequence[str]
+    bootstrap: str, url: str, consortium_id: str, topics: Sequence[str], names: Sequence[str]
 ) -> tuple[float, int]:
     """Distinct events/s through every projection's worker at once, until all have caught up."""
     ends = high_watermarks(bootstrap, topics)
     total = sum(ends.values())
-    readers = {n: set(topics_of(n, consortium_id)) for n in NAMES}
+    readers = {n: set(topics_of(n, consortium_id)) for n in names}
     first: float | None = None
     with ExitStack() as workers, psycopg.connect(url, autocommit=True) as conn:
-        for name in NAMES:
+        for name in names:
             workers.enter_context(worker(name, bootstrap, url, consortium_id))
         deadline = time.monotonic() + WAIT_S
         while True:
-            stored = {n: positions(conn.cursor(), n) for n in NAMES}
+            stored = {n: positions(conn.cursor(), n) for n in names}
             now = time.perf_counter()
             if first is None and any(sum(v.values()) for v in stored.values()):
                 first = now
             # An event counts once every projection that reads its topic has stored it.
             done = sum(
-                min(end, *(stored[n].get(tp, 0) for n in NAMES if tp[0] in readers[n]))
+                min(end, *(stored[n].get(tp, 0) for n in names if tp[0] in readers[n]))
                 for tp, end in ends.items()
             )
             if done >= total:
@@ -259,7 +260,7 @@ def all_together(
 
 def consume_and_decode(bootstrap: str, topics: Sequence[str]) -> float:
     """The baseline: confluent-kafka reads the same partitions from 0 and decodes every event."""
-    codec = Codec(Catalog.load(), strict=False)  # the processors' default decoding
+    codec = log_codec(Catalog.load())  # the processors' default decoding (trusts the log)
     ends = high_watermarks(bootstrap, topics)
     total = sum(ends.values())
     consumer = Consumer(
@@ -316,7 +317,7 @@ def _index_rebuild_rate(bootstrap: str, url: str, consortium_id: str) -> float:
     from projections.empi.config import index_config
     from projections.frame.deadletters import KafkaDeadLetters
 
-    codec = Codec(Catalog.load(), strict=False)
+    codec = log_codec(Catalog.load())
     start = time.perf_counter()
     result = index.rebuild(
         index_config(),
@@ -341,10 +342,15 @@ class Freshness:
 
 
 def freshness(
-    bootstrap: str, url: str, consortium_id: str, records: Sequence[Framed], rate: float
+    bootstrap: str,
+    url: str,
+    consortium_id: str,
+    records: Sequence[Framed],
+    rate: float,
+    names: Sequence[str],
 ) -> Freshness:
     """Publish at a fixed rate while polling stored positions and a plain consumer's reads."""
-    readers = {n: set(topics_of(n, consortium_id)) for n in NAMES}
+    readers = {n: set(topics_of(n, consortium_id)) for n in names}
     sent: dict[tuple[str, int, int], float] = {}
     polls: list[tuple[float, dict[str, dict[Position, int]]]] = []
     received: dict[tuple[str, int, int], float] = {}
@@ -353,12 +359,12 @@ def freshness(
     def poll() -> None:
         with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
             while not stop.is_set():
-                seen = {n: positions(cur, n) for n in NAMES}
+                seen = {n: positions(cur, n) for n in readers}
                 polls.append((time.perf_counter(), seen))
                 time.sleep(POLL_S)
 
     def consume() -> None:
-        codec = Codec(Catalog.load(), strict=False)
+        codec = log_codec(Catalog.load())
         consumer = Consumer(
             {"bootstrap.servers": bootstrap, "group.id": f"bench-fresh-{uuid.uuid4().hex[:6]}"}
         )
@@ -418,7 +424,7 @@ def _wait_until_stored(
         if polls and all(
             polls[-1][1][n].get((t, p), 0) > o
             for (t, p, o) in sent
-            for n in NAMES
+            for n in readers
             if t in readers[n]
         ):
             return
@@ -433,9 +439,9 @@ def _latencies(
     readers: dict[str, set[str]],
 ) -> Freshness:
     """For each event and projection reading it: the first poll whose position passed it."""
-    stored: dict[str, list[float]] = {n: [] for n in NAMES}
-    for n in NAMES:
-        pending = sorted((o, t, p, at) for (t, p, o), at in sent.items() if t in readers[n])
+    stored: dict[str, list[float]] = {n: [] for n in readers}
+    for n, topics in readers.items():
+        pending = sorted((o, t, p, at) for (t, p, o), at in sent.items() if t in topics)
         for t, p in sorted({(t, p) for _o, t, p, _at in pending}):
             mine = [(o, at) for o, tt, pp, at in pending if (tt, pp) == (t, p)]
             i = 0
@@ -461,6 +467,7 @@ def measure(
     rate: float = OFFERED_RATE,
     say: Say = lambda _m: None,
     endpoints: Endpoints | None = None,
+    names: Sequence[str] = NAMES,  # in NAMES order (see selected)
 ) -> list[Figure]:
     """Start or reuse the servers, load a fresh bench consortium, measure, return the figures."""
     from consortium.topics import ensure_topics
@@ -486,7 +493,7 @@ def measure(
     figures: list[Figure] = []
     with bench_database(endpoints.database_url) as url, _unfrozen_after():
         rates: dict[str, tuple[float, float, float, int]] = {}
-        for name in NAMES:
+        for name in names:
             topics = topics_of(name, consortium_id)
             say(f"{name}: baseline consume+decode of its topics")
             baseline = consume_and_decode(bootstrap, topics)
@@ -496,21 +503,21 @@ def measure(
             rebuilt = rebuild_rate(name, bootstrap, url, consortium_id)
             rates[name] = (baseline, through, rebuilt, total)
     with bench_database(endpoints.database_url) as url, _unfrozen_after():
-        union = sorted({t for n in NAMES for t in topics_of(n, consortium_id)})
+        union = sorted({t for n in names for t in topics_of(n, consortium_id)})
         say(
-            f"all {len(NAMES)} projections together: baseline consume+decode of {len(union)} topics"
+            f"all {len(names)} projections together: baseline consume+decode of {len(union)} topics"
         )
         together_baseline = consume_and_decode(bootstrap, union)
-        together, together_total = all_together(bootstrap, url, consortium_id, union)
+        together, together_total = all_together(bootstrap, url, consortium_id, union, names)
         say(f"together: {together_total:,} records at {together:,.0f} events/s")
         say(f"freshness: all workers, {len(paced):,} events at {rate:,.0f} events/s")
         with ExitStack() as workers:
-            for name in NAMES:
+            for name in names:
                 workers.enter_context(worker(name, bootstrap, url, consortium_id))
             # A few events first: the clock starts once every worker has applied something.
             publish_all(bootstrap, paced[:WARM_UP])
-            _wait_caught_up(bootstrap, url, consortium_id)
-            fresh = freshness(bootstrap, url, consortium_id, paced[WARM_UP:], rate)
+            _wait_caught_up(bootstrap, url, consortium_id, names)
+            fresh = freshness(bootstrap, url, consortium_id, paced[WARM_UP:], rate, names)
     for name, (baseline, through, rebuilt, _total) in rates.items():
         figures.append(
             Figure(
@@ -577,6 +584,14 @@ def measure(
     return headline + figures
 
 
+def selected(names: Sequence[str]) -> list[str]:
+    """The projections to measure, in NAMES order (the index last: it appends to a read topic)."""
+    unknown = set(names) - set(NAMES)
+    if unknown or not names:
+        raise ValueError(f"unknown projections {sorted(unknown)}; known: {', '.join(NAMES)}")
+    return [n for n in NAMES if n in names]
+
+
 @contextmanager
 def _unfrozen_after() -> Iterator[None]:
     """Give the frozen objects back to the collector at the end (the caller may live on)."""
@@ -586,13 +601,13 @@ def _unfrozen_after() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _wait_caught_up(bootstrap: str, url: str, consortium_id: str) -> None:
+def _wait_caught_up(bootstrap: str, url: str, consortium_id: str, names: Sequence[str]) -> None:
     """Both workers have taken the group's partitions and stand at the log end."""
     deadline = time.monotonic() + WAIT_S
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
         while time.monotonic() < deadline:
             behind = 0
-            for name in NAMES:
+            for name in names:
                 ends = high_watermarks(bootstrap, topics_of(name, consortium_id))
                 stored = positions(cur, name)
                 behind += sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
@@ -608,6 +623,12 @@ def projections_command(
         float, typer.Option("--seconds", min=1.0, help="Duration of the paced freshness load.")
     ] = 20.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per figure.")] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--projection", "-p", help=f"Measure only these (repeat; {', '.join(NAMES)})."
+        ),
+    ] = None,
 ) -> None:
     """Projection workers through a backlog, rebuild, and freshness at 1,000 events/s."""
     from rich.console import Console
@@ -615,4 +636,5 @@ def projections_command(
     from bench.harness import report
 
     console = Console(stderr=True)
-    report(measure(events, fresh_seconds=seconds, say=console.print), as_json=as_json)
+    names = selected(only or NAMES)
+    report(measure(events, fresh_seconds=seconds, say=console.print, names=names), as_json=as_json)

@@ -13,7 +13,7 @@ import psycopg
 
 from consortium.kafka_config import faust_credentials, kafka_client_config
 from events.catalog import Catalog
-from events.codec import Codec
+from events.replay import log_codec
 from events.topics import event_topic
 from infra.security import processor_principal
 from processors.positions import stored_positions
@@ -93,7 +93,7 @@ def build_app(
         key_serializer="raw",
         value_serializer="raw",
     )
-    codec = Codec(Catalog.load(), strict=config.strict_decoding)
+    codec = log_codec(Catalog.load(), strict=config.strict_decoding)
     dead_letters = KafkaDeadLetters(config.bootstrap_servers, config.consortium_id, projection.name)
     processor = BatchProcessor(projection, config.database_url, codec, dead_letters)
 

@@ -18,7 +18,10 @@ BootstrapOpt = Annotated[
 ]
 StrictOpt = Annotated[
     bool,
-    typer.Option("--strict/--lenient", help="Strict decoding re-encodes to check canonical bytes."),
+    typer.Option(
+        "--strict/--lenient",
+        help="Strict: canonical bytes and every contract rule; lenient trusts the log.",
+    ),
 ]
 
 projections_app = typer.Typer(no_args_is_help=True, help="Rebuild, digest and list projections.")

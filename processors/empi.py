@@ -25,6 +25,7 @@ from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
 from events.publisher import Publisher
+from events.replay import log_codec
 from events.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS, Family
 from infra.security import EMPI, processor_principal
 from projections.empi.batches import IndexBatches
@@ -59,7 +60,7 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
     families = (Family.PATIENT, Family.PERSON)
     specs = [*(EVENT_TOPICS[f] for f in families), *(DEAD_LETTER_TOPICS[f] for f in families)]
     ensure_topics(config.bootstrap_servers, config.consortium_id, specs=specs)
-    codec = Codec(Catalog.load(), strict=config.strict_decoding)
+    codec = log_codec(Catalog.load(), strict=config.strict_decoding)
     dead_letters = KafkaDeadLetters(config.bootstrap_servers, config.consortium_id, NAME)
     store = EmpiStore(index_config(), codec)
     batches = IndexBatches(store, config.database_url, codec, dead_letters)

@@ -77,7 +77,9 @@ def run_index(
     bootstrap: BootstrapOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Records per batch at most.")] = 2_000,
     within: Annotated[float, typer.Option(help="Seconds to wait for a batch to fill.")] = 0.05,
-    strict: Annotated[bool, typer.Option("--strict/--lenient", help="Strict decoding.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict/--lenient", help="Strict: canonical bytes and every rule.")
+    ] = False,
 ) -> None:
     """Run the index on the patient and person topics until stopped; relay its decisions."""
     from consortium.endpoints import database_url, kafka_bootstrap
@@ -106,7 +108,7 @@ def rebuild_index(
     from consortium.endpoints import database_url, kafka_bootstrap
     from consortium.settings import get_settings
     from events.catalog import Catalog
-    from events.codec import Codec
+    from events.replay import log_codec
     from projections.empi.config import index_config
     from projections.empi.rebuild import rebuild
     from projections.frame.deadletters import KafkaDeadLetters
@@ -118,7 +120,7 @@ def rebuild_index(
         task = bar.add_task("batches", total=None)
         result = rebuild(
             index_config(),
-            Codec(Catalog.load()),
+            log_codec(Catalog.load()),
             bootstrap_servers=servers,
             database_url=database_url(),
             consortium_id=consortium_id,

@@ -264,6 +264,7 @@ def _ranked(state: IndexState, key: RecordKey, exclude: uuid.UUID | None) -> lis
     weights, limit = state.config.weights, state.config.max_block
     best: dict[uuid.UUID, Candidate] = {}
     seen: set[RecordKey] = {key}
+    apart, person_of, identities = state.apart, state.person_of, state.identities
     for block in blocking_keys(identity):
         members = state.blocks.get(block, {})
         if len(members) > limit:
@@ -272,10 +273,11 @@ def _ranked(state: IndexState, key: RecordKey, exclude: uuid.UUID | None) -> lis
             if other in seen:
                 continue
             seen.add(other)
-            person = state.person_of[other]
-            if person == exclude or (key, person) in state.apart:
+            person = person_of[other]
+            # uuid hashing is Python code: ask `apart` only when it holds anything
+            if person == exclude or (apart and (key, person) in apart):
                 continue
-            comparison = compare(identity, state.identities[other], weights)
+            comparison = compare(identity, identities[other], weights)
             held = best.get(person)
             if held is None or _rank(comparison) > _rank(held[1]):
                 best[person] = (person, comparison, other)

@@ -127,7 +127,16 @@ def compare(a: Identity, b: Identity, weights: Mapping[str, float] = WEIGHTS) ->
         _phone(a, b),
         _address(a, b),
     )
-    score = sum(weights.get(cell, 0.0) for cell in cells)
+    weight = weights.get  # the hottest loop of the index: ~100 comparisons per registration
+    score = (
+        weight(cells[0], 0.0)
+        + weight(cells[1], 0.0)
+        + weight(cells[2], 0.0)
+        + weight(cells[3], 0.0)
+        + weight(cells[4], 0.0)
+        + weight(cells[5], 0.0)
+        + weight(cells[6], 0.0)
+    )
     id_agrees, insurance_agrees = implied, cells[1] == "insurance.agree"
     # An identifier that agrees while the name or the other identifier disagrees is a
     # relative's card or a typo: never linked automatically, always shown to an administrator.
@@ -166,7 +175,11 @@ def _insurance(a: Identity, b: Identity) -> str:
 
 def _name(a: Identity, b: Identity) -> str:
     """The closest way two folded names agree, from exact down to disagree."""
-    return next((cell for cell, agrees in _NAME_CHECKS if agrees(a, b)), "name.disagree")
+    if a.name == b.name:  # the commonest cases first, without the table's calls
+        return "name.exact"
+    if a.name_pinyin == b.name_pinyin:
+        return "name.pinyin"
+    return next((cell for cell, agrees in _NAME_CHECKS[2:] if agrees(a, b)), "name.disagree")
 
 
 _NAME_CHECKS: tuple[tuple[str, Callable[[Identity, Identity], bool]], ...] = (
@@ -231,11 +244,11 @@ def _address(a: Identity, b: Identity) -> str:
 def blocking_keys(identity: Identity) -> tuple[str, ...]:
     """Keys under which candidates are looked up, so matching is not quadratic."""
     year = identity.birth_date.year
-    keys = [
-        f"s:{identity.surname_pinyin}:{year}",
-        f"g:{identity.given_pinyin}:{year}",
-        f"n:{identity.fuzzy_pinyin}:{identity.township or ''}",
-    ]
+    keys = [f"s:{identity.surname_pinyin}:{year}", f"g:{identity.given_pinyin}:{year}"]
+    # The name across birth years, within one township: without a township the block spans
+    # the county, and a common name (王秀英) filled it with a thousand namesakes per record.
+    if identity.township is not None:
+        keys.append(f"n:{identity.fuzzy_pinyin}:{identity.township}")
     if identity.id17_hash is not None:
         keys.append(f"i:{identity.id17_hash}")
     if identity.insurance is not None:

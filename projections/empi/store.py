@@ -66,11 +66,15 @@ class EmpiStore:
                 if self._state is None or version != self._version:
                     self._state = load_state(cur, self.config)
                 state, decisions = self._state, []
-                for event in _claimed(cur, events):
-                    state, out = apply(state, event)
-                    _write(cur, state, event, out, self.codec)
-                    decisions += out
-                cur.execute("UPDATE state SET version = version + 1")
+                claimed = _claimed(cur, events)
+                # The writes need no results: pipelined, they cost no round trip each (a third
+                # of a batch's time before), and an error still surfaces before the commit.
+                with conn.pipeline():
+                    for event in claimed:
+                        state, out = apply(state, event)
+                        _write(cur, state, event, out, self.codec)
+                        decisions += out
+                    cur.execute("UPDATE state SET version = version + 1")
                 self._state, self._version = state, (version[0], version[1] + 1)
         except BaseException:
             self._state = None  # the in-memory index may hold half of a rolled-back batch

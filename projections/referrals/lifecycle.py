@@ -224,36 +224,40 @@ def derive(referral: Referral, clock: datetime | None) -> Board:
     """The referral's board row at an event clock; a function of the set of its events.
 
     Events are replayed in causal order (the earliest event that the current state accepts,
-    again and again), so any arrival order gives the same row.
+    again and again), so any arrival order gives the same row. The row's columns collect in a
+    dict and the frozen Board is built once at the end (a replace per fact cost a fifth of a
+    worker's time).
     """
     state = ReferralState.AWAITING_REQUEST
-    board = Board(referral.referral_id, state)
+    row: dict[str, Any] = {}
     timeline: list[TimelineEntry] = []
     pending = list(referral.facts)
     while (fact := _next_applicable(pending, state)) is not None:
         pending.remove(fact)
-        if (
-            state is ReferralState.REQUESTED
-            and board.expires_at
-            and fact.occurred_at > board.expires_at
-        ):
+        expires_at = row.get("expires_at")
+        if state is ReferralState.REQUESTED and expires_at and fact.occurred_at > expires_at:
             state = ReferralState.EXPIRED
-            timeline.append(TimelineEntry(board.expires_at, "ReferralExpired", EntryStatus.DERIVED))
+            timeline.append(TimelineEntry(expires_at, "ReferralExpired", EntryStatus.DERIVED))
             pending.append(fact)
             break
-        board = _apply(board, fact)
+        _apply(row, fact)
         state = TRANSITIONS[fact.kind][1]
         timeline.append(_entry(fact, EntryStatus.APPLIED))
-    if state is ReferralState.REQUESTED and clock and board.expires_at and clock > board.expires_at:
+    expires_at = row.get("expires_at")
+    if state is ReferralState.REQUESTED and clock and expires_at and clock > expires_at:
         state = ReferralState.EXPIRED
-        timeline.append(TimelineEntry(board.expires_at, "ReferralExpired", EntryStatus.DERIVED))
+        timeline.append(TimelineEntry(expires_at, "ReferralExpired", EntryStatus.DERIVED))
     kinds = {f.kind for f in referral.facts}
     for fact in pending:
         waiting = PREDECESSOR.get(fact.kind) not in kinds and fact.kind != "ReferralRequested"
         timeline.append(_entry(fact, EntryStatus.PARKED if waiting else EntryStatus.IGNORED))
     timeline.sort(key=lambda e: (e.at, _RANK.get(e.kind, len(_RANK)), str(e.event_id)))
-    return replace(
-        board, state=state, overdue=_overdue(board, state, clock), timeline=tuple(timeline)
+    return Board(
+        referral.referral_id,
+        state,
+        overdue=_overdue(row, state, clock),
+        timeline=tuple(timeline),
+        **row,
     )
 
 
@@ -261,20 +265,20 @@ def _entry(fact: Fact, status: EntryStatus) -> TimelineEntry:
     return TimelineEntry(fact.occurred_at, fact.kind, status, fact.event_id, fact.source)
 
 
-def _apply(board: Board, fact: Fact) -> Board:
-    """The board after one applicable fact."""
+def _apply(row: dict[str, Any], fact: Fact) -> None:
+    """Set the board columns one applicable fact decides (row is derive's own, never shared)."""
     at = fact.occurred_at
     match fact.kind:
         case "ReferralRequested":
-            urgency = fact.detail("urgency") or "UNKNOWN"
-            return replace(
-                board,
-                direction=fact.detail("direction"),
-                from_institution=fact.detail("from_institution"),
-                to_institution=fact.detail("to_institution"),
+            details = dict(fact.details)
+            urgency = details.get("urgency") or "UNKNOWN"
+            row.update(
+                direction=details.get("direction"),
+                from_institution=details.get("from_institution"),
+                to_institution=details.get("to_institution"),
                 urgency=urgency,
-                reason_code=fact.detail("reason_code"),
-                requested_service=fact.detail("requested_service"),
+                reason_code=details.get("reason_code"),
+                requested_service=details.get("requested_service"),
                 from_patient_local_id=fact.patient_local_id,
                 requested_at=at,
                 accept_deadline=at + ACCEPTANCE_WINDOWS.get(urgency, ACCEPTANCE_WINDOWS["UNKNOWN"]),
@@ -282,34 +286,32 @@ def _apply(board: Board, fact: Fact) -> Board:
             )
         case "ReferralAccepted":
             arrival = fact.detail("scheduled_arrival")
-            return replace(
-                board,
+            row.update(
                 answered_at=at,
                 to_patient_local_id=fact.patient_local_id,
                 scheduled_arrival=datetime.fromisoformat(arrival) if arrival else None,
             )
         case "ReferralRejected":
-            return replace(
-                board, answered_at=at, to_patient_local_id=fact.patient_local_id, closed_at=at
-            )
+            row.update(answered_at=at, to_patient_local_id=fact.patient_local_id, closed_at=at)
         case "ReferralCancelled":
-            answered = board.answered_at or at
-            return replace(board, answered_at=answered, closed_at=at)
+            row.update(answered_at=row.get("answered_at") or at, closed_at=at)
         case "ReferralPatientArrived":
-            return replace(board, arrived_at=at, to_patient_local_id=fact.patient_local_id)
+            row.update(arrived_at=at, to_patient_local_id=fact.patient_local_id)
         case "ReferralCompleted":
-            return replace(board, closed_at=at)
-    raise ValueError(f"not a referral event: {fact.kind}")
+            row.update(closed_at=at)
+        case _:
+            raise ValueError(f"not a referral event: {fact.kind}")
 
 
-def _overdue(board: Board, state: ReferralState, clock: datetime | None) -> bool:
+def _overdue(row: dict[str, Any], state: ReferralState, clock: datetime | None) -> bool:
     """Whether the referral waited for an answer past its acceptance deadline."""
-    if board.accept_deadline is None:
+    deadline = row.get("accept_deadline")
+    if deadline is None:
         return False
-    waited_until = board.answered_at
+    waited_until = row.get("answered_at")
     if waited_until is None:
-        waited_until = board.expires_at if state is ReferralState.EXPIRED else clock
-    return waited_until is not None and waited_until > board.accept_deadline
+        waited_until = row.get("expires_at") if state is ReferralState.EXPIRED else clock
+    return waited_until is not None and waited_until > deadline
 
 
 def needs_sweep(board: Board, clock: datetime) -> bool:

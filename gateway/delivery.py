@@ -88,8 +88,9 @@ class AsyncPublisher:
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is still queued, then stop the poll thread."""
+        deadline = time.monotonic() + timeout
         for producer in (self._producer, self._bulk):
-            producer.flush(timeout)
+            producer.flush(max(0.0, deadline - time.monotonic()))
         self._stopping.set()
         for poller in self._pollers:
             poller.join(timeout)
@@ -136,10 +137,8 @@ class AsyncPublisher:
         traceparent: bytes,
         deadline: float,
     ) -> None:
-        # Encode first, then hand every record over at once: they fill Kafka batches together
-        # instead of trickling out at `linger.ms` while the rest is still being encoded.
-        values = [self._codec.encode_event(event) for event in events]
-        for event, value, future in zip(events, values, futures, strict=True):
+        for event, future in zip(events, futures, strict=True):
+            value = self._codec.encode_event(event)
             self._produce(producer, loop, event, value, future, traceparent, deadline)
 
     def _produce(

@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from events.envelope import Event
 from events.publisher import Delivery, PublishError
-from gateway.delivery import AsyncPublisher
+from gateway.delivery import INLINE_EVENTS, AsyncPublisher
 from gateway.grouped import Grouped
 from gateway.principals import Principal
 from gateway.problems import FieldError, ProblemError, jsonpath, pointer
@@ -203,6 +203,9 @@ class Ingest:
             log.exception("could not record a refused publish of %s", principal.institution)
 
     async def _recorded(self, event_ids: list[UUID]) -> Recorded:
+        # A batch is a group already: its statements run at once, beside other requests'.
+        if len(event_ids) > INLINE_EVENTS:
+            return (await self._select_recorded([event_ids]))[0]
         return await self._lookups(event_ids)
 
     async def _select_recorded(self, requests: list[list[UUID]]) -> list[Recorded]:
@@ -240,7 +243,10 @@ class Ingest:
             for d in stored
         ]
         try:
-            await self._inserts(rows)
+            if len(rows) > INLINE_EVENTS:
+                await self._insert_records([rows])
+            else:
+                await self._inserts(rows)
         except Exception:
             # Kafka already has the events, so the answer stays a success; downstream
             # deduplication by event id makes a later republish harmless.

@@ -29,6 +29,14 @@ def content_digest(event: Event) -> bytes:
 
 
 @dataclass(frozen=True)
+class Known:
+    """What the record held for some event ids, looked up ahead of `submit`."""
+
+    ids: frozenset[UUID]
+    recorded: Recorded
+
+
+@dataclass(frozen=True)
 class Outcome:
     """Every event's delivery, in request order, and how many were answered from the record."""
 
@@ -69,6 +77,7 @@ class Ingest:
         batch: bool = True,
         channel: str = "http",
         client: str | None = None,
+        known_ahead: Known | None = None,
     ) -> Outcome:
         """Publish what is new, answer retries from the record; 403/409/503 as ProblemError.
 
@@ -89,7 +98,10 @@ class Ingest:
                     )
                 )
             first.setdefault(eid, i)
-        known = await self._recorded(list(first))
+        if known_ahead is not None and known_ahead.ids.issuperset(first):
+            known = {eid: rec for eid, rec in known_ahead.recorded.items() if eid in first}
+        else:
+            known = await self._recorded(list(first))
         for i, event in enumerate(events):
             rec = known.get(event.envelope.event_id)
             if rec is not None and rec[0] != digests[i] and first[event.envelope.event_id] == i:
@@ -201,6 +213,10 @@ class Ingest:
                 )
         except Exception:  # a refusal is answered 403 whatever; losing its row is logged
             log.exception("could not record a refused publish of %s", principal.institution)
+
+    async def look_up(self, event_ids: list[UUID]) -> Known:
+        """The record of these ids, for a `submit` that can read it beside another statement."""
+        return Known(frozenset(event_ids), await self._recorded(event_ids))
 
     async def _recorded(self, event_ids: list[UUID]) -> Recorded:
         # A batch is a group already: its statements run at once, beside other requests'.

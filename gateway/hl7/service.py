@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import anyio.to_thread
 
@@ -16,6 +18,7 @@ from gateway.hl7.ack import AckCode, Hl7Error, build_ack
 from gateway.hl7.er7 import Message, ParseError, parse
 from gateway.hl7.mapping import UnsupportedMessage, map_message
 from gateway.hl7.values import Hl7ValueError, text
+from gateway.ingest import Known
 from gateway.parsing import parse_one, request_checks
 from gateway.principals import Principal
 from gateway.problems import ProblemError
@@ -72,6 +75,11 @@ def _map(message: Any, membership: Membership | None = None) -> list[dict[str, A
         return _answer(message, AckCode.ERROR, [Hl7Error("207", reason)], 422)
 
 
+def _draft_ids(drafts: list[dict[str, Any]]) -> list[UUID]:
+    """The event ids the mapping gave the drafts (uuid5 strings, see mapping.py)."""
+    return [UUID(str(draft["envelope"]["event_id"])) for draft in drafts]
+
+
 def _answer(message: Any, code: AckCode, errors: list[Hl7Error], status: int) -> Answer:
     return Answer(build_ack(message, code, errors), code, status)
 
@@ -107,10 +115,14 @@ async def handle(
     if isinstance(prepared, Answer):
         return prepared
     assert message is not None  # drafts come only from a parsed message
+    known: Known | None = None
     if principal is None:
-        # MLLP has no HTTP header: the credential travels in MSH-8 (Security).
+        # MLLP has no HTTP header: the credential travels in MSH-8 (Security). Its check and the
+        # lookup of the message's event ids are independent reads: one wait instead of two.
         token = text(message.msh.msh_8) or ""
-        principal = await gateway.authenticate(token)
+        principal, known = await asyncio.gather(
+            gateway.authenticate(token), gateway.ingest.look_up(_draft_ids(prepared))
+        )
         if principal is None:
             reason = "MSH-8 (Security) carries no valid gateway credential"
             return _answer(message, AckCode.REJECT, [Hl7Error("207", reason, "MSH-8")], 401)
@@ -118,7 +130,9 @@ async def handle(
     if isinstance(validated, Answer):
         return validated
     try:
-        await gateway.ingest.submit(principal, validated, batch=False, channel="hl7", client=client)
+        await gateway.ingest.submit(
+            principal, validated, batch=False, channel="hl7", client=client, known_ahead=known
+        )
     except ProblemError as exc:
         details = [e.detail for e in exc.extensions.get("errors", [])] or [exc.detail or exc.title]
         if exc.status == 503:

@@ -10,6 +10,8 @@ from consortium.endpoints import database_url, kafka_bootstrap
 from consortium.settings import get_settings
 
 MAX_BATCH = 1_000
+# Validating a body up to this size takes less than a hop to a worker thread and back.
+INLINE_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class GatewayConfig:
     publish_timeout_s: float = 10.0
     retry_after_s: int = 5
     pool_size: int = 8
+    # A request waits for its acknowledgement, so every ms of linger is a ms of its latency;
+    # batches of a request are queued at once and fill Kafka batches without lingering.
+    linger_ms: float = 1.0
     # Kafka client settings (security); None: the environment's, as the gateway's principal.
     kafka: Mapping[str, Any] | None = None
 

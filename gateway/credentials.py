@@ -7,6 +7,7 @@ import hmac
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -89,17 +90,31 @@ async def revoke(conn: AsyncConnection[TupleRow], credential_id: uuid.UUID) -> b
 
 async def authenticate(conn: AsyncConnection[TupleRow], token: str) -> Principal | None:
     """The principal of a valid, unrevoked token, else None (read on every request: no cache)."""
-    match = _TOKEN.fullmatch(token)
-    if match is None:
-        return None
-    credential_id = uuid.UUID(hex=match.group(1))
-    cursor = await conn.execute(
-        "SELECT secret_sha256, institution, role FROM gateway_credentials"
-        " WHERE credential_id = %s AND revoked_at IS NULL",
-        (credential_id,),
-    )
-    row = await cursor.fetchone()
-    # Compare digests in constant time so response timing tells nothing about the secret.
-    if row is None or not hmac.compare_digest(bytes(row[0]), _digest(match.group(2))):
-        return None
-    return Principal(credential_id, row[1], Role(row[2]))
+    return (await authenticate_all(conn, [token]))[0]
+
+
+async def authenticate_all(
+    conn: AsyncConnection[TupleRow], tokens: Sequence[str]
+) -> list[Principal | None]:
+    """The principal of each token (None when invalid or revoked), in one statement."""
+    parsed = [_TOKEN.fullmatch(token) for token in tokens]
+    ids = list({uuid.UUID(hex=m.group(1)) for m in parsed if m is not None})
+    rows: dict[uuid.UUID, tuple[bytes, str, str]] = {}
+    if ids:
+        cursor = await conn.execute(
+            "SELECT credential_id, secret_sha256, institution, role FROM gateway_credentials"
+            " WHERE credential_id = ANY(%s) AND revoked_at IS NULL",
+            (ids,),
+        )
+        rows = {r[0]: (bytes(r[1]), r[2], r[3]) for r in await cursor.fetchall()}
+    principals: list[Principal | None] = []
+    for match in parsed:
+        found = None
+        if match is not None:
+            credential_id = uuid.UUID(hex=match.group(1))
+            row = rows.get(credential_id)
+            # Compare digests in constant time so response timing tells nothing about the secret.
+            if row is not None and hmac.compare_digest(row[0], _digest(match.group(2))):
+                found = Principal(credential_id, row[1], Role(row[2]))
+        principals.append(found)
+    return principals

@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from events.catalog import Catalog
-from gateway import credentials
 from gateway.principals import Principal
 from gateway.problems import ProblemError
 from gateway.state import Gateway
@@ -51,8 +50,7 @@ async def current_principal(
     challenge = {"WWW-Authenticate": 'Bearer realm="consortium"'}
     if bearer is None:
         raise ProblemError(401, "Unauthorized", "a bearer token is required", headers=challenge)
-    async with gateway.pool.connection() as conn:
-        principal = await credentials.authenticate(conn, bearer.credentials)
+    principal = await gateway.authenticate(bearer.credentials)
     if principal is None:
         raise ProblemError(
             401, "Unauthorized", "the token is unknown or revoked", headers=challenge

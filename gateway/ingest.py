@@ -12,16 +12,28 @@ from psycopg_pool import AsyncConnectionPool
 
 from events.envelope import Event
 from events.publisher import Delivery, PublishError
-from gateway.delivery import AsyncPublisher
+from gateway.delivery import INLINE_EVENTS, AsyncPublisher
+from gateway.grouped import Grouped
 from gateway.principals import Principal
 from gateway.problems import FieldError, ProblemError, jsonpath, pointer
 
 log = logging.getLogger(__name__)
+Recorded = dict[UUID, tuple[bytes, Delivery]]
+# One row of gateway_published_events: id, content digest, source, topic, partition, offset.
+Row = tuple[UUID, bytes, str, str, int, int]
 
 
 def content_digest(event: Event) -> bytes:
     """SHA-256 of the event's canonical JSON: equal for equal content, whatever the input's form."""
     return hashlib.sha256(event.model_dump_json().encode()).digest()
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the record held for some event ids, looked up ahead of `submit`."""
+
+    ids: frozenset[UUID]
+    recorded: Recorded
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,9 @@ class Ingest:
         # The producer gives up at publish_timeout_s; waiting a little longer sees its verdict.
         self._wait_s = publish_timeout_s + 5.0
         self._retry_after = str(retry_after_s)
+        # Concurrent requests share their lookups and inserts (docs/gateway.md, Performance).
+        self._lookups: Grouped[list[UUID], Recorded] = Grouped(self._select_recorded)
+        self._inserts: Grouped[list[Row], None] = Grouped(self._insert_records)
 
     async def submit(
         self,
@@ -62,6 +77,7 @@ class Ingest:
         batch: bool = True,
         channel: str = "http",
         client: str | None = None,
+        known_ahead: Known | None = None,
     ) -> Outcome:
         """Publish what is new, answer retries from the record; 403/409/503 as ProblemError.
 
@@ -82,7 +98,10 @@ class Ingest:
                     )
                 )
             first.setdefault(eid, i)
-        known = await self._recorded(list(first))
+        if known_ahead is not None and known_ahead.ids.issuperset(first):
+            known = {eid: rec for eid, rec in known_ahead.recorded.items() if eid in first}
+        else:
+            known = await self._recorded(list(first))
         for i, event in enumerate(events):
             rec = known.get(event.envelope.event_id)
             if rec is not None and rec[0] != digests[i] and first[event.envelope.event_id] == i:
@@ -195,15 +214,27 @@ class Ingest:
         except Exception:  # a refusal is answered 403 whatever; losing its row is logged
             log.exception("could not record a refused publish of %s", principal.institution)
 
-    async def _recorded(self, event_ids: list[UUID]) -> dict[UUID, tuple[bytes, Delivery]]:
+    async def look_up(self, event_ids: list[UUID]) -> Known:
+        """The record of these ids, for a `submit` that can read it beside another statement."""
+        return Known(frozenset(event_ids), await self._recorded(event_ids))
+
+    async def _recorded(self, event_ids: list[UUID]) -> Recorded:
+        # A batch is a group already: its statements run at once, beside other requests'.
+        if len(event_ids) > INLINE_EVENTS:
+            return (await self._select_recorded([event_ids]))[0]
+        return await self._lookups(event_ids)
+
+    async def _select_recorded(self, requests: list[list[UUID]]) -> list[Recorded]:
+        """What the record knows of each request's ids, in one statement for all of them."""
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT event_id, content_sha256, topic, kafka_partition, kafka_offset"
                 " FROM gateway_published_events WHERE event_id = ANY(%s)",
-                (event_ids,),
+                (list({eid for ids in requests for eid in ids}),),
             )
             rows = await cursor.fetchall()
-        return {r[0]: (bytes(r[1]), Delivery(r[0], r[2], r[3], r[4])) for r in rows}
+        found = {r[0]: (bytes(r[1]), Delivery(r[0], r[2], r[3], r[4])) for r in rows}
+        return [{eid: found[eid] for eid in ids if eid in found} for ids in requests]
 
     async def _record(
         self,
@@ -216,26 +247,39 @@ class Ingest:
         if not stored:
             return
         sources = {e.envelope.event_id: e.envelope.source for e in events}
+        rows = [
+            (
+                d.event_id,
+                digests[first[d.event_id]],
+                sources[d.event_id],
+                d.topic,
+                d.partition,
+                d.offset,
+            )
+            for d in stored
+        ]
         try:
-            async with self._pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO gateway_published_events"
-                    " (event_id, content_sha256, source, topic, kafka_partition, kafka_offset)"
-                    " SELECT * FROM unnest(%s::uuid[], %s::bytea[], %s::text[], %s::text[],"
-                    " %s::int[], %s::bigint[]) ON CONFLICT (event_id) DO NOTHING",
-                    (
-                        [d.event_id for d in stored],
-                        [digests[first[d.event_id]] for d in stored],
-                        [sources[d.event_id] for d in stored],
-                        [d.topic for d in stored],
-                        [d.partition for d in stored],
-                        [d.offset for d in stored],
-                    ),
-                )
+            if len(rows) > INLINE_EVENTS:
+                await self._insert_records([rows])
+            else:
+                await self._inserts(rows)
         except Exception:
             # Kafka already has the events, so the answer stays a success; downstream
             # deduplication by event id makes a later republish harmless.
             log.exception("could not record %d published events", len(stored))
+
+    async def _insert_records(self, requests: list[list[Row]]) -> list[None]:
+        """Every request's rows in one INSERT (an id recorded already keeps its first row)."""
+        columns = list(zip(*(row for rows in requests for row in rows), strict=True))
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO gateway_published_events"
+                " (event_id, content_sha256, source, topic, kafka_partition, kafka_offset)"
+                " SELECT * FROM unnest(%s::uuid[], %s::bytea[], %s::text[], %s::text[],"
+                " %s::int[], %s::bigint[]) ON CONFLICT (event_id) DO NOTHING",
+                [list(column) for column in columns],
+            )
+        return [None for _ in requests]
 
 
 def _delivery_json(d: Delivery) -> dict[str, object]:

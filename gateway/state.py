@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from events.catalog import Catalog
+from gateway import credentials
 from gateway.config import GatewayConfig
 from gateway.delivery import AsyncPublisher
+from gateway.grouped import Grouped
 from gateway.ingest import Ingest
+from gateway.principals import Principal
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
@@ -30,6 +33,18 @@ class Gateway:
     publisher: AsyncPublisher
     pool: AsyncConnectionPool
     ingest: Ingest
+    _principals: Grouped[str, Principal | None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._principals = Grouped(self._authenticate_all)
+
+    async def authenticate(self, token: str) -> Principal | None:
+        """The principal of a valid, unrevoked token, read from the database on every request."""
+        return await self._principals(token)
+
+    async def _authenticate_all(self, tokens: list[str]) -> list[Principal | None]:
+        async with self.pool.connection() as conn:
+            return await credentials.authenticate_all(conn, tokens)
 
     @classmethod
     async def start(cls, config: GatewayConfig, catalog: Catalog) -> Gateway:
@@ -41,7 +56,11 @@ class Gateway:
             config.consortium_id,
             Codec(catalog),
             # librdkafka must give up no later than the gateway does, so that a 503 is final.
-            {**config.kafka_config(), "delivery.timeout.ms": int(config.publish_timeout_s * 1000)},
+            {
+                **config.kafka_config(),
+                "delivery.timeout.ms": int(config.publish_timeout_s * 1000),
+                "linger.ms": config.linger_ms,
+            },
         )
         pool = AsyncConnectionPool(
             config.database_url,

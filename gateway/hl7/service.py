@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import anyio.to_thread
 
 from events.envelope import Event
-from events.membership import load_membership
-from gateway import credentials
+from events.membership import Membership, load_membership
+from events.validation import Checks
+from gateway.config import INLINE_BYTES
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
 from gateway.hl7.er7 import Message, ParseError, parse
 from gateway.hl7.mapping import UnsupportedMessage, map_message
 from gateway.hl7.values import Hl7ValueError, text
+from gateway.ingest import Known
 from gateway.parsing import parse_one, request_checks
 from gateway.principals import Principal
 from gateway.problems import ProblemError
 from gateway.state import Gateway
 
 log = logging.getLogger(__name__)
-INLINE_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,20 +49,22 @@ def _parse(er7: str) -> Message:
     return parse(er7)
 
 
-def _prepare(er7: str) -> tuple[Message | None, list[dict[str, Any]] | Answer]:
+def _prepare(
+    er7: str, checks: Checks | None = None
+) -> tuple[Message | None, list[dict[str, Any]] | Answer]:
     """Parse and map in one step (CPU work, run in a thread)."""
     try:
         message = parse(er7)
     except ParseError as exc:
         reason = f"the message cannot be parsed as HL7 v2 ER7: {exc}"
         return None, _answer(None, AckCode.REJECT, [Hl7Error("102", reason)], 400)
-    return message, _map(message)
+    return message, _map(message, (checks or {}).get("membership"))
 
 
-def _map(message: Any) -> list[dict[str, Any]] | Answer:
+def _map(message: Any, membership: Membership | None = None) -> list[dict[str, Any]] | Answer:
     """The event drafts of a parsed message, or the ACK that refuses it."""
     try:
-        return map_message(message, load_membership())
+        return map_message(message, membership or load_membership())
     except UnsupportedMessage as exc:
         return _answer(message, AckCode.REJECT, [Hl7Error("200", str(exc), "MSH-9")], 422)
     except Hl7ValueError as exc:
@@ -70,14 +75,18 @@ def _map(message: Any) -> list[dict[str, Any]] | Answer:
         return _answer(message, AckCode.ERROR, [Hl7Error("207", reason)], 422)
 
 
+def _draft_ids(drafts: list[dict[str, Any]]) -> list[UUID]:
+    """The event ids the mapping gave the drafts (uuid5 strings, see mapping.py)."""
+    return [UUID(str(draft["envelope"]["event_id"])) for draft in drafts]
+
+
 def _answer(message: Any, code: AckCode, errors: list[Hl7Error], status: int) -> Answer:
     return Answer(build_ack(message, code, errors), code, status)
 
 
-def _validate(message: Any, drafts: list[dict[str, Any]]) -> list[Event] | Answer:
+def _validate(message: Any, drafts: list[dict[str, Any]], checks: Checks) -> list[Event] | Answer:
     events: list[Event] = []
     errors: list[Hl7Error] = []
-    checks = request_checks()
     for index, draft in enumerate(drafts):
         event, problems = parse_one(draft, (index,), checks)
         errors.extend(
@@ -96,28 +105,34 @@ async def handle(
 ) -> Answer:
     """Acknowledge one message: AA once Kafka has its events, else AE or AR with ERR segments."""
     er7 = decode(raw)
+    checks = request_checks()  # one membership lookup and clock reading for the message
     # Parsing and mapping a usual message takes ~0.1 ms, less than a hop to a worker thread;
     # only a large one leaves the event loop.
     if len(raw) <= INLINE_BYTES:
-        message, prepared = _prepare(er7)
+        message, prepared = _prepare(er7, checks)
     else:
-        message, prepared = await anyio.to_thread.run_sync(_prepare, er7)
+        message, prepared = await anyio.to_thread.run_sync(_prepare, er7, checks)
     if isinstance(prepared, Answer):
         return prepared
     assert message is not None  # drafts come only from a parsed message
+    known: Known | None = None
     if principal is None:
-        # MLLP has no HTTP header: the credential travels in MSH-8 (Security).
+        # MLLP has no HTTP header: the credential travels in MSH-8 (Security). Its check and the
+        # lookup of the message's event ids are independent reads: one wait instead of two.
         token = text(message.msh.msh_8) or ""
-        async with gateway.pool.connection() as conn:
-            principal = await credentials.authenticate(conn, token)
+        principal, known = await asyncio.gather(
+            gateway.authenticate(token), gateway.ingest.look_up(_draft_ids(prepared))
+        )
         if principal is None:
             reason = "MSH-8 (Security) carries no valid gateway credential"
             return _answer(message, AckCode.REJECT, [Hl7Error("207", reason, "MSH-8")], 401)
-    validated = _validate(message, prepared)
+    validated = _validate(message, prepared, checks)
     if isinstance(validated, Answer):
         return validated
     try:
-        await gateway.ingest.submit(principal, validated, batch=False, channel="hl7", client=client)
+        await gateway.ingest.submit(
+            principal, validated, batch=False, channel="hl7", client=client, known_ahead=known
+        )
     except ProblemError as exc:
         details = [e.detail for e in exc.extensions.get("errors", [])] or [exc.detail or exc.title]
         if exc.status == 503:

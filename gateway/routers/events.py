@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from gateway.body import read_limited
-from gateway.config import MAX_BATCH
+from gateway.config import INLINE_BYTES, MAX_BATCH
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.ingest import Outcome
 from gateway.openapi import EVENT_BODY, PROBLEM_RESPONSES
@@ -69,8 +69,11 @@ async def publish_events(
     if "json" not in kind.lower():
         raise ProblemError(415, "Unsupported media type", "send application/json")
     raw = await read_limited(request, gateway.config.max_body_bytes)
-    # Validation is CPU work: a thread keeps the event loop answering other requests.
-    events, batch = await anyio.to_thread.run_sync(parse_events, raw, MAX_BATCH)
+    if len(raw) <= INLINE_BYTES:
+        events, batch = parse_events(raw, MAX_BATCH)
+    else:
+        # Validating a large body is CPU work: a thread keeps the loop answering other requests.
+        events, batch = await anyio.to_thread.run_sync(parse_events, raw, MAX_BATCH)
     client = request.client.host if request.client else None
     outcome = await gateway.ingest.submit(principal, events, batch=batch, client=client)
     return accepted(outcome)

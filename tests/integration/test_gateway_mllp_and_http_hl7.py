@@ -91,6 +91,11 @@ def test_mllp_frames_get_acks_and_garbage_gets_ar_on_the_same_connection(
     token = issue_token(database_url, COUNTY_HOSPITAL)
     good = ADMIT.replace("{token}", token).format(control="M1")
     assert "\rMSA|AA|M1" in exchange(port, frame(good))
+    # A resend is answered from the record (its credential and ids are read side by side);
+    # the same control id with other content is an id conflict.
+    assert "\rMSA|AA|M1" in exchange(port, frame(good))
+    conflict = exchange(port, frame(good.replace("NK01^301^12", "NK01^301^13")))
+    assert "\rMSA|AE|M1" in conflict and "\rERR|" in conflict and "|205" in conflict
     assert "\rMSA|AR|M2" in exchange(
         port, frame(ADMIT.replace("{token}", "x").format(control="M2"))
     )

@@ -258,3 +258,42 @@ def test_unreachable_kafka_is_503_with_retry_after_and_says_nothing_was_stored(
     assert sorted(f["event_id"] for f in problem["failed"]) == sorted(
         e["envelope"]["event_id"] for e in batch
     )
+
+
+def test_concurrent_requests_share_statements_yet_each_gets_its_own_answer(
+    config: GatewayConfig, database_url: str
+) -> None:
+    """Concurrent requests' credential checks, lookups and records go out grouped (group commit):
+    each still gets its own deliveries, a revoked token fails among valid ones, retries replay."""
+    import asyncio
+
+    import httpx
+
+    valid = {"Authorization": f"Bearer {issue_token(database_url, TOWNSHIP)}"}
+    revoked_token = issue_token(database_url, TOWNSHIP)
+    revoked = {"Authorization": f"Bearer {revoked_token}"}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE gateway_credentials SET revoked_at = now() WHERE credential_id = %s",
+            (uuid.UUID(hex=revoked_token.split("_")[1]),),
+        )
+    events = [fresh(TOWNSHIP_TYPES[i % len(TOWNSHIP_TYPES)]) for i in range(30)]
+
+    async def post_all(base: str) -> tuple[list[httpx.Response], list[httpx.Response]]:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            sent = [http.post("/v1/events", json=e, headers=valid) for e in events]
+            refused = [http.post("/v1/events", json=e, headers=revoked) for e in events[:5]]
+            answers = await asyncio.gather(*sent, *refused)
+        return list(answers[: len(sent)]), list(answers[len(sent) :])
+
+    with serving(create_app(config)) as base:
+        first, refused = asyncio.run(post_all(base))
+        assert [r.status_code for r in refused] == [401] * 5
+        assert all(r.status_code == 202 for r in first), [r.text for r in first]
+        for event, answer in zip(events, first, strict=True):
+            [delivery] = answer.json()["deliveries"]
+            assert delivery["event_id"] == event["envelope"]["event_id"]
+        again, _ = asyncio.run(post_all(base))
+    assert [r.json() for r in again] == [r.json() for r in first]
+    assert {r.headers["Idempotent-Replayed"] for r in again} == {"1"}
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == 30

@@ -12,7 +12,7 @@ from uuid import UUID
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from consortium.processes import log_ends, projections_behind
+from consortium.processes import log_ends, wait_settled
 from events.catalog import Catalog
 from events.codec import Codec
 from events.topics import EVENT_TOPICS
@@ -105,17 +105,7 @@ def wait_caught_up(
     tick: Callable[[str], None],
 ) -> None:
     """Return once every projection's live generation stands at the end of its topics."""
-    deadline = time.monotonic() + timeout
-    while True:
-        behind = projections_behind(bootstrap, database_url, consortium_id)
-        for name, n in behind.items():
-            tick(f"{name}: {n:,} records behind")
-        if not any(behind.values()):
-            return
-        if time.monotonic() > deadline:
-            late = {name: n for name, n in behind.items() if n}
-            raise TimeoutError(f"still behind: {late}")
-        time.sleep(1.0)
+    wait_settled(bootstrap, database_url, consortium_id, time.monotonic() + timeout, tick)
 
 
 @dataclass(frozen=True)

@@ -138,12 +138,28 @@ def wait_caught_up(
 
     deadline = time.monotonic() + timeout
     _wait_index(endpoints, consortium_id, child, deadline, report)
-    while True:
+
+    def alive() -> None:
         if child.poll() is not None:
             raise RuntimeError(f"the processors stopped (exit {child.returncode})")
-        behind = projections_behind(
-            endpoints.bootstrap_servers, endpoints.database_url, consortium_id
-        )
+
+    wait_settled(
+        endpoints.bootstrap_servers, endpoints.database_url, consortium_id, deadline, report, alive
+    )
+
+
+def wait_settled(
+    bootstrap: str,
+    database_url: str,
+    consortium_id: str,
+    deadline: float,
+    report: Callable[[str], None],
+    alive: Callable[[], None] = lambda: None,
+) -> None:
+    """Poll `projections_behind` until one pass finds nothing behind; TimeoutError at deadline."""
+    while True:
+        alive()
+        behind = projections_behind(bootstrap, database_url, consortium_id)
         report("; ".join(f"{name}: {n:,} behind" for name, n in behind.items()))
         if not any(behind.values()):
             return

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from consortium.kafka_config import kafka_client_config
 from events.topics import Family, event_topic
@@ -184,7 +184,11 @@ def projections_behind(bootstrap: str, database_url: str, consortium_id: str) ->
     behind: dict[str, int] = {}
     for projection in PROJECTIONS.values():
         topics = [event_topic(f, consortium_id) for f in projection.families]
-        ends = log_ends(bootstrap, topics)
+        try:
+            ends = log_ends(bootstrap, topics)
+        except KafkaException:  # a broker away (the fault campaign): unknown is not settled
+            behind[projection.name] = 1
+            continue
         try:
             stored = stored_positions(database_url, projection.name, ends)
         except psycopg.OperationalError:  # the database restarting (the fault campaign)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -50,6 +50,48 @@ class PublishError(Exception):
         super().__init__(message)
         self.stored = stored
         self.failed = failed
+
+
+# One record to produce: (topic, value, key, headers).
+Outgoing = tuple[str, bytes | None, bytes | None, Sequence[tuple[str, str | bytes | None]]]
+
+
+def produce_acknowledged(
+    producer: Producer, records: Iterable[Outgoing], timeout: float
+) -> tuple[int, list[str]]:
+    """Produce every record, then wait for Kafka: (how many were acknowledged, errors).
+
+    For writers that store a whole group or nothing (dead letters, outbox relays): the caller
+    treats anything short of every record acknowledged with no errors as a failure of all.
+    """
+    errors: list[str] = []
+    acknowledged = 0
+    deadline = time.monotonic() + timeout
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        nonlocal acknowledged
+        if err is None:
+            acknowledged += 1
+        else:
+            errors.append(err.str())
+
+    for topic, value, key, headers in records:
+        while True:
+            try:
+                producer.produce(
+                    topic, value=value, key=key, headers=list(headers), on_delivery=on_delivery
+                )
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports until there is room.
+                if time.monotonic() > deadline:
+                    errors.append("local producer queue full until the timeout")
+                    return acknowledged, errors
+                producer.poll(0.05)
+    remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+    if remaining:
+        errors.append(f"{remaining} still in flight after {timeout} s")
+    return acknowledged, errors
 
 
 def traceparent_header() -> bytes:

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import psycopg
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 from psycopg import Cursor, sql
 
-from events.publisher import SAFE_PRODUCER_CONFIG
+from events.publisher import SAFE_PRODUCER_CONFIG, produce_acknowledged
 from projections.frame import generations
 from projections.frame.declaration import Table
 
@@ -114,29 +114,23 @@ class OutboxRelay:
         return len(rows)
 
     def _produce(self, rows: list[tuple[Any, ...]]) -> None:
-        errors: list[str] = []
-        acknowledged = 0
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            nonlocal acknowledged
-            if err is None:
-                acknowledged += 1
-            else:
-                errors.append(err.str())
-
-        for view, key, payload, _seq in rows:
-            self._producer.produce(
-                self.topic(view),
-                value=bytes(payload),
-                key=bytes(key),
-                headers=[
-                    ("view", view.encode()),
-                    ("schema_id", str(int.from_bytes(payload[1:5], "big")).encode()),
-                ],
-                on_delivery=on_delivery,
-            )
-        remaining = self._producer.flush(self._timeout)
-        if errors or remaining or acknowledged != len(rows):
+        acknowledged, errors = produce_acknowledged(
+            self._producer,
+            (
+                (
+                    self.topic(view),
+                    bytes(payload),
+                    bytes(key),
+                    [
+                        ("view", view.encode()),
+                        ("schema_id", str(int.from_bytes(payload[1:5], "big")).encode()),
+                    ],
+                )
+                for view, key, payload, _seq in rows
+            ),
+            self._timeout,
+        )
+        if errors or acknowledged != len(rows):
             raise RelayError(f"{acknowledged} of {len(rows)} acknowledged; errors: {errors[:3]}")
 
     def drain(self) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 
-from events.publisher import SAFE_PRODUCER_CONFIG
+from events.publisher import SAFE_PRODUCER_CONFIG, produce_acknowledged
 from events.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS
 from projections.frame.records import DeadLetter
 
@@ -80,26 +80,20 @@ class KafkaDeadLetters:
         """Produce every letter and wait until Kafka acknowledged all of them."""
         if not letters:
             return
-        errors: list[str] = []
-        acknowledged = 0
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            nonlocal acknowledged
-            if err is None:
-                acknowledged += 1
-            else:
-                errors.append(err.str())
-
-        for letter in letters:
-            self._producer.produce(
-                dead_letter_topic(letter.record.topic, self._consortium_id),
-                value=letter.record.value,
-                key=letter.record.key,
-                headers=headers_of(letter, self._projection),
-                on_delivery=on_delivery,
-            )
-        remaining = self._producer.flush(self._timeout)
-        if errors or remaining or acknowledged != len(letters):
+        acknowledged, errors = produce_acknowledged(
+            self._producer,
+            (
+                (
+                    dead_letter_topic(letter.record.topic, self._consortium_id),
+                    letter.record.value,
+                    letter.record.key,
+                    headers_of(letter, self._projection),
+                )
+                for letter in letters
+            ),
+            self._timeout,
+        )
+        if errors or acknowledged != len(letters):
             raise DeadLetterError(
                 f"{acknowledged} of {len(letters)} dead letters acknowledged; errors: {errors[:3]}"
             )

@@ -156,13 +156,23 @@ def wait_settled(
     report: Callable[[str], None],
     alive: Callable[[], None] = lambda: None,
 ) -> None:
-    """Poll `projections_behind` until one pass finds nothing behind; TimeoutError at deadline."""
+    """Poll until two passes in a row find nothing behind over the same log ends.
+
+    One zero pass is not enough: a record consumed just after its topic's end was read can have
+    its outbox row relayed (and gone) before the outbox is counted, putting a record on a
+    downstream topic whose end this pass read before it. That record moves the end, so a second
+    pass over unchanged ends is the settled state. TimeoutError at the deadline."""
+    settled_ends: dict[tuple[str, int], int] | None = None
     while True:
         alive()
-        behind = projections_behind(bootstrap, database_url, consortium_id)
+        behind, ends = settle_pass(bootstrap, database_url, consortium_id)
         report("; ".join(f"{name}: {n:,} behind" for name, n in behind.items()))
         if not any(behind.values()):
-            return
+            if ends == settled_ends:
+                return
+            settled_ends = ends
+            continue
+        settled_ends = None
         if time.monotonic() > deadline:
             late = {name: n for name, n in behind.items() if n}
             raise TimeoutError(f"still behind: {late}")
@@ -170,30 +180,41 @@ def wait_settled(
 
 
 def projections_behind(bootstrap: str, database_url: str, consortium_id: str) -> dict[str, int]:
-    """Per registered projection: records not yet applied plus rows its outbox has yet to relay.
+    """Per registered projection: records not yet applied plus rows its outbox has yet to relay."""
+    return settle_pass(bootstrap, database_url, consortium_id)[0]
 
-    One pass reads every log end afresh: a projection's outbox feeds a topic another one reads
-    (transfers -> derived transfers -> reporting), so all zeros in one pass is the settled state,
-    and a pass per projection in turn is not."""
+
+def settle_pass(
+    bootstrap: str, database_url: str, consortium_id: str
+) -> tuple[dict[str, int], dict[tuple[str, int], int] | None]:
+    """One pass: what `projections_behind` returns, and the log ends it read (None if unread).
+
+    Every log end is read first, with one client; then every stored position; then the outboxes."""
     import psycopg
 
     from processors.positions import stored_positions
     from processors.wiring import PROJECTIONS
     from projections.frame import generations
 
+    topics = sorted(
+        {event_topic(f, consortium_id) for p in PROJECTIONS.values() for f in p.families}
+    )
+    try:
+        ends: dict[tuple[str, int], int] | None = log_ends(bootstrap, topics)
+    except KafkaException:  # a broker away (the fault campaign): unknown is not settled
+        ends = None
     behind: dict[str, int] = {}
     for projection in PROJECTIONS.values():
-        topics = [event_topic(f, consortium_id) for f in projection.families]
-        try:
-            ends = log_ends(bootstrap, topics)
-        except KafkaException:  # a broker away (the fault campaign): unknown is not settled
+        if ends is None:
             behind[projection.name] = 1
             continue
+        own_topics = {event_topic(f, consortium_id) for f in projection.families}
+        own = {tp: end for tp, end in ends.items() if tp[0] in own_topics}
         try:
-            stored = stored_positions(database_url, projection.name, ends)
+            stored = stored_positions(database_url, projection.name, own)
         except psycopg.OperationalError:  # the database restarting (the fault campaign)
             stored = {}
-        behind[projection.name] = sum(max(0, end - stored.get(tp, 0)) for tp, end in ends.items())
+        behind[projection.name] = sum(max(0, end - stored.get(tp, 0)) for tp, end in own.items())
     try:
         with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor() as cur:
             for projection in PROJECTIONS.values():
@@ -208,4 +229,4 @@ def projections_behind(bootstrap: str, database_url: str, consortium_id: str) ->
                 behind[projection.name] += int(row[0]) if row else 0
     except psycopg.OperationalError:  # unknown is not settled
         behind = {name: n + 1 for name, n in behind.items()}
-    return behind
+    return behind, ends

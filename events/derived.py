@@ -29,3 +29,7 @@ class TransferDerived(Event):
     present: bool
     generation: Annotated[int, Field(ge=0)]
     sequence: Annotated[int, Field(ge=0)]
+
+    def kafka_key(self) -> bytes:
+        """Every revision of one transfer under one key: compaction keeps the latest."""
+        return str(self.transfer_id).encode()

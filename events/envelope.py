@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from events import validation
-from events.topics import Family
+from events.topics import Family, event_key
 
 UtcDatetime = Annotated[datetime, AfterValidator(validation.to_utc_millis)]
 Text = Annotated[str, StringConstraints(min_length=1)]
@@ -151,6 +151,10 @@ class Event(Contract):
     def avro_name(cls) -> str:
         """The Avro full name of the event record, which is also its subject."""
         return f"consortium.events.{cls.family.value}.{cls.event_type}"
+
+    def kafka_key(self) -> bytes:
+        """The record key on the family's topic (a derived fact overrides it with its entity)."""
+        return event_key(self.family, self.envelope.source, self.envelope.patient_local_id)
 
     @field_validator("envelope")
     @classmethod

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import propagate, trace
 
 from consortium.kafka_config import with_environment
-from events.topics import event_key, event_topic
+from events.topics import event_topic
 
 if TYPE_CHECKING:
     from events.codec import Codec
@@ -201,7 +201,7 @@ class Publisher:
                 deliveries[index] = Delivery(envelope.event_id, topic, partition, offset)
 
         topic = event_topic(event.family, self._consortium_id)
-        key = event_key(event.family, envelope.source, envelope.patient_local_id)
+        key = event.kafka_key()
         while True:
             try:
                 self._producer.produce(

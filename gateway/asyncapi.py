@@ -6,7 +6,7 @@ from typing import Any
 
 from events.catalog import Catalog
 from events.registry import model_for
-from events.topics import EVENT_TOPICS, Family
+from events.topics import DERIVED_FAMILIES, EVENT_TOPICS, Family
 
 AVRO_FORMAT = "application/vnd.apache.avro+json;version=1.9.0"
 
@@ -56,9 +56,11 @@ def asyncapi_document(catalog: Catalog, consortium_id: str) -> dict[str, Any]:
     for family in Family:
         spec = EVENT_TOPICS[family]
         names = sorted(n for n in messages if model_for(n).family is family)
+        cleanup = spec.config(spec.replication_factor)["cleanup.policy"]
+        kept = "compacted: the latest record per key" if cleanup == "compact" else "forever"
         channels[family.value] = {
             "address": spec.name(consortium_id),
-            "description": f"{family.value} events; key: {spec.key}; retention: forever",
+            "description": f"{family.value} events; key: {spec.key}; retention: {kept}",
             "messages": {n: {"$ref": f"#/components/messages/{n}"} for n in names},
             "bindings": {
                 "kafka": {
@@ -68,7 +70,7 @@ def asyncapi_document(catalog: Catalog, consortium_id: str) -> dict[str, Any]:
                     "topicConfiguration": {
                         "retention.ms": spec.retention_ms,
                         "min.insync.replicas": spec.min_insync_replicas,
-                        "cleanup.policy": ["delete"],
+                        "cleanup.policy": [cleanup],
                     },
                 }
             },
@@ -76,7 +78,12 @@ def asyncapi_document(catalog: Catalog, consortium_id: str) -> dict[str, Any]:
         operations[f"publish_{family.value}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{family.value}"},
-            "summary": f"member institutions publish {family.value} events (or via the gateway)",
+            "summary": (
+                f"the projection that derives them publishes {family.value} events"
+                " (never members, never the gateway)"
+                if family in DERIVED_FAMILIES
+                else f"member institutions publish {family.value} events (or via the gateway)"
+            ),
             "messages": [{"$ref": f"#/channels/{family.value}/messages/{n}"} for n in names],
         }
     return {

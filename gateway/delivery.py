@@ -18,7 +18,7 @@ from consortium.kafka_config import with_environment
 from events.codec import Codec
 from events.envelope import Event
 from events.publisher import SAFE_PRODUCER_CONFIG, Delivery, PublishError, traceparent_header
-from events.topics import event_key, event_topic
+from events.topics import event_topic
 
 _tracer = trace.get_tracer("consortium.gateway")
 # Encoding a large batch is CPU work: above this many events it leaves the event loop.
@@ -171,7 +171,7 @@ class AsyncPublisher:
             self._settle(future, outcome)
 
         topic = event_topic(event.family, self._consortium_id)
-        key = event_key(event.family, envelope.source, envelope.patient_local_id)
+        key = event.kafka_key()
         while True:
             try:
                 producer.produce(

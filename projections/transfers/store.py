@@ -278,8 +278,7 @@ def _announce(cur: Cursor[Any], schema: str, changed: list[tuple[derived.Publish
     rows = []
     for (published, present), (sequence,) in zip(changed, sequences, strict=True):
         event = derived.revision(published, present, generation, sequence, now)
-        key = str(published.transfer_id).encode()
-        rows.append((derived.VIEW, key, _codec().encode_event(event)))
+        rows.append((derived.VIEW, event.kafka_key(), _codec().encode_event(event)))
     outbox.put(cur, schema, rows)
 
 

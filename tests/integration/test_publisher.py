@@ -15,7 +15,7 @@ from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
 from events.publisher import Delivery, Publisher, PublishError
-from events.topics import EVENT_TOPICS, Family, event_key, event_topic
+from events.topics import EVENT_TOPICS, Family, event_topic
 from examples import EXAMPLES
 
 TRACEPARENT = re.compile(rb"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -92,16 +92,14 @@ def test_ten_thousand_mixed_events_come_back_whole_and_in_order_per_key(
         assert headers["source"] == event.envelope.source.encode()
         assert int(headers["schema_id"]) == int.from_bytes(message.value()[1:5], "big")  # type: ignore[attr-defined]
         assert TRACEPARENT.match(headers["traceparent"])
-        assert message.key() == event_key(
-            event.family, event.envelope.source, event.envelope.patient_local_id
-        )  # type: ignore[attr-defined]
+        # A patient's events at one member share a key; a derived fact is keyed by its entity.
+        assert message.key() == event.kafka_key()  # type: ignore[attr-defined]
         consumed[message.topic(), message.key()].append(event.envelope.event_id)  # type: ignore[attr-defined]
 
     assert sum(len(ids) for ids in consumed.values()) == len(events), "lost or duplicated"
     published: dict[tuple[str, bytes], list[uuid.UUID]] = defaultdict(list)
     for event in events:
-        key = event_key(event.family, event.envelope.source, event.envelope.patient_local_id)
-        published[event_topic(event.family, fresh_consortium_id), key].append(
+        published[event_topic(event.family, fresh_consortium_id), event.kafka_key()].append(
             event.envelope.event_id
         )
     assert consumed == published

@@ -223,6 +223,8 @@ def test_only_the_transfers_processor_writes_derived_transfers_and_reporting_rea
     read = first_message(reporting, derived, f"{CONSORTIUM}.projection.reporting")
     assert read.error() is None and read.value() is not None
     assert Codec(Catalog.load()).decode_event(read.value()) == revision
+    # The SDK keys a derived fact by its entity, as the relay does (compaction keeps the latest).
+    assert read.key() == str(revision.transfer_id).encode()
 
 
 def test_a_topic_without_grants_is_denied_to_every_principal(cluster: KafkaCluster) -> None:

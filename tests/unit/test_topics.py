@@ -1,6 +1,7 @@
 """The topic registry: names, keys and configuration as DESIGN.md settles them."""
 
 import re
+import uuid
 
 import pytest
 
@@ -12,6 +13,7 @@ from events.topics import (
     event_key,
     patient_key,
 )
+from examples import EXAMPLES, transfer_derived
 
 NAME = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)+\.v[0-9]+(\.dlq)?$")
 
@@ -58,3 +60,16 @@ def test_patient_key_groups_one_patient_at_one_institution() -> None:
 def test_identity_decisions_are_keyed_by_person() -> None:
     assert event_key(Family.PERSON, "439901-C01", "0b7f3a52") == b"0b7f3a52"
     assert event_key(Family.REFERRAL, "439901-C01", "P1") == patient_key("439901-C01", "P1")
+
+
+def test_a_derived_transfer_is_keyed_by_its_transfer_not_by_its_source() -> None:
+    revision = transfer_derived()
+    other = revision.model_copy(update={"transfer_id": uuid.uuid4()})
+    assert revision.kafka_key() == str(revision.transfer_id).encode()
+    # Same admitting member, different transfers: a source key would compact one away.
+    assert revision.envelope.source == other.envelope.source
+    assert revision.kafka_key() != other.kafka_key()
+    registration = EXAMPLES["PatientRegistered"]()
+    assert registration.kafka_key() == event_key(
+        Family.PATIENT, registration.envelope.source, registration.envelope.patient_local_id
+    )

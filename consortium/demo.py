@@ -21,7 +21,7 @@ from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
 from events.membership import InstitutionLevel, Membership, load_membership
-from events.topics import EVENT_TOPICS, Family
+from events.topics import MEMBER_FAMILIES, Family, event_topic
 from infra.runtime import Endpoints
 from infra.security import ADMIN
 
@@ -87,7 +87,8 @@ def institutions_table(summary: LogSummary, membership: Membership, limit: int =
     table = Table(title=f"Events per institution (top {limit} of {len(summary.by_source)})")
     table.add_column("institution")
     table.add_column("level")
-    for family in Family:
+    families = [f for f in Family if f in MEMBER_FAMILIES]
+    for family in families:
         table.add_column(family.value, justify="right")
     table.add_column("total", justify="right")
     ranked = sorted(summary.by_source.items(), key=lambda kv: -sum(kv[1].values()))
@@ -98,7 +99,7 @@ def institutions_table(summary: LogSummary, membership: Membership, limit: int =
         table.add_row(
             name,
             level,
-            *(f"{counts[f]:,}" for f in Family),
+            *(f"{counts[f]:,}" for f in families),
             f"{sum(counts.values()):,}",
         )
     return table
@@ -144,7 +145,8 @@ def demo(
             f"topics: {sum(o.created for o in created)} created, "
             f"{sum(not o.created for o in created)} already there"
         )
-        topics = [spec.name(settings.consortium_id) for spec in EVENT_TOPICS.values()]
+        # What members published; the index's decisions and derived facts are the processors'.
+        topics = [event_topic(f, settings.consortium_id) for f in sorted(MEMBER_FAMILIES)]
         before = log_ends(bootstrap, topics)
 
         console.rule(f"[bold]2. a simulated county: {days:g} days, {population:,} residents")

@@ -26,6 +26,11 @@ class Family(StrEnum):
 DERIVED_FAMILIES: frozenset[Family] = frozenset({Family.DERIVED_TRANSFERS})
 
 
+# What member institutions publish (directly or through the gateway): not the patient index's
+# decisions, not derived facts.
+MEMBER_FAMILIES: frozenset[Family] = frozenset(Family) - {Family.PERSON} - DERIVED_FAMILIES
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """A topic's name (without the consortium prefix), key, values and configuration."""

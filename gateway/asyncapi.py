@@ -6,7 +6,7 @@ from typing import Any
 
 from events.catalog import Catalog
 from events.registry import model_for
-from events.topics import DERIVED_FAMILIES, EVENT_TOPICS, Family
+from events.topics import EVENT_TOPICS, MEMBER_FAMILIES, Family
 
 AVRO_FORMAT = "application/vnd.apache.avro+json;version=1.9.0"
 
@@ -79,10 +79,10 @@ def asyncapi_document(catalog: Catalog, consortium_id: str) -> dict[str, Any]:
             "action": "send",
             "channel": {"$ref": f"#/channels/{family.value}"},
             "summary": (
-                f"the projection that derives them publishes {family.value} events"
+                f"member institutions publish {family.value} events (or via the gateway)"
+                if family in MEMBER_FAMILIES
+                else f"the projection that derives them publishes {family.value} events"
                 " (never members, never the gateway)"
-                if family in DERIVED_FAMILIES
-                else f"member institutions publish {family.value} events (or via the gateway)"
             ),
             "messages": [{"$ref": f"#/channels/{family.value}/messages/{n}"} for n in names],
         }

@@ -7,7 +7,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from events.envelope import Event
-from events.topics import DERIVED_FAMILIES, Family
+from events.topics import MEMBER_FAMILIES, Family
 
 
 class Role(StrEnum):
@@ -23,7 +23,7 @@ class Role(StrEnum):
 # A referral desk answers referrals (accept, reject, arrival) but records no clinical events.
 # Identity decisions are the patient index's own: no hospital may publish them.
 _PUBLISHABLE: dict[Role, frozenset[Family]] = {
-    Role.PUBLISHER: frozenset(Family) - {Family.PERSON} - DERIVED_FAMILIES,
+    Role.PUBLISHER: MEMBER_FAMILIES,
     Role.REFERRAL_DESK: frozenset({Family.REFERRAL}),
 }
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails
 
 from events.consent import ConsentGranted, ConsentRevoked
-from events.derived import TransferDerived
+from events.derived import RepeatCheckDerived, TransferDerived
 from events.encounter import (
     BedCensusReported,
     OutpatientVisitCompleted,
@@ -71,6 +71,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MatchReviewRequested,
         MatchReviewDecided,
         TransferDerived,
+        RepeatCheckDerived,
     )
 }
 

@@ -20,10 +20,11 @@ class Family(StrEnum):
     PERSON = "person"
     # Facts a projection derives and publishes for another (docs/reporting.md): no person.
     DERIVED_TRANSFERS = "derived.transfers"
+    DERIVED_REPEATS = "derived.repeats"
 
 
 # Written only by the projection that derives them, never through the gateway.
-DERIVED_FAMILIES: frozenset[Family] = frozenset({Family.DERIVED_TRANSFERS})
+DERIVED_FAMILIES: frozenset[Family] = frozenset({Family.DERIVED_TRANSFERS, Family.DERIVED_REPEATS})
 
 
 # What member institutions publish (directly or through the gateway): not the patient index's
@@ -63,15 +64,16 @@ class TopicSpec:
 SOURCE_KEY = "utf-8 '<source>|<patient_local_id>' (all events of one patient at one institution)"
 PERSON_KEY = "utf-8 consortium person id (all identity decisions about one person)"
 TRANSFER_KEY = "utf-8 transfer id (every revision of one transfer, the latest kept)"
+CHECK_KEY = "utf-8 check id (every revision of one checked order, the latest kept)"
 
 
 def _event_topic_spec(family: Family) -> TopicSpec:
     values = f"Confluent-framed Avro, subjects consortium.events.{family.value}.*"
-    if family is Family.DERIVED_TRANSFERS:
-        # Compacted: a transfer's latest revision is all a reader needs (docs/reporting.md).
+    if family in DERIVED_FAMILIES:
+        # Compacted: an entity's latest revision is all a reader needs (docs/reporting.md).
         return TopicSpec(
             suffix=f"{family.value}.v1",
-            key=TRANSFER_KEY,
+            key=TRANSFER_KEY if family is Family.DERIVED_TRANSFERS else CHECK_KEY,
             values=values,
             partitions=3,
             extra_config={"cleanup.policy": "compact"},

@@ -264,6 +264,12 @@ def grants(consortium_id: str) -> list[Grant]:
             event_topic(Family.DERIVED_TRANSFERS, c),
         )
     )
+    # The record's relay runs in the record processor and writes the derived repeat checks.
+    allowed.append(
+        Grant(
+            processor_principal(c, "record"), WRITE, TOPIC, event_topic(Family.DERIVED_REPEATS, c)
+        )
+    )
     allowed += _index_grants(c)
     gateway = gateway_principal(c)
     # The gateway also writes its read audit and serves the bureau streams it reads.

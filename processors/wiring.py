@@ -34,7 +34,7 @@ def companions(
     name: str, bootstrap_servers: str, database_url: str, consortium_id: str
 ) -> list[Callable[[], object]]:
     """What runs beside a projection's processor: the outbox relay of a projection that has one
-    (reporting: the bureau topics; transfers: the derived transfers reporting reads)."""
+    (reporting: the bureau topics; transfers and record: the derived facts reporting reads)."""
     from consortium.topics import ensure_topics
     from events.topics import EVENT_TOPICS, REPORTING_TOPICS, Family
 
@@ -49,4 +49,10 @@ def companions(
         derived = [EVENT_TOPICS[Family.DERIVED_TRANSFERS]]
         ensure_topics(bootstrap_servers, consortium_id, specs=derived)
         return [TransferRelay(database_url, bootstrap_servers, consortium_id).drain]
+    if name == RECORD.name:
+        from projections.record.relay import RepeatCheckRelay
+
+        derived = [EVENT_TOPICS[Family.DERIVED_REPEATS]]
+        ensure_topics(bootstrap_servers, consortium_id, specs=derived)
+        return [RepeatCheckRelay(database_url, bootstrap_servers, consortium_id).drain]
     return []

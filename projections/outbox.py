@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import psycopg
 from confluent_kafka import Producer
 from psycopg import Cursor, sql
 
+from events.codec import Codec
 from events.publisher import SAFE_PRODUCER_CONFIG, produce_acknowledged
 from projections.frame import generations
 from projections.frame.declaration import Table
+
+if TYPE_CHECKING:
+    from events.envelope import Event
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,53 @@ def put(cur: Cursor[Any], schema: str, rows: Sequence[tuple[str, bytes, bytes]])
         ).format(sql.Identifier(schema)),
         rows,
     )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def changes(before: Mapping[K, V], now: Mapping[K, V]) -> list[tuple[V, bool]]:
+    """(value, present) for each entity that appeared or changed (True) or vanished (False)."""
+    found = [(v, True) for k, v in now.items() if before.get(k) != v]
+    found += [(v, False) for k, v in before.items() if k not in now]
+    return found
+
+
+# A derived revision from (the entity's published part, present, generation, sequence, now).
+Reviser = Callable[[V, bool, int, int, datetime], "Event"]
+
+
+def announce(
+    cur: Cursor[Any], schema: str, view: str, changed: Sequence[tuple[V, bool]], revise: Reviser[V]
+) -> None:
+    """Put one derived revision per changed entity in the outbox, in the batch's transaction.
+
+    (generation, sequence) orders the revisions of an entity across batches and rebuilds: the
+    generation is the frame's schema number, the sequence the outbox's own."""
+    if not changed:
+        return
+    generation = int(schema.rsplit("_g", 1)[1])  # the frame's schema: <projection>_g<number>
+    sequences = cur.execute(
+        sql.SQL("SELECT nextval({}) FROM generate_series(1, %s)").format(
+            sql.Literal(f"{schema}.outbox_seq")
+        ),
+        (len(changed),),
+    ).fetchall()
+    now = datetime.now(UTC)  # recorded_at only: nothing derived depends on the wall clock
+    codec = _codec()
+    rows = []
+    for (value, present), (sequence,) in zip(changed, sequences, strict=True):
+        event = revise(value, present, generation, sequence, now)
+        rows.append((view, event.kafka_key(), codec.encode_event(event)))
+    put(cur, schema, rows)
+
+
+@cache
+def _codec() -> Codec:
+    from events.catalog import default_catalog
+
+    return Codec(default_catalog())
 
 
 class RelayError(RuntimeError):

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from events.consent import ConsentGranted, ConsentRevoked
-from events.derived import TransferDerived
+from events.derived import RepeatCheckDerived, TransferDerived
 from events.encounter import (
     BedCensusReported,
     OutpatientVisitCompleted,
@@ -508,8 +508,25 @@ def transfer_derived() -> TransferDerived:
     )
 
 
+def repeat_check_derived() -> RepeatCheckDerived:
+    """The shared record's revision of a county order that repeats a township's valid result."""
+    return RepeatCheckDerived(
+        envelope=envelope("RepeatCheckDerived", source=COUNTY_HOSPITAL, patient_local_id=None),
+        check_id=uuid.UUID("5a6b7c8d-9e0f-5a1b-9c2d-3e4f5a6b7c8d"),
+        institution=COUNTY_HOSPITAL,
+        ordered_at=OCCURRED_AT,
+        flagged=True,
+        reused=True,
+        present=True,
+        generation=1,
+        sequence=7,
+    )
+
+
 # Derived facts: written by a projection, never published by a member.
-DERIVED_EXAMPLES: dict[str, Callable[[], Event]] = {transfer_derived().event_type: transfer_derived}
+DERIVED_EXAMPLES: dict[str, Callable[[], Event]] = {
+    factory().event_type: factory for factory in (transfer_derived, repeat_check_derived)
+}
 
 EXAMPLES: dict[str, Callable[[], Event]] = (
     {

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-import anyio.to_thread
 import psycopg
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -24,17 +23,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from events.codec import Codec, DecodeError
-from events.membership import CODE_PATTERN, InstitutionLevel, Membership, load_membership
+from events.membership import CODE_PATTERN, InstitutionLevel, load_membership
 from events.topics import REPORTING_TOPICS, REPORTING_VIEWS
 from gateway.deps import GatewayDep, PrincipalDep
-from gateway.fhir.reads import record_pool
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
 from gateway.problems import ProblemError
 from gateway.state import Gateway
-from projections.record.queries import repeat_counts
 from projections.reporting import queries
-from projections.reporting.repeats import repeat_report
 from projections.reporting.windows import DAY, day_start, local_date
 
 log = logging.getLogger(__name__)
@@ -264,7 +260,7 @@ async def referral_flow(
 
 
 class MemberDay(BaseModel):
-    """Per-member counts of one Asia/Shanghai day, read from a projection at request time."""
+    """Per-member counts of one Asia/Shanghai day, from the day's published records."""
 
     local_date: date
     since: datetime
@@ -276,7 +272,8 @@ class RepeatTests(MemberDay):
     possible repeat whose prior result was reused (the order cancelled), one not reused."""
 
     consortium: dict[str, Any] = Field(
-        description="not_flagged, flagged_reused, flagged_not_reused: each {value, suppressed}."
+        description="not_flagged, flagged_reused, flagged_not_reused: each {value, suppressed}"
+        " (null before Figures v4)."
     )
     institutions: list[dict[str, Any]] = Field(
         description="Per ordering member: institution, institution_level, and the three counts."
@@ -296,43 +293,30 @@ class Transfers(MemberDay):
 
 
 async def _member_day(
-    request: Request,
     gateway: Gateway,
     day: date | None,
-    count: Callable[[psycopg.Connection[Any], datetime, datetime], Any],
-    report: Callable[[Any, Membership], dict[str, Any]],
+    pick: Callable[[list[dict[str, Any]], list[dict[str, Any]]], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Count the day (default: today) on a pooled connection, then apply the reporting rules."""
+    """The day's (default: today) consortium and institution records, picked by `pick`."""
     chosen = day or local_date(datetime.now(UTC))
     since, until = _range(chosen, None, None)
     assert since is not None and until is not None
-    pool = record_pool(request.app, gateway)
-
-    def read() -> Any:
-        with pool.connection() as conn:
-            return count(conn, since, until)
-
-    counts = await anyio.to_thread.run_sync(read)
-    shaped = report(counts, load_membership())
-    return {"local_date": chosen, "since": since, "until": until, **shaped}
+    consortium = await _read(gateway, queries.day_query("consortium", chosen))
+    institutions = await _read(gateway, queries.day_query("institutions", chosen))
+    return {"local_date": chosen, "since": since, "until": until, **pick(consortium, institutions)}
 
 
 @router.get(
     "/repeat-tests",
     summary="Repeat tests flagged and avoided (mutual recognition), for one day",
 )
-async def repeat_tests(
-    request: Request, gateway: GatewayDep, _: AnalystDep, day: DayQuery = None
-) -> RepeatTests:
-    """From the shared record: orders of a test in the recognition table placed that
-    Asia/Shanghai day (default: today), split into those repeating no other member's
-    still-valid result, repeats then cancelled (result reused) and repeats not cancelled; only
-    these disjoint parts, small counts suppressed as in every report."""
-
-    def count(conn: psycopg.Connection[Any], since: datetime, until: datetime) -> Any:
-        return repeat_counts(conn, since, until).by_institution
-
-    return RepeatTests(**await _member_day(request, gateway, day, count, repeat_report))
+async def repeat_tests(gateway: GatewayDep, _: AnalystDep, day: DayQuery = None) -> RepeatTests:
+    """Orders of a test in the recognition table placed that Asia/Shanghai day (default:
+    today), split into those repeating no other member's still-valid result, repeats then
+    cancelled (result reused) and repeats not cancelled: the fields of the day's published
+    records (the reporting projection counts them from the record's derived checks), so
+    suppressed exactly as on the bureau topics; only these disjoint parts."""
+    return RepeatTests(**await _member_day(gateway, day, queries.repeats_of_day))
 
 
 @router.get("/transfers", summary="Transfers between members and unreferred ones, for one day")
@@ -341,13 +325,7 @@ async def transfers(gateway: GatewayDep, _: AnalystDep, day: DayQuery = None) ->
     admitted that Asia/Shanghai day (default: today), received and sent per member, with and
     without a referral: the fields of the day's published records (the reporting projection
     counts them from the derived transfers), so suppressed exactly as on the bureau topics."""
-    chosen = day or local_date(datetime.now(UTC))
-    since, until = _range(chosen, None, None)
-    assert since is not None and until is not None
-    consortium = await _read(gateway, queries.day_query("consortium", chosen))
-    institutions = await _read(gateway, queries.day_query("institutions", chosen))
-    shaped = queries.transfers_of_day(consortium, institutions)
-    return Transfers(local_date=chosen, since=since, until=until, **shaped)
+    return Transfers(**await _member_day(gateway, day, queries.transfers_of_day))
 
 
 # --- the live stream ---------------------------------------------------------------------

@@ -7,7 +7,6 @@ those linked to the survivor or to any person merged into it.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,11 +16,10 @@ from psycopg import Connection
 
 from events.consent import ConsentPurpose, ConsentScope
 from projections.record.access import AccessInputs
+from projections.record.checks import RECORD_VIEWS, read_orders, read_priors
 from projections.record.consents import Consent
 from projections.record.entries import RESULT_KINDS, EntryKind
-from projections.record.links import members, resolve
 from projections.record.recognition import (
-    OrderedTest,
     PossibleRepeat,
     PriorResult,
     RecognitionTable,
@@ -284,36 +282,8 @@ def access_inputs(conn: Connection[Any], person_id: str) -> AccessInputs:
     return AccessInputs(who.person_id, tuple(_consents(conn, who)), tuple(referrals))
 
 
-_PRIORS = """
-SELECT r.institution, r.result_id, r.local_id, r.kind, r.code_system, r.code,
-       o.code_system, o.code, r.content ->> 'modality', r.content ->> 'body_site', r.status,
-       r.effective_at, r.reported_at
-FROM record.results r
-JOIN unnest(%s::text[], %s::text[]) AS x(institution, local_id) USING (institution, local_id)
-LEFT JOIN record.orders o ON o.institution = r.institution AND o.order_id = r.order_id
-WHERE r.status = 'FINAL'
-"""
-
-
 def _priors(conn: Connection[Any], patients: Sequence[tuple[str, str]]) -> list[PriorResult]:
-    rows = conn.execute(_PRIORS, ([p[0] for p in patients], [p[1] for p in patients])).fetchall()
-    return [
-        PriorResult(
-            institution=r[0],
-            result_id=r[1],
-            local_id=r[2],
-            kind="IMAGING" if r[3] == EntryKind.IMAGING_REPORT.value else "LAB",
-            codes=frozenset(
-                (s, c) for s, c in ((r[4], r[5]), (r[6], r[7])) if s is not None and c is not None
-            ),
-            modality=r[8],
-            body_site=r[9],
-            status=r[10],
-            effective_at=r[11],
-            reported_at=r[12],
-        )
-        for r in rows
-    ]
+    return read_priors(conn, RECORD_VIEWS, patients)
 
 
 def recognizable_results(
@@ -327,121 +297,25 @@ def recognizable_results(
     return recognizable(_priors(conn, who.local_patients), table or default_table(), now)
 
 
-def _ordered(
-    conn: Connection[Any], where: str, args: Sequence[Any]
-) -> list[tuple[str, OrderedTest]]:
-    rows = conn.execute(
-        "SELECT lp.person_id, o.institution, o.order_id, o.local_id, o.code_system, o.code,"
-        " o.placed_at, o.status FROM record.orders o"
-        " JOIN record.local_patients lp USING (institution, local_id)"
-        f" WHERE lp.person_id IS NOT NULL AND o.placed_at IS NOT NULL AND {where}",
-        args,
-    ).fetchall()
-    return [(r[0], OrderedTest(*r[1:])) for r in rows]
-
-
 def repeats_of(
     conn: Connection[Any], person_id: str, table: RecognitionTable | None = None
 ) -> list[PossibleRepeat]:
     """The person's orders flagged as possible repeats of another member's valid result."""
     who = person(conn, person_id)
-    orders = _ordered(
-        conn,
-        "(o.institution, o.local_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-        ([p[0] for p in who.local_patients], [p[1] for p in who.local_patients]),
-    )
+    orders = read_orders(conn, RECORD_VIEWS, who.local_patients)
     priors = _priors(conn, who.local_patients)
-    return possible_repeats([o for _, o in orders], priors, table or default_table())
-
-
-@dataclass(frozen=True, slots=True)
-class InstitutionRepeats:
-    """One ordering member's orders of recognised tests: checked, flagged, avoided."""
-
-    institution: str
-    checked: int  # orders of a recognised test, for a linked person
-    flagged: int  # possible repeats of another member's valid result
-    avoided: int  # flagged orders then cancelled
-
-
-@dataclass(frozen=True, slots=True)
-class RepeatCounts:
-    """For the bureau: orders of recognised tests placed in a period, flagged and avoided."""
-
-    since: datetime
-    until: datetime
-    checked: int
-    flagged: int
-    avoided: int
-    by_institution: tuple[InstitutionRepeats, ...]
-
-
-def repeat_counts(
-    conn: Connection[Any],
-    since: datetime,
-    until: datetime,
-    table: RecognitionTable | None = None,
-) -> RepeatCounts:
-    """Counts of possible repeats among orders placed in [since, until), consortium-wide."""
-    table = table or default_table()
-    codes = [(t.system, t.code) for t in table.tests]
-    orders = _ordered(
-        conn,
-        "o.placed_at >= %s AND o.placed_at < %s"
-        " AND (o.code_system, o.code) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-        (since, until, [c[0] for c in codes], [c[1] for c in codes]),
-    )
-    survivors = dict(
-        conn.execute(
-            "SELECT retired_person_id, survivor_person_id FROM record.merged_persons"
-            " WHERE survivor_person_id IS NOT NULL"
-        ).fetchall()
-    )
-    wanted = {resolve(survivors, p) for p, _ in orders}
-    ids = sorted({m for p in wanted for m in members(survivors, p)})
-    linked = conn.execute(
-        "SELECT person_id, institution, local_id FROM record.local_patients"
-        " WHERE person_id = ANY(%s)",
-        (ids,),
-    ).fetchall()
-    patients_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for p, institution, local_id in linked:
-        patients_of[resolve(survivors, p)].append((institution, local_id))
-    priors_of: dict[str, list[PriorResult]] = defaultdict(list)
-    owner = {lp: p for p, lps in patients_of.items() for lp in lps}
-    for prior in _priors(conn, [lp for lps in patients_of.values() for lp in lps]):
-        priors_of[owner[(prior.institution, prior.local_id)]].append(prior)
-    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for p, order in orders:
-        counts = tally[order.institution]
-        counts[0] += 1
-        found = possible_repeats([order], priors_of[resolve(survivors, p)], table)
-        if found:
-            counts[1] += 1
-            counts[2] += int(found[0].avoided)
-    rows = tuple(InstitutionRepeats(i, *tally[i]) for i in sorted(tally))
-    return RepeatCounts(
-        since,
-        until,
-        checked=sum(r.checked for r in rows),
-        flagged=sum(r.flagged for r in rows),
-        avoided=sum(r.avoided for r in rows),
-        by_institution=rows,
-    )
+    return possible_repeats(orders, priors, table or default_table())
 
 
 __all__ = [
     "ConsentStatus",
-    "InstitutionRepeats",
     "Person",
-    "RepeatCounts",
     "TimelineEntry",
     "TimelinePage",
     "access_inputs",
     "consents",
     "person",
     "recognizable_results",
-    "repeat_counts",
     "repeats_of",
     "result_history",
     "timeline",

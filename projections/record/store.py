@@ -1,8 +1,10 @@
 """The shared record's PostgreSQL store: links, merges, entries, and the rows folded from them.
 
 Lock order in a batch: local patient and retired person rows (the frame, key order), then the
-subject lock rows of the results, orders and consents the batch touches (sorted). A subject is
-re-folded from all its stored statements under its lock, so concurrent workers cannot lose one.
+subject lock rows of the results, orders and consents the batch touches (sorted), then the
+person lock rows of every person the batch touches (sorted; checks.recheck). A subject is
+re-folded from all its stored statements under its lock, and a person's repeat checks are
+re-derived under the locks of all its ids, so concurrent workers cannot lose one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from projections.record.aggregates import (
     RecordKey,
     RetiredPerson,
 )
+from projections.record.checks import recheck
 from projections.record.consents import Consent, current_consent
 from projections.record.entries import RESULT_KINDS, Entry, EntryKind
 from projections.record.links import LinkFact, MergeFact
@@ -97,6 +100,11 @@ class RecordStore:
         s = sql.Identifier(schema)
         patients = [a for a in changed.values() if isinstance(a, LocalPatient)]
         retired = [a for a in changed.values() if isinstance(a, RetiredPerson)]
+        # Whose repeat checks this batch may change: the persons before and after it.
+        persons = _linked_before(cur, s, patients)
+        persons |= {p.person_id for p in patients if p.person_id is not None}
+        persons |= {i for r in retired for i in (r.person_id, r.survivor_id) if i is not None}
+        persons |= _survivors_before(cur, s, retired)
         if patients:
             _write_links(cur, s, patients)
             _insert_entries(cur, s, [e for p in patients for e in p.added])
@@ -108,10 +116,48 @@ class RecordStore:
             _refold_results(cur, s, [x for x in subjects if x[0] == RESULT])
             _refold_orders(cur, s, [x for x in subjects if x[0] == ORDER])
             _refold_consents(cur, s, [x for x in subjects if x[0] == CONSENT])
+        if persons or patients:
+            from projections.record.queries import default_table
+
+            local = [(p.institution, p.local_id) for p in patients]
+            recheck(cur, schema, sorted(persons), local, default_table())
 
     def sweep(self, cur: Cursor[Any], schema: str, clock: datetime) -> int:
         """Nothing is derived from the clock: consent expiry and validity are read-time checks."""
         return 0
+
+
+def _linked_before(
+    cur: Cursor[Any], s: sql.Identifier, patients: Sequence[LocalPatient]
+) -> set[str]:
+    """The persons these local patients were linked to before this batch."""
+    if not patients:
+        return set()
+    rows = cur.execute(
+        sql.SQL(
+            "SELECT DISTINCT person_id FROM {}.local_patients"
+            " JOIN unnest(%s::text[], %s::text[]) AS x(institution, local_id)"
+            " USING (institution, local_id) WHERE person_id IS NOT NULL"
+        ).format(s),
+        ([p.institution for p in patients], [p.local_id for p in patients]),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _survivors_before(
+    cur: Cursor[Any], s: sql.Identifier, retired: Sequence[RetiredPerson]
+) -> set[str]:
+    """The persons these retired ids were merged into before this batch."""
+    if not retired:
+        return set()
+    rows = cur.execute(
+        sql.SQL(
+            "SELECT survivor_person_id FROM {}.merged_persons"
+            " WHERE retired_person_id = ANY(%s) AND survivor_person_id IS NOT NULL"
+        ).format(s),
+        ([r.person_id for r in retired],),
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 def _write_links(cur: Cursor[Any], s: sql.Identifier, patients: Iterable[LocalPatient]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from projections.frame.declaration import Table
+from projections.outbox import OUTBOX
 
 # The link table: who each member's local patient is, as the patient index decided.
 LOCAL_PATIENTS = Table(
@@ -209,5 +210,59 @@ CREATE TABLE {schema}.subject_locks (
     order_by=("kind", "institution", "subject_id"),
 )
 
-TABLES = (LOCAL_PATIENTS, MERGED_PERSONS, ENTRIES, RESULTS, ORDERS, CONSENTS, SUBJECT_LOCKS)
+# The repeat checks last derived and published (projections/record/checks.py): what a batch's
+# re-check is compared with. A function of the stored facts, so part of the digest.
+REPEAT_CHECKS = Table(
+    name="repeat_checks",
+    ddl="""
+CREATE TABLE {schema}.repeat_checks (
+    institution text NOT NULL,
+    order_id    text NOT NULL,
+    local_id    text NOT NULL,
+    person_id   text NOT NULL,         -- the person (survivor) it was checked for
+    ordered_at  timestamptz NOT NULL,
+    flagged     boolean NOT NULL,
+    reused      boolean NOT NULL,
+    PRIMARY KEY (institution, order_id)
+);
+CREATE INDEX ON {schema}.repeat_checks (person_id);
+CREATE INDEX ON {schema}.repeat_checks (institution, local_id);
+""",
+    digest_columns=(
+        "institution",
+        "order_id",
+        "local_id",
+        "person_id",
+        "ordered_at",
+        "flagged",
+        "reused",
+    ),
+    order_by=("institution", "order_id"),
+)
+
+# Lock rows of persons: a batch re-checks a person's orders only under the locks of every id
+# of the person, so two workers touching one person at two members cannot both miss the
+# other's facts. Which exist depends on the arrival order.
+PERSON_LOCKS = Table(
+    name="person_locks",
+    ddl="""
+CREATE TABLE {schema}.person_locks (person_id text PRIMARY KEY);
+""",
+    digest_columns=(),
+    order_by=("person_id",),
+)
+
+# OUTBOX: changed checks not yet on <consortium>.derived.repeats.v1 (docs/reporting.md).
+TABLES = (
+    LOCAL_PATIENTS,
+    MERGED_PERSONS,
+    ENTRIES,
+    RESULTS,
+    ORDERS,
+    CONSENTS,
+    SUBJECT_LOCKS,
+    REPEAT_CHECKS,
+    PERSON_LOCKS,
+    OUTBOX,
+)
 ENTRY_COLUMNS = _ENTRY_COLUMNS

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from events.derived import TransferDerived
+from events.derived import RepeatCheckDerived, TransferDerived
 from events.encounter import (
     BedCensusReported,
     DischargeDisposition,
@@ -46,6 +46,12 @@ class Kind(StrEnum):
     REFERRAL = "referral"
     # A transfer between members as the transfers projection derived it (its latest revision).
     TRANSFER = "transfer"
+    # An order of a recognised test as the shared record checked it (its latest revision).
+    ORDER_CHECK = "order_check"
+
+
+# Kinds made of derived revisions: only the latest revision of each counts.
+REVISED: frozenset[Kind] = frozenset({Kind.TRANSFER, Kind.ORDER_CHECK})
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -87,16 +93,20 @@ def key_of(event: Event) -> str | None:
     env = event.envelope
     match event:
         case PatientAdmitted() | PatientDischarged():
-            return f"{Kind.STAY}|{env.source}|{event.encounter_id}"
+            key = f"{Kind.STAY}|{env.source}|{event.encounter_id}"
         case OutpatientVisitStarted() | OutpatientVisitCompleted():
-            return f"{Kind.VISIT}|{env.source}|{event.encounter_id}"
+            key = f"{Kind.VISIT}|{env.source}|{event.encounter_id}"
         case BedCensusReported():
-            return f"{Kind.WARD_DAY}|{env.source}|{event.ward_code}|{local_date(env.occurred_at)}"
+            key = f"{Kind.WARD_DAY}|{env.source}|{event.ward_code}|{local_date(env.occurred_at)}"
         case ReferralEvent():
-            return f"{Kind.REFERRAL}|{event.referral_id}"
+            key = f"{Kind.REFERRAL}|{event.referral_id}"
         case TransferDerived():
-            return f"{Kind.TRANSFER}|{event.transfer_id}"
-    return None
+            key = f"{Kind.TRANSFER}|{event.transfer_id}"
+        case RepeatCheckDerived():
+            key = f"{Kind.ORDER_CHECK}|{event.check_id}"
+        case _:
+            return None
+    return key
 
 
 def _details(event: Event) -> dict[str, str]:
@@ -122,6 +132,15 @@ def _details(event: Event) -> dict[str, str]:
                 "present": str(event.present).lower(),
                 "revision": f"{event.generation:010d}.{event.sequence:019d}",
             }
+        case RepeatCheckDerived():
+            return {
+                "institution": event.institution,
+                "ordered_at": event.ordered_at.isoformat(),
+                "flagged": str(event.flagged).lower(),
+                "reused": str(event.reused).lower(),
+                "present": str(event.present).lower(),
+                "revision": f"{event.generation:010d}.{event.sequence:019d}",
+            }
     return {}
 
 
@@ -140,7 +159,7 @@ def evolve(entity: Entity | None, event: Event) -> Entity:
     current = entity or Entity(key, Kind(key.split("|", 1)[0]))
     if any(f.event_id == event.envelope.event_id for f in current.facts):
         return current
-    if current.kind is Kind.TRANSFER:
+    if current.kind in REVISED:
         # Only the latest revision counts: keep it alone, whatever order revisions arrive in.
         latest = max((*current.facts, fact_of(event)), key=_revision)
         return replace(current, facts=(latest,))
@@ -213,6 +232,18 @@ def _transfer(facts: tuple[Fact, ...]) -> list[Contribution]:
     ]
 
 
+def _order_check(facts: tuple[Fact, ...]) -> list[Contribution]:
+    latest = max(facts, key=_revision, default=None)
+    if latest is None or latest.detail("present") != "true":
+        return []  # no longer checked: it counts nowhere
+    at = datetime.fromisoformat(latest.detail("ordered_at") or latest.occurred_at.isoformat())
+    if latest.detail("flagged") != "true":
+        part = "not_flagged"
+    else:
+        part = "flagged_reused" if latest.detail("reused") == "true" else "flagged_not_reused"
+    return [Contribution(latest.detail("institution") or "", f"repeat_checks_{part}", at)]
+
+
 def _direction(declared: str | None, sender: str, receiver: str, members: Membership) -> str:
     """The direction by the members' levels (what the bureau judges), else as declared."""
     if sender in members and receiver in members:
@@ -267,6 +298,8 @@ def contributions(
             found = _referral(entity, clock, members or load_membership())
         case Kind.TRANSFER:
             found = _transfer(entity.facts)
+        case Kind.ORDER_CHECK:
+            found = _order_check(entity.facts)
     return tuple(sorted(found))
 
 

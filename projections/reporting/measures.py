@@ -9,6 +9,15 @@ from events.membership import InstitutionLevel
 # The referral flow matrix: each sender's referrals by the destination's level of care.
 DESTINATIONS: Final = tuple(f"referrals_to_{level.value}" for level in InstitutionLevel)
 
+# Orders of a recognised test (mutual recognition) in disjoint parts: not a possible repeat, a
+# possible repeat whose result was reused (the order cancelled), one not reused. Never a total
+# beside a part (flagged beside reused gives flagged - reused, which may be 1 to 4).
+REPEAT_CHECKS: Final = (
+    "repeat_checks_not_flagged",
+    "repeat_checks_flagged_reused",
+    "repeat_checks_flagged_not_reused",
+)
+
 # Counts of people or of their encounters: published only when 0 or at least 5.
 PERSON_COUNTS: Final = (
     "admissions",
@@ -29,6 +38,7 @@ PERSON_COUNTS: Final = (
     "transfers_received_unreferred",
     "transfers_sent_referred",
     "transfers_sent_unreferred",
+    *REPEAT_CHECKS,
 )
 # Counts about no person (staffed beds): published as they are.
 PUBLIC_COUNTS: Final = ("beds_staffed",)
@@ -60,8 +70,3 @@ RECEIVED_IS_SENT: Final = (
 )
 # Below this, a count of people is suppressed; so is a statistic over fewer values.
 THRESHOLD: Final = 5
-
-# Facts the projection has no events for yet. Each becomes a person count fed by one more
-# entity kind in entities.py (see docs/reporting.md, "Extension points"):
-#   repeat_tests_flagged, results_reused - from mutual-recognition events, when they exist
-PLANNED: Final = ("repeat_tests_flagged", "results_reused")

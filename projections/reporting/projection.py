@@ -18,7 +18,12 @@ def reporting_projection(
     """The projection; the consortium id defaults to the settings' (read when first needed)."""
     return Projection(
         name=NAME,
-        families=(Family.ENCOUNTER, Family.REFERRAL, Family.DERIVED_TRANSFERS),
+        families=(
+            Family.ENCOUNTER,
+            Family.REFERRAL,
+            Family.DERIVED_TRANSFERS,
+            Family.DERIVED_REPEATS,
+        ),
         key_of=key_of,
         evolve=evolve,
         store=ReportingStore(consortium_id, members),

@@ -18,6 +18,7 @@ from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 
 from events.membership import InstitutionLevel
+from projections.reporting.measures import REPEAT_CHECKS
 from projections.reporting.windows import DAY, day_start
 
 GRAINS = ("HOUR", "DAY")
@@ -224,30 +225,52 @@ CONSORTIUM_TRANSFERS = {
 }
 
 
-def _moved(record: Mapping[str, Any]) -> bool:
-    """Whether a record counts any transfer (a hidden count may be one)."""
-    cells = [record.get(m) for m in TRANSFER_FIELDS.values()]
-    return any(c is not None and (c["suppressed"] or c["value"]) for c in cells)
+def _parts_of_day(
+    consortium: Iterable[Mapping[str, Any]],
+    institutions: Iterable[Mapping[str, Any]],
+    fields: Mapping[str, str],
+    totals: Mapping[str, str],
+) -> dict[str, Any]:
+    """The consortium's counts and each counting member's, picked from day records (a day
+    without a record counted nothing: zeros; a record older than the fields' version: null).
+    A member is listed when any of its fields counts something (a hidden count may be one)."""
+    first = next(iter(consortium), None)
+    zero = {"value": 0, "suppressed": False}
+
+    def counts(record: Mapping[str, Any]) -> bool:
+        cells = [record.get(m) for m in fields.values()]
+        return any(c is not None and (c["suppressed"] or c["value"]) for c in cells)
+
+    return {
+        "consortium": {k: zero if first is None else first.get(m) for k, m in totals.items()},
+        "institutions": [
+            {
+                "institution": r["scope"],
+                "institution_level": r["institution_level"],
+                **{k: r.get(m) for k, m in fields.items()},
+            }
+            for r in sorted(institutions, key=lambda r: r["scope"])
+            if counts(r)
+        ],
+    }
 
 
 def transfers_of_day(
     consortium: Iterable[Mapping[str, Any]], institutions: Iterable[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """The consortium's and each moving member's transfer counts, picked from day records
-    (a day without a record counted nothing: zeros; a record older than Figures v2: null)."""
-    totals = next(iter(consortium), None)
-    zero = {"value": 0, "suppressed": False}
-    return {
-        "consortium": {
-            k: zero if totals is None else totals.get(m) for k, m in CONSORTIUM_TRANSFERS.items()
-        },
-        "institutions": [
-            {
-                "institution": r["scope"],
-                "institution_level": r["institution_level"],
-                **{k: r.get(m) for k, m in TRANSFER_FIELDS.items()},
-            }
-            for r in sorted(institutions, key=lambda r: r["scope"])
-            if _moved(r)
-        ],
-    }
+    """The consortium's and each moving member's transfer counts, from day records (null in a
+    record older than Figures v2)."""
+    return _parts_of_day(consortium, institutions, TRANSFER_FIELDS, CONSORTIUM_TRANSFERS)
+
+
+# The day report of repeat tests: each ordering member's and the consortium's checked orders in
+# disjoint parts, as the day records publish them (Figures v4).
+REPEAT_FIELDS = {m.removeprefix("repeat_checks_"): m for m in REPEAT_CHECKS}
+
+
+def repeats_of_day(
+    consortium: Iterable[Mapping[str, Any]], institutions: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The consortium's and each ordering member's repeat checks, from day records (null in a
+    record older than Figures v4)."""
+    return _parts_of_day(consortium, institutions, REPEAT_FIELDS, REPEAT_FIELDS)

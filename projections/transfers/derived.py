@@ -10,9 +10,8 @@ id or encounter id. Its (generation, sequence) orders it after every earlier rev
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 from events.derived import TransferDerived
@@ -37,16 +36,6 @@ class Published:
     def of(cls, t: Transfer) -> Published:
         """The published part of a derived transfer."""
         return cls(t.transfer_id, t.from_institution, t.to_institution, t.admitted_at, t.referred)
-
-
-def changes(
-    before: Mapping[UUID, Published], after: Iterable[Transfer]
-) -> list[tuple[Published, bool]]:
-    """(transfer, present) for each transfer that appeared, changed or was retracted."""
-    now = {p.transfer_id: p for p in map(Published.of, after)}
-    found = [(p, True) for tid, p in now.items() if before.get(tid) != p]
-    found += [(p, False) for tid, p in before.items() if tid not in now]
-    return sorted(found)
 
 
 def revision(
@@ -75,8 +64,3 @@ def revision(
     }
     # The facts were validated when they were published: a replay's checks only.
     return TransferDerived.model_validate(fields, context={"replay": True})
-
-
-def utc_now() -> datetime:
-    """The wall clock, for recorded_at only (nothing derived depends on it)."""
-    return datetime.now(UTC)

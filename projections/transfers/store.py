@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from functools import cache
 from typing import Any
 from uuid import UUID
 
 from psycopg import Cursor, sql
 
-from events.catalog import default_catalog
-from events.codec import Codec
 from projections import outbox
 from projections.transfers import derived
 from projections.transfers.persons import LocalPatient
@@ -242,7 +239,9 @@ def _rederive(
     cur.execute(sql.SQL("DELETE FROM {}.transfers WHERE person_id = ANY(%s)").format(s), (persons,))
     if transfers:
         _copy_transfers(cur, s, transfers)
-    _announce(cur, schema, derived.changes(before, transfers))
+    now = {t.transfer_id: derived.Published.of(t) for t in transfers}
+    revised = sorted(outbox.changes(before, now))
+    outbox.announce(cur, schema, derived.VIEW, revised, derived.revision)
 
 
 def _published(
@@ -256,30 +255,6 @@ def _published(
         (persons,),
     ).fetchall()
     return {row[0]: derived.Published(*row) for row in rows}
-
-
-@cache
-def _codec() -> Codec:
-    return Codec(default_catalog())
-
-
-def _announce(cur: Cursor[Any], schema: str, changed: list[tuple[derived.Published, bool]]) -> None:
-    """Put one revision per changed transfer in the outbox, in the batch's transaction."""
-    if not changed:
-        return
-    generation = int(schema.rsplit("_g", 1)[1])  # the frame's schema: <projection>_g<number>
-    sequences = cur.execute(
-        sql.SQL("SELECT nextval({}) FROM generate_series(1, %s)").format(
-            sql.Literal(f"{schema}.outbox_seq")
-        ),
-        (len(changed),),
-    ).fetchall()
-    now = derived.utc_now()
-    rows = []
-    for (published, present), (sequence,) in zip(changed, sequences, strict=True):
-        event = derived.revision(published, present, generation, sequence, now)
-        rows.append((derived.VIEW, event.kafka_key(), _codec().encode_event(event)))
-    outbox.put(cur, schema, rows)
 
 
 def _routes(cur: Cursor[Any], s: sql.Identifier, referral_ids: set[UUID]) -> dict[UUID, Route]:

@@ -30,6 +30,7 @@ FAMILY_SIZES = {
     Family.CONSENT: 2,
     Family.PERSON: 5,
     Family.DERIVED_TRANSFERS: 1,
+    Family.DERIVED_REPEATS: 1,
 }
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from events.derived import TransferDerived
 from examples import COUNTY_HOSPITAL, TCM_HOSPITAL, TOWNSHIP, VILLAGE
+from projections import outbox
 from projections.reporting.figures import FigureKey, ScopeKind
 from projections.reporting.ledger import Ledger
 from projections.reporting.windows import Grain, day_start, local_date
@@ -128,7 +129,7 @@ def test_changes_are_the_appeared_changed_and_retracted_transfers_without_a_pers
         gone: derived.Published.of(_transfer(gone, True)),
     }
     after = [_transfer(kept, False), _transfer(changed, True), _transfer(new, False)]
-    found = derived.changes(before, after)
+    found = sorted(outbox.changes(before, {t.transfer_id: derived.Published.of(t) for t in after}))
     assert [(p.transfer_id, p.referred, present) for p, present in found] == [
         (changed, True, True),
         (gone, True, False),

@@ -172,7 +172,7 @@ def test_one_schema_file_per_event_type_and_no_stray_files() -> None:
     events = {event_schema_path(cls).relative_to(SCHEMAS) for cls in EVENT_CLASSES}
     commons = {p for p in on_disk if p.parts[0] in ("common", "reporting", "audit")}
     assert on_disk - commons == events
-    assert len(EVENT_TYPES) == 28  # 27 member events and one derived fact
+    assert len(EVENT_TYPES) == 29  # 27 member events and two derived facts
 
 
 @pytest.mark.parametrize("cls", EVENT_CLASSES, ids=lambda cls: cls.event_type)

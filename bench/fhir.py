@@ -29,7 +29,7 @@ from events.order import OrderPlaced
 from events.person import MatchMethod, PersonLinked
 from events.referral import ReferralRequested
 from events.result import LabResultReported
-from events.topics import event_key, event_topic
+from events.topics import event_topic
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor
 from projections.frame.declaration import Projection
@@ -159,6 +159,17 @@ def load_record(database_url: str, events: Sequence[Event], consortium_id: str =
     load_projection(RECORD, database_url, events, consortium_id)
 
 
+def derived_in_outbox(database_url: str, projection: str) -> list[Event]:
+    """The derived facts waiting in a projection's live outbox, in order (what its relay
+    would publish next)."""
+    codec = Codec(Catalog.load())
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            sql.SQL("SELECT payload FROM {}.outbox ORDER BY seq").format(sql.Identifier(projection))
+        ).fetchall()
+    return [codec.decode_event(bytes(payload)) for (payload,) in rows]
+
+
 def load_projection(
     projection: Projection[Any, Any],
     database_url: str,
@@ -171,8 +182,7 @@ def load_projection(
         generations.ensure_live(conn, projection)
     records = []
     for offset, event in enumerate(events):
-        env = event.envelope
-        key = event_key(event.family, env.source, env.patient_local_id)
+        key = event.kafka_key()
         topic = event_topic(event.family, consortium_id)
         records.append(Record(topic, 0, offset, key, codec.encode_event(event)))
     processor = BatchProcessor(projection, database_url, codec, _RefuseDeadLetters())

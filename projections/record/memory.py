@@ -15,11 +15,14 @@ from projections.record.aggregates import (
     evolve,
     key_of,
 )
+from projections.record.checks import Check, checks_of
 from projections.record.consents import Consent, current_consent
 from projections.record.entries import RESULT_KINDS, Entry
-from projections.record.links import members
+from projections.record.links import members, resolve
 from projections.record.recognition import (
+    OrderedTest,
     PossibleRepeat,
+    PriorResult,
     RecognitionTable,
     Recognizable,
     ordered_test,
@@ -140,7 +143,28 @@ class MemoryRecord:
 
     def repeats(self, person_id: str, table: RecognitionTable) -> list[PossibleRepeat]:
         """The person's orders that may repeat another member's valid result."""
-        mine = self.local_patients_of(person_id)
+        tests, priors = self._recognition(self.local_patients_of(person_id))
+        return possible_repeats(tests, priors, table)
+
+    def checks(self, table: RecognitionTable) -> dict[tuple[str, str], Check]:
+        """Every checked order of every linked person, by (institution, order id)."""
+        survivors = self.survivors
+        persons = {resolve(survivors, p) for p in self.links.values() if p is not None}
+        found: dict[tuple[str, str], Check] = {}
+        for person in persons:
+            tests, priors = self._recognition(self.local_patients_of(person))
+            found.update((c.key, c) for c in checks_of(tests, priors, table))
+        return found
+
+    def recognizable(
+        self, person_id: str, table: RecognitionTable, now: datetime
+    ) -> list[Recognizable]:
+        """The person's results still valid at now."""
+        _, priors = self._recognition(self.local_patients_of(person_id))
+        return recognizable(priors, table, now)
+
+    def _recognition(self, mine: set[LocalKey]) -> tuple[list[OrderedTest], list[PriorResult]]:
+        """These local patients' orders and final-or-not results as recognition sees them."""
         orders = self.orders()
         priors = [
             prior_of(r, orders.get((r.institution, r.order_id or "")))
@@ -148,17 +172,4 @@ class MemoryRecord:
             if (r.institution, r.local_id) in mine
         ]
         tests = [ordered_test(o) for o in orders.values() if (o.institution, o.local_id) in mine]
-        return possible_repeats(tests, priors, table)
-
-    def recognizable(
-        self, person_id: str, table: RecognitionTable, now: datetime
-    ) -> list[Recognizable]:
-        """The person's results still valid at now."""
-        mine = self.local_patients_of(person_id)
-        orders = self.orders()
-        priors = [
-            prior_of(r, orders.get((r.institution, r.order_id or "")))
-            for r in self.results().values()
-            if (r.institution, r.local_id) in mine
-        ]
-        return recognizable(priors, table, now)
+        return tests, priors

@@ -10,9 +10,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from bench.fhir import visits
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
+from events.derived import RepeatCheckDerived
 from events.encounter import OutpatientVisitStarted, PatientAdmitted
 from events.envelope import Envelope, Event
 from events.person import MatchMethod, PersonLinked, PersonsMerged, PersonUnlinked, UnlinkReason
@@ -143,3 +145,62 @@ def test_link_unlink_and_merge_reshape_the_timelines(process: Any) -> None:
         AT_TOWNSHIP,
         AT_COUNTY,
     }
+
+
+def checks_now(url: str) -> tuple[dict[str, tuple[bool, bool]], dict[str, tuple[bool, ...]]]:
+    """The stored checks by ordering member, and the latest revision in the outbox of each
+    (check id → present, flagged, reused)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT institution, flagged, reused FROM record.repeat_checks")
+        table = {i: (f, r) for i, f, r in rows.fetchall()}
+        payloads = conn.execute("SELECT payload FROM record.outbox ORDER BY seq").fetchall()
+    latest: dict[str, tuple[bool, ...]] = {}
+    for (payload,) in payloads:
+        event = CODEC.decode_event(bytes(payload))
+        assert isinstance(event, RepeatCheckDerived)
+        latest[event.institution] = (event.present, event.flagged, event.reused)
+    return table, latest
+
+
+def test_a_result_at_another_member_flags_an_order_and_links_move_the_flag(process: Any) -> None:
+    """One blood count ordered at each member, the township's first: the county's order is a
+    possible repeat exactly while the two local patients are one person."""
+    feed, url = process
+    morning = START + timedelta(days=2)
+    township, county = (TOWNSHIP, "T-CBC"), (COUNTY, "C-CBC")
+    feed(*visits(*county, 1, morning + timedelta(hours=5)), linked(P, county, 0))
+    assert checks_now(url) == ({COUNTY: (False, False)}, {COUNTY: (True, False, False)})
+    # The township's earlier result arrives (with its link) after the county's order: a batch
+    # at the township changes the check of an order at the county.
+    feed(*visits(*township, 1, morning), linked(P, township, 0))
+    flagged = {COUNTY: (True, False), TOWNSHIP: (False, False)}
+    assert checks_now(url) == (
+        flagged,
+        {COUNTY: (True, True, False), TOWNSHIP: (True, False, False)},
+    )
+    unlink = PersonUnlinked(
+        envelope=_env("PersonUnlinked", COUNTY, P, 60),
+        person_id=uuid.UUID(P),
+        institution=county[0],
+        local_id=county[1],
+        reason=UnlinkReason.REVIEW,
+        relinked_person_id=None,
+    )
+    feed(unlink)  # the county's patient is nobody known: its order is no longer checked
+    assert checks_now(url) == (
+        {TOWNSHIP: (False, False)},
+        {COUNTY: (False, True, False), TOWNSHIP: (True, False, False)},
+    )
+    feed(linked(Q, county, 70))  # someone else: checked again, but not a repeat
+    assert checks_now(url)[1][COUNTY] == (True, False, False)
+    merged = PersonsMerged(
+        envelope=_env("PersonsMerged", COUNTY, P, 80),
+        person_id=uuid.UUID(P),
+        retired_person_id=uuid.UUID(Q),
+        method=MatchMethod.REVIEW,
+    )
+    feed(merged)  # the same person after all: a batch of the index's merge re-flags it
+    assert checks_now(url) == (
+        flagged,
+        {COUNTY: (True, True, False), TOWNSHIP: (True, False, False)},
+    )

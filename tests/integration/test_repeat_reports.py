@@ -1,4 +1,4 @@
-"""Repeat tests for the bureau through the gateway, from a real shared record in PostgreSQL."""
+"""Repeat tests for the bureau through the gateway: shared record → derived checks → reporting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from bench.fhir import linked, load_record, visits
+from bench.fhir import derived_in_outbox, linked, load_projection, load_record, visits
 from events.envelope import Event
 from gateway.app import create_app
 from gateway.audit import close_audit_log
@@ -18,6 +18,7 @@ from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
 from gateway.testing import issue_token
 from own_databases import own_database
+from projections.reporting.projection import reporting_projection
 from projections.reporting.windows import day_start, local_date
 
 TOWNSHIP, COUNTY, VILLAGE = "439901-T03", "439901-C01", "439901-V017"
@@ -39,9 +40,12 @@ def county() -> list[Event]:
 
 @pytest.fixture(scope="module")
 def client(database_url: str, kafka_bootstrap: str) -> Iterator[tuple[TestClient, str]]:
+    cid = "t" + uuid.uuid4().hex[:8]
     with own_database(database_url, "repeats", migrate=True) as url:
-        load_record(url, county())
-        app = create_app(GatewayConfig("t" + uuid.uuid4().hex[:8], kafka_bootstrap, url))
+        load_record(url, county(), cid)
+        # What the record's relay would publish, straight into the reporting projection.
+        load_projection(reporting_projection(cid), url, derived_in_outbox(url, "record"), cid)
+        app = create_app(GatewayConfig(cid, kafka_bootstrap, url))
         with TestClient(app) as test_client:
             yield test_client, url
         close_audit_log(app)

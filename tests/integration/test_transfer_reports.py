@@ -6,13 +6,10 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from bench.fhir import load_projection
-from events.catalog import Catalog
-from events.codec import Codec
+from bench.fhir import derived_in_outbox, load_projection
 from events.envelope import Event
 from gateway.app import create_app
 from gateway.audit import close_audit_log
@@ -29,15 +26,7 @@ from projections.transfers.stays import Transfer, transfers_of
 from projections.transfers.synthetic import transfer_flows
 
 PERSONS = TRANSFERS.key_of.args[0]  # type: ignore[attr-defined]
-CODEC = Codec(Catalog.load())
 TRANSFER_MEASURES = tuple(TRANSFER_FIELDS)
-
-
-def derived_in_outbox(url: str) -> list[Event]:
-    """The derived transfers waiting in the live transfers generation's outbox, in order."""
-    with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT payload FROM transfers.outbox ORDER BY seq").fetchall()
-    return [CODEC.decode_event(bytes(payload)) for (payload,) in rows]
 
 
 COUNTY = "439901-C01"
@@ -52,7 +41,7 @@ def served(database_url: str, kafka_bootstrap: str) -> Iterator[Served]:
     with own_database(database_url, "transfer_reports", migrate=True) as url:
         load_projection(TRANSFERS, url, events, cid)
         # What the transfers relay would publish, straight into the reporting projection.
-        load_projection(reporting_projection(cid), url, derived_in_outbox(url), cid)
+        load_projection(reporting_projection(cid), url, derived_in_outbox(url, "transfers"), cid)
         app = create_app(GatewayConfig(cid, kafka_bootstrap, url))
         with TestClient(app) as client:
             yield client, url, events, expected

@@ -26,6 +26,11 @@ from projections.frame.batch import BatchProcessor
 from projections.frame.deadletters import KafkaDeadLetters
 from projections.frame.digest import digest
 from projections.frame.records import Record
+from projections.record.memory import MemoryRecord
+from projections.record.projection import RECORD
+from projections.record.queries import default_table
+from projections.record.relay import RepeatCheckRelay
+from projections.record.synthetic import stories
 from projections.reporting.projection import reporting_projection
 from projections.reporting.relay import Relay
 from projections.reporting.synthetic import flows
@@ -293,3 +298,77 @@ def test_derived_transfers_are_counted_once_per_transfer_and_carry_no_identifier
         if m.topic() == derived_topic:
             record = CODEC.decode(m.value()).record
             assert record["envelope"]["patient_local_id"] is None
+
+
+def _repeat_cells(url: str) -> Counter[tuple[str, str, str]]:
+    """The raw day cells of the repeat-check measures: (local day, institution, measure)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT local_date::text, institution, measure, value FROM reporting.cells"
+            " WHERE grain = 'DAY' AND measure LIKE 'repeat\\_checks\\_%%' AND value <> 0"
+        ).fetchall()
+    return Counter({(d, i, m): v for d, i, m, v in rows})
+
+
+def test_repeat_checks_reach_the_bureau_topics_once_per_order_and_carry_no_identifier(
+    kafka_bootstrap: str, scratch_database_url: str, fresh_consortium_id: str
+) -> None:
+    cid, url = fresh_consortium_id, scratch_database_url
+    apply_migrations(url)
+    ensure_topics(kafka_bootstrap, cid)
+    events = [e for story in stories(7, 40) for e in story]
+    memory = MemoryRecord.of(events)
+    checks = memory.checks(default_table())
+    assert sum(c.flagged for c in checks.values()) >= 5 and any(c.reused for c in checks.values())
+    persons = {p for p in memory.links.values() if p}
+    identifiers = _identifiers(events, persons)
+    with Publisher(kafka_bootstrap, cid) as publisher:
+        publisher.publish(events, timeout=60)
+    record_relay = RepeatCheckRelay(url, kafka_bootstrap, cid)
+    _build(RECORD, kafka_bootstrap, url, cid)
+    assert record_relay.drain() == len(checks)  # one revision per checked order
+    reporting = reporting_projection(cid)
+    _build(reporting, kafka_bootstrap, url, cid)
+    assert Relay(url, kafka_bootstrap, cid).drain() > 0
+
+    # The oracle: the in-memory record's checks, per day, ordering member and disjoint part.
+    truth: Counter[tuple[str, str, str]] = Counter()
+    for c in checks.values():
+        part = (
+            "not_flagged"
+            if not c.flagged
+            else "flagged_" + ("reused" if c.reused else "not_reused")
+        )
+        truth[(str(local_date(c.ordered_at)), c.institution, f"repeat_checks_{part}")] += 1
+    assert _repeat_cells(url) == truth
+
+    # A rebuilt record sends every check once more (a full refresh): still counted once.
+    derived_topic = event_topic(Family.DERIVED_REPEATS, cid)
+    before = _read_all(kafka_bootstrap, [derived_topic])
+    _build(RECORD, kafka_bootstrap, url, cid)
+    assert record_relay.drain() == len(checks)
+    after = _read_all(kafka_bootstrap, [derived_topic])
+    seen = {(m.partition(), m.offset()) for m in before}
+    fresh = [
+        Record(m.topic(), m.partition(), m.offset(), m.key(), m.value())
+        for m in after
+        if (m.partition(), m.offset()) not in seen
+    ]
+    processor = BatchProcessor(
+        reporting, url, CODEC, KafkaDeadLetters(kafka_bootstrap, cid, reporting.name)
+    )
+    assert processor.process(fresh).applied == len(fresh)
+    processor.close()
+    assert _repeat_cells(url) == truth
+
+    # No message on the derived or reporting topics carries an identifier of the input.
+    topics = [derived_topic, *(spec.name(cid) for spec in REPORTING_TOPICS.values())]
+    messages = _read_all(kafka_bootstrap, topics)
+    leaked = sorted(x for x in identifiers if x in _text_of(messages))
+    assert not leaked, leaked[:10]
+    published = [m for m in messages if m.topic() != derived_topic]
+    assert any(
+        (cell := CODEC.decode(m.value()).record.get("repeat_checks_flagged_reused")) is not None
+        and cell["value"]
+        for m in published
+    )

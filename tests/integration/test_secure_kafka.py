@@ -201,30 +201,39 @@ def test_a_processor_reads_the_families_it_projects_and_no_other(cluster: KafkaC
     assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
-def test_only_the_transfers_processor_writes_derived_transfers_and_reporting_reads_them(
-    cluster: KafkaCluster,
+@pytest.mark.parametrize(
+    ("family", "writer", "example_type"),
+    [
+        (Family.DERIVED_TRANSFERS, "transfers", "TransferDerived"),
+        (Family.DERIVED_REPEATS, "record", "RepeatCheckDerived"),
+    ],
+)
+def test_only_the_deriving_processor_writes_derived_facts_and_reporting_reads_them(
+    cluster: KafkaCluster, family: Family, writer: str, example_type: str
 ) -> None:
-    derived = event_topic(Family.DERIVED_TRANSFERS, CONSORTIUM)
-    revision = parse_event(example_data("TransferDerived"))
+    derived = event_topic(family, CONSORTIUM)
+    revision = parse_event(example_data(example_type))
     for refused_writer in (
         gateway_principal(CONSORTIUM),
         processor_principal(CONSORTIUM, "reporting"),
+        processor_principal(CONSORTIUM, "transfers" if writer == "record" else "record"),
     ):
         sdk = Publisher(cluster.bootstrap, CONSORTIUM, config=config_of(cluster, refused_writer))
         with sdk, pytest.raises(PublishError) as failure:
             sdk.publish([revision], timeout=20)
         assert "AUTHORIZATION" in " ".join(failure.value.failed.values()).upper()
-    writer = config_of(cluster, processor_principal(CONSORTIUM, "transfers"))
-    with Publisher(cluster.bootstrap, CONSORTIUM, config=writer) as publisher:
+    allowed = config_of(cluster, processor_principal(CONSORTIUM, writer))
+    with Publisher(cluster.bootstrap, CONSORTIUM, config=allowed) as publisher:
         (delivery,) = publisher.publish([revision], timeout=20)
     assert delivery.topic == derived
 
     reporting = config_of(cluster, processor_principal(CONSORTIUM, "reporting"))
-    read = first_message(reporting, derived, f"{CONSORTIUM}.projection.reporting")
+    group = f"{CONSORTIUM}.projection.reporting"
+    read = first_message(reporting, derived, group)
     assert read.error() is None and read.value() is not None
     assert Codec(Catalog.load()).decode_event(read.value()) == revision
     # The SDK keys a derived fact by its entity, as the relay does (compaction keeps the latest).
-    assert read.key() == str(revision.transfer_id).encode()
+    assert read.key() == revision.kafka_key()
 
 
 def test_a_topic_without_grants_is_denied_to_every_principal(cluster: KafkaCluster) -> None:

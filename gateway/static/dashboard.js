@@ -217,6 +217,12 @@ function renderCharts(overdueRows) {
     { label: "Without referral", data: series("transfers_received_unreferred") },
     { label: "With referral", data: series("transfers_received_referred") },
   ]);
+  // Mutual recognition (检查检验结果互认): orders of recognised tests in disjoint parts.
+  chart("chart-repeats", "line", labels, [
+    { label: "Repeat tests avoided (result reused)", data: series("repeat_checks_flagged_reused") },
+    { label: "Possible repeats not avoided", data: series("repeat_checks_flagged_not_reused") },
+    { label: "Recognised tests, no repeat", data: series("repeat_checks_not_flagged") },
+  ]);
 
   const levels = new Map(select("levels", "DAY", (r) => r.local_date === state.day).map((r) => [r.scope, r]));
   const flow = (m) => LEVELS.map((lv) => (levels.has(lv) ? point(levels.get(lv)[m]) : 0));

@@ -309,6 +309,14 @@ def test_an_analyst_sees_the_figures_and_a_new_event_moves_a_number(
         ("chart-flows", ("inpatients", "referrals_overdue", "referrals_completed")),
         ("chart-rates", ("bed_occupancy", "acceptance_rate")),
         ("chart-times", ("average_length_of_stay_days", "acceptance_minutes_median")),
+        (
+            "chart-repeats",
+            (
+                "repeat_checks_flagged_reused",
+                "repeat_checks_flagged_not_reused",
+                "repeat_checks_not_flagged",
+            ),
+        ),
     ):
         charted = browser.execute_script(
             f"return Chart.getChart(document.getElementById('{canvas}')).data.datasets"

@@ -215,14 +215,19 @@ def _digest(url: str, projection: Any) -> str:
         return digest(conn, projection, live)
 
 
-def _transfer_cells(url: str) -> Counter[tuple[str, str, str]]:
-    """The raw day cells of the transfer measures: (local day, institution, measure) -> count."""
+def _day_cells(url: str, like: str) -> Counter[tuple[str, str, str]]:
+    """The raw day cells of measures LIKE the pattern: (local day, institution, measure)."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT local_date::text, institution, measure, value FROM reporting.cells"
-            " WHERE grain = 'DAY' AND measure LIKE 'transfers\\_%%ed' AND value <> 0"
+            " WHERE grain = 'DAY' AND measure LIKE %s AND value <> 0",
+            (like,),
         ).fetchall()
     return Counter({(d, i, m): v for d, i, m, v in rows})
+
+
+def _transfer_cells(url: str) -> Counter[tuple[str, str, str]]:
+    return _day_cells(url, "transfers\\_%ed")
 
 
 def test_derived_transfers_are_counted_once_per_transfer_and_carry_no_identifier(
@@ -301,13 +306,7 @@ def test_derived_transfers_are_counted_once_per_transfer_and_carry_no_identifier
 
 
 def _repeat_cells(url: str) -> Counter[tuple[str, str, str]]:
-    """The raw day cells of the repeat-check measures: (local day, institution, measure)."""
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT local_date::text, institution, measure, value FROM reporting.cells"
-            " WHERE grain = 'DAY' AND measure LIKE 'repeat\\_checks\\_%%' AND value <> 0"
-        ).fetchall()
-    return Counter({(d, i, m): v for d, i, m, v in rows})
+    return _day_cells(url, "repeat\\_checks\\_%")
 
 
 def test_repeat_checks_reach_the_bureau_topics_once_per_order_and_carry_no_identifier(

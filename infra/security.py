@@ -33,7 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from consortium.settings import get_settings
 from events.topics import (
     DEAD_LETTER_TOPICS,
-    DERIVED_FAMILIES,
+    MEMBER_FAMILIES,
     READ_AUDIT_TOPIC,
     Family,
     event_topic,
@@ -238,8 +238,7 @@ def grants(consortium_id: str) -> list[Grant]:
     # events; the patient index's identity decisions (person) are not the gateway's to write.
     allowed: list[Grant] = [
         Grant(gateway_principal(c), WRITE, TOPIC, event_topic(f, c))
-        for f in Family
-        if f is not Family.PERSON and f not in DERIVED_FAMILIES
+        for f in sorted(MEMBER_FAMILIES)
     ]
     for name, projection in PROJECTIONS.items():
         who, group = processor_principal(c, name), group_id(c, name)

@@ -80,6 +80,7 @@ def rebuild(
         partitions = _partitions(consumer, projection, consortium_id)
         consumer.assign([TopicPartition(t, p, 0) for t, p in partitions])
         done = 0
+        read: dict[tuple[str, int], int] = {}  # the next offset consumed, per partition
         # The watermarks are asked again only once the replay has reached them: ListOffsets took
         # ~8 ms per partition (0.05 s for a 6-partition topic), asked before every batch.
         ends = _ends(watermarks, partitions)
@@ -96,8 +97,13 @@ def rebuild(
                     break
                 ends = _ends(watermarks, partitions)
                 continue  # the live generation got ahead meanwhile: read on
-            messages = consumer.consume(batch_size, timeout=0.5)
+            # At most what is still due before the watermarks: asked for more than the log
+            # holds, consume() waits out its whole timeout before returning the tail.
+            due = sum(max(0, end - read.get(tp, 0)) for tp, end in ends.items())
+            messages = consumer.consume(min(batch_size, due) if due else batch_size, timeout=0.5)
             records = [_record(m) for m in messages if m.error() is None]
+            for r in records:
+                read[(r.topic, r.partition)] = r.offset + 1
             if records:
                 total += processor.process(records)
                 done += len(records)

@@ -6,7 +6,7 @@ import multiprocessing
 import queue
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,9 +204,8 @@ def _in_parallel(
                 if failed:
                     break
         finally:
-            wait(futures, return_when=FIRST_EXCEPTION, timeout=0)
             for f in futures:
-                f.cancel()
+                f.cancel()  # those not started; a running one ends its share, then we raise
         for f in futures:
             total += f.result()  # a replay's exception is raised here
     reports.close()

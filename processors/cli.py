@@ -125,6 +125,13 @@ def rebuild_command(
     switch: Annotated[
         bool, typer.Option("--switch/--no-switch", help="Make it live once caught up.")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Replay processes, each with its own partitions (pays with cores to spare).",
+        ),
+    ] = 1,
 ) -> None:
     """Replay the log from offset 0 into a new generation; switch readers once caught up."""
     from rich.progress import (
@@ -170,6 +177,7 @@ def rebuild_command(
             strict_decoding=strict,
             switch=switch,
             progress=advance,
+            workers=workers,
         )
     o = result.outcome
     state = "live" if result.switched else "built (not switched)"

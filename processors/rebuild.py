@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -21,6 +24,9 @@ from projections.frame.generations import Generation
 from projections.frame.records import Record
 
 Progress = Callable[[int, int], None]  # (records done, records known so far)
+Partition = tuple[str, int]
+# What a replay process imports before it is forked (forkserver): the frame, the projections.
+_PRELOAD = ["processors.rebuild", "processors.wiring"]
 
 
 @dataclass(frozen=True)
@@ -44,11 +50,19 @@ def rebuild(
     switch: bool = True,
     progress: Progress | None = None,
     kafka: Mapping[str, Any] | None = None,
+    workers: int = 1,
 ) -> Rebuilt:
-    """Build a new generation from offset 0; make it live once it caught up with the live one."""
+    """Build a new generation from offset 0; make it live once it caught up with the live one.
+
+    With ``workers`` > 1 (a registered projection only), the partitions are first replayed up to
+    the watermarks read at the start by that many processes, each with its own partitions,
+    consumer, connection and dead-letter producer (docs/processing.md, "Parallel rebuild"); then
+    this process reads what arrived meanwhile and switches, as a single worker does.
+    """
     from consortium.kafka_config import with_environment
     from infra.security import processor_principal
 
+    _check_parallel(projection, workers)
     # The rebuild reads what the projection's processor reads, as its principal in secure mode.
     security = with_environment(kafka, processor_principal(consortium_id, projection.name))
     with psycopg.connect(database_url) as conn:
@@ -60,16 +74,7 @@ def rebuild(
         dead_letters,
         target=fixed_target(generation),
     )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            # Offsets live in PostgreSQL; the group id is only a label here.
-            "group.id": f"{consortium_id}.rebuild.{projection.name}.{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-            **security,
-        }
-    )
+    consumer = _consumer(bootstrap_servers, f"{consortium_id}.rebuild.{projection.name}", security)
     # Watermarks from a client of their own: on the reading consumer, a ListOffsets request
     # queues behind its long-polling fetch (~0.5 s per idle partition, per query).
     watermarks = Consumer(
@@ -78,16 +83,29 @@ def rebuild(
     total = Outcome()
     try:
         partitions = _partitions(consumer, projection, consortium_id)
-        consumer.assign([TopicPartition(t, p, 0) for t, p in partitions])
-        done = 0
         # The watermarks are asked again only once the replay has reached them: ListOffsets took
         # ~8 ms per partition (0.05 s for a 6-partition topic), asked before every batch.
         ends = _ends(watermarks, partitions)
+        read: dict[tuple[str, int], int] = {}  # the next offset consumed, per partition
+        shares = _shares(ends, workers)
+        if len(shares) > 1:
+            job = _Job(
+                projection.name,
+                consortium_id,
+                bootstrap_servers,
+                database_url,
+                generation,
+                strict_decoding,
+                batch_size,
+                dict(kafka or {}),
+            )
+            total += _in_parallel(job, shares, sum(ends.values()), progress)
+            read = _stored(processor, generation)
+        consumer.assign([TopicPartition(t, p, read.get((t, p), 0)) for t, p in partitions])
+        done = total.records
         while True:
             known = sum(ends.values())
-            with processor.conn.cursor() as cur:
-                positions = _positions(cur, generation)
-            processor.conn.rollback()
+            positions = _stored(processor, generation)
             if _reached(positions, ends):
                 ends = _ends(watermarks, partitions)
                 if not _reached(positions, ends):
@@ -96,8 +114,13 @@ def rebuild(
                     break
                 ends = _ends(watermarks, partitions)
                 continue  # the live generation got ahead meanwhile: read on
-            messages = consumer.consume(batch_size, timeout=0.5)
+            # At most what is still due before the watermarks: asked for more than the log
+            # holds, consume() waits out its whole timeout before returning the tail.
+            due = sum(max(0, end - read.get(tp, 0)) for tp, end in ends.items())
+            messages = consumer.consume(min(batch_size, due) if due else batch_size, timeout=0.5)
             records = [_record(m) for m in messages if m.error() is None]
+            for r in records:
+                read[(r.topic, r.partition)] = r.offset + 1
             if records:
                 total += processor.process(records)
                 done += len(records)
@@ -109,6 +132,141 @@ def rebuild(
         watermarks.close()
         processor.close()
     return Rebuilt(generation, total, switch)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every replay process needs to know (picklable: names, not objects)."""
+
+    projection: str
+    consortium_id: str
+    bootstrap_servers: str
+    database_url: str
+    generation: Generation
+    strict_decoding: bool
+    batch_size: int
+    kafka: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_parallel(projection: Projection[Any, Any], workers: int) -> None:
+    """Replay processes build the projection again from its name: it must be registered."""
+    from processors.wiring import PROJECTIONS
+
+    if workers > 1 and PROJECTIONS.get(projection.name) is None:
+        raise ValueError(f"a parallel rebuild needs a registered projection: {projection.name}")
+
+
+def _shares(ends: Mapping[Partition, int], workers: int) -> list[dict[Partition, int]]:
+    """The partitions that hold records, dealt to at most ``workers`` shares of similar size."""
+    shares: list[dict[Partition, int]] = [{} for _ in range(workers)]
+    sizes = [0] * workers
+    for tp, end in sorted(ends.items(), key=lambda item: (-item[1], item[0])):
+        if end <= 0:
+            continue
+        smallest = sizes.index(min(sizes))
+        shares[smallest][tp] = end
+        sizes[smallest] += end
+    return [share for share in shares if share]
+
+
+_reports: Any = None  # the replay processes' progress queue (set by _started)
+
+
+def _started(reports: Any) -> None:
+    global _reports  # noqa: PLW0603 - a pool initializer's only way to hand a queue over
+    _reports = reports
+
+
+def _in_parallel(
+    job: _Job, shares: Sequence[dict[Partition, int]], known: int, progress: Progress | None
+) -> Outcome:
+    """Replay each share in a process of its own; wait for all (the first failure cancels)."""
+    # forkserver: the processes are forked from a clean server that imported the frame once,
+    # not from this process, whose Kafka clients' threads must not be forked.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    reports = context.Queue()
+    total, done = Outcome(), 0
+    with ProcessPoolExecutor(
+        len(shares), mp_context=context, initializer=_started, initargs=(reports,)
+    ) as pool:
+        futures: list[Future[Outcome]] = [pool.submit(_replay_share, job, s) for s in shares]
+        try:
+            while not all(f.done() for f in futures):
+                try:
+                    done += reports.get(timeout=0.2)
+                except queue.Empty:
+                    pass
+                else:
+                    if progress is not None:
+                        progress(min(done, known), known)
+                failed = [f for f in futures if f.done() and f.exception() is not None]
+                if failed:
+                    break
+        finally:
+            for f in futures:
+                f.cancel()  # those not started; a running one ends its share, then we raise
+        for f in futures:
+            total += f.result()  # a replay's exception is raised here
+    reports.close()
+    return total
+
+
+def _replay_share(job: _Job, share: Mapping[Partition, int]) -> Outcome:
+    """In a replay process: apply the share's partitions from offset 0 up to their ends."""
+    from consortium.kafka_config import with_environment
+    from infra.security import processor_principal
+    from processors.wiring import projection
+    from projections.frame.deadletters import KafkaDeadLetters
+
+    chosen = projection(job.projection, job.consortium_id)
+    processor = BatchProcessor(
+        chosen,
+        job.database_url,
+        log_codec(Catalog.load(), strict=job.strict_decoding),
+        KafkaDeadLetters(
+            job.bootstrap_servers, job.consortium_id, job.projection, config=job.kafka or None
+        ),
+        target=fixed_target(job.generation),
+    )
+    consumer = _consumer(
+        job.bootstrap_servers,
+        f"{job.consortium_id}.rebuild.{job.projection}",
+        with_environment(job.kafka, processor_principal(job.consortium_id, job.projection)),
+    )
+    total = Outcome()
+    read: dict[Partition, int] = {}
+    try:
+        consumer.assign([TopicPartition(t, p, 0) for t, p in share])
+        while True:
+            due = sum(max(0, end - read.get(tp, 0)) for tp, end in share.items())
+            if due == 0:
+                break
+            messages = consumer.consume(min(job.batch_size, due), timeout=0.5)
+            records = [_record(m) for m in messages if m.error() is None]
+            for r in records:
+                read[(r.topic, r.partition)] = r.offset + 1
+            if records:
+                total += processor.process(records)
+                if _reports is not None:
+                    _reports.put(len(records))
+    finally:
+        consumer.close()
+        processor.close()
+    return total
+
+
+def _consumer(bootstrap_servers: str, label: str, security: Mapping[str, Any]) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            # Offsets live in PostgreSQL; the group id is only a label here.
+            "group.id": f"{label}.{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            **security,
+        }
+    )
 
 
 def _partitions(
@@ -130,6 +288,13 @@ def _ends(consumer: Consumer, partitions: list[tuple[str, int]]) -> dict[tuple[s
         _low, high = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)
         ends[(t, p)] = int(high)
     return ends
+
+
+def _stored(processor: BatchProcessor, generation: Generation) -> dict[Partition, int]:
+    with processor.conn.cursor() as cur:
+        positions = _positions(cur, generation)
+    processor.conn.rollback()
+    return positions
 
 
 def _reached(positions: Mapping[tuple[str, int], int], ends: Mapping[tuple[str, int], int]) -> bool:

@@ -212,3 +212,68 @@ def test_switching_generations_moves_readers_atomically(
     processor.process(records)
     with psycopg.connect(migrated_url) as conn:
         assert conn.execute("SELECT count(*) FROM referrals.referrals").fetchone() == before
+
+
+def test_a_parallel_rebuild_equals_a_single_writers_and_switches(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """Two replay processes, each with its own partitions, build what one process builds."""
+    from confluent_kafka import Producer
+
+    from events.publisher import SAFE_PRODUCER_CONFIG
+    from processors.rebuild import rebuild
+
+    events = events_of(9, 300)
+    topic = event_topic(Family.REFERRAL, topics)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, **SAFE_PRODUCER_CONFIG})
+    for event in events:
+        key = patient_key(event.envelope.source, event.envelope.patient_local_id)
+        producer.produce(topic, key=key, value=CODEC.encode_event(event))
+    # Retries of the same events under other keys: one event id on two partitions at once.
+    for i, event in enumerate(events[::20]):
+        producer.produce(topic, key=f"retry-{i}".encode(), value=CODEC.encode_event(event))
+    assert producer.flush(30) == 0
+    seen: list[tuple[int, int]] = []
+
+    def built(workers: int) -> Any:
+        return rebuild(
+            REFERRALS,
+            bootstrap_servers=kafka_bootstrap,
+            database_url=migrated_url,
+            consortium_id=topics,
+            dead_letters=KafkaDeadLetters(kafka_bootstrap, topics, "referrals"),
+            workers=workers,
+            progress=lambda done, known: seen.append((done, known)),
+        )
+
+    single = built(1)
+    parallel = built(2)
+    distinct = len({e.envelope.event_id for e in events})
+    assert single.switched and parallel.switched
+    assert single.outcome.applied == parallel.outcome.applied == distinct
+    assert parallel.outcome.duplicates == single.outcome.duplicates == len(events[::20])
+    assert seen[-1][0] == seen[-1][1] == len(events) + len(events[::20])
+    with psycopg.connect(migrated_url) as conn:
+        assert digest(conn, REFERRALS, parallel.generation) == digest(
+            conn, REFERRALS, single.generation
+        )
+        # Every partition's stored position is its log end, committed with its rows.
+        stored = conn.execute(
+            "SELECT topic, partition, next_offset FROM consumer_offsets"
+            " WHERE projection = %s ORDER BY partition",
+            (parallel.generation.key,),
+        ).fetchall()
+        with conn.cursor() as cur:
+            live = generations.live(cur, REFERRALS.name)
+    assert live == parallel.generation
+    from confluent_kafka import Consumer, TopicPartition
+
+    ends = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "ends"})
+    try:
+        expected = [
+            (topic, p, ends.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in sorted(ends.list_topics(topic, timeout=10).topics[topic].partitions)
+        ]
+    finally:
+        ends.close()
+    assert [row for row in stored if row[2] > 0] == [row for row in expected if row[2] > 0]

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from gateway.body import read_limited
 from gateway.config import INLINE_BYTES, MAX_BATCH
 from gateway.deps import GatewayDep, PendingPrincipalDep
-from gateway.ingest import Outcome
+from gateway.ingest import Outcome, delivery_json
 from gateway.openapi import EVENT_BODY, PROBLEM_RESPONSES
 from gateway.parsing import parse_events
 from gateway.problems import ProblemError
@@ -38,15 +38,16 @@ class EventsAccepted(BaseModel):
 
 
 def accepted(outcome: Outcome) -> JSONResponse:
-    """The 202 answer; a retry of the same events gets the same body."""
-    body = EventsAccepted(
-        accepted=len(outcome.deliveries),
-        deliveries=[DeliveryPublic(**vars(d)) for d in outcome.deliveries],
-    )
+    """The 202 answer; a retry of the same events gets the same body.
+
+    Built as plain JSON, the shape `EventsAccepted` documents: a pydantic model per delivery
+    was a tenth of the gateway's CPU for a batch of 500."""
+    body = {
+        "accepted": len(outcome.deliveries),
+        "deliveries": [delivery_json(d) for d in outcome.deliveries],
+    }
     return JSONResponse(
-        body.model_dump(mode="json"),
-        status_code=202,
-        headers={"Idempotent-Replayed": str(outcome.replayed)},
+        body, status_code=202, headers={"Idempotent-Replayed": str(outcome.replayed)}
     )
 
 

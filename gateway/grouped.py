@@ -58,6 +58,16 @@ class Grouped(Generic[T, R]):
 
     async def _drain(self) -> None:
         self._starting = False
+        try:
+            await self._serve_waiting()
+        finally:
+            # Leave the count in the same step that found nothing waiting: a done callback runs
+            # an iteration later, and a caller arriving meanwhile would wait for no statement.
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _serve_waiting(self) -> None:
         while self._waiting:
             group, self._waiting = self._waiting, []
             try:

@@ -102,3 +102,26 @@ async def _a_second_statement_starts_at_once_and_only_a_busy_pair_makes_callers_
     assert [await first, await second] == [10, 20]
     assert await asyncio.gather(*later) == [30, 40]
     assert statements.groups == [[1], [2], [3, 4]]
+
+
+def test_a_caller_arriving_as_the_statements_finish_is_not_left_waiting() -> None:
+    asyncio.run(_a_caller_arriving_as_the_statements_finish_is_not_left_waiting())
+
+
+async def _a_caller_arriving_as_the_statements_finish_is_not_left_waiting() -> None:
+    statements = Statements()
+    grouped: Grouped[int, int] = Grouped(statements, in_flight=2)
+
+    async def twice(n: int) -> list[int]:
+        # The second call comes in the iteration in which both statements have just finished.
+        return [await grouped(n), await grouped(n + 10)]
+
+    first = asyncio.ensure_future(twice(1))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(grouped(2))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    statements.release.set()
+    assert await asyncio.wait_for(first, timeout=5) == [10, 110]
+    assert await second == 20

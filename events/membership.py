@@ -168,7 +168,12 @@ def _load_cached(path: Path) -> Membership:
     return read_membership(path)
 
 
+@lru_cache(maxsize=8)
+def _load_named(path: Path) -> Membership:
+    # Resolving the path costs a system call per part; the gateway asks once per request.
+    return _load_cached(path.resolve())
+
+
 def load_membership(path: Path | None = None) -> Membership:
     """The membership at path, else at the settings' membership_file, else the bundled one."""
-    chosen = path or get_settings().membership_file or BUNDLED_MEMBERSHIP
-    return _load_cached(chosen.resolve())
+    return _load_named(path or get_settings().membership_file or BUNDLED_MEMBERSHIP)

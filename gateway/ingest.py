@@ -177,7 +177,7 @@ class Ingest:
                 f"{len(fresh) + len(known)} events; retry the others with the same event ids",
                 kind="kafka-unavailable",
                 headers={"Retry-After": self._retry_after},
-                stored=[_delivery_json(d) for d in [*known.values(), *exc.stored]],
+                stored=[delivery_json(d) for d in [*known.values(), *exc.stored]],
                 failed=[{"event_id": str(k), "reason": v} for k, v in exc.failed.items()],
             ) from exc
         await self._record(stored, fresh, digests, first)
@@ -282,7 +282,8 @@ class Ingest:
         return [None for _ in requests]
 
 
-def _delivery_json(d: Delivery) -> dict[str, object]:
+def delivery_json(d: Delivery) -> dict[str, object]:
+    """Where Kafka stored one event, as answered (202 `deliveries`, 503 `stored`)."""
     return {
         "event_id": str(d.event_id),
         "topic": d.topic,

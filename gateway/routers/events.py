@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from uuid import UUID
 
 import anyio.to_thread
@@ -11,8 +12,8 @@ from pydantic import BaseModel
 
 from gateway.body import read_limited
 from gateway.config import INLINE_BYTES, MAX_BATCH
-from gateway.deps import GatewayDep, PrincipalDep
-from gateway.ingest import Outcome
+from gateway.deps import GatewayDep, PendingPrincipalDep
+from gateway.ingest import Outcome, delivery_json
 from gateway.openapi import EVENT_BODY, PROBLEM_RESPONSES
 from gateway.parsing import parse_events
 from gateway.problems import ProblemError
@@ -37,15 +38,16 @@ class EventsAccepted(BaseModel):
 
 
 def accepted(outcome: Outcome) -> JSONResponse:
-    """The 202 answer; a retry of the same events gets the same body."""
-    body = EventsAccepted(
-        accepted=len(outcome.deliveries),
-        deliveries=[DeliveryPublic(**vars(d)) for d in outcome.deliveries],
-    )
+    """The 202 answer; a retry of the same events gets the same body.
+
+    Built as plain JSON, the shape `EventsAccepted` documents: a pydantic model per delivery
+    was a tenth of the gateway's CPU for a batch of 500."""
+    body = {
+        "accepted": len(outcome.deliveries),
+        "deliveries": [delivery_json(d) for d in outcome.deliveries],
+    }
     return JSONResponse(
-        body.model_dump(mode="json"),
-        status_code=202,
-        headers={"Idempotent-Replayed": str(outcome.replayed)},
+        body, status_code=202, headers={"Idempotent-Replayed": str(outcome.replayed)}
     )
 
 
@@ -62,18 +64,40 @@ def accepted(outcome: Outcome) -> JSONResponse:
     openapi_extra={"requestBody": EVENT_BODY},
 )
 async def publish_events(
-    request: Request, gateway: GatewayDep, principal: PrincipalDep
+    request: Request, gateway: GatewayDep, pending: PendingPrincipalDep
 ) -> JSONResponse:
-    """Validate, authorise and publish; 202 only once Kafka acknowledged every event."""
-    kind = request.headers.get("content-type", "application/json")
-    if "json" not in kind.lower():
-        raise ProblemError(415, "Unsupported media type", "send application/json")
-    raw = await read_limited(request, gateway.config.max_body_bytes)
-    if len(raw) <= INLINE_BYTES:
-        events, batch = parse_events(raw, MAX_BATCH)
-    else:
-        # Validating a large body is CPU work: a thread keeps the loop answering other requests.
-        events, batch = await anyio.to_thread.run_sync(parse_events, raw, MAX_BATCH)
+    """Validate, authorise and publish; 202 only once Kafka acknowledged every event.
+
+    The credential is read while the body is read and validated, and beside the lookup of the
+    body's event ids: one database wait instead of two (docs/gateway.md, Performance). A bad
+    credential is still answered 401 before anything the body got wrong."""
+    try:
+        kind = request.headers.get("content-type", "application/json")
+        if "json" not in kind.lower():
+            raise ProblemError(415, "Unsupported media type", "send application/json")
+        raw = await read_limited(request, gateway.config.max_body_bytes)
+        if len(raw) <= INLINE_BYTES:
+            events, batch = parse_events(raw, MAX_BATCH)
+        else:
+            # Validating a large body is CPU work: a thread keeps the loop answering others.
+            events, batch = await anyio.to_thread.run_sync(parse_events, raw, MAX_BATCH)
+    except ProblemError:
+        await pending.principal()
+        raise
+    except BaseException:
+        pending.cancel()
+        raise
+    ids = list(dict.fromkeys(e.envelope.event_id for e in events))
+    lookup = asyncio.ensure_future(gateway.ingest.look_up(ids))
+    lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
+    try:
+        principal = await pending.principal()
+    except BaseException:
+        lookup.cancel()
+        raise
+    known = await lookup
     client = request.client.host if request.client else None
-    outcome = await gateway.ingest.submit(principal, events, batch=batch, client=client)
+    outcome = await gateway.ingest.submit(
+        principal, events, batch=batch, client=client, known_ahead=known
+    )
     return accepted(outcome)

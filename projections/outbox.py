@@ -51,14 +51,25 @@ CREATE INDEX ON {schema}.outbox (seq);
 
 
 def put(cur: Cursor[Any], schema: str, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
-    """Upsert (view, key, payload) rows: a key changed again is sent once, with its latest value."""
-    cur.executemany(
+    """Upsert (view, key, payload) rows: a key changed again is sent once, with its latest value.
+
+    One statement; rows take their sequence numbers in the order given (a key given twice keeps
+    its last value and the place of its last change)."""
+    latest: dict[tuple[str, bytes], bytes] = {}
+    for view, key, payload in rows:
+        latest.pop((view, key), None)
+        latest[(view, key)] = payload
+    if not latest:
+        return
+    cur.execute(
         sql.SQL(
-            "INSERT INTO {}.outbox (view, kafka_key, payload) VALUES (%s, %s, %s)"
+            "INSERT INTO {}.outbox (view, kafka_key, payload)"
+            " SELECT v, k, p FROM unnest(%b::text[], %b::bytea[], %b::bytea[])"
+            " WITH ORDINALITY AS x(v, k, p, n) ORDER BY n"
             " ON CONFLICT (view, kafka_key) DO UPDATE"
             " SET payload = excluded.payload, seq = excluded.seq"
         ).format(sql.Identifier(schema)),
-        rows,
+        ([v for v, _ in latest], [k for _, k in latest], list(latest.values())),
     )
 
 

@@ -14,14 +14,48 @@ from events.codec import Codec
 from events.membership import Membership, load_membership
 from projections import outbox
 from projections.referrals.lifecycle import Fact
-from projections.reporting.cells import Cell, CellKey, Delta, apply
+from projections.reporting.cells import Cell, CellKey
+from projections.reporting.days import DayCache, DayState
 from projections.reporting.entities import Contribution, Entity, Kind
-from projections.reporting.figures import FigureKey, ScopeKind, figures_of_day, is_empty
+from projections.reporting.figures import FigureKey, figures_of_day, is_empty
 from projections.reporting.ledger import days_of, settle
-from projections.reporting.windows import Grain
+from projections.reporting.windows import local_date
 
 SUBJECT = "consortium.reporting.Figures"
 SWEEP_LIMIT = 1_000
+# (figure, its record, the record as stored — None when the window emptied and leaves the table)
+FigureChange = tuple[FigureKey, dict[str, Any], dict[str, Any] | None]
+
+
+PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
+
+
+def union_records(schema: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(field, record's full name) of each top-level field that is a union of null and a record.
+
+    fastavro writes a dict in a union by trying each branch until one validates; named in
+    tuple notation, `(full name, value)`, the branch is taken at once (a third of a Figures
+    record's encoding time) and the bytes are the same."""
+    namespace = schema.get("namespace", "")
+    found = []
+    for f in schema["fields"]:
+        branches = f["type"] if isinstance(f["type"], list) else []
+        if len(branches) != 2 or "null" not in branches:
+            continue
+        (b,) = (b for b in branches if b != "null")
+        name = b["name"] if isinstance(b, dict) and b.get("type") == "record" else b
+        if isinstance(name, str) and name not in PRIMITIVES:
+            found.append((f["name"], name if "." in name else f"{namespace}.{name}"))
+    return tuple(found)
+
+
+def _tagged(record: Mapping[str, Any], unions: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    out = dict(record)
+    for name, full in unions:
+        value = out.get(name)
+        if value is not None:
+            out[name] = (full, value)
+    return out
 
 
 def _jsonable(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,6 +70,8 @@ class ReportingStore:
         self._consortium_id = consortium_id
         self._members = members
         self._codec: Codec | None = None
+        self._days = DayCache()
+        self._unions: tuple[tuple[str, str], ...] | None = None
 
     @property
     def consortium_id(self) -> str:
@@ -60,6 +96,12 @@ class ReportingStore:
             self._codec = Codec(default_catalog())
         return self._codec
 
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """A figures record as framed Avro (latest Figures schema)."""
+        if self._unions is None:
+            self._unions = union_records(self.codec.catalog.latest(SUBJECT).schema)
+        return self.codec.encode(SUBJECT, _tagged(record, self._unions))
+
     def lock(self, cur: Cursor[Any], schema: str, keys: Sequence[str]) -> dict[str, Entity]:
         """Create placeholder rows for new entities (waiting out concurrent creators), then lock."""
         if not keys:
@@ -68,7 +110,7 @@ class ReportingStore:
         cur.execute(
             sql.SQL(
                 "INSERT INTO {}.entities (key, kind)"
-                " SELECT k, split_part(k, '|', 1) FROM unnest(%s::text[]) AS x(k) ORDER BY k"
+                " SELECT k, split_part(k, '|', 1) FROM unnest(%b::text[]) AS x(k) ORDER BY k"
                 " ON CONFLICT DO NOTHING"
             ).format(s),
             (list(keys),),
@@ -112,94 +154,53 @@ class ReportingStore:
             return
         settled, deltas = settle(entities, clock, self.members)
         s = sql.Identifier(schema)
-        cur.executemany(
+        cur.execute(
             sql.SQL(
-                "UPDATE {}.entities SET facts = %s, applied = %s, due_at = %s WHERE key = %s"
+                "UPDATE {}.entities AS e SET facts = x.facts::jsonb, applied = x.applied::jsonb,"
+                " due_at = x.due_at"
+                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])"
+                " AS x(key, facts, applied, due_at) WHERE e.key = x.key"
             ).format(s),
-            [
-                (
-                    json.dumps([f.to_json() for f in e.facts], ensure_ascii=False),
-                    json.dumps([c.to_json() for c in e.applied]),
-                    e.due_at,
-                    e.key,
-                )
-                for e in settled
-            ],
+            (
+                [e.key for e in settled],
+                [json.dumps([f.to_json() for f in e.facts], ensure_ascii=False) for e in settled],
+                [json.dumps([c.to_json() for c in e.applied]) for e in settled],
+                [e.due_at for e in settled],
+            ),
         )
-        if deltas:
-            days = days_of(deltas)
-            _lock_days(cur, schema, days)
-            _write_cells(cur, schema, deltas)
-            for day in days:
-                self._refresh_day(cur, schema, day)
-
-    def _refresh_day(self, cur: Cursor[Any], schema: str, day: date) -> None:
-        """Recompute a day's figures; write the changed ones and queue them for the topics."""
-        s = sql.Identifier(schema)
-        cells = {
-            CellKey(Grain(g), w, i, m): Cell(int(v), tuple(samples))
-            for g, w, i, m, v, samples in cur.execute(
-                sql.SQL(
-                    "SELECT grain, window_start, institution, measure, value, samples"
-                    " FROM {}.cells WHERE local_date = %s"
-                ).format(s),
-                (day,),
-            ).fetchall()
-        }
-        stored = {
-            FigureKey(ScopeKind(kind), scope, Grain(g), w): record
-            for kind, scope, g, w, record in cur.execute(
-                sql.SQL(
-                    "SELECT scope_kind, scope, grain, window_start, record FROM {}.figures"
-                    " WHERE local_date = %s"
-                ).format(s),
-                (day,),
-            ).fetchall()
-        }
-        fresh = figures_of_day(day, cells, self.members, self.consortium_id, stored)
-        changed = {
-            k: r
-            for k, r in fresh.items()
-            if stored.get(k) != _jsonable(r) and (k in stored or not is_empty(r))
-        }
-        if not changed:
+        if not deltas:
             return
-        rows = [(k, r) for k, r in sorted(changed.items())]
-        # A window a correction emptied leaves the table (the rows are a function of the
-        # cells, so a rebuild that never saw it agrees); its zeros still go to the topic.
-        kept = [(k, r) for k, r in rows if not is_empty(r)]
-        gone = [(k.view, k.scope, k.grain.value, k.window_start) for k, r in rows if is_empty(r)]
-        cur.executemany(
-            sql.SQL(
-                "INSERT INTO {}.figures (view, scope, grain, window_start, scope_kind,"
-                " institution_level, local_date, record) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (view, scope, grain, window_start)"
-                " DO UPDATE SET record = excluded.record"
-            ).format(s),
-            [
-                (
-                    k.view,
-                    k.scope,
-                    k.grain.value,
-                    k.window_start,
-                    k.kind.value,
-                    r["institution_level"],
-                    day,
-                    json.dumps(_jsonable(r), ensure_ascii=False),
-                )
-                for k, r in kept
-            ],
-        )
-        cur.executemany(
-            sql.SQL(
-                "DELETE FROM {}.figures WHERE view = %s AND scope = %s AND grain = %s"
-                " AND window_start = %s"
-            ).format(s),
-            gone,
-        )
+        days = self._days.take(cur, schema, days_of(deltas))
+        for key, delta in deltas.items():
+            days.states[key.day].change(key, delta)
+        _write_cells(cur, schema, days.states.values())
+        published = [self._republish(day, state) for day, state in days.states.items()]
+        _write_figures(cur, schema, [change for changes in published for change in changes])
         outbox.put(
-            cur, schema, [(k.view, k.kafka_key, self.codec.encode(SUBJECT, r)) for k, r in rows]
+            cur,
+            schema,
+            [(k.view, k.kafka_key, self.encode(r)) for changes in published for k, r, _ in changes],
         )
+        self._days.give_back(cur, schema, days)
+
+    def _republish(self, day: date, state: DayState) -> list[FigureChange]:
+        """The day's figures that changed (or emptied) since they were last stored."""
+        fresh = figures_of_day(day, state.cells, self.members, self.consortium_id, state.figures)
+        changes: list[FigureChange] = []
+        for k, r in sorted(fresh.items()):
+            stored = state.figures.get(k)
+            jsonable = _jsonable(r)
+            if stored == jsonable or (stored is None and is_empty(r)):
+                continue
+            # A window a correction emptied leaves the table (the rows are a function of the
+            # cells, so a rebuild that never saw it agrees); its zeros still go to the topic.
+            if is_empty(r):
+                del state.figures[k]
+                changes.append((k, r, None))
+            else:
+                state.figures[k] = jsonable
+                changes.append((k, r, jsonable))
+        return changes
 
 
 def _entity(row: Sequence[Any]) -> Entity:
@@ -213,79 +214,93 @@ def _entity(row: Sequence[Any]) -> Entity:
     )
 
 
-def _lock_days(cur: Cursor[Any], schema: str, days: Iterable[date]) -> None:
-    """Serialise writers of the same days (their figures read all of a day's cells)."""
+def _write_cells(cur: Cursor[Any], schema: str, states: Iterable[DayState]) -> None:
+    """The batch's changed cells: one upsert and one delete statement."""
     s = sql.Identifier(schema)
-    wanted = sorted(days)
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {}.days (local_date) SELECT unnest(%s::date[]) ORDER BY 1"
-            " ON CONFLICT DO NOTHING"
-        ).format(s),
-        (wanted,),
-    )
-    cur.execute(
-        sql.SQL(
-            "SELECT local_date FROM {}.days WHERE local_date = ANY(%s) ORDER BY local_date"
-            " FOR UPDATE"
-        ).format(s),
-        (wanted,),
-    )
-
-
-def _write_cells(cur: Cursor[Any], schema: str, deltas: Mapping[CellKey, Delta]) -> None:
-    s = sql.Identifier(schema)
-    keys = sorted(deltas)
-    found = {
-        CellKey(Grain(g), w, i, m): Cell(int(v), tuple(samples))
-        for g, w, i, m, v, samples in cur.execute(
-            sql.SQL(
-                "SELECT c.grain, c.window_start, c.institution, c.measure, c.value, c.samples"
-                " FROM {}.cells c"
-                " JOIN unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[])"
-                " AS x(grain, window_start, institution, measure)"
-                " USING (grain, window_start, institution, measure)"
-            ).format(s),
-            (
-                [k.grain.value for k in keys],
-                [k.window_start for k in keys],
-                [k.institution for k in keys],
-                [k.measure for k in keys],
-            ),
-        ).fetchall()
-    }
-    upserts, deletes = [], []
-    for key in keys:
-        cell = apply(found.get(key), deltas[key])
-        if cell.value or cell.samples:
-            upserts.append(
-                (
-                    key.grain.value,
-                    key.window_start,
-                    key.institution,
-                    key.measure,
-                    key.day,
-                    cell.value,
-                    list(cell.samples),
-                )
-            )
-        elif key in found:
-            deletes.append((key.grain.value, key.window_start, key.institution, key.measure))
+    upserts: list[tuple[CellKey, Cell]] = []
+    deletes: list[CellKey] = []
+    for state in states:
+        for key, cell in state.changed.items():
+            if cell is None:
+                deletes.append(key)
+            else:
+                upserts.append((key, cell))
     if upserts:
-        cur.executemany(
+        upserts.sort()
+        cur.execute(
             sql.SQL(
                 "INSERT INTO {}.cells (grain, window_start, institution, measure, local_date,"
-                " value, samples) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " value, samples)"
+                " SELECT g, w, i, m, d, v, s::int[] FROM unnest(%b::text[], %b::timestamptz[],"
+                " %b::text[], %b::text[], %b::date[], %b::bigint[], %b::text[])"
+                " AS x(g, w, i, m, d, v, s)"
                 " ON CONFLICT (grain, window_start, institution, measure)"
                 " DO UPDATE SET value = excluded.value, samples = excluded.samples"
             ).format(s),
-            upserts,
+            (
+                [k.grain.value for k, _ in upserts],
+                [k.window_start for k, _ in upserts],
+                [k.institution for k, _ in upserts],
+                [k.measure for k, _ in upserts],
+                [k.day for k, _ in upserts],
+                [c.value for _, c in upserts],
+                ["{" + ",".join(map(str, c.samples)) + "}" for _, c in upserts],
+            ),
         )
     if deletes:
-        cur.executemany(
+        cur.execute(
             sql.SQL(
-                "DELETE FROM {}.cells WHERE grain = %s AND window_start = %s"
-                " AND institution = %s AND measure = %s"
+                "DELETE FROM {}.cells c USING unnest(%b::text[], %b::timestamptz[], %b::text[],"
+                " %b::text[]) AS x(g, w, i, m) WHERE (c.grain, c.window_start, c.institution,"
+                " c.measure) = (x.g, x.w, x.i, x.m)"
             ).format(s),
-            deletes,
+            (
+                [k.grain.value for k in deletes],
+                [k.window_start for k in deletes],
+                [k.institution for k in deletes],
+                [k.measure for k in deletes],
+            ),
+        )
+
+
+def _write_figures(cur: Cursor[Any], schema: str, changes: Sequence[FigureChange]) -> None:
+    """Changed figures stored, emptied ones removed: one statement each."""
+    s = sql.Identifier(schema)
+    kept = [(k, r, j) for k, r, j in changes if j is not None]
+    gone = [k for k, _, j in changes if j is None]
+    if kept:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {}.figures (view, scope, grain, window_start, scope_kind,"
+                " institution_level, local_date, record)"
+                " SELECT v, s, g, w, k, l, d, r::jsonb FROM unnest(%b::text[], %b::text[],"
+                " %b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::date[], %b::text[])"
+                " AS x(v, s, g, w, k, l, d, r)"
+                " ON CONFLICT (view, scope, grain, window_start)"
+                " DO UPDATE SET record = excluded.record"
+            ).format(s),
+            (
+                [k.view for k, _, _ in kept],
+                [k.scope for k, _, _ in kept],
+                [k.grain.value for k, _, _ in kept],
+                [k.window_start for k, _, _ in kept],
+                [k.kind.value for k, _, _ in kept],
+                [r["institution_level"] for _, r, _ in kept],
+                [local_date(k.window_start) for k, _, _ in kept],
+                [json.dumps(j, ensure_ascii=False) for _, _, j in kept],
+            ),
+        )
+    if gone:
+        cur.execute(
+            sql.SQL(
+                "DELETE FROM {}.figures f USING unnest(%b::text[], %b::text[], %b::text[],"
+                " %b::timestamptz[]) AS x(v, s, g, w)"
+                " WHERE (f.view, f.scope, f.grain, f.window_start) = (x.v, x.s, x.g, x.w)"
+            ).format(s),
+            (
+                [k.view for k in gone],
+                [k.scope for k in gone],
+                [k.grain.value for k in gone],
+                [k.window_start for k in gone],
+            ),
         )

@@ -43,10 +43,16 @@ CREATE INDEX ON {schema}.cells (local_date);
     order_by=("grain", "window_start", "institution", "measure"),
 )
 
-# One row per local day: writers of a day's figures take it FOR UPDATE, in date order.
+# One row per local day: writers of a day's figures take it FOR UPDATE, in date order; the
+# revision is the id of the transaction that last wrote the day (projections/reporting/days.py).
 DAYS = Table(
     name="days",
-    ddl="CREATE TABLE {schema}.days (local_date date PRIMARY KEY);",
+    ddl="""
+CREATE TABLE {schema}.days (
+    local_date date   PRIMARY KEY,
+    revision   bigint NOT NULL DEFAULT 0
+);
+""",
     digest_columns=(),
     order_by=("local_date",),
 )

@@ -145,3 +145,66 @@ def test_queries_answer_by_consortium_institution_and_window(
         }
         with pytest.raises(ValueError, match="grain"):
             consortium_figures(conn, "WEEK")
+
+
+def test_writers_sharing_days_and_a_failed_batch_change_nothing_the_cache_would_hide(
+    scratch_database_url: str, events: list[Event]
+) -> None:
+    """Each store keeps the days it wrote in memory (projections/reporting/days.py). Two
+    writers alternating batches over the same days, one of whose batches fails after its
+    store wrote (the transaction rolls back, the batch is processed again), must give the
+    figures of one clean writer: a kept day is used only while it is the last one committed."""
+    url = scratch_database_url
+    apply_migrations(url)
+    first, second = reporting_projection(CONSORTIUM), reporting_projection(CONSORTIUM)
+    with psycopg.connect(url) as conn:
+        live = generations.ensure_live(conn, first)
+    records = _records(events)
+    store: Any = first.store
+    saved, republish = store.save, store._republish
+    fault = ""  # the fault armed for the current batch
+
+    def failing_save(*args: Any) -> None:
+        nonlocal fault
+        saved(*args)
+        if fault == "after":
+            fault = ""
+            raise RuntimeError("injected after the store wrote")
+
+    def failing_republish(*args: Any) -> Any:
+        nonlocal fault
+        if fault == "during":
+            fault = ""
+            raise RuntimeError("injected while the store writes: its days changed in memory")
+        return republish(*args)
+
+    store.save, store._republish = failing_save, failing_republish
+    processors = [
+        BatchProcessor(first, url, CODEC, NoDeadLetters()),
+        BatchProcessor(second, url, CODEC, NoDeadLetters()),
+    ]
+    batches = [records[i : i + 61] for i in range(0, len(records), 61)]
+    failed = 0
+    for i, batch in enumerate(batches):
+        # Two batches each, so that a store's second batch finds the days it kept; faults in
+        # the first writer's second batches (i = 5, 9), when its days are in memory.
+        processor = processors[(i // 2) % 2]
+        fault = {5: "during", 9: "after"}.get(i, "")
+        try:
+            processor.process(batch)
+        except RuntimeError:
+            failed += 1
+            processor.process(batch)  # the same records again, as the agent retries
+    for processor in processors:
+        processor.tick()
+        processor.close()
+    assert failed == 2
+
+    clean = reporting_projection(CONSORTIUM)
+    with psycopg.connect(url) as conn:
+        building = generations.create(conn, clean, "building")
+    single = BatchProcessor(clean, url, CODEC, NoDeadLetters(), fixed_target(building))
+    _run(single, records, 61)
+    single.close()
+    with psycopg.connect(url) as conn:
+        assert digest(conn, clean, building) == digest(conn, clean, live)

@@ -84,7 +84,7 @@ SELECT r.institution, r.result_id, r.local_id, r.kind, r.code_system, r.code,
        o.code_system, o.code, r.content ->> 'modality', r.content ->> 'body_site', r.status,
        r.effective_at, r.reported_at
 FROM {0}.results r
-JOIN unnest(%s::text[], %s::text[]) AS x(institution, local_id) USING (institution, local_id)
+JOIN unnest(%b::text[], %b::text[]) AS x(institution, local_id) USING (institution, local_id)
 LEFT JOIN {0}.orders o ON o.institution = r.institution AND o.order_id = r.order_id
 WHERE r.status = 'FINAL'
 """
@@ -92,7 +92,7 @@ WHERE r.status = 'FINAL'
 _ORDERS = """
 SELECT o.institution, o.order_id, o.local_id, o.code_system, o.code, o.placed_at, o.status
 FROM {0}.orders o
-JOIN unnest(%s::text[], %s::text[]) AS x(institution, local_id) USING (institution, local_id)
+JOIN unnest(%b::text[], %b::text[]) AS x(institution, local_id) USING (institution, local_id)
 WHERE o.placed_at IS NOT NULL
 """
 
@@ -232,7 +232,7 @@ def _survivors(cur: Cursor[Any], s: sql.Identifier) -> dict[str, str]:
 def _lock_persons(cur: Cursor[Any], s: sql.Identifier, ids: list[str]) -> None:
     cur.execute(
         sql.SQL(
-            "INSERT INTO {}.person_locks (person_id) SELECT p FROM unnest(%s::text[]) AS p"
+            "INSERT INTO {}.person_locks (person_id) SELECT p FROM unnest(%b::text[]) AS p"
             " ORDER BY p ON CONFLICT DO NOTHING"
         ).format(s),
         (ids,),
@@ -259,11 +259,11 @@ def _stored(
             " FROM {0}.repeat_checks WHERE person_id = ANY(%s)"
             " UNION SELECT c.institution, c.order_id, c.ordered_at, c.flagged, c.reused,"
             " c.local_id, c.person_id FROM {0}.repeat_checks c"
-            " JOIN unnest(%s::text[], %s::text[]) AS x(institution, local_id)"
+            " JOIN unnest(%b::text[], %b::text[]) AS x(institution, local_id)"
             " USING (institution, local_id)"
             " UNION SELECT c.institution, c.order_id, c.ordered_at, c.flagged, c.reused,"
             " c.local_id, c.person_id FROM {0}.repeat_checks c"
-            " JOIN unnest(%s::text[], %s::text[]) AS x(institution, order_id)"
+            " JOIN unnest(%b::text[], %b::text[]) AS x(institution, order_id)"
             " USING (institution, order_id)"
         ).format(s),
         (
@@ -286,7 +286,7 @@ def _write(
     if gone:
         cur.execute(
             sql.SQL(
-                "DELETE FROM {}.repeat_checks c USING unnest(%s::text[], %s::text[])"
+                "DELETE FROM {}.repeat_checks c USING unnest(%b::text[], %b::text[])"
                 " AS x(institution, order_id)"
                 " WHERE c.institution = x.institution AND c.order_id = x.order_id"
             ).format(s),
@@ -298,8 +298,8 @@ def _write(
         sql.SQL(
             "INSERT INTO {}.repeat_checks"
             " (institution, order_id, local_id, person_id, ordered_at, flagged, reused)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::timestamptz[], %s::boolean[], %s::boolean[])"
+            " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+            " %b::timestamptz[], %b::boolean[], %b::boolean[])"
             " ON CONFLICT (institution, order_id) DO UPDATE SET local_id = excluded.local_id,"
             " person_id = excluded.person_id, ordered_at = excluded.ordered_at,"
             " flagged = excluded.flagged, reused = excluded.reused"

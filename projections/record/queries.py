@@ -242,7 +242,7 @@ def _consents(conn: Connection[Any], who: Person) -> list[Consent]:
     rows = conn.execute(
         "SELECT consent_id, institution, local_id, scope, institutions, purposes, valid_from,"
         " expires_at, granted_at, revoked_at FROM record.consents"
-        " JOIN unnest(%s::text[], %s::text[]) AS x(institution, local_id)"
+        " JOIN unnest(%b::text[], %b::text[]) AS x(institution, local_id)"
         " USING (institution, local_id) ORDER BY granted_at, consent_id",
         ([p[0] for p in who.local_patients], [p[1] for p in who.local_patients]),
     ).fetchall()
@@ -274,7 +274,7 @@ def access_inputs(conn: Connection[Any], person_id: str) -> AccessInputs:
     columns = ", ".join(f"e.{c}" for c in ENTRY_COLUMNS)
     rows = conn.execute(
         f"SELECT {columns} FROM record.entries e"
-        " JOIN unnest(%s::text[], %s::text[]) AS x(institution, local_id)"
+        " JOIN unnest(%b::text[], %b::text[]) AS x(institution, local_id)"
         " USING (institution, local_id) WHERE e.kind = 'REFERRAL'",
         ([p[0] for p in who.local_patients], [p[1] for p in who.local_patients]),
     ).fetchall()

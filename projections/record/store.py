@@ -51,7 +51,7 @@ class RecordStore:
             cur.execute(
                 sql.SQL(
                     "INSERT INTO {}.local_patients (institution, local_id)"
-                    " SELECT i, l FROM unnest(%s::text[], %s::text[]) AS x(i, l) ORDER BY i, l"
+                    " SELECT i, l FROM unnest(%b::text[], %b::text[]) AS x(i, l) ORDER BY i, l"
                     " ON CONFLICT DO NOTHING"
                 ).format(s),
                 args,
@@ -59,7 +59,7 @@ class RecordStore:
             rows = cur.execute(
                 sql.SQL(
                     "SELECT p.institution, p.local_id, p.links FROM {}.local_patients p"
-                    " JOIN unnest(%s::text[], %s::text[]) AS x(institution, local_id)"
+                    " JOIN unnest(%b::text[], %b::text[]) AS x(institution, local_id)"
                     " USING (institution, local_id)"
                     " ORDER BY p.institution, p.local_id FOR UPDATE OF p"
                 ).format(s),
@@ -73,7 +73,7 @@ class RecordStore:
             cur.execute(
                 sql.SQL(
                     "INSERT INTO {}.merged_persons (retired_person_id)"
-                    " SELECT p FROM unnest(%s::text[]) AS p ORDER BY p ON CONFLICT DO NOTHING"
+                    " SELECT p FROM unnest(%b::text[]) AS p ORDER BY p ON CONFLICT DO NOTHING"
                 ).format(s),
                 (persons,),
             )
@@ -136,7 +136,7 @@ def _linked_before(
     rows = cur.execute(
         sql.SQL(
             "SELECT DISTINCT person_id FROM {}.local_patients"
-            " JOIN unnest(%s::text[], %s::text[]) AS x(institution, local_id)"
+            " JOIN unnest(%b::text[], %b::text[]) AS x(institution, local_id)"
             " USING (institution, local_id) WHERE person_id IS NOT NULL"
         ).format(s),
         ([p.institution for p in patients], [p.local_id for p in patients]),
@@ -261,7 +261,7 @@ def _lock_subjects(cur: Cursor[Any], s: sql.Identifier, subjects: Sequence[Subje
     cur.execute(
         sql.SQL(
             "INSERT INTO {}.subject_locks (kind, institution, subject_id)"
-            " SELECT k, i, x FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(k, i, x)"
+            " SELECT k, i, x FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(k, i, x)"
             " ORDER BY k, i, x ON CONFLICT DO NOTHING"
         ).format(s),
         args,
@@ -269,7 +269,7 @@ def _lock_subjects(cur: Cursor[Any], s: sql.Identifier, subjects: Sequence[Subje
     cur.execute(
         sql.SQL(
             "SELECT 1 FROM {}.subject_locks l"
-            " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS u(kind, institution, subject_id)"
+            " JOIN unnest(%b::text[], %b::text[], %b::text[]) AS u(kind, institution, subject_id)"
             " USING (kind, institution, subject_id)"
             " ORDER BY l.kind, l.institution, l.subject_id FOR UPDATE OF l"
         ).format(s),
@@ -291,7 +291,7 @@ def _statements(
         args: tuple[Any, ...] = ([x[2] for x in subjects], list(kinds))
     else:
         query = sql.SQL(
-            "SELECT {} FROM {}.entries JOIN unnest(%s::text[], %s::text[])"
+            "SELECT {} FROM {}.entries JOIN unnest(%b::text[], %b::text[])"
             " AS u(institution, subject_id) USING (institution, subject_id) WHERE kind = ANY(%s)"
         )
         args = ([x[1] for x in subjects], [x[2] for x in subjects], list(kinds))
@@ -340,7 +340,7 @@ def _refold_orders(cur: Cursor[Any], s: sql.Identifier, subjects: Sequence[Subje
     rows = cur.execute(
         sql.SQL(
             "SELECT r.institution, r.order_id, r.status FROM {}.results r"
-            " JOIN unnest(%s::text[], %s::text[]) AS u(institution, order_id)"
+            " JOIN unnest(%b::text[], %b::text[]) AS u(institution, order_id)"
             " USING (institution, order_id)"
         ).format(s),
         ([x[1] for x in subjects], [x[2] for x in subjects]),
@@ -410,7 +410,7 @@ def _delete(
 ) -> None:
     cur.execute(
         sql.SQL(
-            "DELETE FROM {}.{} t USING unnest(%s::text[], %s::text[]) AS u(institution, id)"
+            "DELETE FROM {}.{} t USING unnest(%b::text[], %b::text[]) AS u(institution, id)"
             " WHERE t.institution = u.institution AND t.{} = u.id"
         ).format(s, sql.Identifier(table), sql.Identifier(id_column)),
         ([x[1] for x in subjects], [x[2] for x in subjects]),

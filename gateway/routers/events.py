@@ -6,14 +6,15 @@ import asyncio
 from uuid import UUID
 
 import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from gateway.body import read_limited
 from gateway.config import INLINE_BYTES, MAX_BATCH
 from gateway.deps import GatewayDep, PendingPrincipalDep
-from gateway.ingest import Outcome, delivery_json
+from gateway.ingest import Outcome
 from gateway.openapi import EVENT_BODY, PROBLEM_RESPONSES
 from gateway.parsing import parse_events
 from gateway.problems import ProblemError
@@ -37,17 +38,24 @@ class EventsAccepted(BaseModel):
     deliveries: list[DeliveryPublic]
 
 
-def accepted(outcome: Outcome) -> JSONResponse:
+def accepted(outcome: Outcome) -> Response:
     """The 202 answer; a retry of the same events gets the same body.
 
-    Built as plain JSON, the shape `EventsAccepted` documents: a pydantic model per delivery
-    was a tenth of the gateway's CPU for a batch of 500."""
+    Built as plain JSON by orjson, the shape `EventsAccepted` documents: a pydantic model per
+    delivery was a tenth of the gateway's CPU for a batch of 500, and `str(UUID)` with the
+    standard encoder most of the rest (orjson writes UUIDs itself)."""
     body = {
         "accepted": len(outcome.deliveries),
-        "deliveries": [delivery_json(d) for d in outcome.deliveries],
+        "deliveries": [
+            {"event_id": d.event_id, "topic": d.topic, "partition": d.partition, "offset": d.offset}
+            for d in outcome.deliveries
+        ],
     }
-    return JSONResponse(
-        body, status_code=202, headers={"Idempotent-Replayed": str(outcome.replayed)}
+    return Response(
+        orjson.dumps(body),
+        status_code=202,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": str(outcome.replayed)},
     )
 
 
@@ -65,7 +73,7 @@ def accepted(outcome: Outcome) -> JSONResponse:
 )
 async def publish_events(
     request: Request, gateway: GatewayDep, pending: PendingPrincipalDep
-) -> JSONResponse:
+) -> Response:
     """Validate, authorise and publish; 202 only once Kafka acknowledged every event.
 
     The credential is read while the body is read and validated, and beside the lookup of the

@@ -76,13 +76,18 @@ async def publish_events(
 ) -> Response:
     """Validate, authorise and publish; 202 only once Kafka acknowledged every event.
 
-    The credential is read while the body is read and validated, and beside the lookup of the
-    body's event ids: one database wait instead of two (docs/gateway.md, Performance). A bad
-    credential is still answered 401 before anything the body got wrong."""
+    A small body (`Content-Length` up to INLINE_BYTES: single events) is read and validated
+    first, then its credential and event ids are read in one statement. For a larger one the
+    credential is read while the body is read and validated, and beside the lookup of its
+    event ids: one database wait instead of two (docs/gateway.md, Performance). Either way a
+    bad credential is answered 401 before anything the body got wrong."""
     try:
         kind = request.headers.get("content-type", "application/json")
         if "json" not in kind.lower():
             raise ProblemError(415, "Unsupported media type", "send application/json")
+        declared = request.headers.get("content-length", "")
+        if not (declared.isdigit() and int(declared) <= INLINE_BYTES):
+            pending.start()
         raw = await read_limited(request, gateway.config.max_body_bytes)
         if len(raw) <= INLINE_BYTES:
             events, batch = parse_events(raw, MAX_BATCH)
@@ -96,14 +101,17 @@ async def publish_events(
         pending.cancel()
         raise
     ids = list(dict.fromkeys(e.envelope.event_id for e in events))
-    lookup = asyncio.ensure_future(gateway.ingest.look_up(ids))
-    lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
-    try:
-        principal = await pending.principal()
-    except BaseException:
-        lookup.cancel()
-        raise
-    known = await lookup
+    if pending.started:
+        lookup = asyncio.ensure_future(gateway.ingest.look_up(ids))
+        lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            principal = await pending.principal()
+        except BaseException:
+            lookup.cancel()
+            raise
+        known = await lookup
+    else:
+        principal, known = await pending.principal_and_known(ids)
     client = request.client.host if request.client else None
     outcome = await gateway.ingest.submit(
         principal, events, batch=batch, client=client, known_ahead=known

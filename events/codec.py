@@ -214,10 +214,12 @@ class Codec:
         return out.getbuffer() == memoryview(data)
 
     def encode_event(self, event: Event) -> bytes:
-        """Frame a pydantic event with the latest schema of its event type."""
-        from events.registry import to_record
+        """Frame a pydantic event with the latest schema of its event type.
 
-        return self.encode(event.envelope.event_type, to_record(event))
+        fastavro writes the model's own dump: its enums are `StrEnum`s (equal to their symbols)
+        and its tuples are sequences, so the bytes are those of `to_record(event)` without
+        the copy that converts them (a fifth of the encoding's CPU; a test holds the equality)."""
+        return self.encode(event.envelope.event_type, event.model_dump())
 
     def decode_event(self, data: bytes) -> Event:
         """Read a framed message back into its pydantic event; DecodeError is all it raises."""

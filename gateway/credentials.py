@@ -93,22 +93,37 @@ async def authenticate(conn: AsyncConnection[TupleRow], token: str) -> Principal
     return (await authenticate_all(conn, [token]))[0]
 
 
+# The rows of the credentials some tokens name, unless revoked (the digest is checked here).
+CREDENTIAL_ROWS = (
+    "SELECT credential_id, secret_sha256, institution, role FROM gateway_credentials"
+    " WHERE credential_id = ANY(%s) AND revoked_at IS NULL"
+)
+CredentialRows = dict[uuid.UUID, tuple[bytes, str, str]]
+
+
 async def authenticate_all(
     conn: AsyncConnection[TupleRow], tokens: Sequence[str]
 ) -> list[Principal | None]:
     """The principal of each token (None when invalid or revoked), in one statement."""
-    parsed = [_TOKEN.fullmatch(token) for token in tokens]
-    ids = list({uuid.UUID(hex=m.group(1)) for m in parsed if m is not None})
-    rows: dict[uuid.UUID, tuple[bytes, str, str]] = {}
+    ids = credential_ids(tokens)
+    rows: CredentialRows = {}
     if ids:
-        cursor = await conn.execute(
-            "SELECT credential_id, secret_sha256, institution, role FROM gateway_credentials"
-            " WHERE credential_id = ANY(%s) AND revoked_at IS NULL",
-            (ids,),
-        )
+        cursor = await conn.execute(CREDENTIAL_ROWS, (ids,))
         rows = {r[0]: (bytes(r[1]), r[2], r[3]) for r in await cursor.fetchall()}
+    return principals_of(tokens, rows)
+
+
+def credential_ids(tokens: Sequence[str]) -> list[uuid.UUID]:
+    """The credential ids that well-formed tokens name (what to read)."""
+    parsed = [_TOKEN.fullmatch(token) for token in tokens]
+    return list({uuid.UUID(hex=m.group(1)) for m in parsed if m is not None})
+
+
+def principals_of(tokens: Sequence[str], rows: CredentialRows) -> list[Principal | None]:
+    """The principal of each token whose secret matches its unrevoked row, else None."""
     principals: list[Principal | None] = []
-    for match in parsed:
+    for token in tokens:
+        match = _TOKEN.fullmatch(token)
         found = None
         if match is not None:
             credential_id = uuid.UUID(hex=match.group(1))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from events.catalog import Catalog
+from gateway.ingest import Known
 from gateway.principals import Principal
 from gateway.problems import ProblemError
 from gateway.state import Gateway
@@ -65,21 +67,41 @@ async def current_principal(
 
 
 class PendingPrincipal:
-    """The credential's lookup, started before the request's body is read: a route reads and
-    validates the body (and looks its event ids up) while the database answers."""
+    """The credential's lookup, started when the route says: before a large body is read (the
+    route reads and validates it, and looks its event ids up, while the database answers), or
+    together with the lookup of a small body's event ids (one statement for both)."""
 
-    def __init__(self, lookup: asyncio.Future[Principal | None]) -> None:
-        self._lookup = lookup
-        # Whoever never asks (a request cancelled meanwhile) must not leave an unread error.
-        lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
+    def __init__(self, gateway: Gateway, token: str) -> None:
+        self._gateway, self._token = gateway, token
+        self._lookup: asyncio.Future[Principal | None] | None = None
+
+    def start(self) -> None:
+        """Read the credential now, alone (a no-op once started)."""
+        if self._lookup is None:
+            self._lookup = asyncio.ensure_future(self._gateway.authenticate(self._token))
+            # Whoever never asks (a request cancelled meanwhile) must not leave an unread error.
+            self._lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    @property
+    def started(self) -> bool:
+        """Whether the credential is being (or was) read alone."""
+        return self._lookup is not None
 
     async def principal(self) -> Principal:
         """The principal, or 401 (answered before any error of the body)."""
+        self.start()
+        assert self._lookup is not None
         return _known(await self._lookup)
+
+    async def principal_and_known(self, event_ids: list[UUID]) -> tuple[Principal, Known]:
+        """The principal (or 401) and the record of these ids, read in one statement."""
+        principal, known = await self._gateway.authenticate_and_look_up(self._token, event_ids)
+        return _known(principal), known
 
     def cancel(self) -> None:
         """Nobody will ask any more."""
-        self._lookup.cancel()
+        if self._lookup is not None:
+            self._lookup.cancel()
 
 
 async def pending_principal(
@@ -89,7 +111,7 @@ async def pending_principal(
     """`current_principal` that does not wait: 401 only when the route asks for the principal."""
     if bearer is None:
         raise ProblemError(401, "Unauthorized", "a bearer token is required", headers=_CHALLENGE)
-    return PendingPrincipal(asyncio.ensure_future(gateway.authenticate(bearer.credentials)))
+    return PendingPrincipal(gateway, bearer.credentials)
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID, uuid4
 
 from psycopg_pool import AsyncConnectionPool
@@ -21,6 +22,26 @@ log = logging.getLogger(__name__)
 Recorded = dict[UUID, tuple[bytes, Delivery]]
 # One row of gateway_published_events: id, content digest, source, topic, partition, offset.
 Row = tuple[UUID, bytes, str, str, int, int]
+
+
+# The record of some event ids: id, content digest, topic, partition, offset.
+RECORDED_ROWS = (
+    "SELECT event_id, content_sha256, topic, kafka_partition, kafka_offset"
+    " FROM gateway_published_events WHERE event_id = ANY(%s)"
+)
+
+
+def all_ids(requests: Sequence[Sequence[UUID]]) -> list[UUID]:
+    """Every event id of some requests, once."""
+    return list({eid for ids in requests for eid in ids})
+
+
+def recorded_of(
+    requests: Sequence[Sequence[UUID]], rows: Iterable[Sequence[Any]]
+) -> list[Recorded]:
+    """Each request's share of the rows of RECORDED_ROWS."""
+    found = {r[0]: (bytes(r[1]), Delivery(r[0], r[2], r[3], r[4])) for r in rows}
+    return [{eid: found[eid] for eid in ids if eid in found} for ids in requests]
 
 
 def content_digest(event: Event) -> bytes:
@@ -227,14 +248,9 @@ class Ingest:
     async def _select_recorded(self, requests: list[list[UUID]]) -> list[Recorded]:
         """What the record knows of each request's ids, in one statement for all of them."""
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT event_id, content_sha256, topic, kafka_partition, kafka_offset"
-                " FROM gateway_published_events WHERE event_id = ANY(%s)",
-                (list({eid for ids in requests for eid in ids}),),
-            )
+            cursor = await conn.execute(RECORDED_ROWS, (all_ids(requests),))
             rows = await cursor.fetchall()
-        found = {r[0]: (bytes(r[1]), Delivery(r[0], r[2], r[3], r[4])) for r in rows}
-        return [{eid: found[eid] for eid in ids if eid in found} for ids in requests]
+        return recorded_of(requests, rows)
 
     async def _record(
         self,

@@ -6,14 +6,15 @@ import asyncio
 from uuid import UUID
 
 import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from gateway.body import read_limited
 from gateway.config import INLINE_BYTES, MAX_BATCH
 from gateway.deps import GatewayDep, PendingPrincipalDep
-from gateway.ingest import Outcome, delivery_json
+from gateway.ingest import Outcome
 from gateway.openapi import EVENT_BODY, PROBLEM_RESPONSES
 from gateway.parsing import parse_events
 from gateway.problems import ProblemError
@@ -37,17 +38,24 @@ class EventsAccepted(BaseModel):
     deliveries: list[DeliveryPublic]
 
 
-def accepted(outcome: Outcome) -> JSONResponse:
+def accepted(outcome: Outcome) -> Response:
     """The 202 answer; a retry of the same events gets the same body.
 
-    Built as plain JSON, the shape `EventsAccepted` documents: a pydantic model per delivery
-    was a tenth of the gateway's CPU for a batch of 500."""
+    Built as plain JSON by orjson, the shape `EventsAccepted` documents: a pydantic model per
+    delivery was a tenth of the gateway's CPU for a batch of 500, and `str(UUID)` with the
+    standard encoder most of the rest (orjson writes UUIDs itself)."""
     body = {
         "accepted": len(outcome.deliveries),
-        "deliveries": [delivery_json(d) for d in outcome.deliveries],
+        "deliveries": [
+            {"event_id": d.event_id, "topic": d.topic, "partition": d.partition, "offset": d.offset}
+            for d in outcome.deliveries
+        ],
     }
-    return JSONResponse(
-        body, status_code=202, headers={"Idempotent-Replayed": str(outcome.replayed)}
+    return Response(
+        orjson.dumps(body),
+        status_code=202,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": str(outcome.replayed)},
     )
 
 
@@ -65,16 +73,21 @@ def accepted(outcome: Outcome) -> JSONResponse:
 )
 async def publish_events(
     request: Request, gateway: GatewayDep, pending: PendingPrincipalDep
-) -> JSONResponse:
+) -> Response:
     """Validate, authorise and publish; 202 only once Kafka acknowledged every event.
 
-    The credential is read while the body is read and validated, and beside the lookup of the
-    body's event ids: one database wait instead of two (docs/gateway.md, Performance). A bad
-    credential is still answered 401 before anything the body got wrong."""
+    A small body (`Content-Length` up to INLINE_BYTES: single events) is read and validated
+    first, then its credential and event ids are read in one statement. For a larger one the
+    credential is read while the body is read and validated, and beside the lookup of its
+    event ids: one database wait instead of two (docs/gateway.md, Performance). Either way a
+    bad credential is answered 401 before anything the body got wrong."""
     try:
         kind = request.headers.get("content-type", "application/json")
         if "json" not in kind.lower():
             raise ProblemError(415, "Unsupported media type", "send application/json")
+        declared = request.headers.get("content-length", "")
+        if not (declared.isdigit() and int(declared) <= INLINE_BYTES):
+            pending.start()
         raw = await read_limited(request, gateway.config.max_body_bytes)
         if len(raw) <= INLINE_BYTES:
             events, batch = parse_events(raw, MAX_BATCH)
@@ -88,14 +101,17 @@ async def publish_events(
         pending.cancel()
         raise
     ids = list(dict.fromkeys(e.envelope.event_id for e in events))
-    lookup = asyncio.ensure_future(gateway.ingest.look_up(ids))
-    lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
-    try:
-        principal = await pending.principal()
-    except BaseException:
-        lookup.cancel()
-        raise
-    known = await lookup
+    if pending.started:
+        lookup = asyncio.ensure_future(gateway.ingest.look_up(ids))
+        lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            principal = await pending.principal()
+        except BaseException:
+            lookup.cancel()
+            raise
+        known = await lookup
+    else:
+        principal, known = await pending.principal_and_known(ids)
     client = request.client.host if request.client else None
     outcome = await gateway.ingest.submit(
         principal, events, batch=batch, client=client, known_ahead=known

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -110,3 +111,11 @@ def test_mllp_frames_get_acks_and_garbage_gets_ar_on_the_same_connection(
     first, second = received.decode().split("\x1c\r")[:2]
     assert "\rMSA|AR|" in first and "\rERR|" in first
     assert "\rMSA|AA|M3" in second
+    # The credential is read with the message's ids in one statement: a revocation still
+    # refuses the very next message, a resend of an acknowledged one included.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE gateway_credentials SET revoked_at = now() WHERE credential_id = %s",
+            (uuid.UUID(hex=token.split("_")[1]),),
+        )
+    assert "\rMSA|AR|M1" in exchange(port, frame(good))

@@ -228,6 +228,19 @@ def test_every_example_event_round_trips_through_the_repository_codec() -> None:
         assert codec.decode(data).subject == type(event).avro_name()
 
 
+def test_encode_event_writes_the_bytes_of_to_record() -> None:
+    """encode_event hands fastavro the model's dump (StrEnums, tuples), not to_record's copy."""
+    from bench.codec import county_events
+    from events.registry import to_record
+
+    codec = Codec(Catalog.load())
+    events = [make() for make in EXAMPLES.values()] + county_events(2000, 11)
+    assert len({e.event_type for e in events}) >= len(EXAMPLES)
+    for event in events:
+        expected = codec.encode(event.envelope.event_type, to_record(event))
+        assert codec.encode_event(event) == expected, event.event_type
+
+
 def test_the_benchmark_workload_is_a_simulated_county_and_decodes_back() -> None:
     from bench.codec import workload
 

@@ -23,14 +23,13 @@ from confluent_kafka import Consumer, TopicPartition
 from consortium.kafka_config import kafka_client_config
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
-from events.codec import Codec
-from events.publisher import Publisher
 from events.replay import log_codec
 from events.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS, Family
 from infra.security import EMPI, processor_principal
 from projections.empi.batches import IndexBatches
 from projections.empi.config import index_config
 from projections.empi.rebuild import index_topics, partitions_of, record_of
+from projections.empi.relay import DecisionRelay
 from projections.empi.store import EmpiStore, relay_outbox
 from projections.frame.deadletters import KafkaDeadLetters
 
@@ -82,11 +81,13 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
             partitions = partitions_of(consumer, index_topics(config.consortium_id))
             consumer.assign([TopicPartition(t, p, stored.get((t, p), 0)) for t, p in partitions])
             log.info("empi: indexing from %s", stored)
-            with Publisher(
+            relay = DecisionRelay(
                 config.bootstrap_servers,
                 config.consortium_id,
+                codec,
                 principal=processor_principal(config.consortium_id, EMPI),
-            ) as publisher:
+            )
+            try:
                 while not stop.is_set():
                     leader.execute("SELECT 1")  # the lock goes with the session: fail if it is lost
                     messages = consumer.consume(config.batch_size, timeout=config.batch_within_s)
@@ -94,7 +95,9 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
                     if records:
                         outcome = _until_done(partial(batches.process, records), stop)
                         log.debug("empi batch: %s", outcome)
-                    _relay(batches, publisher, codec)
+                    _relay(batches, relay)
+            finally:
+                relay.close()
         finally:
             consumer.close()
             batches.close()
@@ -133,10 +136,10 @@ def _until_done(work: Callable[[], T], stop: threading.Event) -> T:
             delay = min(delay * 2, 30.0)
 
 
-def _relay(batches: IndexBatches, publisher: Publisher, codec: Codec) -> None:
+def _relay(batches: IndexBatches, relay: DecisionRelay) -> None:
     """Publish the committed decisions (acks=all) and mark them; a failure is retried next loop."""
     try:
-        while relay_outbox(batches.conn, publisher.publish, codec):
+        while relay_outbox(batches.conn, relay.publish):
             pass
     except Exception:
         batches.close()

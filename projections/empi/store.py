@@ -41,6 +41,7 @@ from projections.empi.index import (
     new_state,
 )
 from projections.empi.matcher import blocking_keys
+from projections.empi.relay import StoredDecision
 
 LIVE_SCHEMA = "empi"
 Cursor = psycopg.Cursor[Any]
@@ -389,22 +390,21 @@ def open_reviews(
 
 def relay_outbox(
     conn: psycopg.Connection[Any],
-    publish: Callable[[list[Event]], object],
-    codec: Codec,
-    limit: int = 500,
+    publish: Callable[[list[StoredDecision]], object],
+    limit: int = 2_000,
 ) -> int:
-    """Publish unpublished decisions in order and mark them; how many were published."""
+    """Publish unpublished decisions in order, as stored, and mark them; how many were published."""
     with conn.transaction(), conn.cursor() as cur:
         rows = cur.execute(
-            "SELECT seq, payload FROM empi.outbox WHERE published_at IS NULL"
-            " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+            "SELECT seq, event_id, person_id, event_type, payload FROM empi.outbox"
+            " WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
             (limit,),
         ).fetchall()
         if not rows:
             return 0
-        publish([codec.decode_event(bytes(payload)) for _, payload in rows])
+        publish([StoredDecision(e, p, t, bytes(v)) for _, e, p, t, v in rows])
         cur.execute(
             "UPDATE empi.outbox SET published_at = now() WHERE seq = ANY(%s)",
-            ([seq for seq, _ in rows],),
+            ([seq for seq, *_ in rows],),
         )
     return len(rows)

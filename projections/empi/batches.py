@@ -19,6 +19,7 @@ import psycopg
 from events.codec import Codec
 from events.patient import PatientDemographicsUpdated, PatientIdentifiersMerged, PatientRegistered
 from events.person import MatchReviewDecided
+from projections.empi.framing import EnvelopeReader
 from projections.empi.generations import BATCH_LOCK
 from projections.empi.ordering import Item, canonical_order
 from projections.empi.store import EmpiStore, use_schema
@@ -35,6 +36,7 @@ INDEXED = (
     PatientIdentifiersMerged,
     MatchReviewDecided,
 )
+_INDEXED_TYPES = frozenset(t.event_type for t in INDEXED)
 # What PostgreSQL refuses because of a record's data; its other errors (the server away, a lost
 # race, a missing migration) say nothing about the records: the whole batch is tried again.
 _DATA_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
@@ -71,6 +73,10 @@ class IndexBatches:
         self._codec = codec
         self._dead_letters = dead_letters
         self._conn: psycopg.Connection[Any] | None = None
+        # Events the index does not read (its own decisions, read back from the person topic:
+        # half of all it reads) are read past undecoded, placed by their bytes' recorded_at.
+        others = frozenset(v.event_type for v in codec.catalog.all()) - _INDEXED_TYPES
+        self._others = EnvelopeReader(codec.catalog, others)
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
@@ -123,6 +129,13 @@ class IndexBatches:
     def _decoded(self, record: Record) -> Item:
         if record.value is None:
             return Item(record, None)
+        if self._others.readable(record.value):
+            try:
+                return Item(record, None, self._others.recorded_at(record.value))
+            except (IndexError, ValueError, OverflowError):
+                return Item(
+                    record, None
+                )  # truncated bytes: dead-lettered with the decoder's reason
         try:
             return Item(record, self._codec.decode_event(record.value))
         except Exception:  # the attempt dead-letters it with the reason
@@ -132,7 +145,11 @@ class IndexBatches:
         outcome = Applied()
         with self.conn.transaction(), self.conn.cursor() as cur:
             fresh = self._fresh(cur, items, outcome)
-            letters = [DeadLetter(i.record, self._why(i.record)) for i in fresh if i.event is None]
+            letters = [
+                DeadLetter(i.record, self._why(i.record))
+                for i in fresh
+                if i.event is None and not i.skipped
+            ]
             events = [i.event for i in fresh if isinstance(i.event, INDEXED)]
             outcome.ignored = len(fresh) - len(letters) - len(events)
             outcome.indexed = len(events)

@@ -6,22 +6,19 @@ of the relay's time, and a fifth of the runner's (docs/empi.md, "Performance"). 
 produces the stored bytes with the key and headers the `Publisher` gives an event: the key is the
 person id (`events.topics.person_key`), the headers `event_type`, `schema_id`, `source` and
 `traceparent`. The one value not in an outbox column, the envelope's `source`, is read from the
-Avro body's first fields — the envelope leads every person schema — where the schema's layout is
-the one this reader knows (checked once per schema id), else by decoding the event.
+bytes (`framing.EnvelopeReader`), or by decoding the event where the layout is not the known one.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka import Producer
 from opentelemetry import trace
 
 from consortium.kafka_config import with_environment
-from events.catalog import Catalog
 from events.codec import Codec
 from events.publisher import (
     SAFE_PRODUCER_CONFIG,
@@ -31,16 +28,9 @@ from events.publisher import (
     traceparent_header,
 )
 from events.topics import Family, event_topic, person_key
+from projections.empi.framing import EnvelopeReader
 
 _tracer = trace.get_tracer("consortium.empi")
-# The envelope's leading fields as the reader below walks them (Avro binary, in schema order).
-_LEADING = (
-    ("event_id", "string"),
-    ("event_type", "string"),
-    ("occurred_at", "long"),
-    ("recorded_at", "long"),
-    ("source", "string"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,46 +41,6 @@ class StoredDecision:
     person_id: uuid.UUID
     event_type: str
     payload: bytes
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    """An Avro long (zig-zag varint) at `at`: its value and the position after it."""
-    shift = result = 0
-    while True:
-        byte = data[at]
-        at += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), at
-        shift += 7
-
-
-def envelope_source(payload: bytes) -> str:
-    """The envelope's `source` of a framed event whose schema leads with the envelope."""
-    at = 5  # magic byte and schema id
-    for _name, kind in _LEADING:
-        value, at = _varint(payload, at)
-        if kind == "string":
-            if _name == "source":
-                return payload[at : at + value].decode()
-            at += value
-    raise AssertionError("unreachable")
-
-
-def _leads_with_envelope(schema: Mapping[str, Any]) -> bool:
-    """Whether a schema's first field is an envelope whose first fields are `_LEADING`."""
-    fields = schema.get("fields") or []
-    if not fields or fields[0].get("name") != "envelope":
-        return False
-    envelope = fields[0].get("type")
-    if not isinstance(envelope, Mapping):
-        return False
-    leading = envelope.get("fields", [])[: len(_LEADING)]
-    found = []
-    for f in leading:
-        kind = f.get("type")
-        found.append((f.get("name"), kind.get("type") if isinstance(kind, Mapping) else kind))
-    return tuple(found) == _LEADING
 
 
 class DecisionRelay:
@@ -108,7 +58,7 @@ class DecisionRelay:
         self._codec = codec
         self._topic = event_topic(Family.PERSON, consortium_id)
         self._timeout = timeout
-        self._readable = _readable_ids(codec.catalog)
+        self._envelopes = EnvelopeReader(codec.catalog)
         settings = with_environment(None, principal)
         self._producer = Producer(
             {"bootstrap.servers": bootstrap_servers, **SAFE_PRODUCER_CONFIG, **settings}
@@ -116,8 +66,8 @@ class DecisionRelay:
 
     def source_of(self, payload: bytes) -> str:
         """The envelope's source, read from the bytes where the layout is known."""
-        if payload[:1] == b"\x00" and int.from_bytes(payload[1:5], "big") in self._readable:
-            return envelope_source(payload)
+        if self._envelopes.readable(payload):
+            return self._envelopes.source(payload)
         return self._codec.decode_event(payload).envelope.source
 
     def outgoing(self, rows: Sequence[StoredDecision], traceparent: bytes) -> list[Outgoing]:
@@ -155,7 +105,3 @@ class DecisionRelay:
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is still queued."""
         self._producer.flush(timeout)
-
-
-def _readable_ids(catalog: Catalog) -> frozenset[int]:
-    return frozenset(v.id for v in catalog.all() if _leads_with_envelope(v.schema))

@@ -75,3 +75,20 @@ def test_a_generation_holds_exactly_the_index_migrations_tables() -> None:
     assert tables >= {"records", "reviews", "outbox", "state", "consumed", "positions", "batches"}
     assert set(re.findall(r"CREATE TABLE empi_gtest\.(\w+)", ddl)) == tables
     assert not re.search(r"\bempi[.;]", ddl)
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=lanes, skipped=st.lists(st.booleans(), min_size=40, max_size=40))
+def test_a_record_read_past_undecoded_sorts_as_its_decoded_event_would(
+    spec: list[list[tuple[int, bool]]], skipped: list[bool]
+) -> None:
+    items = batch(spec)
+    # Some decoded records become records of a type the index does not read: only their time.
+    passed = [
+        Item(i.record, None, i.event.envelope.recorded_at) if i.event is not None and skip else i
+        for i, skip in zip(items, skipped[: len(items)], strict=True)
+    ]
+    for p, i in zip(passed, items, strict=True):
+        assert p.skipped == (p.event is None and i.event is not None)
+    order = [(i.record.partition, i.record.offset) for i in canonical_order(items)]
+    assert [(i.record.partition, i.record.offset) for i in canonical_order(passed)] == order

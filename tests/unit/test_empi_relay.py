@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import pytest
@@ -12,8 +13,9 @@ from events.codec import Codec
 from events.envelope import Event
 from events.topics import Family, event_topic
 from projections.empi.evaluation import evaluation_config, labelled_identities
+from projections.empi.framing import EnvelopeReader
 from projections.empi.index import apply, new_state
-from projections.empi.relay import DecisionRelay, StoredDecision, envelope_source
+from projections.empi.relay import DecisionRelay, StoredDecision
 
 CODEC = Codec(default_catalog())
 
@@ -59,19 +61,36 @@ def test_each_kind_of_decision_is_relayed_as_the_publisher_sends_it(relay: Decis
         ]
 
 
-def test_the_source_read_from_the_bytes_is_the_decoded_envelopes() -> None:
-    for event in decisions():
+def test_source_and_recorded_at_read_from_the_bytes_are_the_decoded_envelopes() -> None:
+    reader = EnvelopeReader(CODEC.catalog)
+    events = [*decisions(), *labelled_identities(200, seed=32).registrations]
+    for event in events:
         payload = CODEC.encode_event(event)
-        assert envelope_source(payload) == CODEC.decode_event(payload).envelope.source
-    # Any event whose schema leads with the envelope, with a source of several bytes per letter.
+        assert reader.readable(payload)
+        decoded = CODEC.decode_event(payload).envelope
+        assert reader.source(payload) == decoded.source
+        assert reader.recorded_at(payload) == decoded.recorded_at
+    # A source of several bytes per letter; times before 1970 and far ahead (long varints).
     event = decisions()[0]
-    other = event.model_copy(
-        update={"envelope": event.envelope.model_copy(update={"source": "县医院" * 50})}
-    )
-    assert envelope_source(CODEC.encode_event(other)) == "县医院" * 50
+    early, late = datetime(1901, 2, 3, 4, 5, 6, 789000, UTC), datetime(2999, 12, 31, tzinfo=UTC)
+    for source, at in (("县医院" * 50, early), ("H", late)):
+        changed = event.envelope.model_copy(update={"source": source, "recorded_at": at})
+        payload = CODEC.encode_event(event.model_copy(update={"envelope": changed}))
+        decoded = CODEC.decode_event(payload).envelope
+        assert (reader.source(payload), reader.recorded_at(payload)) == (
+            decoded.source,
+            decoded.recorded_at,
+        )
+
+
+def test_only_the_types_asked_for_are_readable() -> None:
+    reader = EnvelopeReader(CODEC.catalog, frozenset({"PersonLinked"}))
+    kinds = {type(e).__name__: reader.readable(CODEC.encode_event(e)) for e in decisions()}
+    assert kinds["PersonLinked"] and not kinds["MatchReviewRequested"]
+    assert not reader.readable(None) and not reader.readable(b"\x01" + b"\x00" * 20)
 
 
 def test_an_unknown_layout_falls_back_to_decoding(relay: DecisionRelay) -> None:
     payload = CODEC.encode_event(decisions()[0])
-    relay._readable = frozenset()  # as for a schema whose envelope does not lead
+    relay._envelopes.ids = frozenset()  # as for a schema whose envelope does not lead
     assert relay.source_of(payload) == decisions()[0].envelope.source

@@ -31,6 +31,7 @@ from events.person import (
     ReviewDecision,
 )
 from events.registry import from_record
+from projections.empi.encoding import encoded
 from projections.empi.identity import Demographics, HashedId, RecordKey, identity_of
 from projections.empi.index import (
     IndexConfig,
@@ -157,7 +158,7 @@ class _Later:
                     [d.envelope.event_id for d in self.outbox],
                     [uuid.UUID(d.envelope.patient_local_id) for d in self.outbox],
                     [d.event_type for d in self.outbox],
-                    [codec.encode_event(d) for d in self.outbox],
+                    [encoded(codec, d) for d in self.outbox],
                 ),
             )
 

@@ -27,6 +27,7 @@ from events.person import (
     PersonUnlinked,
     ReviewDecision,
 )
+from events.registry import to_record
 from examples import COUNTY_HOSPITAL, OCCURRED_AT, TOWNSHIP, VILLAGE, envelope, resident_id
 from projections.empi.config import (
     HASH_KEY_VARIABLE,
@@ -34,6 +35,7 @@ from projections.empi.config import (
     index_config,
     lead_institution,
 )
+from projections.empi.encoding import encoded, record_of
 from projections.empi.evaluation import LabelledSet, evaluation_config, labelled_identities
 from projections.empi.evaluation import score as score_index
 from projections.empi.index import (
@@ -106,6 +108,9 @@ def assert_as_validated(decision: Event) -> None:
     assert validated == decision
     assert validated.model_dump() == decision.model_dump()
     assert CODEC.encode_event(validated) == CODEC.encode_event(decision)
+    # The outbox's encoding (no model dump per decision) gives the codec's record and bytes.
+    assert record_of(decision) == to_record(validated)
+    assert encoded(CODEC, decision) == CODEC.encode_event(validated)
 
 
 def test_the_first_record_founds_a_person_named_after_it() -> None:

@@ -87,6 +87,8 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
                 codec,
                 principal=processor_principal(config.consortium_id, EMPI),
             )
+            relaying = _Relaying(config.database_url, relay)
+            relaying.start()
             try:
                 while not stop.is_set():
                     leader.execute("SELECT 1")  # the lock goes with the session: fail if it is lost
@@ -95,8 +97,9 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
                     if records:
                         outcome = _until_done(partial(batches.process, records), stop)
                         log.debug("empi batch: %s", outcome)
-                    _relay(batches, relay)
+                        relaying.nudge()
             finally:
+                relaying.finish()
                 relay.close()
         finally:
             consumer.close()
@@ -136,11 +139,53 @@ def _until_done(work: Callable[[], T], stop: threading.Event) -> T:
             delay = min(delay * 2, 30.0)
 
 
-def _relay(batches: IndexBatches, relay: DecisionRelay) -> None:
-    """Publish the committed decisions (acks=all) and mark them; a failure is retried next loop."""
-    try:
-        while relay_outbox(batches.conn, relay.publish):
-            pass
-    except Exception:
-        batches.close()
-        log.exception("empi: relaying decisions failed; retrying")
+class _Relaying(threading.Thread):
+    """Drains the outbox beside the batches, on its own connection, in the outbox's order.
+
+    The relay waited for Kafka's acknowledgement (acks=all) between one batch's commit and the
+    next batch's read; beside them, that wait overlaps the next batch. One thread relays, so the
+    decisions still go out in their order (seq). A failure is logged and retried at the next
+    nudge or after a second; at the end the outbox is drained once more.
+    """
+
+    def __init__(self, database_url: str, relay: DecisionRelay) -> None:
+        super().__init__(name="empi-relay", daemon=True)
+        self._database_url = database_url
+        self._relay = relay
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def nudge(self) -> None:
+        """A batch committed: relay its decisions."""
+        self._wake.set()
+
+    def finish(self, timeout: float = 30.0) -> None:
+        """Drain what is committed and stop."""
+        self._done.set()
+        self._wake.set()
+        self.join(timeout)
+
+    def run(self) -> None:
+        try:
+            while True:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                done = self._done.is_set()
+                self._drain()
+                if done:
+                    return
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    def _drain(self) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._database_url)
+            while relay_outbox(self._conn, self._relay.publish):
+                pass
+        except Exception:
+            if self._conn is not None:
+                self._conn.close()
+            log.exception("empi: relaying decisions failed; retrying")

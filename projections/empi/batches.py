@@ -133,9 +133,8 @@ class IndexBatches:
             try:
                 return Item(record, None, self._others.recorded_at(record.value))
             except (IndexError, ValueError, OverflowError):
-                return Item(
-                    record, None
-                )  # truncated bytes: dead-lettered with the decoder's reason
+                # Truncated bytes: dead-lettered with the decoder's reason.
+                return Item(record, None)
         try:
             return Item(record, self._codec.decode_event(record.value))
         except Exception:  # the attempt dead-letters it with the reason

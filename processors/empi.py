@@ -23,14 +23,13 @@ from confluent_kafka import Consumer, TopicPartition
 from consortium.kafka_config import kafka_client_config
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
-from events.codec import Codec
-from events.publisher import Publisher
 from events.replay import log_codec
 from events.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS, Family
 from infra.security import EMPI, processor_principal
 from projections.empi.batches import IndexBatches
 from projections.empi.config import index_config
 from projections.empi.rebuild import index_topics, partitions_of, record_of
+from projections.empi.relay import DecisionRelay
 from projections.empi.store import EmpiStore, relay_outbox
 from projections.frame.deadletters import KafkaDeadLetters
 
@@ -82,11 +81,15 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
             partitions = partitions_of(consumer, index_topics(config.consortium_id))
             consumer.assign([TopicPartition(t, p, stored.get((t, p), 0)) for t, p in partitions])
             log.info("empi: indexing from %s", stored)
-            with Publisher(
+            relay = DecisionRelay(
                 config.bootstrap_servers,
                 config.consortium_id,
+                codec,
                 principal=processor_principal(config.consortium_id, EMPI),
-            ) as publisher:
+            )
+            relaying = _Relaying(config.database_url, relay)
+            relaying.start()
+            try:
                 while not stop.is_set():
                     leader.execute("SELECT 1")  # the lock goes with the session: fail if it is lost
                     messages = consumer.consume(config.batch_size, timeout=config.batch_within_s)
@@ -94,7 +97,10 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
                     if records:
                         outcome = _until_done(partial(batches.process, records), stop)
                         log.debug("empi batch: %s", outcome)
-                    _relay(batches, publisher, codec)
+                        relaying.nudge()
+            finally:
+                relaying.finish()
+                relay.close()
         finally:
             consumer.close()
             batches.close()
@@ -133,11 +139,53 @@ def _until_done(work: Callable[[], T], stop: threading.Event) -> T:
             delay = min(delay * 2, 30.0)
 
 
-def _relay(batches: IndexBatches, publisher: Publisher, codec: Codec) -> None:
-    """Publish the committed decisions (acks=all) and mark them; a failure is retried next loop."""
-    try:
-        while relay_outbox(batches.conn, publisher.publish, codec):
-            pass
-    except Exception:
-        batches.close()
-        log.exception("empi: relaying decisions failed; retrying")
+class _Relaying(threading.Thread):
+    """Drains the outbox beside the batches, on its own connection, in the outbox's order.
+
+    The relay waited for Kafka's acknowledgement (acks=all) between one batch's commit and the
+    next batch's read; beside them, that wait overlaps the next batch. One thread relays, so the
+    decisions still go out in their order (seq). A failure is logged and retried at the next
+    nudge or after a second; at the end the outbox is drained once more.
+    """
+
+    def __init__(self, database_url: str, relay: DecisionRelay) -> None:
+        super().__init__(name="empi-relay", daemon=True)
+        self._database_url = database_url
+        self._relay = relay
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def nudge(self) -> None:
+        """A batch committed: relay its decisions."""
+        self._wake.set()
+
+    def finish(self, timeout: float = 30.0) -> None:
+        """Drain what is committed and stop."""
+        self._done.set()
+        self._wake.set()
+        self.join(timeout)
+
+    def run(self) -> None:
+        try:
+            while True:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                done = self._done.is_set()
+                self._drain()
+                if done:
+                    return
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    def _drain(self) -> None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._database_url)
+            while relay_outbox(self._conn, self._relay.publish):
+                pass
+        except Exception:
+            if self._conn is not None:
+                self._conn.close()
+            log.exception("empi: relaying decisions failed; retrying")

@@ -38,9 +38,15 @@ def _to_simplified() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
-@lru_cache(maxsize=65536)
 def fold(text: str) -> str:
     """Full-width to half-width, traditional to simplified, separators and case removed."""
+    if text.isascii():  # NFKC and OpenCC leave ASCII as it is (resident ids, Latin names)
+        return text.translate(_SEPARATORS).lower()
+    return _fold_unicode(text)
+
+
+@lru_cache(maxsize=65536)
+def _fold_unicode(text: str) -> str:
     half = unicodedata.normalize("NFKC", text)
     simplified: str = _to_simplified().convert(half)
     return simplified.translate(_SEPARATORS).lower()

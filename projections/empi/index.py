@@ -262,12 +262,18 @@ def _ranked(state: IndexState, key: RecordKey, exclude: uuid.UUID | None) -> lis
     """The best comparison per candidate person, best first (ties: first seen)."""
     identity = state.identities[key]
     weights, limit = state.config.weights, state.config.max_block
-    best: dict[uuid.UUID, Candidate] = {}
+    # person -> (its best comparison's rank, the candidate); `_rank` inline, held with its rank
+    best: dict[uuid.UUID, tuple[tuple[bool, float], Candidate]] = {}
     seen: set[RecordKey] = {key}
-    apart, person_of, identities = state.apart, state.person_of, state.identities
+    apart, person_of, identities, blocks = (
+        state.apart,
+        state.person_of,
+        state.identities,
+        state.blocks,
+    )
     for block in blocking_keys(identity):
-        members = state.blocks.get(block, {})
-        if len(members) > limit:
+        members = blocks.get(block)
+        if members is None or len(members) > limit:
             continue  # a block this large says nothing (e.g. a clinic's shared phone)
         for other in members:
             if other in seen:
@@ -275,13 +281,19 @@ def _ranked(state: IndexState, key: RecordKey, exclude: uuid.UUID | None) -> lis
             seen.add(other)
             person = person_of[other]
             # uuid hashing is Python code: ask `apart` only when it holds anything
-            if person == exclude or (apart and (key, person) in apart):
+            if (exclude is not None and person == exclude) or (apart and (key, person) in apart):
                 continue
             comparison = compare(identity, identities[other], weights)
+            rank = (comparison[2] is not None and not comparison[3], comparison[0])
             held = best.get(person)
-            if held is None or _rank(comparison) > _rank(held[1]):
-                best[person] = (person, comparison, other)
-    return sorted(best.values(), key=lambda c: _rank(c[1]), reverse=True)
+            if held is None or rank > held[0]:
+                best[person] = (rank, (person, comparison, other))
+    ranked = sorted(best.values(), key=_first, reverse=True)
+    return [candidate for _, candidate in ranked]
+
+
+def _first(pair: tuple[tuple[bool, float], Candidate]) -> tuple[bool, float]:
+    return pair[0]
 
 
 def _ranked_within(state: IndexState, key: RecordKey, person: uuid.UUID) -> Comparison | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NamedTuple
 
 from events.person import AgreementLevel, FieldAgreement, MatchField, MatchMethod
 from projections.empi.identity import Identity
@@ -89,9 +90,12 @@ class Thresholds:
     review: float = 4.0
 
 
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """The outcome of comparing two records."""
+class Comparison(NamedTuple):
+    """The outcome of comparing two records.
+
+    A named tuple, not a frozen dataclass: the index builds one per candidate (the hottest loop),
+    and a frozen dataclass sets each field through `object.__setattr__`.
+    """
 
     score: float
     cells: tuple[str, ...]
@@ -100,34 +104,79 @@ class Comparison:
 
     def agreement(self, weights: Mapping[str, float] = WEIGHTS) -> tuple[FieldAgreement, ...]:
         """The agreement vector as the decision events carry it."""
-        return tuple(
-            FieldAgreement(
-                field=CELLS[cell][0],
-                level=CELLS[cell][1],
-                detail=CELLS[cell][2],
-                weight=weights.get(cell, 0.0),
-            )
-            for cell in self.cells
+        return tuple(_field_agreement(cell, weights.get(cell, 0.0)) for cell in self.cells)
+
+
+_AGREEMENTS: dict[tuple[str, str], FieldAgreement] = {}
+
+
+def _field_agreement(cell: str, weight: float) -> FieldAgreement:
+    """One cell's agreement: the models are frozen, so one per cell and weight serves them all.
+
+    Keyed by the weight's exact value (`float.hex`: 0.0 and -0.0 are equal but encode apart).
+    """
+    key = (cell, float(weight).hex())
+    found = _AGREEMENTS.get(key)
+    if found is None:
+        if len(_AGREEMENTS) > 4096:  # weights being trained: many mappings, each seen briefly
+            _AGREEMENTS.clear()
+        field, level, detail = CELLS[cell]
+        found = _AGREEMENTS[key] = FieldAgreement(
+            field=field, level=level, detail=detail, weight=weight
         )
+    return found
 
 
 _NAME_DISAGREES = frozenset({"name.disagree", "name.surname_only"})
 
 
-def compare(a: Identity, b: Identity, weights: Mapping[str, float] = WEIGHTS) -> Comparison:
-    """Compare two records field by field; identifiers decide unless the name contradicts them."""
-    id_cell = _resident_id(a, b)
+def compare(  # noqa: PLR0912 - one body: a call per field cost more than the comparing
+    a: Identity, b: Identity, weights: Mapping[str, float] = WEIGHTS
+) -> Comparison:
+    """Compare two records field by field; identifiers decide unless the name contradicts them.
+
+    The hottest loop of the index (every candidate of every registration): the fields are
+    compared inline, commonest outcomes first, rather than through a function per field.
+    """
+    # resident id: both check digits valid and equal, the first 17 characters, or apart
+    if a.id17_hash is None or b.id17_hash is None:
+        id_cell = "id.missing"
+    elif a.id_hash is not None and a.id_hash == b.id_hash:
+        id_cell = "id.agree"
+    elif a.id17_hash == b.id17_hash:
+        id_cell = "id.first17"
+    else:
+        id_cell = "id.disagree"
+    if a.insurance is None or b.insurance is None:
+        insurance_cell = "insurance.missing"
+    elif a.insurance == b.insurance:
+        insurance_cell = "insurance.agree"
+    else:
+        insurance_cell = "insurance.disagree"
+    name_cell = _name(a, b)
     implied = id_cell == "id.agree"  # the contracts make birth date and sex agree with the id
+    if implied:
+        birth_cell, sex_cell = "birth.implied", "sex.implied"
+    else:
+        birth_cell = _birth(a, b)
+        if a.sex is None or b.sex is None:
+            sex_cell = "sex.missing"
+        else:
+            sex_cell = "sex.agree" if a.sex == b.sex else "sex.disagree"
+    if a.phone is None or b.phone is None:
+        phone_cell = "phone.missing"
+    else:
+        phone_cell = "phone.agree" if a.phone == b.phone else "phone.disagree"
     cells = (
         id_cell,
-        _insurance(a, b),
-        _name(a, b),
-        "birth.implied" if implied else _birth(a, b),
-        "sex.implied" if implied else _sex(a, b),
-        _phone(a, b),
+        insurance_cell,
+        name_cell,
+        birth_cell,
+        sex_cell,
+        phone_cell,
         _address(a, b),
     )
-    weight = weights.get  # the hottest loop of the index: ~100 comparisons per registration
+    weight = weights.get
     score = (
         weight(cells[0], 0.0)
         + weight(cells[1], 0.0)
@@ -137,71 +186,55 @@ def compare(a: Identity, b: Identity, weights: Mapping[str, float] = WEIGHTS) ->
         + weight(cells[5], 0.0)
         + weight(cells[6], 0.0)
     )
-    id_agrees, insurance_agrees = implied, cells[1] == "insurance.agree"
+    insurance_agrees = insurance_cell == "insurance.agree"
     # An identifier that agrees while the name or the other identifier disagrees is a
     # relative's card or a typo: never linked automatically, always shown to an administrator.
     # Siblings share all but one character of their names (字辈), so one character is too few.
     # A resident id disagreeing with an agreeing insurance number and name is the other way
     # round: a relative's id card lent at registration (the insurance card is the patient's own).
-    conflict = (id_agrees or insurance_agrees) and (
-        cells[2] in _NAME_DISAGREES
-        or (id_agrees and cells[2] == "name.one_character" and not insurance_agrees)
-        or (id_agrees and cells[1] == "insurance.disagree")
+    conflict = (implied or insurance_agrees) and (
+        name_cell in _NAME_DISAGREES
+        or (implied and name_cell == "name.one_character" and not insurance_agrees)
+        or (implied and insurance_cell == "insurance.disagree")
     )
     deterministic = None
     if not conflict:
-        if id_agrees:
+        if implied:
             deterministic = MatchMethod.RESIDENT_ID
         elif insurance_agrees:
             deterministic = MatchMethod.INSURANCE_NUMBER
     return Comparison(score, cells, deterministic, conflict)
 
 
-def _resident_id(a: Identity, b: Identity) -> str:
-    if a.id17_hash is None or b.id17_hash is None:
-        return "id.missing"
-    if a.id_hash is not None and a.id_hash == b.id_hash:
-        return "id.agree"
-    if a.id17_hash == b.id17_hash:
-        return "id.first17"
-    return "id.disagree"
-
-
-def _insurance(a: Identity, b: Identity) -> str:
-    if a.insurance is None or b.insurance is None:
-        return "insurance.missing"
-    return "insurance.agree" if a.insurance == b.insurance else "insurance.disagree"
-
-
-def _name(a: Identity, b: Identity) -> str:
+def _name(a: Identity, b: Identity) -> str:  # noqa: PLR0911 - one return per level
     """The closest way two folded names agree, from exact down to disagree."""
-    if a.name == b.name:  # the commonest cases first, without the table's calls
+    x, y = a.name, b.name
+    if x == y:
         return "name.exact"
     if a.name_pinyin == b.name_pinyin:
         return "name.pinyin"
-    return next((cell for cell, agrees in _NAME_CHECKS[2:] if agrees(a, b)), "name.disagree")
+    given = a.given
+    if a.surname == b.surname and len(given) == 2 and given == b.given[::-1]:
+        return "name.transposed"
+    if len(x) == len(y) and _one_character_apart(x, y):
+        return "name.one_character"
+    if a.fuzzy_pinyin == b.fuzzy_pinyin:
+        return "name.fuzzy_pinyin"
+    if a.surname_pinyin == b.surname_pinyin:
+        return "name.surname_only"
+    return "name.disagree"
 
 
-_NAME_CHECKS: tuple[tuple[str, Callable[[Identity, Identity], bool]], ...] = (
-    ("name.exact", lambda a, b: a.name == b.name),
-    ("name.pinyin", lambda a, b: a.name_pinyin == b.name_pinyin),
-    (
-        "name.transposed",
-        lambda a, b: a.surname == b.surname and len(a.given) == 2 and a.given == b.given[::-1],
-    ),
-    (
-        "name.one_character",
-        lambda a, b: len(a.name) == len(b.name) and _one_character_apart(a, b),
-    ),
-    ("name.fuzzy_pinyin", lambda a, b: a.fuzzy_pinyin == b.fuzzy_pinyin),
-    ("name.surname_only", lambda a, b: a.surname_pinyin == b.surname_pinyin),
-)
-
-
-def _one_character_apart(a: Identity, b: Identity) -> bool:
-    """One character differs, and for a two-character name it is not the whole given name."""
-    differing = [i for i, (x, y) in enumerate(zip(a.name, b.name, strict=True)) if x != y]
-    return len(differing) == 1 and (len(a.name) > 2 or differing[0] == 0)
+def _one_character_apart(x: str, y: str) -> bool:
+    """One character differs (names of one length), and for a two-character name it is not the
+    whole given name."""
+    differing = -1
+    for i in range(len(x)):
+        if x[i] != y[i]:
+            if differing >= 0:
+                return False
+            differing = i
+    return differing >= 0 and (len(x) > 2 or differing == 0)
 
 
 def _birth(a: Identity, b: Identity) -> str:
@@ -215,18 +248,6 @@ def _birth(a: Identity, b: Identity) -> str:
     if (x.month, x.day) == (1, 1) or (y.month, y.day) == (1, 1):
         return "birth.january_first"
     return "birth.year_month" if x.month == y.month else "birth.disagree"
-
-
-def _sex(a: Identity, b: Identity) -> str:
-    if a.sex is None or b.sex is None:
-        return "sex.missing"
-    return "sex.agree" if a.sex == b.sex else "sex.disagree"
-
-
-def _phone(a: Identity, b: Identity) -> str:
-    if a.phone is None or b.phone is None:
-        return "phone.missing"
-    return "phone.agree" if a.phone == b.phone else "phone.disagree"
 
 
 def _address(a: Identity, b: Identity) -> str:

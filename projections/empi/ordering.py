@@ -15,10 +15,21 @@ _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A record of the batch and its event (None: the bytes did not decode)."""
+    """A record of the batch and its event (None: not decoded).
+
+    A record of a type the index does not read is not decoded: `recorded_at` is then its
+    envelope's, read from the bytes (it places the record's successors as its event would).
+    Neither: the bytes did not decode.
+    """
 
     record: Record
     event: Event | None
+    recorded_at: datetime | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """A record of another type, read past undecoded."""
+        return self.event is None and self.recorded_at is not None
 
 
 def canonical_order(items: Sequence[Item]) -> list[Item]:
@@ -42,6 +53,8 @@ def canonical_order(items: Sequence[Item]) -> list[Item]:
             if item.event is not None:
                 # Never earlier than its predecessor: a lane's keys stay sorted for the merge.
                 at = max(at, item.event.envelope.recorded_at)
+            elif item.recorded_at is not None:
+                at = max(at, item.recorded_at)
             keys.append((at, topic, partition, offset))
             by_key[(topic, partition, offset)] = item
         keyed.append(keys)

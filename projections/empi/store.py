@@ -31,6 +31,7 @@ from events.person import (
     ReviewDecision,
 )
 from events.registry import from_record
+from projections.empi.encoding import encoded
 from projections.empi.identity import Demographics, HashedId, RecordKey, identity_of
 from projections.empi.index import (
     IndexConfig,
@@ -41,6 +42,7 @@ from projections.empi.index import (
     new_state,
 )
 from projections.empi.matcher import blocking_keys
+from projections.empi.relay import StoredDecision
 
 LIVE_SCHEMA = "empi"
 Cursor = psycopg.Cursor[Any]
@@ -156,7 +158,7 @@ class _Later:
                     [d.envelope.event_id for d in self.outbox],
                     [uuid.UUID(d.envelope.patient_local_id) for d in self.outbox],
                     [d.event_type for d in self.outbox],
-                    [codec.encode_event(d) for d in self.outbox],
+                    [encoded(codec, d) for d in self.outbox],
                 ),
             )
 
@@ -389,22 +391,21 @@ def open_reviews(
 
 def relay_outbox(
     conn: psycopg.Connection[Any],
-    publish: Callable[[list[Event]], object],
-    codec: Codec,
-    limit: int = 500,
+    publish: Callable[[list[StoredDecision]], object],
+    limit: int = 2_000,
 ) -> int:
-    """Publish unpublished decisions in order and mark them; how many were published."""
+    """Publish unpublished decisions in order, as stored, and mark them; how many were published."""
     with conn.transaction(), conn.cursor() as cur:
         rows = cur.execute(
-            "SELECT seq, payload FROM empi.outbox WHERE published_at IS NULL"
-            " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+            "SELECT seq, event_id, person_id, event_type, payload FROM empi.outbox"
+            " WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
             (limit,),
         ).fetchall()
         if not rows:
             return 0
-        publish([codec.decode_event(bytes(payload)) for _, payload in rows])
+        publish([StoredDecision(e, p, t, bytes(v)) for _, e, p, t, v in rows])
         cur.execute(
             "UPDATE empi.outbox SET published_at = now() WHERE seq = ANY(%s)",
-            ([seq for seq, _ in rows],),
+            ([seq for seq, *_ in rows],),
         )
     return len(rows)

@@ -193,7 +193,13 @@ def test_the_index_runs_through_sigkills_and_equals_a_clean_rebuild(
     assert scalar(url, "SELECT count(*) FROM empi.consumed") == len(events)
 
     # Every decision reached the person topic; a republished one is byte-identical.
-    values = [value for value, _ in read_all(kafka_bootstrap, person)]
+    found = read_all(kafka_bootstrap, person)
+    values = [value for value, _ in found]
+    for value, headers in found:  # relayed as stored, with the headers a Publisher gives
+        event = CODEC.decode_event(value)
+        assert headers["event_type"] == event.event_type.encode()
+        assert headers["source"] == event.envelope.source.encode()
+        assert headers["schema_id"] == str(int.from_bytes(value[1:5], "big")).encode()
     decisions = {CODEC.decode_event(v).envelope.event_id: v for v in values}
     assert len(decisions) == len(set(values))
     with psycopg.connect(url) as conn:

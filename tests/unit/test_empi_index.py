@@ -12,7 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consortium.settings import get_settings
+from events.catalog import default_catalog
+from events.codec import Codec
 from events.envelope import Envelope, Event
+from events.membership import load_membership
 from events.patient import PatientDemographicsUpdated, PatientIdentifiersMerged, PatientRegistered
 from events.person import (
     MatchMethod,
@@ -23,6 +27,7 @@ from events.person import (
     PersonUnlinked,
     ReviewDecision,
 )
+from events.registry import to_record
 from examples import COUNTY_HOSPITAL, OCCURRED_AT, TOWNSHIP, VILLAGE, envelope, resident_id
 from projections.empi.config import (
     HASH_KEY_VARIABLE,
@@ -30,11 +35,13 @@ from projections.empi.config import (
     index_config,
     lead_institution,
 )
+from projections.empi.encoding import encoded, record_of
 from projections.empi.evaluation import LabelledSet, evaluation_config, labelled_identities
 from projections.empi.evaluation import score as score_index
 from projections.empi.index import (
     PERSON_NAMESPACE,
     REVIEW_NAMESPACE,
+    IndexConfig,
     IndexState,
     apply,
     current_person,
@@ -44,6 +51,7 @@ from projections.empi.index import (
 from projections.empi.reviews import review_decision
 
 BORN = date(1968, 3, 12)
+CODEC = Codec(default_catalog())
 ID = resident_id(born=BORN)
 _SERIAL = iter(range(10**9))
 
@@ -88,7 +96,21 @@ def run(state: IndexState, *events: Event) -> list[Event]:
     for event in events:
         state, out = apply(state, event)
         decisions += out
+    for decision in decisions:
+        assert_as_validated(decision)
     return decisions
+
+
+def assert_as_validated(decision: Event) -> None:
+    """The index builds its decisions unvalidated: each must be what full validation builds."""
+    checks = {"membership": load_membership(get_settings().membership_file)}
+    validated = type(decision).model_validate(decision.model_dump(), context=checks)
+    assert validated == decision
+    assert validated.model_dump() == decision.model_dump()
+    assert CODEC.encode_event(validated) == CODEC.encode_event(decision)
+    # The outbox's encoding (no model dump per decision) gives the codec's record and bytes.
+    assert record_of(decision) == to_record(validated)
+    assert encoded(CODEC, decision) == CODEC.encode_event(validated)
 
 
 def test_the_first_record_founds_a_person_named_after_it() -> None:
@@ -355,3 +377,10 @@ def test_an_administrators_decision_is_applied_like_any_other() -> None:
     assert run(state, decision) == []
     assert ((review.institution, review.local_id), review.person_id) in state.apart
     assert person_for(state, review.institution, review.local_id) == linked.person_id
+
+
+def test_decisions_are_published_only_as_a_member() -> None:
+    config = evaluation_config()
+    outsider = IndexConfig(config.hasher, "NOT-A-MEMBER", config.weights, config.thresholds)
+    with pytest.raises(ValueError, match="not a member"):
+        apply(new_state(outsider), registered(TOWNSHIP, "JD0300009"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import date
 from typing import Any
 
@@ -151,3 +153,14 @@ def test_comparison_is_symmetric(
     forward, backward = compare(a, b), compare(b, a)
     assert forward.cells == backward.cells
     assert forward.score == backward.score == sum(WEIGHTS.get(c, 0.0) for c in forward.cells)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_folds_as_nfkc_and_opencc_fold_it(text: str) -> None:
+    assert chinese.fold(text) == chinese._fold_unicode(text)  # the shortcut skips both
+
+
+def test_the_id_hash_is_hmac_sha256_hex() -> None:
+    key = b"a key of sixteen bytes or more"
+    value = "11010519491231002X"
+    assert IdHasher(key)(value) == hmac.new(key, value.encode(), hashlib.sha256).hexdigest()

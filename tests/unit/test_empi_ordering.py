@@ -75,3 +75,50 @@ def test_a_generation_holds_exactly_the_index_migrations_tables() -> None:
     assert tables >= {"records", "reviews", "outbox", "state", "consumed", "positions", "batches"}
     assert set(re.findall(r"CREATE TABLE empi_gtest\.(\w+)", ddl)) == tables
     assert not re.search(r"\bempi[.;]", ddl)
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=lanes, skipped=st.lists(st.booleans(), min_size=40, max_size=40))
+def test_a_record_read_past_undecoded_sorts_as_its_decoded_event_would(
+    spec: list[list[tuple[int, bool]]], skipped: list[bool]
+) -> None:
+    items = batch(spec)
+    # Some decoded records become records of a type the index does not read: only their time.
+    passed = [
+        Item(i.record, None, i.event.envelope.recorded_at) if i.event is not None and skip else i
+        for i, skip in zip(items, skipped[: len(items)], strict=True)
+    ]
+    for p, i in zip(passed, items, strict=True):
+        assert p.skipped == (p.event is None and i.event is not None)
+    order = [(i.record.partition, i.record.offset) for i in canonical_order(items)]
+    assert [(i.record.partition, i.record.offset) for i in canonical_order(passed)] == order
+
+
+class NoLetters:
+    def send(self, letters: object) -> None:
+        raise AssertionError("no dead letters here")
+
+
+def test_the_batches_read_the_index_own_decisions_past_undecoded() -> None:
+    from events.catalog import default_catalog
+    from events.replay import log_codec
+    from projections.empi.batches import IndexBatches
+    from projections.empi.evaluation import evaluation_config, labelled_identities
+    from projections.empi.index import apply, new_state
+    from projections.empi.store import EmpiStore
+
+    codec = log_codec(default_catalog())
+    store = EmpiStore(evaluation_config(), codec)
+    batches = IndexBatches(store, "", codec, dead_letters=NoLetters())  # never connects here
+    [registration] = labelled_identities(1, seed=5).registrations
+    [linked] = apply(new_state(evaluation_config()), registration)[1]
+    registered_bytes, linked_bytes = codec.encode_event(registration), codec.encode_event(linked)
+
+    def item(value: bytes) -> Item:
+        return batches._decoded(Record("c.person.v1", 0, 7, None, value))
+
+    decision = item(linked_bytes)
+    assert decision.skipped and decision.recorded_at == linked.envelope.recorded_at
+    assert item(registered_bytes).event == registration  # what the index reads is decoded
+    truncated = item(linked_bytes[:12])
+    assert truncated.event is None and not truncated.skipped  # to the dead letters

@@ -114,8 +114,7 @@ def rebuild(
                 ends = _ends(watermarks, partitions)
                 if not _reached(positions, ends):
                     continue  # more arrived meanwhile: read on
-                # Once, before readers can see it: the indexes, then the clock's rows.
-                loaded = loaded or _finish_load(processor, generation)
+                loaded = _ready(processor, generation, loaded)
                 if not switch or _try_switch(processor, projection, generation):
                     break
                 ends = _ends(watermarks, partitions)
@@ -355,9 +354,11 @@ def _try_switch(
     return True
 
 
-def _finish_load(processor: BatchProcessor, generation: Generation) -> bool:
-    """After the replay: the deferred indexes, then the rows the final clock changes."""
-    generations.create_indexes(processor.conn, processor.projection, generation)
+def _ready(processor: BatchProcessor, generation: Generation, indexed: bool) -> bool:
+    """Before readers can see the generation: the indexes it was created without (once, after
+    the replay loaded the rows), then the rows the final clock changes. Returns True."""
+    if not indexed:
+        generations.create_indexes(processor.conn, processor.projection, generation)
     _final_sweep(processor)
     return True
 

@@ -14,6 +14,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from events.catalog import Catalog
+from events.codec import Codec
 from events.replay import log_codec
 from events.topics import event_topic
 from projections.frame import generations
@@ -45,7 +46,7 @@ def rebuild(
     database_url: str,
     consortium_id: str,
     dead_letters: DeadLetterSink,
-    batch_size: int = 5_000,
+    batch_size: int = 20_000,
     strict_decoding: bool = False,
     switch: bool = True,
     progress: Progress | None = None,
@@ -66,13 +67,15 @@ def rebuild(
     # The rebuild reads what the projection's processor reads, as its principal in secure mode.
     security = with_environment(kafka, processor_principal(consortium_id, projection.name))
     with psycopg.connect(database_url) as conn:
-        generation = generations.create(conn, projection, "building")
-    processor = BatchProcessor(
+        # Secondary indexes are built once the replay has loaded the rows (they are not read
+        # before the switch), not updated row by row.
+        generation = generations.create(conn, projection, "building", defer_indexes=True)
+    processor = _replayer(
         projection,
         database_url,
         log_codec(Catalog.load(), strict=strict_decoding),
         dead_letters,
-        target=fixed_target(generation),
+        generation,
     )
     consumer = _consumer(bootstrap_servers, f"{consortium_id}.rebuild.{projection.name}", security)
     # Watermarks from a client of their own: on the reading consumer, a ListOffsets request
@@ -103,6 +106,7 @@ def rebuild(
             read = _stored(processor, generation)
         consumer.assign([TopicPartition(t, p, read.get((t, p), 0)) for t, p in partitions])
         done = total.records
+        loaded = False
         while True:
             known = sum(ends.values())
             positions = _stored(processor, generation)
@@ -110,6 +114,7 @@ def rebuild(
                 ends = _ends(watermarks, partitions)
                 if not _reached(positions, ends):
                     continue  # more arrived meanwhile: read on
+                loaded = _ready(processor, generation, loaded)
                 if not switch or _try_switch(processor, projection, generation):
                     break
                 ends = _ends(watermarks, partitions)
@@ -146,6 +151,24 @@ class _Job:
     strict_decoding: bool
     batch_size: int
     kafka: dict[str, Any] = field(default_factory=dict)
+
+
+def _replayer(
+    projection: Projection[Any, Any],
+    database_url: str,
+    codec: Codec,
+    dead_letters: DeadLetterSink,
+    generation: Generation,
+) -> BatchProcessor:
+    """A processor into the building generation (swept at the end when the projection may)."""
+    return BatchProcessor(
+        projection,
+        database_url,
+        codec,
+        dead_letters,
+        target=fixed_target(generation),
+        sweep_every_batch=not projection.rebuild_sweeps_at_end,
+    )
 
 
 def _check_parallel(projection: Projection[Any, Any], workers: int) -> None:
@@ -220,14 +243,14 @@ def _replay_share(job: _Job, share: Mapping[Partition, int]) -> Outcome:
     from projections.frame.deadletters import KafkaDeadLetters
 
     chosen = projection(job.projection, job.consortium_id)
-    processor = BatchProcessor(
+    processor = _replayer(
         chosen,
         job.database_url,
         log_codec(Catalog.load(), strict=job.strict_decoding),
         KafkaDeadLetters(
             job.bootstrap_servers, job.consortium_id, job.projection, config=job.kafka or None
         ),
-        target=fixed_target(job.generation),
+        job.generation,
     )
     consumer = _consumer(
         job.bootstrap_servers,
@@ -328,6 +351,15 @@ def _try_switch(
             if any(mine.get(tp, 0) < offset for tp, offset in theirs.items()):
                 return False
         generations.switch(cur, projection, generation)
+    return True
+
+
+def _ready(processor: BatchProcessor, generation: Generation, indexed: bool) -> bool:
+    """Before readers can see the generation: the indexes it was created without (once, after
+    the replay loaded the rows), then the rows the final clock changes. Returns True."""
+    if not indexed:
+        generations.create_indexes(processor.conn, processor.projection, generation)
+    _final_sweep(processor)
     return True
 
 

@@ -96,8 +96,16 @@ class BatchProcessor:
         codec: Codec,
         dead_letters: DeadLetterSink,
         target: Target | None = None,
+        *,
+        sweep_every_batch: bool = True,
     ) -> None:
         self.projection = projection
+        # False: the caller sweeps once at the end (a rebuild, where nobody reads meanwhile).
+        self._sweep_every_batch = sweep_every_batch
+        # Per generation: the clock of this processor's last committed sweep, when it found
+        # nothing to re-derive. At the same clock a sweep finds nothing again, except rows
+        # another worker derived at an older clock; its own next batch or the tick sweeps them.
+        self._quiet_at: dict[str, datetime] = {}
         self._conninfo = conninfo
         self._codec = codec
         self._dead_letters = dead_letters
@@ -160,6 +168,7 @@ class BatchProcessor:
     def _attempt(self, records: Sequence[Record]) -> Outcome:
         outcome = Outcome()
         letters: list[DeadLetter] = []
+        swept: tuple[str, datetime, int] | None = None
         with self.conn.transaction(), self.conn.cursor() as cur:
             generation = self._target(cur)
             positions = _lock_positions(cur, generation, records)
@@ -198,13 +207,25 @@ class BatchProcessor:
                     (generation.key, failed),
                 )
             _advance_positions(cur, generation, fresh)
-            if clock is not None:
-                store.sweep(cur, generation.schema, clock)
+            if clock is not None and self._should_sweep(generation, clock):
+                swept = (generation.key, clock, store.sweep(cur, generation.schema, clock))
+        if swept is not None:
+            self._remember_sweep(*swept)
         if outcome.gaps:
             log.warning(
                 "%s: %d partitions jumped past the stored position", generation.key, outcome.gaps
             )
         return outcome
+
+    def _should_sweep(self, generation: Generation, clock: datetime) -> bool:
+        return self._sweep_every_batch and self._quiet_at.get(generation.key) != clock
+
+    def _remember_sweep(self, key: str, clock: datetime, changed: int) -> None:
+        """After the commit: a sweep that changed nothing need not run again at its clock."""
+        if changed == 0:
+            self._quiet_at[key] = clock
+        else:
+            self._quiet_at.pop(key, None)
 
     def _decode(
         self, records: Iterable[Record], letters: list[DeadLetter], outcome: Outcome
@@ -242,15 +263,21 @@ class BatchProcessor:
                 relevant[item.event.envelope.event_id] = item
         if not relevant:
             return []
-        # A concurrent claim of the same id waits here for the other transaction's outcome.
+        # One statement that returns only the ids already claimed (usually none): the ids go
+        # as one array literal, sorted by PostgreSQL (a fixed lock order between workers). A
+        # concurrent claim of the same id waits here for the other transaction's outcome.
         rows = cur.execute(
-            "INSERT INTO consumed_events (projection, event_id)"
-            " SELECT %s, unnest(%s::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
-            (generation.key, sorted(relevant)),
+            "WITH wanted AS (SELECT unnest(%s::uuid[]) AS id),"
+            " claimed AS (INSERT INTO consumed_events (projection, event_id)"
+            "  SELECT %s, id FROM wanted ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id)"
+            " SELECT id FROM wanted EXCEPT ALL SELECT event_id FROM claimed",
+            (uuid_array(relevant), generation.key),
         ).fetchall()
-        claimed = {row[0] for row in rows}
-        outcome.duplicates += len(relevant) - len(claimed)
-        return [item for event_id, item in relevant.items() if event_id in claimed]
+        if not rows:
+            return list(relevant.values())
+        taken = {row[0] for row in rows}
+        outcome.duplicates += len(taken)
+        return [item for event_id, item in relevant.items() if event_id not in taken]
 
     def _dead_letter_alone(self, record: Record, error: str) -> Outcome:
         """Send one record PostgreSQL refused to the dead letters and move past it."""
@@ -267,13 +294,19 @@ class BatchProcessor:
         return outcome
 
     def tick(self) -> int:
-        """Re-derive rows that the event clock alone changes; run when the stream is idle."""
-        with self._using, self.conn.transaction(), self.conn.cursor() as cur:
-            generation = self._target(cur)
-            clock = read_clock(cur, generation)
-            if clock is None:
-                return 0
-            return self.projection.store.sweep(cur, generation.schema, clock)
+        """Re-derive rows that the event clock alone changes; run when the stream is idle.
+
+        Always sweeps (also at a clock a batch found quiet): it is what catches rows another
+        worker derived at an older clock."""
+        with self._using:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                generation = self._target(cur)
+                clock = read_clock(cur, generation)
+                if clock is None:
+                    return 0
+                changed = self.projection.store.sweep(cur, generation.schema, clock)
+            self._remember_sweep(generation.key, clock, changed)
+            return changed
 
 
 class _GcPause:
@@ -309,6 +342,14 @@ batch of 5,000 about half as fast as decoding the same records one by one (docs/
 They hold no reference cycles, so reference counting frees them; a cycle made meanwhile is
 collected once the collector runs again.
 """
+
+
+def uuid_array(ids: Iterable[UUID]) -> str:
+    """A PostgreSQL array literal of uuids (cast with ``%s::uuid[]``).
+
+    psycopg dumps a list of UUID objects element by element in Python; the literal is one
+    string, and PostgreSQL parses it faster than the client can dump the list."""
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 def _partitions(records: Iterable[Record]) -> list[tuple[str, int]]:

@@ -25,6 +25,10 @@ class Table:
     ddl: str
     digest_columns: tuple[str, ...]
     order_by: tuple[str, ...]
+    # Secondary indexes (DDL with `{schema}`) that the store's own writes and locks do not
+    # use: a rebuild creates them after its replay has loaded the rows (docs/processing.md).
+    # Never a unique index (ON CONFLICT relies on those) nor one a store's query needs.
+    after_load: str = ""
 
 
 class Store(Protocol[K, A]):
@@ -60,3 +64,7 @@ class Projection(Generic[K, A]):
     # The event types key_of can take (None: all). Records of other types on the projection's
     # topics are counted as ignored from their schema id alone, without decoding them.
     event_types: frozenset[str] | None = None
+    # True: a rebuild sweeps once, after its replay, instead of at the end of every batch.
+    # Only for stores whose saved rows do not depend on earlier sweeps having run (the referral
+    # board is derived from its facts and the clock alone); nobody reads a building generation.
+    rebuild_sweeps_at_end: bool = False

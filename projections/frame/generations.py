@@ -40,8 +40,17 @@ def live(cur: Cursor[Any], projection: str, *, share: bool = False) -> Generatio
     return None if row is None else Generation(projection, int(row[0]))
 
 
-def create(conn: Connection[Any], projection: Projection[Any, Any], status: str) -> Generation:
-    """A new generation with empty tables, numbered after every earlier one."""
+def create(
+    conn: Connection[Any],
+    projection: Projection[Any, Any],
+    status: str,
+    *,
+    defer_indexes: bool = False,
+) -> Generation:
+    """A new generation with empty tables, numbered after every earlier one.
+
+    With defer_indexes (a rebuild), the tables' `after_load` indexes are left out; the caller
+    creates them with create_indexes once its replay has loaded the rows."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (GENERATION_LOCK,))
         row = cur.execute(
@@ -56,6 +65,8 @@ def create(conn: Connection[Any], projection: Projection[Any, Any], status: str)
         cur.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
         for table in projection.tables:
             cur.execute(table.ddl.format(schema=generation.schema).encode())
+            if table.after_load and not defer_indexes:
+                cur.execute(table.after_load.format(schema=generation.schema).encode())
         cur.execute(
             "INSERT INTO projection_generations (projection, generation, status)"
             " VALUES (%s, %s, %s)",
@@ -64,6 +75,16 @@ def create(conn: Connection[Any], projection: Projection[Any, Any], status: str)
         if status == "live":
             _point_readers(cur, projection, generation)
     return generation
+
+
+def create_indexes(
+    conn: Connection[Any], projection: Projection[Any, Any], generation: Generation
+) -> None:
+    """The `after_load` indexes of a generation created with defer_indexes."""
+    with conn.transaction(), conn.cursor() as cur:
+        for table in projection.tables:
+            if table.after_load:
+                cur.execute(table.after_load.format(schema=generation.schema).encode())
 
 
 def ensure_live(conn: Connection[Any], projection: Projection[Any, Any]) -> Generation:

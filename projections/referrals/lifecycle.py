@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -170,10 +170,16 @@ def evolve(referral: Referral | None, event: Event) -> Referral:
     if not isinstance(event, ReferralEvent):
         raise TypeError(f"{event.event_type} is not a referral event")
     current = referral or Referral(event.referral_id)
-    if any(f.event_id == event.envelope.event_id for f in current.facts):
-        return current
-    facts = sorted((*current.facts, fact_of(event)), key=lambda f: (f.occurred_at, f.event_id))
-    return replace(current, facts=tuple(facts))
+    event_id = event.envelope.event_id
+    for f in current.facts:
+        if f.event_id == event_id:
+            return current
+    facts = sorted((*current.facts, fact_of(event)), key=_canonical)
+    return Referral(current.referral_id, tuple(facts))  # not replace(): a fifth of evolve
+
+
+def _canonical(fact: Fact) -> tuple[datetime, UUID]:
+    return fact.occurred_at, fact.event_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,4 +17,6 @@ REFERRALS: Projection[UUID, Referral] = Projection(
     evolve=evolve,
     store=ReferralStore(),
     tables=TABLES,
+    # The board is derive(facts, clock): rows saved before the final sweep need no earlier one.
+    rebuild_sweeps_at_end=True,
 )

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from psycopg import Cursor, sql
 
+from projections.frame.batch import uuid_array
 from projections.referrals.lifecycle import Board, Fact, Referral, derive
 
 _BOARD_COLUMNS = (
@@ -42,20 +43,21 @@ class ReferralStore:
         if not keys:
             return {}
         s = sql.Identifier(schema)
+        ids = uuid_array(keys)  # one literal: psycopg dumps a list of uuids one by one
         cur.execute(
             sql.SQL(
                 "INSERT INTO {}.referrals (referral_id, state)"
                 " SELECT id, 'AWAITING_REQUEST' FROM unnest(%s::uuid[]) AS x(id) ORDER BY id"
                 " ON CONFLICT DO NOTHING"
             ).format(s),
-            (list(keys),),
+            (ids,),
         )
         rows = cur.execute(
             sql.SQL(
-                "SELECT referral_id, facts FROM {}.referrals WHERE referral_id = ANY(%s)"
+                "SELECT referral_id, facts FROM {}.referrals WHERE referral_id = ANY(%s::uuid[])"
                 " ORDER BY referral_id FOR UPDATE"
             ).format(s),
-            (list(keys),),
+            (ids,),
         ).fetchall()
         return {rid: Referral(rid, tuple(Fact.from_json(f) for f in facts)) for rid, facts in rows}
 
@@ -122,9 +124,10 @@ def _write(cur: Cursor[Any], schema: str, boards: Sequence[tuple[Referral, Board
             " WHERE t.referral_id = r.referral_id"
         ).format(s, assignments)
     )
-    ids = [referral.referral_id for referral, _ in boards]
+    ids = uuid_array(referral.referral_id for referral, _ in boards)
     cur.execute(
-        sql.SQL("DELETE FROM {}.referral_timeline WHERE referral_id = ANY(%s)").format(s), (ids,)
+        sql.SQL("DELETE FROM {}.referral_timeline WHERE referral_id = ANY(%s::uuid[])").format(s),
+        (ids,),
     )
     timeline = [
         (referral.referral_id, seq, e.at, e.kind, e.status.value, e.event_id, e.source)

@@ -30,6 +30,9 @@ CREATE TABLE {schema}.referrals (
     facts                 jsonb NOT NULL DEFAULT '[]',
     projected_at          timestamptz NOT NULL DEFAULT now()
 );
+""",
+    # The desks' lists and the sweep's work lists; the store locks and writes by primary key.
+    after_load="""
 CREATE INDEX ON {schema}.referrals (from_institution, state);
 CREATE INDEX ON {schema}.referrals (to_institution, state);
 -- The sweep's work list: unanswered requests, by the limit the clock passes next.

@@ -66,10 +66,14 @@ class DayCache:
     def __init__(self, size: int = KEPT_DAYS) -> None:
         self._size = size
         self._kept: OrderedDict[tuple[str, date], tuple[int, DayState]] = OrderedDict()
+        self._upgraded: set[str] = set()
 
     def take(self, cur: Cursor[Any], schema: str, days: Sequence[date]) -> TakenDays:
         """Lock the days (serialising writers of the same days: their figures read all of a
         day's cells) and return their state, from memory when still current."""
+        if schema not in self._upgraded:
+            _upgrade(cur, schema)
+            self._upgraded.add(schema)
         revisions, txid = _lock(cur, schema, days)
         states: dict[date, DayState] = {}
         missing = []
@@ -96,6 +100,22 @@ class DayCache:
             self._kept[(schema, day)] = (taken.txid, state)
         while len(self._kept) > self._size:
             self._kept.popitem(last=False)
+
+
+def _upgrade(cur: Cursor[Any], schema: str) -> None:
+    """Give a generation created before `days.revision` existed its column (once; a revision of
+    0 matches no kept day, so its days are read from the tables)."""
+    found = cur.execute(
+        "SELECT 1 FROM information_schema.columns"
+        " WHERE table_schema = %s AND table_name = 'days' AND column_name = 'revision'",
+        (schema,),
+    ).fetchone()
+    if found is None:
+        cur.execute(
+            sql.SQL(
+                "ALTER TABLE {}.days ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0"
+            ).format(sql.Identifier(schema))
+        )
 
 
 def _lock(cur: Cursor[Any], schema: str, days: Sequence[date]) -> tuple[dict[date, int], int]:

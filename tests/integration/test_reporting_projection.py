@@ -208,3 +208,37 @@ def test_writers_sharing_days_and_a_failed_batch_change_nothing_the_cache_would_
     single.close()
     with psycopg.connect(url) as conn:
         assert digest(conn, clean, building) == digest(conn, clean, live)
+
+
+def test_a_generation_made_before_day_revisions_gets_its_column(
+    scratch_database_url: str, events: list[Event]
+) -> None:
+    """Generations created before `days.revision` existed keep working: the store adds the
+    column on first use, and the figures equal a generation made with it."""
+    url = scratch_database_url
+    apply_migrations(url)
+    old = reporting_projection(CONSORTIUM)
+    with psycopg.connect(url) as conn:
+        live = generations.ensure_live(conn, old)
+        # As such a generation was: the readers' view over a days table of one column.
+        conn.execute(f"ALTER TABLE {live.schema}.days DROP COLUMN revision CASCADE")
+        conn.execute(f"CREATE VIEW reporting.days AS SELECT * FROM {live.schema}.days")
+        conn.commit()
+    records = _records(events)
+    processor = BatchProcessor(old, url, CODEC, NoDeadLetters())
+    _run(processor, records, 200)
+    processor.close()
+    fresh = reporting_projection(CONSORTIUM)
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'days'",
+            (live.schema,),
+        ).fetchall()
+        assert ("revision",) in columns
+        building = generations.create(conn, fresh, "building")
+    rebuilder = BatchProcessor(fresh, url, CODEC, NoDeadLetters(), fixed_target(building))
+    _run(rebuilder, records, 200)
+    rebuilder.close()
+    with psycopg.connect(url) as conn:
+        assert digest(conn, fresh, building) == digest(conn, fresh, live)

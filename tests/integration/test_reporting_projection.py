@@ -53,6 +53,20 @@ def _run(processor: BatchProcessor, records: list[Record], batch: int) -> None:
     processor.tick()
 
 
+def _rebuild_equals(
+    url: str, records: list[Record], live: generations.Generation, batch: int
+) -> None:
+    """A fresh store replaying the records into a building generation gives the live digest."""
+    clean = reporting_projection(CONSORTIUM)
+    with psycopg.connect(url) as conn:
+        building = generations.create(conn, clean, "building")
+    rebuilder = BatchProcessor(clean, url, CODEC, NoDeadLetters(), fixed_target(building))
+    _run(rebuilder, records, batch)
+    rebuilder.close()
+    with psycopg.connect(url) as conn:
+        assert digest(conn, clean, building) == digest(conn, clean, live)
+
+
 def _stored(url: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -106,12 +120,7 @@ def test_the_projection_equals_the_ledger_and_a_rebuild_has_the_same_digest(
         outbox = conn.execute("SELECT count(*) FROM reporting.outbox").fetchone()
         # One pending record per key ever published (the latest change of each).
         assert outbox is not None and outbox[0] >= len(stored)
-        building = generations.create(conn, projection, "building")
-    rebuilder = BatchProcessor(projection, url, CODEC, NoDeadLetters(), fixed_target(building))
-    _run(rebuilder, records, 1_000)
-    rebuilder.close()
-    with psycopg.connect(url) as conn:
-        assert digest(conn, projection, building) == digest(conn, projection, live)
+    _rebuild_equals(url, records, live, 1_000)
 
 
 def test_queries_answer_by_consortium_institution_and_window(
@@ -199,15 +208,7 @@ def test_writers_sharing_days_and_a_failed_batch_change_nothing_the_cache_would_
         processor.tick()
         processor.close()
     assert failed == 2
-
-    clean = reporting_projection(CONSORTIUM)
-    with psycopg.connect(url) as conn:
-        building = generations.create(conn, clean, "building")
-    single = BatchProcessor(clean, url, CODEC, NoDeadLetters(), fixed_target(building))
-    _run(single, records, 61)
-    single.close()
-    with psycopg.connect(url) as conn:
-        assert digest(conn, clean, building) == digest(conn, clean, live)
+    _rebuild_equals(url, records, live, 61)
 
 
 def test_a_generation_made_before_day_revisions_gets_its_column(
@@ -228,17 +229,11 @@ def test_a_generation_made_before_day_revisions_gets_its_column(
     processor = BatchProcessor(old, url, CODEC, NoDeadLetters())
     _run(processor, records, 200)
     processor.close()
-    fresh = reporting_projection(CONSORTIUM)
     with psycopg.connect(url) as conn:
         columns = conn.execute(
             "SELECT column_name FROM information_schema.columns"
             " WHERE table_schema = %s AND table_name = 'days'",
             (live.schema,),
         ).fetchall()
-        assert ("revision",) in columns
-        building = generations.create(conn, fresh, "building")
-    rebuilder = BatchProcessor(fresh, url, CODEC, NoDeadLetters(), fixed_target(building))
-    _run(rebuilder, records, 200)
-    rebuilder.close()
-    with psycopg.connect(url) as conn:
-        assert digest(conn, fresh, building) == digest(conn, fresh, live)
+    assert ("revision",) in columns
+    _rebuild_equals(url, records, live, 200)

@@ -9,10 +9,12 @@ from datetime import date, datetime, timedelta
 
 from events.encounter import PatientAdmitted, PatientDischarged
 from events.envelope import Envelope, Event
+from events.membership import InstitutionLevel, load_membership
 from events.patient import PatientDemographicsUpdated, PatientRegistered
 from events.referral import ReferralAccepted, ReferralRequested
 from events.validation import resident_id_check_char
 from projections.referrals.synthetic import HYPERTENSION, ROUTES, START
+from simulator.names import given_name, surname
 
 # How a flow's second admission relates to its discharge.
 FATES = ("referred", "unreferred", "unreferred_late_id", "too_late", "same_member")
@@ -27,6 +29,13 @@ def _resident_id(rng: random.Random) -> tuple[str, date, bool]:
     return first17 + resident_id_check_char(first17), born, male
 
 
+def _home_township(origin: str, target: str) -> str:
+    """Where the person lives: the township of the route's member below the county level."""
+    membership = load_membership()
+    local = [m for m in (origin, target) if membership.level(m) != InstitutionLevel.COUNTY_HOSPITAL]
+    return membership[(local or [origin])[0]].township_division_code
+
+
 def transfer_flow(rng: random.Random, fate: str, start: datetime = START) -> list[Event]:
     """One person's registrations at two members, a stay at the first and an admission next."""
     origin, target, direction = rng.choice(ROUTES)
@@ -34,6 +43,9 @@ def transfer_flow(rng: random.Random, fate: str, start: datetime = START) -> lis
         target = origin
     resident_id, born, male = _resident_id(rng)
     locals_ = {origin: f"A{rng.getrandbits(40):x}", target: f"B{rng.getrandbits(40):x}"}
+    sex = "MALE" if male else "FEMALE"
+    name = surname(rng) + given_name(rng, sex[0], born.year)  # the names table says M or F
+    home = _home_township(origin, target)
 
     def env(kind: str, source: str, at: datetime) -> Envelope:
         return Envelope(
@@ -49,9 +61,10 @@ def transfer_flow(rng: random.Random, fate: str, start: datetime = START) -> lis
         return PatientRegistered(
             envelope=env("PatientRegistered", source, start - timedelta(days=30)),
             resident_id_number=resident_id if with_id else None,
-            name="王秀英",
-            sex="MALE" if male else "FEMALE",
+            name=name,
+            sex=sex,
             birth_date=born,
+            township_division_code=home,
         )
 
     def admitted(source: str, at: datetime) -> PatientAdmitted:

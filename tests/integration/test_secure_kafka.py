@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -100,12 +101,30 @@ def first_message(config: dict[str, Any], topic: str, group: str) -> Message:
         consumer.close()
 
 
+_LEADER_MOVING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError._TRANSPORT,
+}
+
+
 def records_in(cluster: KafkaCluster, topic: str) -> int:
     """How many records a topic holds, asked as the administrator."""
     consumer = Consumer({**config_of(cluster, "admin"), "group.id": "watermarks"})
+    deadline = time.monotonic() + 30
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        return int(high - low)
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+                return int(high - low)
+            except KafkaException as exc:
+                # A leader moving under load ("Not leader for partition", seen once in CI) is
+                # retriable: ask again rather than fail the count.
+                error = exc.args[0]
+                moving = error.code() in _LEADER_MOVING or error.retriable()
+                if not moving or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
 

@@ -83,9 +83,11 @@ def labelled_identities(count: int, seed: int, rates: NoiseRates | None = None) 
     garbled: dict[RecordKey, tuple[str, ...]] = {}
     noise = rates or NoiseRates()
     for n, (person, site) in enumerate(planned):
-        reg = register(person, site.noise_level, rng, noise, kin[person.household])
-        local_id = site.new_patient_id()
         at = START + timedelta(seconds=30 * n)
+        # A swapped day and month must not move a birth past the registration (an infant born
+        # on 8 January registered in March would otherwise be "born" on 1 August).
+        reg = register(person, site.noise_level, rng, noise, kin[person.household], at.date())
+        local_id = site.new_patient_id()
         registrations.append(
             PatientRegistered.model_validate(
                 {

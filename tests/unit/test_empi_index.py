@@ -384,3 +384,13 @@ def test_decisions_are_published_only_as_a_member() -> None:
     outsider = IndexConfig(config.hasher, "NOT-A-MEMBER", config.weights, config.thresholds)
     with pytest.raises(ValueError, match="not a member"):
         apply(new_state(outsider), registered(TOWNSHIP, "JD0300009"))
+
+
+def test_no_labelled_registration_is_born_after_it_is_registered() -> None:
+    # 10,000 of seed 2 held an infant born on 8 January whose swapped birth date (1 August) fell
+    # after the registration: `empi evaluate --identities 10000` failed validating it.
+    county = labelled_identities(10_000, seed=2)
+    assert len(county.registrations) == 10_000
+    assert all(r.birth_date <= r.envelope.occurred_at.date() for r in county.registrations)
+    swapped = sum("swapped_birth_date" in n for n in county.noise.values())
+    assert swapped > 0  # the noise that moved the infant's birth is still applied to others

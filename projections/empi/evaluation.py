@@ -16,6 +16,7 @@ from projections.empi.config import lead_institution
 from projections.empi.identity import Demographics, Identity, IdHasher, RecordKey, identity_of
 from projections.empi.index import IndexConfig, IndexState, apply, new_state
 from projections.empi.matcher import CELLS, WEIGHTS, Thresholds, blocking_keys, compare
+from simulator.clock import CHINA
 from simulator.county import County, SimulationConfig
 from simulator.noise import NoiseRates, register
 from simulator.population import Person
@@ -84,9 +85,10 @@ def labelled_identities(count: int, seed: int, rates: NoiseRates | None = None) 
     noise = rates or NoiseRates()
     for n, (person, site) in enumerate(planned):
         at = START + timedelta(seconds=30 * n)
-        # A swapped day and month must not move a birth past the registration (an infant born
-        # on 8 January registered in March would otherwise be "born" on 1 August).
-        reg = register(person, site.noise_level, rng, noise, kin[person.household], at.date())
+        # A swapped day and month must not move a birth past the registration's day in the
+        # county (an infant born on 8 January registered in March would be "born" on 1 August).
+        today = at.astimezone(CHINA).date()
+        reg = register(person, site.noise_level, rng, noise, kin[person.household], today)
         local_id = site.new_patient_id()
         registrations.append(
             PatientRegistered.model_validate(

@@ -161,7 +161,10 @@ def rebuild_command(
         TimeRemainingColumn(),
     )
     started = time.perf_counter()
-    with Progress(*columns) as bar:
+    with (
+        Progress(*columns) as bar,
+        KafkaDeadLetters(servers, settings.consortium_id, name) as dead_letters,
+    ):
         task = bar.add_task(name, total=None, rate=0.0)
 
         def advance(done: int, known: int) -> None:
@@ -173,7 +176,7 @@ def rebuild_command(
             bootstrap_servers=servers,
             database_url=database_url(),
             consortium_id=settings.consortium_id,
-            dead_letters=KafkaDeadLetters(servers, settings.consortium_id, name),
+            dead_letters=dead_letters,
             strict_decoding=strict,
             switch=switch,
             progress=advance,

@@ -104,6 +104,7 @@ def run(config: RunnerConfig, stop: threading.Event | None = None) -> None:
         finally:
             consumer.close()
             batches.close()
+            dead_letters.close()
 
 
 def run_until_signalled(config: RunnerConfig) -> None:

@@ -243,13 +243,14 @@ def _replay_share(job: _Job, share: Mapping[Partition, int]) -> Outcome:
     from projections.frame.deadletters import KafkaDeadLetters
 
     chosen = projection(job.projection, job.consortium_id)
+    dead_letters = KafkaDeadLetters(
+        job.bootstrap_servers, job.consortium_id, job.projection, config=job.kafka or None
+    )
     processor = _replayer(
         chosen,
         job.database_url,
         log_codec(Catalog.load(), strict=job.strict_decoding),
-        KafkaDeadLetters(
-            job.bootstrap_servers, job.consortium_id, job.projection, config=job.kafka or None
-        ),
+        dead_letters,
         job.generation,
     )
     consumer = _consumer(
@@ -276,6 +277,7 @@ def _replay_share(job: _Job, share: Mapping[Partition, int]) -> Outcome:
     finally:
         consumer.close()
         processor.close()
+        dead_letters.close()
     return total
 
 

@@ -116,7 +116,10 @@ def rebuild_index(
     consortium_id = get_settings().consortium_id
     servers = kafka_bootstrap(bootstrap)
     columns = (TextColumn("rebuilding the index"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+    with (
+        Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as bar,
+        KafkaDeadLetters(servers, consortium_id, "empi") as dead_letters,
+    ):
         task = bar.add_task("batches", total=None)
         result = rebuild(
             index_config(),
@@ -124,7 +127,7 @@ def rebuild_index(
             bootstrap_servers=servers,
             database_url=database_url(),
             consortium_id=consortium_id,
-            dead_letters=KafkaDeadLetters(servers, consortium_id, "empi"),
+            dead_letters=dead_letters,
             switch=switch,
             progress=lambda done, known: bar.update(task, completed=done, total=known),
         )

@@ -76,6 +76,17 @@ class KafkaDeadLetters:
         self._projection = projection
         self._timeout = timeout
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (every `send` already waited for it) and close the producer."""
+        self._producer.flush(timeout)
+        self._producer.close()
+
+    def __enter__(self) -> KafkaDeadLetters:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def send(self, letters: Sequence[DeadLetter]) -> None:
         """Produce every letter and wait until Kafka acknowledged all of them."""
         if not letters:

@@ -22,7 +22,7 @@ from projections.frame import generations
 from projections.frame.batch import BatchProcessor
 from projections.frame.deadletters import KafkaDeadLetters
 from projections.frame.digest import digest
-from projections.frame.records import Record
+from projections.frame.records import DeadLetter, Record
 from projections.referrals.projection import REFERRALS
 from projections.referrals.synthetic import referral_flows
 
@@ -277,3 +277,17 @@ def test_a_parallel_rebuild_equals_a_single_writers_and_switches(
     finally:
         ends.close()
     assert [row for row in stored if row[2] > 0] == [row for row in expected if row[2] > 0]
+
+
+def test_dead_letters_are_delivered_before_their_producer_closes(
+    kafka_bootstrap: str, topics: str
+) -> None:
+    topic = event_topic(Family.REFERRAL, topics)
+    letter = DeadLetter(Record(topic, 0, 7, b"key", b"\x00not avro"), "undecodable")
+    with KafkaDeadLetters(kafka_bootstrap, topics, "referrals") as sink:
+        sink.send([letter])
+    with pytest.raises(RuntimeError):
+        sink.send([letter])  # closed: a sink is not used past its owner's lifetime
+    (stored,) = read_dead_letters(kafka_bootstrap, Family.REFERRAL, topics, 1)
+    assert stored.value() == b"\x00not avro"
+    assert dict(stored.headers() or [])["error"] == b"undecodable"

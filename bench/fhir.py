@@ -19,7 +19,7 @@ import typer
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from bench.harness import Figure, report
+from bench.harness import Figure, report, throwaway_topics
 from events.catalog import Catalog
 from events.codec import Codec
 from events.consent import ConsentGranted
@@ -239,13 +239,12 @@ def time_everything(
 
 def measure(requests: int, entries: int, count: int) -> list[Figure]:
     """Start servers, build the person, serve a gateway and time `$everything`."""
-    from consortium.topics import ensure_topics
     from events.topics import READ_AUDIT_TOPIC
     from infra.runtime import ensure_up
 
     endpoints = ensure_up()
     consortium_id = f"benchfhir{uuid.uuid4().hex[:6]}"
-    ensure_topics(endpoints.bootstrap_servers, consortium_id, specs=[READ_AUDIT_TOPIC])
+    throwaway_topics(endpoints.bootstrap_servers, consortium_id, [READ_AUDIT_TOPIC])
     with scratch_database(endpoints.database_url, consortium_id) as database_url:
         return _timed(
             endpoints.bootstrap_servers, database_url, consortium_id, requests, entries, count

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 
-from bench.harness import Figure
+from bench.harness import Figure, throwaway_topics
 from events.envelope import Event
 from events.publisher import SAFE_PRODUCER_CONFIG
 from gateway.launch import gateway_process
@@ -368,7 +368,6 @@ def measure(
     say: Say = lambda _: None,
 ) -> list[Figure]:
     """Start or reuse the servers, start a gateway, warm up, measure every figure, stop it."""
-    from consortium.topics import ensure_topics
     from events.topics import EVENT_TOPICS
     from gateway.testing import issue_token
     from infra.runtime import ensure_up
@@ -376,7 +375,7 @@ def measure(
     say(f"load average before the run: {os.getloadavg()[0]:.2f} (1 min)")
     endpoints = ensure_up(report=say)
     consortium_id = "bench" + uuid.uuid4().hex[:8]
-    ensure_topics(endpoints.bootstrap_servers, consortium_id, specs=EVENT_TOPICS.values())
+    throwaway_topics(endpoints.bootstrap_servers, consortium_id, EVENT_TOPICS.values())
     say(f"topics created for {consortium_id}; simulating a county …")
     load = county_hospital_load(events, consortium_id)
     token = issue_token(endpoints.database_url, load.institution)

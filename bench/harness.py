@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
 import platform
 import time
@@ -10,6 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import typer
+
+from events.topics import TopicSpec
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,32 @@ class Figure:
         if self.baseline is None or self.baseline == 0:
             return None
         return self.value / self.baseline
+
+
+def throwaway_topics(
+    bootstrap_servers: str, consortium_id: str, specs: Iterable[TopicSpec] | None = None
+) -> None:
+    """Create the bench consortium's topics (`specs`, default all) and drop them when this
+    process exits, however the run ended.
+
+    Every run makes a fresh consortium (~70 partitions with its dead-letter and derived
+    topics); a development broker that kept them all ran out of file descriptors."""
+    from consortium.topics import ensure_topics
+
+    atexit.register(_drop, bootstrap_servers, consortium_id)
+    if specs is None:
+        ensure_topics(bootstrap_servers, consortium_id)
+    else:
+        ensure_topics(bootstrap_servers, consortium_id, specs=specs)
+
+
+def _drop(bootstrap_servers: str, consortium_id: str) -> None:
+    from consortium.topics import drop_topics
+
+    try:
+        drop_topics(bootstrap_servers, [consortium_id], timeout=10)
+    except Exception as exc:  # the broker may be gone by now: say so, exit as the run did
+        logging.getLogger(__name__).warning("topics of %s not dropped: %s", consortium_id, exc)
 
 
 def rate(count: int, run: Callable[[], None]) -> float:

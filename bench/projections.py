@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from bench.harness import Figure
+from bench.harness import Figure, throwaway_topics
 from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
@@ -309,16 +309,17 @@ def rebuild_rate(name: str, bootstrap: str, url: str, consortium_id: str) -> flo
 
     if name == EMPI:
         return _index_rebuild_rate(bootstrap, url, consortium_id)
-    start = time.perf_counter()
-    result = rebuild(
-        projection(name),
-        bootstrap_servers=bootstrap,
-        database_url=url,
-        consortium_id=consortium_id,
-        dead_letters=KafkaDeadLetters(bootstrap, consortium_id, name),
-        switch=False,
-    )
-    return result.outcome.records / (time.perf_counter() - start)
+    with KafkaDeadLetters(bootstrap, consortium_id, name) as dead_letters:
+        start = time.perf_counter()
+        result = rebuild(
+            projection(name),
+            bootstrap_servers=bootstrap,
+            database_url=url,
+            consortium_id=consortium_id,
+            dead_letters=dead_letters,
+            switch=False,
+        )
+        return result.outcome.records / (time.perf_counter() - start)
 
 
 def _index_key() -> None:
@@ -335,19 +336,21 @@ def _index_rebuild_rate(bootstrap: str, url: str, consortium_id: str) -> float:
     from projections.frame.deadletters import KafkaDeadLetters
 
     codec = log_codec(Catalog.load())
-    start = time.perf_counter()
-    result = index.rebuild(
-        index_config(),
-        codec,
-        bootstrap_servers=bootstrap,
-        database_url=url,
-        consortium_id=consortium_id,
-        dead_letters=KafkaDeadLetters(bootstrap, consortium_id, EMPI),
-        switch=False,
-    )
+    with KafkaDeadLetters(bootstrap, consortium_id, EMPI) as dead_letters:
+        start = time.perf_counter()
+        result = index.rebuild(
+            index_config(),
+            codec,
+            bootstrap_servers=bootstrap,
+            database_url=url,
+            consortium_id=consortium_id,
+            dead_letters=dead_letters,
+            switch=False,
+        )
+        elapsed = time.perf_counter() - start
     out = result.outcome
     replayed = out.indexed + out.decisions + out.ignored + out.stale + out.dead_lettered
-    return replayed / (time.perf_counter() - start)
+    return replayed / elapsed
 
 
 @dataclass
@@ -487,14 +490,13 @@ def measure(
     names: Sequence[str] = NAMES,  # in NAMES order (see selected)
 ) -> list[Figure]:
     """Start or reuse the servers, load a fresh bench consortium, measure, return the figures."""
-    from consortium.topics import ensure_topics
     from infra.runtime import ensure_up
 
     endpoints = endpoints or ensure_up(report=say)
     _index_key()
     consortium_id = "bench" + uuid.uuid4().hex[:8]
     bootstrap = endpoints.bootstrap_servers
-    ensure_topics(bootstrap, consortium_id)
+    throwaway_topics(bootstrap, consortium_id)
     say(f"simulating {events:,} events (county week + referral and transfer flows)")
     backlog = frame(simulated_load(events, seed=7), consortium_id)
     paced_count = int(fresh_seconds * rate)

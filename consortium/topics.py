@@ -66,6 +66,34 @@ def ensure_topics(
     return list(outcomes.values())
 
 
+def drop_topics(
+    bootstrap_servers: str,
+    consortium_ids: Iterable[str],
+    *,
+    timeout: float = 30.0,
+    config: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Delete every topic of these consortia; their names. For throw-away consortia only
+    (a benchmark's, a test's): a broker that keeps every one of them runs out of file
+    descriptors, one or more per partition (the development broker died so at ~20,000)."""
+    from consortium.kafka_config import with_environment
+    from infra.security import ADMIN
+
+    prefixes = tuple(f"{c}." for c in consortium_ids)
+    if not prefixes:
+        return []
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **with_environment(config, ADMIN)})
+    names = sorted(t for t in admin.list_topics(timeout=timeout).topics if t.startswith(prefixes))
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=timeout).values():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+    return names
+
+
 def _wait_for_leaders(admin: AdminClient, names: list[str], deadline: float) -> None:
     """Return once the leader of every partition of the new topics answers for it."""
     # The controller names a leader before that broker has taken the partition over; asking

@@ -9,8 +9,9 @@ from collections import defaultdict
 
 import pytest
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
 
-from consortium.topics import ensure_topics
+from consortium.topics import drop_topics, ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
@@ -111,6 +112,22 @@ def test_topic_creation_is_idempotent(kafka_bootstrap: str, fresh_consortium_id:
     assert all(o.created for o in first)
     assert not any(o.created for o in second)
     assert [o.name for o in first] == [o.name for o in second]
+
+
+def test_dropping_a_throwaway_consortium_drops_its_topics_only(kafka_bootstrap: str) -> None:
+    gone, kept = "t" + uuid.uuid4().hex[:10], "t" + uuid.uuid4().hex[:10]
+    # One consortium id is a prefix of the other's name: only the dot ends a prefix.
+    specs = [EVENT_TOPICS[Family.PATIENT]]
+    ensure_topics(kafka_bootstrap, gone, specs=specs)
+    ensure_topics(kafka_bootstrap, kept, specs=specs)
+    ensure_topics(kafka_bootstrap, gone + "x", specs=specs)
+    assert drop_topics(kafka_bootstrap, [gone]) == [event_topic(Family.PATIENT, gone)]
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    left = set(admin.list_topics(timeout=10).topics)
+    assert event_topic(Family.PATIENT, kept) in left
+    assert event_topic(Family.PATIENT, gone + "x") in left
+    assert drop_topics(kafka_bootstrap, []) == []
+    drop_topics(kafka_bootstrap, [kept, gone + "x"])
 
 
 def test_unreachable_kafka_is_an_error_naming_every_unstored_event() -> None:

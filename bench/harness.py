@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import typer
 
-from events.topics import TopicSpec
+from events.topics import ALL_TOPICS, TopicSpec
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,9 @@ class Figure:
 
 
 def throwaway_topics(
-    bootstrap_servers: str, consortium_id: str, specs: Iterable[TopicSpec] | None = None
+    bootstrap_servers: str, consortium_id: str, specs: Iterable[TopicSpec] = ALL_TOPICS
 ) -> None:
-    """Create the bench consortium's topics (`specs`, default all) and drop them when this
+    """Create the bench consortium's topics (`specs`) and drop them when this
     process exits, however the run ended.
 
     Every run makes a fresh consortium (~70 partitions with its dead-letter and derived
@@ -45,10 +45,7 @@ def throwaway_topics(
     from consortium.topics import ensure_topics
 
     atexit.register(_drop, bootstrap_servers, consortium_id)
-    if specs is None:
-        ensure_topics(bootstrap_servers, consortium_id)
-    else:
-        ensure_topics(bootstrap_servers, consortium_id, specs=specs)
+    ensure_topics(bootstrap_servers, consortium_id, specs=specs)
 
 
 def _drop(bootstrap_servers: str, consortium_id: str) -> None:

@@ -34,11 +34,7 @@ def ensure_topics(
     config: Mapping[str, Any] | None = None,
 ) -> list[TopicOutcome]:
     """Create every declared topic that is missing; existing topics are left as they are."""
-    from consortium.kafka_config import with_environment
-    from infra.security import ADMIN
-
-    # Creating topics is the administrator's work in secure mode (docs/security.md).
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **with_environment(config, ADMIN)})
+    admin = _admin(bootstrap_servers, config)
     metadata = admin.list_topics(timeout=timeout)
     brokers = len(metadata.brokers)
     wanted: list[NewTopic] = []
@@ -76,13 +72,10 @@ def drop_topics(
     """Delete every topic of these consortia; their names. For throw-away consortia only
     (a benchmark's, a test's): a broker that keeps every one of them runs out of file
     descriptors, one or more per partition (the development broker died so at ~20,000)."""
-    from consortium.kafka_config import with_environment
-    from infra.security import ADMIN
-
     prefixes = tuple(f"{c}." for c in consortium_ids)
     if not prefixes:
         return []
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **with_environment(config, ADMIN)})
+    admin = _admin(bootstrap_servers, config)
     names = sorted(t for t in admin.list_topics(timeout=timeout).topics if t.startswith(prefixes))
     if names:
         for future in admin.delete_topics(names, operation_timeout=timeout).values():
@@ -92,6 +85,15 @@ def drop_topics(
                 if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise
     return names
+
+
+def _admin(bootstrap_servers: str, config: Mapping[str, Any] | None) -> AdminClient:
+    """Creating and deleting topics is the administrator's work in secure mode
+    (docs/security.md)."""
+    from consortium.kafka_config import with_environment
+    from infra.security import ADMIN
+
+    return AdminClient({"bootstrap.servers": bootstrap_servers, **with_environment(config, ADMIN)})
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], deadline: float) -> None:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from bench import codec as codec_bench
-from bench.harness import report
+from bench.harness import dropping_throwaways, report
 
 app = typer.Typer(no_args_is_help=True, help="Measure throughput beside a baseline.")
 
@@ -53,13 +53,14 @@ def gateway(
     from bench import gateway as gateway_bench
 
     console = Console(stderr=True)
-    figures = gateway_bench.measure(
-        events,
-        single_seconds=seconds,
-        workers=workers,
-        hl7_connections=hl7_connections,
-        say=console.print,
-    )
+    with dropping_throwaways():
+        figures = gateway_bench.measure(
+            events,
+            single_seconds=seconds,
+            workers=workers,
+            hl7_connections=hl7_connections,
+            say=console.print,
+        )
     report(figures, as_json=as_json)
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import typer
 
 from events.topics import ALL_TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,27 +36,37 @@ class Figure:
         return self.value / self.baseline
 
 
+_THROWAWAY: list[tuple[str, str]] = []  # (bootstrap servers, consortium id) made by this process
+
+
 def throwaway_topics(
     bootstrap_servers: str, consortium_id: str, specs: Iterable[TopicSpec] = ALL_TOPICS
 ) -> None:
-    """Create the bench consortium's topics (`specs`) and drop them when this
-    process exits, however the run ended.
+    """Create the bench consortium's topics (`specs`); `dropping_throwaways` deletes them.
 
     Every run makes a fresh consortium (~70 partitions with its dead-letter and derived
     topics); a development broker that kept them all ran out of file descriptors."""
     from consortium.topics import ensure_topics
 
-    atexit.register(_drop, bootstrap_servers, consortium_id)
+    _THROWAWAY.append((bootstrap_servers, consortium_id))
     ensure_topics(bootstrap_servers, consortium_id, specs=specs)
 
 
-def _drop(bootstrap_servers: str, consortium_id: str) -> None:
+@contextmanager
+def dropping_throwaways() -> Iterator[None]:
+    """Around a bench command: drop the topics of the consortia it made, however it ended.
+    (Tests that call a `measure` directly run on a broker their session owns.)"""
     from consortium.topics import drop_topics
 
     try:
-        drop_topics(bootstrap_servers, [consortium_id], timeout=10)
-    except Exception as exc:  # the broker may be gone by now: say so, exit as the run did
-        logging.getLogger(__name__).warning("topics of %s not dropped: %s", consortium_id, exc)
+        yield
+    finally:
+        while _THROWAWAY:
+            bootstrap, consortium_id = _THROWAWAY.pop()
+            try:
+                drop_topics(bootstrap, [consortium_id], timeout=10)
+            except Exception as exc:  # the broker may be gone: say so, end as the run did
+                log.warning("topics of %s not dropped: %s", consortium_id, exc)
 
 
 def rate(count: int, run: Callable[[], None]) -> float:

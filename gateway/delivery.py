@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -54,9 +55,12 @@ class AsyncPublisher:
         }
         self._producer = Producer(producer_config)
         self._bulk = Producer({**producer_config, "linger.ms": BULK_LINGER_MS})
+        # Per process, not per event: the topic of a family, the header of a schema id.
+        self._topics: dict[str, str] = {}
+        self._schema_ids: dict[bytes, bytes] = {}
         self._stopping = threading.Event()
-        # Acknowledgements settled by the last poll, handed to their loops in one wake-up each.
-        self._settled: list[tuple[asyncio.Future[Outcome], Outcome]] = []
+        # Requests settled by the last poll, handed to their loops in one wake-up each.
+        self._settled: list[_Pending] = []
         self._settled_lock = threading.Lock()
         self._pollers = [
             threading.Thread(target=self._serve, args=(p,), name="kafka-deliveries", daemon=True)
@@ -70,21 +74,21 @@ class AsyncPublisher:
             producer.poll(0.05)
             self._hand_over()
 
-    def _settle(self, future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    def _settled_all(self, pending: _Pending) -> None:
         with self._settled_lock:
-            self._settled.append((future, outcome))
+            self._settled.append(pending)
 
     def _hand_over(self) -> None:
-        """Resolve what the last poll settled: one call into each loop, not one per event."""
+        """Wake the requests the last poll completed: one call into each loop, not one each."""
         with self._settled_lock:
             settled, self._settled = self._settled, []
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome]]] = {}
-        for future, outcome in settled:
-            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
-        for loop, outcomes in by_loop.items():
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for pending in settled:
+            by_loop.setdefault(pending.done.get_loop(), []).append(pending.done)
+        for loop, futures in by_loop.items():
             # A closed loop has nobody waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve_all, outcomes)
+                loop.call_soon_threadsafe(_resolve_all, futures)
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is still queued, then stop the poll thread."""
@@ -97,26 +101,33 @@ class AsyncPublisher:
         self._hand_over()
 
     async def publish(self, events: Sequence[Event], timeout: float) -> list[Delivery]:
-        """Publish events in order; their deliveries once all are acknowledged , or PublishError."""
+        """Publish events in order; their deliveries once all are acknowledged, or PublishError.
+
+        A request waits for one future, completed when Kafka has answered for its last event
+        (docs/gateway.md, Performance): a future per event cost the event loop a callback and a
+        handle per event of a batch."""
+        if not events:
+            return []
         loop = asyncio.get_running_loop()
         with _tracer.start_as_current_span("publish events") as span:
             span.set_attribute("messaging.system", "kafka")
             span.set_attribute("messaging.batch.message_count", len(events))
             traceparent = traceparent_header()
-            futures = [loop.create_future() for _ in events]
+            pending = _Pending(loop.create_future(), len(events), self._settled_all)
             deadline = time.monotonic() + timeout
             if len(events) <= INLINE_EVENTS:
-                self._produce_all(self._producer, loop, events, futures, traceparent, deadline)
+                self._produce_all(self._producer, events, pending, traceparent, deadline)
             else:
                 await anyio.to_thread.run_sync(
-                    self._produce_all, self._bulk, loop, events, futures, traceparent, deadline
+                    self._produce_all, self._bulk, events, pending, traceparent, deadline
                 )
-            await asyncio.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+            await asyncio.wait([pending.done], timeout=max(0.0, deadline - time.monotonic()))
         stored: list[Delivery] = []
         failed: dict[UUID, str] = {}
-        for event, future in zip(events, futures, strict=True):
-            outcome = future.result() if future.done() else "no acknowledgement before the timeout"
-            if isinstance(outcome, str):
+        for event, outcome in zip(events, pending.snapshot(), strict=True):
+            if outcome is None:
+                failed[event.envelope.event_id] = "no acknowledgement before the timeout"
+            elif isinstance(outcome, str):
                 failed[event.envelope.event_id] = outcome
             else:
                 stored.append(Delivery(event.envelope.event_id, *outcome))
@@ -131,47 +142,43 @@ class AsyncPublisher:
     def _produce_all(
         self,
         producer: Producer,
-        loop: asyncio.AbstractEventLoop,
         events: Sequence[Event],
-        futures: list[asyncio.Future[Outcome]],
+        pending: _Pending,
         traceparent: bytes,
         deadline: float,
     ) -> None:
-        for event, future in zip(events, futures, strict=True):
+        for index, event in enumerate(events):
             value = self._codec.encode_event(event)
-            self._produce(producer, loop, event, value, future, traceparent, deadline)
+            self._produce(producer, event, value, pending, index, traceparent, deadline)
 
     def _produce(
         self,
         producer: Producer,
-        loop: asyncio.AbstractEventLoop,
         event: Event,
         value: bytes,
-        future: asyncio.Future[Outcome],
+        pending: _Pending,
+        index: int,
         traceparent: bytes,
         deadline: float,
     ) -> None:
         envelope = event.envelope
+        schema_id = self._schema_ids.get(value[1:5])
+        if schema_id is None:
+            schema_id = self._schema_ids[value[1:5]] = str(
+                int.from_bytes(value[1:5], "big")
+            ).encode()
         headers: list[tuple[str, str | bytes | None]] = [
             ("event_type", envelope.event_type.encode()),
-            ("schema_id", str(int.from_bytes(value[1:5], "big")).encode()),
+            ("schema_id", schema_id),
             ("source", envelope.source.encode()),
             ("traceparent", traceparent),
         ]
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            # Runs on the poll thread: read the message now, resolve on the loop's thread.
-            outcome: Outcome
-            if err is not None:
-                outcome = err.str()
-            else:
-                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-                assert topic is not None and partition is not None and offset is not None
-                outcome = (topic, partition, offset)
-            self._settle(future, outcome)
-
-        topic = event_topic(event.family, self._consortium_id)
+        topic = self._topics.get(event.family)
+        if topic is None:
+            topic = self._topics[event.family] = event_topic(event.family, self._consortium_id)
         key = event.kafka_key()
+        # Runs on the poll thread: reads the message there, completes the request at its last.
+        on_delivery = partial(pending.delivered, index)
         while True:
             try:
                 producer.produce(
@@ -181,21 +188,57 @@ class AsyncPublisher:
             except BufferError:
                 # The local queue is full; the poll thread makes room as acknowledgements arrive.
                 if time.monotonic() > deadline:
-                    loop.call_soon_threadsafe(
-                        _resolve, future, "local producer queue full until the timeout"
-                    )
+                    pending.settle(index, "local producer queue full until the timeout")
                     return
                 time.sleep(0.01)
             except KafkaException as exc:
-                loop.call_soon_threadsafe(_resolve, future, str(exc))
+                pending.settle(index, str(exc))
                 return
 
 
-def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
-    if not future.done():
-        future.set_result(outcome)
+class _Pending:
+    """One request's outcomes, one slot per event; complete when every slot is filled.
+
+    Slots are filled by the poll thread (acknowledgements) and by the producing thread (events
+    the producer refused), hence the lock; the request reads a copy after its wait."""
+
+    __slots__ = ("_lock", "_on_complete", "_outcomes", "_remaining", "done")
+
+    def __init__(
+        self, done: asyncio.Future[None], size: int, on_complete: Callable[[_Pending], None]
+    ) -> None:
+        self.done = done
+        self._outcomes: list[Outcome | None] = [None] * size
+        self._remaining = size
+        self._lock = threading.Lock()
+        self._on_complete = on_complete
+
+    def delivered(self, index: int, err: KafkaError | None, msg: Message) -> None:
+        """The delivery report of event `index` (confluent-kafka's on_delivery)."""
+        if err is not None:
+            self.settle(index, err.str())
+            return
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None
+        self.settle(index, (topic, partition, offset))
+
+    def settle(self, index: int, outcome: Outcome) -> None:
+        with self._lock:
+            if self._outcomes[index] is not None:
+                return
+            self._outcomes[index] = outcome
+            self._remaining -= 1
+            complete = self._remaining == 0
+        if complete:
+            self._on_complete(self)
+
+    def snapshot(self) -> list[Outcome | None]:
+        """Each event's outcome so far (None: no answer yet)."""
+        with self._lock:
+            return list(self._outcomes)
 
 
-def _resolve_all(outcomes: list[tuple[asyncio.Future[Outcome], Outcome]]) -> None:
-    for future, outcome in outcomes:
-        _resolve(future, outcome)
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)

@@ -1,0 +1,152 @@
+"""The publisher's completion per request: which events were stored, which failed, in order.
+
+Pure unit test: a stand-in for confluent-kafka's Producer decides each delivery report (the
+real broker paths are in tests/integration/test_gateway_publish.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from events.catalog import Catalog
+from events.codec import Codec
+from events.publisher import PublishError
+from examples import EXAMPLES
+from gateway import delivery
+from gateway.delivery import AsyncPublisher
+
+
+class _Message:
+    def __init__(self, topic: str, offset: int) -> None:
+        self._topic, self._offset = topic, offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _Error:
+    def str(self) -> str:
+        return "broker says no"
+
+
+class _Producer:
+    """Answers each produced record on poll: stored, failed, never (no report), or refused."""
+
+    verdict: Callable[[int], str] = staticmethod(lambda _: "stored")
+
+    def __init__(self, _config: dict[str, Any]) -> None:
+        self._queue: list[tuple[int, str, Callable[[Any, Any], None]]] = []
+        self._lock = threading.Lock()
+        self._produced = 0
+        self.headers: list[Any] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        with self._lock:
+            index = self._produced
+            self._produced += 1
+            self.headers.append(kwargs["headers"])
+            if _Producer.verdict(index) == "refused":
+                from confluent_kafka import KafkaException
+
+                raise KafkaException("refused locally")
+            self._queue.append((index, topic, kwargs["on_delivery"]))
+
+    def poll(self, timeout: float) -> int:
+        with self._lock:
+            queue, self._queue = self._queue, []
+        for index, topic, report in queue:
+            verdict = _Producer.verdict(index)
+            if verdict == "stored":
+                report(None, _Message(topic, index))
+            elif verdict == "failed":
+                report(_Error(), None)
+        if not queue:
+            time.sleep(min(timeout, 0.005))
+        return len(queue)
+
+    def flush(self, _timeout: float) -> int:
+        return 0
+
+
+@pytest.fixture
+def publisher(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(delivery, "Producer", _Producer)
+    made = AsyncPublisher("unused:9092", "t", Codec(Catalog.load()))
+    yield made
+    made.close(1)
+    _Producer.verdict = staticmethod(lambda _: "stored")
+
+
+def _events(count: int) -> list[Any]:
+    """Example events of every type, each with an event id of its own."""
+    makers = list(EXAMPLES.values())
+    out = []
+    for i in range(count):
+        event = makers[i % len(makers)]()
+        envelope = event.envelope.model_copy(update={"event_id": uuid.uuid4()})
+        out.append(event.model_copy(update={"envelope": envelope}))
+    return out
+
+
+@pytest.mark.parametrize("count", [1, 20, 21, 1000])
+def test_every_event_is_answered_in_request_order(publisher: AsyncPublisher, count: int) -> None:
+    events = _events(count)
+    stored = asyncio.run(publisher.publish(events, 5))
+    assert [d.event_id for d in stored] == [e.envelope.event_id for e in events]
+    assert [d.offset for d in stored] == list(range(count))
+    assert all(d.topic.startswith("t.") for d in stored)
+
+
+def test_a_partial_failure_names_what_was_stored_and_why_the_rest_failed(
+    publisher: AsyncPublisher,
+) -> None:
+    verdicts = ["stored", "failed", "refused", "never"]
+    _Producer.verdict = staticmethod(lambda i: verdicts[i % 4])
+    events = _events(40)
+    with pytest.raises(PublishError) as caught:
+        asyncio.run(publisher.publish(events, 0.3))
+    stored, failed = caught.value.stored, caught.value.failed
+    assert [d.event_id for d in stored] == [e.envelope.event_id for e in events[0::4]]
+    ids = [e.envelope.event_id for e in events]
+    assert {failed[i] for i in ids[1::4]} == {"broker says no"}
+    assert all("refused locally" in failed[i] for i in ids[2::4])
+    assert {failed[i] for i in ids[3::4]} == {"no acknowledgement before the timeout"}
+    assert len(stored) + len(failed) == len(events)
+
+
+def test_a_request_whose_events_all_fail_to_enqueue_is_answered_at_once(
+    publisher: AsyncPublisher,
+) -> None:
+    _Producer.verdict = staticmethod(lambda _: "refused")
+    start = time.monotonic()
+    with pytest.raises(PublishError) as caught:
+        asyncio.run(publisher.publish(_events(3), 5))
+    assert time.monotonic() - start < 2
+    assert caught.value.stored == [] and len(caught.value.failed) == 3
+
+
+def test_records_carry_the_trace_schema_and_source_headers(publisher: AsyncPublisher) -> None:
+    events = _events(2)
+    asyncio.run(publisher.publish(events, 5))
+    sent = publisher._producer.headers  # type: ignore[attr-defined]
+    for event, headers in zip(events, sent, strict=True):
+        names = dict(headers)
+        assert names["event_type"] == event.envelope.event_type.encode()
+        assert names["source"] == event.envelope.source.encode()
+        assert int(names["schema_id"]) > 0 and names["traceparent"]
+
+
+def test_nothing_to_publish_is_an_empty_answer(publisher: AsyncPublisher) -> None:
+    assert asyncio.run(publisher.publish([], 5)) == []

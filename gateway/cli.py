@@ -16,6 +16,7 @@ from gateway import credentials
 from gateway.principals import Role
 
 if TYPE_CHECKING:
+    import uvicorn
     from fastapi import FastAPI
 
 BootstrapOpt = Annotated[
@@ -56,16 +57,58 @@ def serve(
     from consortium.settings import get_settings
 
     get_settings.cache_clear()  # one worker builds its app in this process: re-read them
-    uvicorn.run(
-        "gateway.cli:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=access_log,
-        proxy_headers=False,
+    if workers == 1:
+        uvicorn.run(
+            "gateway.cli:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=access_log,
+            proxy_headers=False,
+        )
+        return
+    _serve_workers(
+        uvicorn.Config(
+            "gateway.cli:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=access_log,
+            proxy_headers=False,
+        )
     )
+
+
+def _serve_workers(config: uvicorn.Config) -> None:
+    """uvicorn's supervisor (restarts, signals) with a listening socket per worker instead of one
+    shared: the kernel spreads connections over the workers (gateway/listening.py)."""
+    import logging
+
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from gateway.listening import reserve
+
+    log = logging.getLogger("uvicorn.error")
+    try:
+        sock = reserve(config.host, config.port, config.backlog)
+    except OSError as exc:
+        log.error(exc)
+        raise SystemExit(STARTUP_FAILURE) from None
+    log.info(
+        "Uvicorn running on http://%s:%d with a socket per worker (Press CTRL+C to quit)",
+        config.host,
+        sock.getsockname()[1],
+    )
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 def app_from_environment() -> FastAPI:

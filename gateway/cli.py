@@ -57,29 +57,25 @@ def serve(
     from consortium.settings import get_settings
 
     get_settings.cache_clear()  # one worker builds its app in this process: re-read them
-    if workers == 1:
-        uvicorn.run(
-            "gateway.cli:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            log_level="info",
-            access_log=access_log,
-            proxy_headers=False,
-        )
-        return
-    _serve_workers(
-        uvicorn.Config(
-            "gateway.cli:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="info",
-            access_log=access_log,
-            proxy_headers=False,
-        )
+    server_config = uvicorn.Config(
+        "gateway.cli:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=access_log,
+        proxy_headers=False,
     )
+    if workers > 1:
+        _serve_workers(server_config)
+        return
+    server = uvicorn.Server(server_config)
+    server.run()
+    if not server.started:
+        from uvicorn.config import STARTUP_FAILURE
+
+        raise SystemExit(STARTUP_FAILURE)
 
 
 def _serve_workers(config: uvicorn.Config) -> None:

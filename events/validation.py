@@ -109,7 +109,9 @@ def to_utc_millis(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetime must be timezone-aware (e.g. 2024-05-01T08:00:00Z), not naive")
     value = value.astimezone(UTC)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if value.microsecond % 1000:  # most inputs have milliseconds or less: no second copy
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
 
 
 def _context(info: ValidationInfo) -> Checks:

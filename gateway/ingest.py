@@ -31,6 +31,11 @@ RECORDED_ROWS = (
 )
 
 
+# The same with its ids as one binary parameter: for 1,000 ids a third of the client CPU of the
+# text form (psycopg writes each element's text and quotes it; docs/gateway.md, Performance).
+RECORDED_ROWS_BINARY = RECORDED_ROWS.replace("ANY(%s)", "ANY(%b::uuid[])")
+
+
 def all_ids(requests: Sequence[Sequence[UUID]]) -> list[UUID]:
     """Every event id of some requests, once."""
     return list({eid for ids in requests for eid in ids})
@@ -248,7 +253,7 @@ class Ingest:
     async def _select_recorded(self, requests: list[list[UUID]]) -> list[Recorded]:
         """What the record knows of each request's ids, in one statement for all of them."""
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(RECORDED_ROWS, (all_ids(requests),))
+            cursor = await conn.execute(RECORDED_ROWS_BINARY, (all_ids(requests),))
             rows = await cursor.fetchall()
         return recorded_of(requests, rows)
 
@@ -285,14 +290,15 @@ class Ingest:
             log.exception("could not record %d published events", len(stored))
 
     async def _insert_records(self, requests: list[list[Row]]) -> list[None]:
-        """Every request's rows in one INSERT (an id recorded already keeps its first row)."""
+        """Every request's rows in one INSERT (an id recorded already keeps its first row); the
+        columns go as binary arrays, a quarter of the client CPU of text ones for 1,000 rows."""
         columns = list(zip(*(row for rows in requests for row in rows), strict=True))
         async with self._pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO gateway_published_events"
                 " (event_id, content_sha256, source, topic, kafka_partition, kafka_offset)"
-                " SELECT * FROM unnest(%s::uuid[], %s::bytea[], %s::text[], %s::text[],"
-                " %s::int[], %s::bigint[]) ON CONFLICT (event_id) DO NOTHING",
+                " SELECT * FROM unnest(%b::uuid[], %b::bytea[], %b::text[], %b::text[],"
+                " %b::int[], %b::bigint[]) ON CONFLICT (event_id) DO NOTHING",
                 [list(column) for column in columns],
             )
         return [None for _ in requests]

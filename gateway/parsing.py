@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
+from consortium.settings import get_settings
 from events.envelope import Event
 from events.membership import load_membership
 from events.registry import UnknownEventType, parse_event
@@ -26,7 +27,9 @@ def request_checks() -> Checks:
     Looking the membership up per field costs a path resolution each time (a third of the
     gateway's CPU under batched load), and a request is one instant anyway.
     """
-    return {"membership": load_membership(), "now": datetime.now(UTC)}
+    now = datetime.now(UTC)
+    skew = timedelta(seconds=get_settings().clock_skew_seconds)
+    return {"membership": load_membership(), "now": now, "not_after": now + skew}
 
 
 def parse_one(

@@ -175,6 +175,18 @@ def test_occurred_at_beyond_the_clock_skew_is_refused() -> None:
     assert "in the future beyond the 300 s clock-skew allowance" in errors[0][1]
 
 
+def test_the_gateways_checks_of_one_request_draw_the_same_line() -> None:
+    """request_checks computes now + skew once per request: the same verdicts, either side."""
+    from gateway.parsing import request_checks
+
+    checks = request_checks()
+    limit = checks["now"] + timedelta(seconds=get_settings().clock_skew_seconds)
+    assert parse_event(_occurred(limit - timedelta(milliseconds=1)), checks=checks)
+    errors = errors_of(_occurred(limit + timedelta(milliseconds=1)), checks=checks)
+    assert errors[0][0] == ("envelope", "occurred_at")
+    assert "in the future beyond the 300 s clock-skew allowance" in errors[0][1]
+
+
 @pytest.fixture
 def no_skew(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Settings with a zero clock-skew allowance."""

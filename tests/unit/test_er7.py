@@ -145,3 +145,18 @@ def test_any_timestamp_shaped_value_parses_or_is_the_typed_error(value: str) -> 
     except Hl7ValueError:
         return
     assert moment is not None and moment.utcoffset() is not None
+
+
+def test_repetitions_are_the_same_whether_read_first_or_after_the_first() -> None:
+    message = parse("\r".join([MSH, PID]))
+    pid = message.pid
+    assert text(pid.pid_3) == "ZY1^^^439901-C01^MR"  # the first repetition, the rest not cut yet
+    assert [r.raw for r in pid.pid_3] == [
+        "ZY1^^^439901-C01^MR",
+        "110101199001011234^^^CHN^NNCHN",
+        "",
+        " ",
+    ]
+    assert [r.raw for r in message.msh.msh_2] == ["^~\\&"]  # the encoding characters: one value
+    assert [r.raw for r in pid.field(3).repetitions] == [r.raw for r in pid.pid_3.repetitions]
+    assert len(pid.pid_5) == 1 and bool(pid.pid_5) and not pid.pid_2 and len(pid.pid_2) == 0

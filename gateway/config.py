@@ -28,8 +28,10 @@ class GatewayConfig:
     retry_after_s: int = 5
     pool_size: int = 8
     # A request waits for its acknowledgement, so every ms of linger is a ms of its latency;
-    # batches of a request are queued at once and fill Kafka batches without lingering.
-    linger_ms: float = 1.0
+    # batches of a request are queued at once and fill Kafka batches without lingering. 0, not
+    # 1: librdkafka's linger timer cost about as much CPU as the rest of a publish
+    # (docs/gateway.md, Performance).
+    linger_ms: float = 0.0
     # Kafka client settings (security); None: the environment's, as the gateway's principal.
     kafka: Mapping[str, Any] | None = None
 

@@ -16,6 +16,7 @@ from events.catalog import Catalog
 from events.replay import log_codec
 from events.topics import event_topic
 from infra.security import processor_principal
+from processors.delivery import ProjectionApp
 from processors.positions import stored_positions
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor, Outcome
@@ -75,7 +76,7 @@ def build_app(
     brokers = ";".join(f"kafka://{b}" for b in config.bootstrap_servers.split(","))
     # In secure mode the projection's own principal (docs/security.md); None in plaintext.
     security = kafka_client_config(processor_principal(config.consortium_id, projection.name))
-    app = faust.App(
+    app = ProjectionApp(
         group_id(config.consortium_id, projection.name),
         broker=brokers,
         store="memory://",

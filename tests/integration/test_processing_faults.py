@@ -14,7 +14,8 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from consortium.topics import ensure_topics
 from events.envelope import Event
@@ -192,20 +193,80 @@ def test_sigkill_in_the_middle_of_batches_loses_and_doubles_nothing(
     with processor(kafka_bootstrap, migrated_url, cid):
         end = log_end(kafka_bootstrap, cid)
         wait_for(lambda: positions(migrated_url) == end, "the processor to reach the log end")
+    assert_each_event_once_as_a_clean_rebuild(kafka_bootstrap, migrated_url, cid, events)
+    with psycopg.connect(migrated_url) as conn:
+        referrals = conn.execute("SELECT count(*) FROM referrals.referrals").fetchone()
+    assert referrals == (900,)
+
+
+def assert_each_event_once_as_a_clean_rebuild(
+    bootstrap: str, url: str, cid: str, events: list[Event]
+) -> None:
+    """Every distinct event applied once, and the live generation (still the first) has the
+    digest of a clean rebuild of the topic."""
     distinct = len({e.envelope.event_id for e in events})
-    assert applied(migrated_url) == distinct
+    assert applied(url) == distinct
     rebuilt = rebuild(
         REFERRALS,
-        bootstrap_servers=kafka_bootstrap,
-        database_url=migrated_url,
+        bootstrap_servers=bootstrap,
+        database_url=url,
         consortium_id=cid,
-        dead_letters=KafkaDeadLetters(kafka_bootstrap, cid, "referrals"),
+        dead_letters=KafkaDeadLetters(bootstrap, cid, "referrals"),
         switch=False,
     )
     assert rebuilt.outcome.applied == distinct and rebuilt.outcome.dead_lettered == 0
-    with psycopg.connect(migrated_url) as conn:
+    with psycopg.connect(url) as conn:
         live = generations.ensure_live(conn, REFERRALS)
         assert live.number == 1
         assert digest(conn, REFERRALS, live) == digest(conn, REFERRALS, rebuilt.generation)
-        referrals = conn.execute("SELECT count(*) FROM referrals.referrals").fetchone()
-    assert referrals == (900,)
+
+
+def assigned_members(bootstrap: str, consortium_id: str) -> int:
+    """Members of the referral projection's group that hold partitions (0 while it rebalances)."""
+    group = f"{consortium_id}.projection.referrals"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except KafkaException:
+        return 0
+    if described.state != ConsumerGroupState.STABLE:
+        return 0
+    return sum(1 for m in described.members if m.assignment and m.assignment.topic_partitions)
+
+
+def test_workers_joining_and_leaving_mid_backlog_lose_and_double_nothing(
+    kafka_bootstrap: str, migrated_url: str, fresh_consortium_id: str
+) -> None:
+    """Rebalances while a worker is behind: its stream buffer is full, so its fetcher waits on a
+    full channel when its partitions are revoked (processors/delivery.py must let go there)."""
+    cid = fresh_consortium_id
+    ensure_topics(kafka_bootstrap, cid)
+    events = [e for f in referral_flows(33, 25_000) for e in f]
+    random.Random(33).shuffle(events)
+    backlog, tail = events[:-3_000], events[-3_000:]
+    with Publisher(kafka_bootstrap, cid) as publisher:
+        publisher.publish(backlog)
+    published = threading.Event()
+    with processor(kafka_bootstrap, migrated_url, cid) as first:
+        wait_for(lambda: applied(migrated_url) > 0, "the first worker to apply events")
+        publisher_thread = publish_while(kafka_bootstrap, cid, tail, published)
+        with processor(kafka_bootstrap, migrated_url, cid) as second:  # joins: a rebalance
+            wait_for(lambda: assigned_members(kafka_bootstrap, cid) == 2, "the second to join")
+            before = applied(migrated_url)
+            wait_for(lambda: applied(migrated_url) > before + 200, "progress with two workers")
+            second.send_signal(signal.SIGTERM)  # leaves: another rebalance
+            second.wait(timeout=30)
+        with processor(kafka_bootstrap, migrated_url, cid) as third:  # joins, then dies
+            wait_for(lambda: assigned_members(kafka_bootstrap, cid) == 2, "the third to join")
+            before = applied(migrated_url)
+            wait_for(lambda: applied(migrated_url) > before + 200, "progress with the third")
+            third.send_signal(signal.SIGKILL)  # its partitions move after the session timeout
+            third.wait(timeout=30)
+        publisher_thread.join(timeout=WAIT_S)
+        assert published.is_set()
+        end = log_end(kafka_bootstrap, cid)
+        assert positions(migrated_url) < end  # the rebalances came while there was work
+        wait_for(lambda: positions(migrated_url) == end, "the first worker to reach the log end")
+        assert assigned_members(kafka_bootstrap, cid) == 1
+        assert first.poll() is None  # it went through every rebalance: no deadlock, no exit
+    assert_each_event_once_as_a_clean_rebuild(kafka_bootstrap, migrated_url, cid, events)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from bench import codec as codec_bench
+from bench import gateway as gateway_defaults
 from bench.harness import dropping_throwaways, report
 
 app = typer.Typer(no_args_is_help=True, help="Measure throughput beside a baseline.")
@@ -46,7 +47,7 @@ def gateway(
         typer.Option(
             min=1, max=256, help="MLLP connections (interfaces), one message in flight each."
         ),
-    ] = 4,
+    ] = gateway_defaults.HL7_CONNECTIONS,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per figure.")] = False,
 ) -> None:
     """Batched, single-event and HL7 v2 ingest through the gateway, beside raw Kafka produce."""

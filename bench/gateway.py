@@ -26,7 +26,12 @@ BASELINE = "confluent-kafka produce"
 BATCH = 500
 BATCH_CLIENTS = 4
 SINGLE_RATE = 500.0
-HL7_CONNECTIONS = 4  # MLLP connections, one message in flight on each (an interface each)
+# MLLP connections, one message in flight on each: an interface each. A county consortium of ~20
+# members, each with HIS, LIS and RIS feeds, keeps 30–60 of them open (docs/benchmarks.md).
+HL7_CONNECTIONS = 32
+# Fewer interfaces, one round each: with one message in flight an interface is bound by the
+# round trip (publish + acknowledgement), not by the gateway's CPU.
+HL7_SWEEP = (1, 4, 16)
 HL7_MESSAGES = 2_000
 ROUNDS = 3
 Say = Callable[[str], None]
@@ -447,7 +452,16 @@ def measure(
             with cpu.measure("hl7", say):
                 return float(run(send_hl7(mllp_port, frames, hl7_connections)))
 
-        hl7_rate = _best(rounds, hl7, say, "HL7 v2 over MLLP", "msg/s")
+        hl7_rate = _best(rounds, hl7, say, f"HL7 v2 over MLLP, {hl7_connections} conn.", "msg/s")
+        sweep: list[Figure] = []
+        for n in (c for c in HL7_SWEEP if c != hl7_connections):
+            frames = _hl7_frames(
+                load.hl7_events[:HL7_MESSAGES], token, f"S{n}{uuid.uuid4().hex[:6]}"
+            )
+            value = float(run(send_hl7(mllp_port, frames, n)))
+            say(f"  HL7 v2 over MLLP, {n} conn.: {value:,.0f} msg/s")
+            name = f"gateway.hl7_messages_per_s.{n}_connections"
+            sweep.append(Figure(name, value, "messages/s", raw, BASELINE))
 
     return [
         Figure("gateway.batched_events_per_s", batched_rate, "events/s", raw, BASELINE),
@@ -455,4 +469,5 @@ def measure(
         Figure("gateway.single_p50_ms", single_p50, "ms", raw_p50, BASELINE),
         Figure("gateway.single_p99_ms", single_p99, "ms", raw_p99, BASELINE),
         Figure("gateway.hl7_messages_per_s", hl7_rate, "messages/s", raw, BASELINE),
+        *sweep,
     ]

@@ -354,6 +354,20 @@ def _hl7_frames(events: Sequence[Event], token: str, round_id: str) -> list[byte
     return frames
 
 
+def _hl7_sweep(
+    port: int, events: Sequence[Event], token: str, headline: int, raw: float, say: Say
+) -> list[Figure]:
+    """HL7 messages/s over each connection count of HL7_SWEEP but the headline's, one round each."""
+    figures = []
+    for n in (c for c in HL7_SWEEP if c != headline):
+        frames = _hl7_frames(events[:HL7_MESSAGES], token, f"S{n}{uuid.uuid4().hex[:6]}")
+        value = asyncio.run(send_hl7(port, frames, n))
+        say(f"  HL7 v2 over MLLP, {n} conn.: {value:,.0f} msg/s")
+        name = f"gateway.hl7_messages_per_s.{n}_connections"
+        figures.append(Figure(name, value, "messages/s", raw, BASELINE))
+    return figures
+
+
 def _best(rounds: int, run: Callable[[int], float], say: Say, what: str, unit: str) -> float:
     best = 0.0
     for r in range(rounds):
@@ -453,15 +467,7 @@ def measure(
                 return float(run(send_hl7(mllp_port, frames, hl7_connections)))
 
         hl7_rate = _best(rounds, hl7, say, f"HL7 v2 over MLLP, {hl7_connections} conn.", "msg/s")
-        sweep: list[Figure] = []
-        for n in (c for c in HL7_SWEEP if c != hl7_connections):
-            frames = _hl7_frames(
-                load.hl7_events[:HL7_MESSAGES], token, f"S{n}{uuid.uuid4().hex[:6]}"
-            )
-            value = float(run(send_hl7(mllp_port, frames, n)))
-            say(f"  HL7 v2 over MLLP, {n} conn.: {value:,.0f} msg/s")
-            name = f"gateway.hl7_messages_per_s.{n}_connections"
-            sweep.append(Figure(name, value, "messages/s", raw, BASELINE))
+        sweep = _hl7_sweep(mllp_port, load.hl7_events, token, hl7_connections, raw, say)
 
     return [
         Figure("gateway.batched_events_per_s", batched_rate, "events/s", raw, BASELINE),

@@ -163,9 +163,10 @@ def wait_settled(
     downstream topic whose end this pass read before it. That record moves the end, so a second
     pass over unchanged ends is the settled state. TimeoutError at the deadline."""
     settled_ends: dict[tuple[str, int], int] | None = None
+    late_parts: list[str] = []
     while True:
         alive()
-        behind, ends = settle_pass(bootstrap, database_url, consortium_id)
+        behind, ends = settle_pass(bootstrap, database_url, consortium_id, late_parts)
         report("; ".join(f"{name}: {n:,} behind" for name, n in behind.items()))
         if not any(behind.values()):
             if ends == settled_ends:
@@ -175,7 +176,9 @@ def wait_settled(
         settled_ends = None
         if time.monotonic() > deadline:
             late = {name: n for name, n in behind.items() if n}
-            raise TimeoutError(f"still behind: {late}")
+            # Which partitions or outboxes: "1 behind" alone cannot tell an unapplied record
+            # from an unrelayed row (the soak's transfers stayed 1 behind; docs/reliability.md).
+            raise TimeoutError(f"still behind: {late} ({'; '.join(late_parts) or 'no detail'})")
         time.sleep(1.0)
 
 
@@ -185,17 +188,21 @@ def projections_behind(bootstrap: str, database_url: str, consortium_id: str) ->
 
 
 def settle_pass(
-    bootstrap: str, database_url: str, consortium_id: str
+    bootstrap: str, database_url: str, consortium_id: str, late: list[str] | None = None
 ) -> tuple[dict[str, int], dict[tuple[str, int], int] | None]:
     """One pass: what `projections_behind` returns, and the log ends it read (None if unread).
 
-    Every log end is read first, with one client; then every stored position; then the outboxes."""
+    Every log end is read first, with one client; then every stored position; then the outboxes.
+    `late`, if given, is refilled with what is behind: "<projection> <topic>[<partition>] stored
+    <next offset> of <end>" and "<projection> outbox <rows>"."""
     import psycopg
 
     from processors.positions import stored_positions
     from processors.wiring import PROJECTIONS
     from projections.frame import generations
 
+    if late is not None:
+        late.clear()
     topics = sorted(
         {event_topic(f, consortium_id) for p in PROJECTIONS.values() for f in p.families}
     )
@@ -215,6 +222,12 @@ def settle_pass(
         except psycopg.OperationalError:  # the database restarting (the fault campaign)
             stored = {}
         behind[projection.name] = sum(max(0, end - stored.get(tp, 0)) for tp, end in own.items())
+        if late is not None:
+            late += [
+                f"{projection.name} {t}[{p}] stored {stored.get((t, p), 0)} of {end}"
+                for (t, p), end in sorted(own.items())
+                if end > stored.get((t, p), 0)
+            ]
     try:
         with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor() as cur:
             for projection in PROJECTIONS.values():
@@ -226,7 +239,10 @@ def settle_pass(
                         psycopg.sql.Identifier(live.schema)
                     )
                 ).fetchone()
-                behind[projection.name] += int(row[0]) if row else 0
+                rows = int(row[0]) if row else 0
+                behind[projection.name] += rows
+                if late is not None and rows:
+                    late.append(f"{projection.name} outbox {rows}")
     except psycopg.OperationalError:  # unknown is not settled
         behind = {name: n + 1 for name, n in behind.items()}
     return behind, ends

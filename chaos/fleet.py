@@ -14,7 +14,9 @@ from pathlib import Path
 from consortium.processes import stop_group
 
 # Short sessions: a SIGKILLed worker's partitions move to the others within seconds.
-WORKER_OPTIONS = ("--batch-size", "500", "--within", "0.05", "--session-timeout", "6")
+WORKER_OPTIONS = (
+    "--batch-size", "500", "--within", "0.05", "--session-timeout", "6", "--stall-after", "10",
+)  # fmt: skip
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from events.topics import event_topic
 from infra.security import processor_principal
 from processors.delivery import ProjectionApp
 from processors.positions import stored_positions
+from processors.stalls import StallWatch
+from processors.watchdog import CHAOS_ENV, Chaos, stall_timer
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor, Outcome
 from projections.frame.deadletters import KafkaDeadLetters
@@ -40,6 +43,8 @@ class ProcessorConfig:
     strict_decoding: bool = False
     # A SIGKILLed worker holds its partitions until this expires (faust's default is 60 s).
     session_timeout_s: float = 10.0
+    # A partition behind its log end with no progress this long is moved (processors.watchdog).
+    stall_after_s: float = 20.0
 
 
 def group_id(consortium_id: str, projection: str) -> str:
@@ -98,10 +103,27 @@ def build_app(
     dead_letters = KafkaDeadLetters(config.bootstrap_servers, config.consortium_id, projection.name)
     processor = BatchProcessor(projection, config.database_url, codec, dead_letters)
 
+    watch: StallWatch[tuple[str, int]] = StallWatch(config.stall_after_s)
+    chaos = Chaos.from_env(os.environ.get(CHAOS_ENV))
+
     @app.agent(topics)
     async def project(stream: Any) -> None:
         async for events in stream.take_events(config.batch_size, within=config.batch_within_s):
-            await _until_done(processor, [record_of(e.message) for e in events])
+            records = [record_of(e.message) for e in events]
+            if chaos is not None:
+                gen = app.consumer_generation_id
+                records = [r for r in records if not chaos.drops((r.topic, r.partition), gen)]
+            if not records:
+                continue
+            watch.handed({(r.topic, r.partition) for r in records})
+            watch.busy(True)
+            try:
+                await _until_done(processor, records)
+            finally:
+                watch.busy(False)
+
+    def positions(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return stored_positions(config.database_url, projection.name, partitions)
 
     async def position(_sender: Any, /, *_args: Any, signal: Any, **_: Any) -> None:
         # With no faust tables, recovery awaits this signal and then seeks every assigned
@@ -111,21 +133,16 @@ def build_app(
         mine = {tp for tp in consumer.assignment() if tp.topic in topics.topics}
         if not mine:
             return
-        stored = await asyncio.to_thread(
-            stored_positions,
-            config.database_url,
-            projection.name,
-            [(tp.topic, tp.partition) for tp in mine],
-        )
+        stored = await asyncio.to_thread(positions, [(tp.topic, tp.partition) for tp in mine])
         offsets = {tp: stored[(tp.topic, tp.partition)] for tp in mine}
         log.info("%s: resuming at PostgreSQL positions %s", projection.name, offsets)
         if not await consumer._commit(offsets):
             raise RuntimeError(f"could not move the group to PostgreSQL positions {offsets}")
         # aiokafka's seek_to_committed skips an offset of 0 (`if offset and offset > 0`), so a
         # partition PostgreSQL has never read (a restored or fresh database) would stay where
-        # Kafka's old commit left the fetcher, and its events would be passed over: seek here.
-        for tp, offset in offsets.items():
-            await consumer.seek(tp, offset)
+        # Kafka's old commit left the fetcher, and its events would be passed over: seek here,
+        # on aiokafka's own thread (faust's `seek` would call into it from this one).
+        await consumer.seek_wait(offsets)
 
     async def tick() -> None:
         try:
@@ -135,6 +152,10 @@ def build_app(
 
     app.on_rebalance_complete.connect(position)
     app.timer(interval=config.tick_interval_s)(tick)
+    check_every = max(0.5, min(5.0, config.stall_after_s / 4))
+    app.timer(interval=check_every)(
+        stall_timer(app, frozenset(topics.topics), watch, positions, chaos)
+    )
     for companion in companions:
         app.timer(interval=0.5)(_companion_timer(projection.name, companion))
     return app

@@ -36,6 +36,12 @@ def process(
     session_timeout: Annotated[
         float, typer.Option(min=6.0, help="Seconds before a dead worker's partitions move.")
     ] = 10.0,
+    stall_after: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="Seconds a partition may stand behind its log end before it is moved."
+        ),
+    ] = 20.0,
     loglevel: Annotated[str, typer.Option(help="faust/mode log level.")] = "warning",
 ) -> None:
     """Run a projection's processor (a faust worker in its own consumer group) until stopped."""
@@ -47,6 +53,8 @@ def process(
             "--strict" if strict else "--lenient",
             "--session-timeout",
             str(session_timeout),
+            "--stall-after",
+            str(stall_after),
         ]
         if bootstrap:
             options += ["--bootstrap", bootstrap]
@@ -80,6 +88,7 @@ def process(
         batch_within_s=within,
         strict_decoding=strict,
         session_timeout_s=session_timeout,
+        stall_after_s=stall_after,
     )
     beside = companions(name, config.bootstrap_servers, config.database_url, config.consortium_id)
     run(projection(name, config.consortium_id), config, loglevel=loglevel, companions=beside)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping
 from types import CoroutineType
 from typing import Any, cast
 
@@ -106,7 +106,20 @@ def delivery(
 
 
 class DirectDeliveryConsumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer whose fetcher calls the conductor directly when it can."""
+    """faust's aiokafka consumer whose fetcher calls the conductor directly when it can, and
+    whose seek to the committed offsets also seeks the partitions committed at 0."""
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        # aiokafka seeks only to a committed offset above 0 (`if offset and offset > 0`), so a
+        # partition committed at 0 stays wherever its fetcher had got to. faust seeks to the
+        # committed offsets to take back what it fetched but did not deliver (after a rebalance,
+        # and when a fetch returns while the flow is stopped); a partition's first records,
+        # fetched and then dropped so, were never delivered again (docs/reliability.md).
+        committed = await super().seek_to_committed()
+        at_zero = {tp: 0 for tp, offset in committed.items() if offset == 0}
+        if at_zero:
+            await self.seek_wait(at_zero)
+        return committed
 
     # faust's loop as it is (its branches and statements), so that a diff against faust shows
     # the one change.

@@ -1,0 +1,121 @@
+"""The stall watch's bookkeeping: which partitions stand still behind their log end, and when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from processors.stalls import REJOIN, RESEEK, RESTART, StallWatch
+from processors.watchdog import Chaos
+
+A, B = ("t", 0), ("t", 1)
+
+
+def test_a_partition_behind_and_quiet_is_reported_once_per_window_climbing_the_rungs() -> None:
+    watch: StallWatch[tuple[str, int]] = StallWatch(after_s=10)
+    assert watch.observe(0, {A: 3}, {A: 5}) == []
+    assert watch.observe(9.9, {A: 3}, {A: 5}) == []
+    assert watch.observe(10, {A: 3}, {A: 5}) == [(A, RESEEK)]
+    assert watch.observe(15, {A: 3}, {A: 5}) == []
+    assert watch.observe(20, {A: 3}, {A: 5}) == [(A, REJOIN)]
+    assert watch.observe(30, {A: 3}, {A: 5}) == [(A, RESTART)]
+
+
+def test_caught_up_or_moving_partitions_are_never_reported() -> None:
+    watch: StallWatch[tuple[str, int]] = StallWatch(after_s=10)
+    for t in range(0, 100, 5):
+        # A sits at its end; B moves one record per observation.
+        assert watch.observe(t, {A: 7, B: t}, {A: 7, B: 1_000}) == []
+
+
+def test_progress_or_records_handed_to_the_agent_start_again_at_rung_zero() -> None:
+    watch: StallWatch[tuple[str, int]] = StallWatch(after_s=10)
+    watch.observe(0, {A: 3}, {A: 5})
+    assert watch.observe(10, {A: 3}, {A: 5}) == [(A, RESEEK)]
+    assert watch.observe(12, {A: 4}, {A: 5}) == []  # it moved
+    assert watch.observe(22, {A: 4}, {A: 5}) == [(A, RESEEK)]
+    watch.handed([A])
+    assert watch.observe(30, {A: 4}, {A: 5}) == []  # records reached the agent
+    assert watch.observe(40, {A: 4}, {A: 5}) == [(A, RESEEK)]
+
+
+def test_no_verdict_while_a_batch_runs_and_the_quiet_clock_keeps_going() -> None:
+    watch: StallWatch[tuple[str, int]] = StallWatch(after_s=10)
+    watch.observe(0, {A: 3}, {A: 5})
+    watch.busy(True)
+    assert watch.observe(30, {A: 3}, {A: 5}) == []
+    watch.busy(False)
+    assert watch.observe(31, {A: 3}, {A: 5}) == [(A, RESEEK)]
+
+
+def test_a_partition_no_longer_assigned_is_forgotten() -> None:
+    watch: StallWatch[tuple[str, int]] = StallWatch(after_s=10)
+    watch.observe(0, {A: 3}, {A: 5})
+    watch.observe(5, {}, {B: 0})
+    assert watch.observe(12, {A: 3}, {A: 5}) == []  # watched afresh from 12
+    assert watch.observe(22, {A: 3}, {A: 5}) == [(A, RESEEK)]
+
+
+@dataclass
+class Model:
+    """The rule in words: quiet since the last progress, report every after_s, rung counts."""
+
+    after_s: float
+    quiet_since: dict[tuple[str, int], float] = field(default_factory=dict)
+    last: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
+    rungs: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+step = st.tuples(
+    st.floats(0.1, 8.0),  # time passing
+    st.dictionaries(st.sampled_from([A, B]), st.integers(0, 3), max_size=2),  # stored moves
+    st.sets(st.sampled_from([A, B])),  # handed
+    st.booleans(),  # busy
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(step, min_size=1, max_size=60))
+def test_reports_follow_the_rule_for_any_history(history: list) -> None:
+    after_s = 10.0
+    watch: StallWatch[tuple[str, int]] = StallWatch(after_s)
+    ends = {A: 3, B: 3}
+    stored = {A: 0, B: 0}
+    now = 0.0
+    since: dict[tuple[str, int], float] = {}
+    rung: dict[tuple[str, int], int] = {}
+    for dt, moves, handed, busy in history:
+        now += dt
+        progressed = {tp for tp, to in moves.items() if to != stored[tp]} | set(handed)
+        stored.update(moves)
+        watch.handed(handed)
+        watch.busy(busy)
+        reported = dict(watch.observe(now, stored, ends))
+        for tp in (A, B):
+            if stored[tp] >= ends[tp]:
+                since.pop(tp, None), rung.pop(tp, None)
+                assert tp not in reported
+            elif tp not in since or tp in progressed:
+                since[tp], rung[tp] = now, 0
+                assert tp not in reported
+            elif busy or now - since[tp] < after_s:
+                assert tp not in reported
+            else:
+                assert reported[tp] == rung[tp]
+                since[tp], rung[tp] = now, rung[tp] + 1
+
+
+def test_the_chaos_hook_is_read_strictly_and_drops_only_its_partition_until_a_rebalance() -> None:
+    assert Chaos.from_env(None) is None and Chaos.from_env("") is None
+    for bad in ("freeze:t:0", "drop:t", "drop::0", "pause:t:x"):
+        with pytest.raises(ValueError, match="CONSORTIUM_CHAOS_STALL"):
+            Chaos.from_env(bad)
+    chaos = Chaos.from_env("drop:c.referral.v1:5")
+    assert chaos is not None and chaos.partition == ("c.referral.v1", 5)
+    assert not chaos.drops(("c.referral.v1", 4), 3)
+    assert chaos.drops(("c.referral.v1", 5), 3)
+    assert chaos.drops(("c.referral.v1", 5), 3)
+    assert not chaos.drops(("c.referral.v1", 5), 4)  # the group rebalanced

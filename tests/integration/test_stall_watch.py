@@ -9,7 +9,6 @@ remedy (a rebalance) cures. Either way every event ends up applied, once.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from consortium.processes import stop_group
 from consortium.topics import ensure_topics
 from events.publisher import Publisher
 from events.topics import Family, event_topic
@@ -80,7 +80,9 @@ def test_a_stalled_partition_is_moved_and_every_event_applied_once(
     command = [sys.executable, "-m", "processors.cli", "process", "referrals"]
     options = ["--batch-size", "50", "--session-timeout", "6", "--stall-after", "3"]
     with log.open("ab") as out:
-        child = subprocess.Popen([*command, *options], env=env, stdout=out, stderr=out)
+        child = subprocess.Popen(
+            [*command, *options], env=env, stdout=out, stderr=out, start_new_session=True
+        )
     try:
         if mode == "pause":  # the worker freezes partition 0 once it has it
             wait_for_line(log, "chaos: paused")
@@ -105,9 +107,4 @@ def test_a_stalled_partition_is_moved_and_every_event_applied_once(
             row = conn.execute("SELECT count(*) FROM consumed_events").fetchone()
         assert row == (len(events),)
     finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        stop_group(child)

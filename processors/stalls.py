@@ -9,7 +9,9 @@ with the stored positions and the log ends, and by its agent with the records it
 A partition stalls when it is behind its log end and for `after_s` seconds neither its stored
 position moved nor a record of it reached the agent. No verdict is given while the agent is
 inside a batch: a slow batch, or PostgreSQL away, is not a fetch stall. Each report of the same
-stall climbs one rung of the remedies; any progress starts the partition again at rung 0.
+stall climbs one rung of the remedies, and each rung waits one `after_s` longer than the one
+before (a rebalance may take a while on a loaded machine); any progress starts the partition
+again at rung 0.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ class StallWatch(Generic[P]):
         """The agent started (True) or finished (False) a batch."""
         self._busy = busy
 
+    def rebalanced(self, now: float) -> None:
+        """The group rebalanced, which seeks every partition again: quiet clocks start anew
+        (the rungs stay, so a stall that outlives a rebalance climbs on)."""
+        for watched in self._watched.values():
+            watched.quiet_since = now
+
     def observe(
         self, now: float, stored: Mapping[P, int], ends: Mapping[P, int]
     ) -> list[tuple[P, int]]:
@@ -66,7 +74,7 @@ class StallWatch(Generic[P]):
                 self._watched[tp] = _Watched(position, now)
             elif self._busy:
                 continue  # no verdict while a batch runs: it may be the slow one
-            elif now - watched.quiet_since >= self.after_s:
+            elif now - watched.quiet_since >= self.after_s * (watched.rung + 1):
                 stalled.append((tp, watched.rung))
                 watched.rung += 1
                 watched.quiet_since = now

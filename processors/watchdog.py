@@ -152,10 +152,17 @@ def stall_timer(
 ) -> Callable[[], Awaitable[None]]:
     """The coroutine a faust timer runs: observe, then climb the remedies of each stall."""
 
+    generation = app.consumer_generation_id
+
     async def check() -> None:
+        nonlocal generation
         consumer = app.consumer
         if app.rebalancing or not consumer.flow_active:
             return
+        if app.consumer_generation_id != generation:
+            generation = app.consumer_generation_id
+            watch.rebalanced(time.monotonic())
+            log.info("stall watch: the group rebalanced (generation %d)", generation)
         mine = sorted((tp for tp in consumer.assignment() if tp.topic in topics), key=_key)
         if not mine:
             return

@@ -79,6 +79,7 @@ def test_a_stalled_partition_is_moved_and_every_event_applied_once(
     }
     command = [sys.executable, "-m", "processors.cli", "process", "referrals"]
     options = ["--batch-size", "50", "--session-timeout", "6", "--stall-after", "3"]
+    options += ["--loglevel", "info"]
     with log.open("ab") as out:
         child = subprocess.Popen(
             [*command, *options], env=env, stdout=out, stderr=out, start_new_session=True

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,14 +12,15 @@ from processors.watchdog import Chaos
 A, B = ("t", 0), ("t", 1)
 
 
-def test_a_partition_behind_and_quiet_is_reported_once_per_window_climbing_the_rungs() -> None:
+def test_a_partition_behind_and_quiet_is_reported_climbing_the_rungs_ever_more_slowly() -> None:
     watch: StallWatch[tuple[str, int]] = StallWatch(after_s=10)
     assert watch.observe(0, {A: 3}, {A: 5}) == []
     assert watch.observe(9.9, {A: 3}, {A: 5}) == []
     assert watch.observe(10, {A: 3}, {A: 5}) == [(A, RESEEK)]
-    assert watch.observe(15, {A: 3}, {A: 5}) == []
-    assert watch.observe(20, {A: 3}, {A: 5}) == [(A, REJOIN)]
-    assert watch.observe(30, {A: 3}, {A: 5}) == [(A, RESTART)]
+    assert watch.observe(29, {A: 3}, {A: 5}) == []  # each rung waits one window longer
+    assert watch.observe(30, {A: 3}, {A: 5}) == [(A, REJOIN)]
+    assert watch.observe(59, {A: 3}, {A: 5}) == []
+    assert watch.observe(60, {A: 3}, {A: 5}) == [(A, RESTART)]
 
 
 def test_caught_up_or_moving_partitions_are_never_reported() -> None:
@@ -59,16 +58,6 @@ def test_a_partition_no_longer_assigned_is_forgotten() -> None:
     assert watch.observe(22, {A: 3}, {A: 5}) == [(A, RESEEK)]
 
 
-@dataclass
-class Model:
-    """The rule in words: quiet since the last progress, report every after_s, rung counts."""
-
-    after_s: float
-    quiet_since: dict[tuple[str, int], float] = field(default_factory=dict)
-    last: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
-    rungs: dict[tuple[str, int], int] = field(default_factory=dict)
-
-
 step = st.tuples(
     st.floats(0.1, 8.0),  # time passing
     st.dictionaries(st.sampled_from([A, B]), st.integers(0, 3), max_size=2),  # stored moves
@@ -101,7 +90,7 @@ def test_reports_follow_the_rule_for_any_history(history: list) -> None:
             elif tp not in since or tp in progressed:
                 since[tp], rung[tp] = now, 0
                 assert tp not in reported
-            elif busy or now - since[tp] < after_s:
+            elif busy or now - since[tp] < after_s * (rung[tp] + 1):
                 assert tp not in reported
             else:
                 assert reported[tp] == rung[tp]
@@ -119,3 +108,13 @@ def test_the_chaos_hook_is_read_strictly_and_drops_only_its_partition_until_a_re
     assert chaos.drops(("c.referral.v1", 5), 3)
     assert chaos.drops(("c.referral.v1", 5), 3)
     assert not chaos.drops(("c.referral.v1", 5), 4)  # the group rebalanced
+
+
+def test_a_rebalance_restarts_the_quiet_clock_and_keeps_the_rung() -> None:
+    watch: StallWatch[tuple[str, int]] = StallWatch(after_s=10)
+    watch.observe(0, {A: 3}, {A: 5})
+    assert watch.observe(10, {A: 3}, {A: 5}) == [(A, RESEEK)]
+    assert watch.observe(30, {A: 3}, {A: 5}) == [(A, REJOIN)]
+    watch.rebalanced(45)
+    assert watch.observe(74, {A: 3}, {A: 5}) == []
+    assert watch.observe(75, {A: 3}, {A: 5}) == [(A, RESTART)]

@@ -155,6 +155,12 @@ def stall_timer(
     generation = app.consumer_generation_id
 
     async def check() -> None:
+        try:
+            await observe_and_move()
+        except Exception:  # the watch must never be what stops a worker by accident
+            log.exception("stall watch: a round failed; it runs again")
+
+    async def observe_and_move() -> None:
         nonlocal generation
         consumer = app.consumer
         if app.rebalancing or not consumer.flow_active:
@@ -193,7 +199,8 @@ def stall_timer(
         for key, rung in stalled:
             log.warning(
                 "stall watch: %s[%d] stored %d of %d with no progress for %.0f s (rung %d); %s",
-                *key, stored.get(key, 0), ends_by_key[key], watch.after_s, rung, states[key],
+                *key, stored.get(key, 0), ends_by_key[key], watch.after_s * (rung + 1), rung,
+                states[key],
             )  # fmt: skip
         top = max(rung for _, rung in stalled)
         if top == RESEEK:

@@ -118,3 +118,121 @@ def test_a_rebalance_restarts_the_quiet_clock_and_keeps_the_rung() -> None:
     watch.rebalanced(45)
     assert watch.observe(74, {A: 3}, {A: 5}) == []
     assert watch.observe(75, {A: 3}, {A: 5}) == [(A, RESTART)]
+
+
+class FakeKafka:
+    """aiokafka's consumer as the watch's remedies touch it."""
+
+    def __init__(self) -> None:
+        self.sought: dict[object, int] = {}
+        self.resumed: list[object] = []
+        self.rejoins = 0
+        self._paused: set[object] = set()
+        self._fetcher = type("Fetcher", (), {"_records": {}})()
+        self._coordinator = type("Coordinator", (), {"request_rejoin": self._rejoin})()
+
+    def _rejoin(self) -> None:
+        self.rejoins += 1
+
+    def paused(self) -> set[object]:
+        return self._paused
+
+    def resume(self, *tps: object) -> None:
+        self.resumed += tps
+        self._paused -= set(tps)
+
+    def seek(self, tp: object, offset: int) -> None:
+        self.sought[tp] = offset
+
+    def highwater(self, tp: object) -> int:
+        return 5
+
+
+class FakeThread:
+    def __init__(self, kafka: FakeKafka) -> None:
+        self.kafka = kafka
+
+    def _ensure_consumer(self) -> FakeKafka:
+        return self.kafka
+
+    async def call_thread(self, fun, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return await fun(*args, **kwargs)
+
+
+class FakeConsumer:
+    """faust's consumer, with one partition of topic t stuck at 3 of 5."""
+
+    def __init__(self) -> None:
+        from faust.types import TP
+
+        self.tp = TP("t", 0)
+        self.kafka = FakeKafka()
+        self._thread = FakeThread(self.kafka)
+        self.flow_active = True
+        self._active_partitions: set[object] = set()
+        self._paused_partitions: set[object] = {self.tp}
+        self._buffered_partitions: set[object] = set()
+        self._read_offset: dict[object, int | None] = {self.tp: 4}
+
+    def assignment(self) -> set[object]:
+        return {self.tp}
+
+    def highwater(self, tp: object) -> int:
+        return 5
+
+    def resume_partitions(self, tps: set[object]) -> None:
+        self._active_partitions |= tps
+        self._paused_partitions -= tps
+
+
+def test_the_timer_climbs_from_seek_to_rebalance_to_exit_and_skips_rebalances() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from processors.watchdog import EXIT_STALLED, stall_timer
+
+    consumer = FakeConsumer()
+    app = SimpleNamespace(consumer=consumer, rebalancing=False, consumer_generation_id=1)
+    exits: list[int] = []
+    watch: StallWatch[tuple[str, int]] = StallWatch(after_s=0.0)
+    check = stall_timer(
+        app, frozenset({"t"}), watch, lambda keys: {k: 3 for k in keys}, None, exits.append
+    )
+
+    asyncio.run(check())  # first seen: watched from now
+    asyncio.run(check())  # rung 0: resumed in faust and aiokafka, sought to the stored 3
+    assert consumer.tp in consumer._active_partitions and not consumer._paused_partitions
+    assert consumer.kafka.sought == {consumer.tp: 3} and consumer._read_offset[consumer.tp] == 3
+    assert consumer.kafka.rejoins == 0
+    app.rebalancing = True
+    asyncio.run(check())  # no verdict while the group rebalances
+    assert consumer.kafka.rejoins == 0
+    app.rebalancing = False
+    asyncio.run(check())  # rung 1
+    assert consumer.kafka.rejoins == 1 and exits == []
+    asyncio.run(check())  # rung 2
+    assert exits == [EXIT_STALLED]
+
+
+def test_a_failing_round_is_logged_and_the_next_one_runs() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from processors.watchdog import stall_timer
+
+    consumer = FakeConsumer()
+
+    def refuse(tp: object, offset: int) -> None:
+        raise RuntimeError("partition revoked meanwhile")
+
+    consumer.kafka.seek = refuse  # type: ignore[method-assign]
+    app = SimpleNamespace(consumer=consumer, rebalancing=False, consumer_generation_id=1)
+    watch: StallWatch[tuple[str, int]] = StallWatch(after_s=0.0)
+    exits: list[int] = []
+    check = stall_timer(
+        app, frozenset({"t"}), watch, lambda keys: {k: 3 for k in keys}, None, exits.append
+    )
+    asyncio.run(check())
+    asyncio.run(check())  # the seek raises inside the round: logged, not raised
+    asyncio.run(check())  # and the next round climbs on
+    assert consumer.kafka.rejoins == 1 and exits == []

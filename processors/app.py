@@ -13,6 +13,7 @@ import faust
 import psycopg
 
 from consortium.kafka_config import faust_credentials, kafka_client_config
+from consortium.settings import get_settings
 from events.catalog import Catalog
 from events.replay import log_codec
 from events.topics import event_topic
@@ -78,6 +79,8 @@ def build_app(
     """A faust app whose one agent feeds batches of raw records to the projection."""
     with psycopg.connect(config.database_url) as conn:
         generations.ensure_live(conn, projection)
+    datadir = get_settings().state_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     brokers = ";".join(f"kafka://{b}" for b in config.bootstrap_servers.split(","))
     # In secure mode the projection's own principal (docs/security.md); None in plaintext.
     security = kafka_client_config(processor_principal(config.consortium_id, projection.name))
@@ -85,6 +88,9 @@ def build_app(
         group_id(config.consortium_id, projection.name),
         broker=brokers,
         store="memory://",
+        # faust makes `<datadir>/v1/tables` even for memory stores: under the state folder,
+        # not as a `<group>-data` folder in whatever directory the worker was started from.
+        datadir=str(datadir / "{conf.name}"),
         web_enabled=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",

@@ -221,13 +221,11 @@ def settle_pass(
             stored = stored_positions(database_url, projection.name, own)
         except psycopg.OperationalError:  # the database restarting (the fault campaign)
             stored = {}
-        behind[projection.name] = sum(max(0, end - stored.get(tp, 0)) for tp, end in own.items())
+        at = stored.get
+        short = [(tp, at(tp, 0), end) for tp, end in sorted(own.items()) if end > at(tp, 0)]
+        behind[projection.name] = sum(end - n for _, n, end in short)
         if late is not None:
-            late += [
-                f"{projection.name} {t}[{p}] stored {stored.get((t, p), 0)} of {end}"
-                for (t, p), end in sorted(own.items())
-                if end > stored.get((t, p), 0)
-            ]
+            late += [f"{projection.name} {t}[{p}] stored {n} of {end}" for (t, p), n, end in short]
     try:
         with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor() as cur:
             for projection in PROJECTIONS.values():

@@ -144,11 +144,7 @@ def build_app(
         log.info("%s: resuming at PostgreSQL positions %s", projection.name, offsets)
         if not await consumer._commit(offsets):
             raise RuntimeError(f"could not move the group to PostgreSQL positions {offsets}")
-        # aiokafka's seek_to_committed skips an offset of 0 (`if offset and offset > 0`), so a
-        # partition PostgreSQL has never read (a restored or fresh database) would stay where
-        # Kafka's old commit left the fetcher, and its events would be passed over: seek here,
-        # on aiokafka's own thread (faust's `seek` would call into it from this one).
-        await consumer.seek_wait(offsets)
+        # faust's recovery seeks to these next, 0 included (DirectDeliveryConsumer).
 
     async def tick() -> None:
         try:

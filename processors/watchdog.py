@@ -125,16 +125,13 @@ async def reseek(consumer: Any, positions: Mapping[Any, int]) -> None:
     consumer.resume_partitions(tps)
     consumer._buffered_partitions.difference_update(tps)
 
-    def move(kafka: Any) -> None:
+    def resume(kafka: Any) -> None:
         paused = tps & set(kafka.paused())
         if paused:
             kafka.resume(*paused)
-        for tp, offset in positions.items():
-            kafka.seek(tp, offset)
 
-    await _on_kafka_thread(consumer, move)
-    for tp, offset in positions.items():
-        consumer._read_offset[tp] = offset if offset else None  # as faust's own seek does
+    await _on_kafka_thread(consumer, resume)
+    await consumer.seek_wait(positions)  # faust's seek on aiokafka's thread, read offsets too
 
 
 async def rejoin(consumer: Any) -> None:

@@ -180,6 +180,12 @@ class FakeConsumer:
     def highwater(self, tp: object) -> int:
         return 5
 
+    async def seek_wait(self, positions: dict[object, int]) -> None:
+        # faust's contract: aiokafka seeks (on its thread), the read offset follows (0: none).
+        for tp, offset in positions.items():
+            self.kafka.seek(tp, offset)
+            self._read_offset[tp] = offset or None
+
     def resume_partitions(self, tps: set[object]) -> None:
         self._active_partitions |= tps
         self._paused_partitions -= tps

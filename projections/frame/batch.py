@@ -20,8 +20,8 @@ from psycopg import errors as pg_errors
 from events.codec import Codec
 from events.envelope import Event
 from projections.frame import generations
-from projections.frame.deadletters import DeadLetterSink
-from projections.frame.declaration import Projection
+from projections.frame.deadletters import DeadLetterError, DeadLetterSink
+from projections.frame.declaration import Projection, Store
 from projections.frame.generations import Generation
 from projections.frame.records import DeadLetter, Record
 
@@ -38,6 +38,22 @@ Target = Callable[[Cursor[Any]], Generation]
 
 class NoLiveGenerationError(RuntimeError):
     """The projection has no live generation yet (run ensure_live first)."""
+
+
+class SweepError(RuntimeError):
+    """The clock sweep failed: no one record's fault, so the batch is retried, never isolated."""
+
+
+# Failures of the machinery, not of a record: the batch is retried whole (by the caller), and
+# no record is dead-lettered for them. PostgreSQL's own errors other than _DATA_ERRORS (a
+# missing table, a lost connection) are among them: isolating those would dead-letter the log.
+_NOT_A_RECORDS_FAULT = (
+    psycopg.Error,
+    DeadLetterError,
+    NoLiveGenerationError,
+    SweepError,
+    MemoryError,
+)
 
 
 @dataclass
@@ -143,17 +159,31 @@ class BatchProcessor:
             return Outcome()
         try:
             return self._with_retries(records)
-        except _DATA_ERRORS as exc:
-            if len(records) == 1:
-                return self._dead_letter_alone(records[0], f"{type(exc).__name__}: {exc}")
-            log.warning("batch refused (%s); applying its %d records one by one", exc, len(records))
-            outcome = Outcome()
-            for record in records:
-                outcome += self.process([record])
-            return outcome
         except psycopg.OperationalError:
             self.close()
             raise
+        except _DATA_ERRORS as exc:  # a value PostgreSQL refused
+            return self._isolate(records, exc)
+        except _NOT_A_RECORDS_FAULT:
+            raise
+        except Exception as exc:  # the projection's own code (lock, derive, save) refused one
+            return self._isolate(records, exc)
+
+    def _isolate(self, records: Sequence[Record], exc: Exception) -> Outcome:
+        """Find the record a batch failed on: each alone; the one that fails alone is a dead
+        letter, and the rest are applied as if the batch had never met it."""
+        if len(records) == 1:
+            return self._dead_letter_alone(records[0], f"{type(exc).__name__}: {exc}")
+        log.warning(
+            "batch refused (%s: %s); applying its %d records one by one",
+            type(exc).__name__,
+            exc,
+            len(records),
+        )
+        outcome = Outcome()
+        for record in records:
+            outcome += self._process([record])
+        return outcome
 
     def _with_retries(self, records: Sequence[Record]) -> Outcome:
         for attempt in range(MAX_RACE_RETRIES):
@@ -208,7 +238,7 @@ class BatchProcessor:
                 )
             _advance_positions(cur, generation, fresh)
             if clock is not None and self._should_sweep(generation, clock):
-                swept = (generation.key, clock, store.sweep(cur, generation.schema, clock))
+                swept = (generation.key, clock, _sweep(store, cur, generation.schema, clock))
         if swept is not None:
             self._remember_sweep(*swept)
         if outcome.gaps:
@@ -246,7 +276,12 @@ class BatchProcessor:
             except Exception as exc:  # undecodable bytes of any kind go to the dead letters
                 letters.append(DeadLetter(record, f"undecodable: {type(exc).__name__}: {exc}"))
                 continue
-            decoded.append(_Decoded(record, event, self.projection.key_of(event)))
+            try:
+                key = self.projection.key_of(event)
+            except Exception as exc:  # e.g. a date no local calendar day can hold
+                letters.append(DeadLetter(record, f"key_of failed: {type(exc).__name__}: {exc}"))
+                continue
+            decoded.append(_Decoded(record, event, key))
         return decoded
 
     def _claim_new(
@@ -304,7 +339,7 @@ class BatchProcessor:
                 clock = read_clock(cur, generation)
                 if clock is None:
                     return 0
-                changed = self.projection.store.sweep(cur, generation.schema, clock)
+                changed = _sweep(self.projection.store, cur, generation.schema, clock)
             self._remember_sweep(generation.key, clock, changed)
             return changed
 
@@ -342,6 +377,16 @@ batch of 5,000 about half as fast as decoding the same records one by one (docs/
 They hold no reference cycles, so reference counting frees them; a cycle made meanwhile is
 collected once the collector runs again.
 """
+
+
+def _sweep(store: Store[Any, Any], cur: Cursor[Any], schema: str, clock: datetime) -> int:
+    """The store's clock sweep; its failure is the sweep's, never a record's (SweepError)."""
+    try:
+        return store.sweep(cur, schema, clock)
+    except psycopg.Error:
+        raise
+    except Exception as exc:
+        raise SweepError(f"the clock sweep at {clock.isoformat()} failed: {exc!r}") from exc
 
 
 def uuid_array(ids: Iterable[UUID]) -> str:

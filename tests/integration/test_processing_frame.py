@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -15,11 +16,12 @@ from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
+from events.replay import log_codec
 from events.topics import Family, event_topic, patient_key
 from infra.migrate import apply_migrations
 from kafka_reads import read_dead_letters
 from projections.frame import generations
-from projections.frame.batch import BatchProcessor
+from projections.frame.batch import BatchProcessor, SweepError
 from projections.frame.deadletters import KafkaDeadLetters
 from projections.frame.digest import digest
 from projections.frame.records import DeadLetter, Record
@@ -291,3 +293,95 @@ def test_dead_letters_are_delivered_before_their_producer_closes(
     (stored,) = read_dead_letters(kafka_bootstrap, Family.REFERRAL, topics, 1)
     assert stored.value() == b"\x00not avro"
     assert dict(stored.headers() or [])["error"] == b"undecodable"
+
+
+def test_a_record_the_store_cannot_save_is_a_dead_letter_and_the_rest_are_applied(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """derive() runs in the store's save, outside evolve: a request dated 9999-12-30 passes
+    evolve but overflows its deadline there. It alone goes to the dead letters."""
+    events = events_of(3, 12)
+    at = next(i for i, e in enumerate(events) if e.event_type == "ReferralRequested")
+    request = events[at]
+    far = request.envelope.model_copy(update={"occurred_at": datetime(9999, 12, 30, tzinfo=UTC)})
+    events[at] = request.model_copy(update={"envelope": far})
+    records = as_records(events, topics)
+    with psycopg.connect(migrated_url) as conn:
+        generations.ensure_live(conn, REFERRALS)
+    processor = BatchProcessor(
+        REFERRALS,
+        migrated_url,
+        log_codec(Catalog.load()),  # the processors' decoder: it trusts the log
+        KafkaDeadLetters(kafka_bootstrap, topics, "referrals"),
+    )
+    outcome = processor.process(records)
+    processor.close()
+    assert outcome.dead_lettered == 1 and outcome.applied == len(records) - 1
+    (letter,) = read_dead_letters(kafka_bootstrap, Family.REFERRAL, topics, 1)
+    headers = dict(letter.headers() or [])
+    assert letter.value() == records[at].value
+    assert headers["offset"] == str(records[at].offset).encode()
+    assert b"OverflowError" in headers["error"]
+    with psycopg.connect(migrated_url) as conn:
+        stored = dict(
+            conn.execute("SELECT partition, next_offset FROM consumer_offsets").fetchall()
+        )
+    ends: dict[int, int] = {}
+    for r in records:
+        ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+    assert stored == ends  # every partition moved past its records, the poisoned one's too
+
+
+def test_a_key_that_cannot_be_computed_is_a_dead_letter(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    events = events_of(4, 6)
+    poisoned = events[2].envelope.event_id
+
+    def key_of(event: Event) -> Any:
+        if event.envelope.event_id == poisoned:
+            raise OverflowError("date value out of range")
+        return REFERRALS.key_of(event)
+
+    projection = replace(REFERRALS, key_of=key_of)
+    with psycopg.connect(migrated_url) as conn:
+        generations.ensure_live(conn, projection)
+    processor = BatchProcessor(
+        projection, migrated_url, CODEC, KafkaDeadLetters(kafka_bootstrap, topics, "referrals")
+    )
+    outcome = processor.process(as_records(events, topics))
+    processor.close()
+    assert outcome.dead_lettered == 1 and outcome.applied == len(events) - 1
+    (letter,) = read_dead_letters(kafka_bootstrap, Family.REFERRAL, topics, 1)
+    assert dict(letter.headers() or [])["error"].startswith(b"key_of failed: OverflowError")
+
+
+def test_a_failing_sweep_retries_the_batch_and_dead_letters_nothing(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """A sweep is no record's fault: isolating it would dead-letter every record in turn."""
+
+    class BrokenSweep:
+        def __init__(self, inner: Any) -> None:
+            self.lock, self.save = inner.lock, inner.save
+
+        def sweep(self, *_args: Any) -> int:
+            raise ValueError("a sweep bug")
+
+    projection = replace(REFERRALS, store=BrokenSweep(REFERRALS.store))
+    with psycopg.connect(migrated_url) as conn:
+        generations.ensure_live(conn, projection)
+    letters: list[DeadLetter] = []
+
+    class Sink:
+        def send(self, sent: Sequence[DeadLetter]) -> None:
+            letters.extend(sent)
+
+    processor = BatchProcessor(projection, migrated_url, CODEC, Sink())
+    with pytest.raises(SweepError, match="a sweep bug"):
+        processor.process(as_records(events_of(5, 6), topics))
+    processor.close()
+    assert letters == []
+    with psycopg.connect(migrated_url) as conn:
+        moved = conn.execute("SELECT count(*) FROM consumer_offsets WHERE next_offset > 0")
+        assert moved.fetchone() == (0,)

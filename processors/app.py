@@ -131,28 +131,15 @@ def build_app(
     def positions(partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return stored_positions(config.database_url, projection.name, partitions)
 
-    async def position(_sender: Any, /, *_args: Any, signal: Any, **_: Any) -> None:
-        # With no faust tables, recovery awaits this signal and then seeks every assigned
-        # partition to Kafka's committed offset; committing PostgreSQL's positions here
-        # first makes that seek land where the projection's own record says.
-        consumer: Any = app.consumer
-        mine = {tp for tp in consumer.assignment() if tp.topic in topics.topics}
-        if not mine:
-            return
-        stored = await asyncio.to_thread(positions, [(tp.topic, tp.partition) for tp in mine])
-        offsets = {tp: stored[(tp.topic, tp.partition)] for tp in mine}
-        log.info("%s: resuming at PostgreSQL positions %s", projection.name, offsets)
-        if not await consumer._commit(offsets):
-            raise RuntimeError(f"could not move the group to PostgreSQL positions {offsets}")
-        # faust's recovery seeks to these next, 0 included (DirectDeliveryConsumer).
-
     async def tick() -> None:
         try:
             await asyncio.to_thread(processor.tick)
         except Exception:
             log.exception("%s: the clock sweep failed; it runs again next tick", projection.name)
 
-    app.on_rebalance_complete.connect(position)
+    app.on_rebalance_complete.connect(
+        resume_hook(app, frozenset(topics.topics), positions, projection.name)
+    )
     app.timer(interval=config.tick_interval_s)(tick)
     check_every = max(0.5, min(5.0, config.stall_after_s / 4))
     app.timer(interval=check_every)(
@@ -161,6 +148,39 @@ def build_app(
     for companion in companions:
         app.timer(interval=0.5)(_companion_timer(projection.name, companion))
     return app
+
+
+def resume_hook(
+    app: Any,
+    topics: frozenset[str],
+    positions: Callable[[list[tuple[str, int]]], dict[tuple[str, int], int]],
+    name: str,
+) -> Callable[..., Any]:
+    """The receiver of faust's on_rebalance_complete: commit PostgreSQL's positions to the
+    group before faust seeks every assigned partition to the committed offsets."""
+
+    async def position(_sender: Any, /, *_args: Any, signal: Any, **_: Any) -> None:
+        # With no faust tables, recovery awaits this signal and then seeks every assigned
+        # partition to Kafka's committed offset; committing PostgreSQL's positions here
+        # first makes that seek land where the projection's own record says.
+        consumer: Any = app.consumer
+        mine = {tp for tp in consumer.assignment() if tp.topic in topics}
+        if not mine:
+            return
+        stored = await asyncio.to_thread(positions, [(tp.topic, tp.partition) for tp in mine])
+        offsets = {tp: stored[(tp.topic, tp.partition)] for tp in mine}
+        log.info("%s: resuming at PostgreSQL positions %s", name, offsets)
+        if not await consumer._commit(offsets):
+            if not consumer.crashed:
+                # faust answers False without crashing only for "already rebalanced": the next
+                # rebalance overtook this one, and its recovery calls this hook again for the
+                # new assignment. Raising would end the worker (and rebalance the group again).
+                log.info("%s: rebalanced again before resuming", name)
+                return
+            raise RuntimeError(f"could not move the group to PostgreSQL positions {offsets}")
+        # faust's recovery seeks to these next, 0 included (DirectDeliveryConsumer).
+
+    return position
 
 
 def _companion_timer(name: str, companion: Companion) -> Callable[[], Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import queue
 import uuid
@@ -23,6 +24,8 @@ from projections.frame.deadletters import DeadLetterSink
 from projections.frame.declaration import Projection
 from projections.frame.generations import Generation
 from projections.frame.records import Record
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (records done, records known so far)
 Partition = tuple[str, int]
@@ -117,8 +120,13 @@ def rebuild(
                 loaded = _ready(processor, generation, loaded)
                 if not switch or _try_switch(processor, projection, generation):
                     break
-                ends = _ends(watermarks, partitions)
-                continue  # the live generation got ahead meanwhile: read on
+                # The live generation got ahead meanwhile: read on, from partitions added to
+                # the topics since the rebuild began too (faust's workers take them up at their
+                # next rebalance; without them the live side stays ahead here for ever).
+                partitions, ends = _take_new(
+                    consumer, watermarks, partitions, projection, consortium_id
+                )
+                continue
             # At most what is still due before the watermarks: asked for more than the log
             # holds, consume() waits out its whole timeout before returning the tail.
             due = sum(max(0, end - read.get(tp, 0)) for tp, end in ends.items())
@@ -305,6 +313,25 @@ def _partitions(
             raise RuntimeError(f"topic {topic}: {meta.error}")
         found.extend((topic, p) for p in sorted(meta.partitions))
     return found
+
+
+def _take_new(
+    consumer: Consumer,
+    watermarks: Consumer,
+    partitions: list[Partition],
+    projection: Projection[Any, Any],
+    consortium_id: str,
+) -> tuple[list[Partition], dict[Partition, int]]:
+    """The topics' partitions now and their ends; those added since ``partitions`` are read
+    from offset 0."""
+    now = _partitions(consumer, projection, consortium_id)
+    added = sorted(set(now) - set(partitions))
+    if added:
+        log.info("%s: rebuild reads partitions added meanwhile: %s", projection.name, added)
+        consumer.incremental_assign([TopicPartition(t, p, 0) for t, p in added])
+        for topic in sorted({t for t, _ in added}):  # its metadata must know them too
+            watermarks.list_topics(topic, timeout=10)
+    return now, _ends(watermarks, now)
 
 
 def _ends(consumer: Consumer, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:

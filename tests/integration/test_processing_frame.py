@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -385,3 +386,66 @@ def test_a_failing_sweep_retries_the_batch_and_dead_letters_nothing(
     with psycopg.connect(migrated_url) as conn:
         moved = conn.execute("SELECT count(*) FROM consumer_offsets WHERE next_offset > 0")
         assert moved.fetchone() == (0,)
+
+
+def test_a_rebuild_reads_partitions_added_while_it_ran_and_switches(
+    migrated_url: str, kafka_bootstrap: str, topics: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition added meanwhile, which a live worker already read: the rebuild must read it
+    too before it may switch (it used to try the switch again and again, for ever)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    import processors.rebuild as rebuild_module
+    from events.publisher import SAFE_PRODUCER_CONFIG
+
+    topic = event_topic(Family.REFERRAL, topics)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, **SAFE_PRODUCER_CONFIG})
+    events = events_of(11, 20)
+    for event in events[:-1]:
+        key = patient_key(event.envelope.source, event.envelope.patient_local_id)
+        producer.produce(topic, key=key, value=CODEC.encode_event(event))
+    assert producer.flush(30) == 0
+    with psycopg.connect(migrated_url) as conn:
+        generations.ensure_live(conn, REFERRALS)
+    live = BatchProcessor(
+        REFERRALS, migrated_url, CODEC, KafkaDeadLetters(kafka_bootstrap, topics, "referrals")
+    )
+    grown = 0
+    calls = 0
+    real = rebuild_module._try_switch
+
+    def try_switch(*args: Any) -> bool:
+        nonlocal grown, calls
+        calls += 1
+        assert calls < 50, "the rebuild keeps trying to switch without reading on"
+        if not grown:  # between the replay and its first switch: the topic grows
+            admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+            grown = len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
+            admin.create_partitions([NewPartitions(topic, grown + 1)])[topic].result(30)
+            value = CODEC.encode_event(events[-1])
+            while grown not in producer.list_topics(topic, timeout=10).topics[topic].partitions:
+                time.sleep(0.1)  # the producer's metadata learns of the new partition
+            producer.produce(topic, key=b"new", value=value, partition=grown)
+            assert producer.flush(30) == 0
+            outcome = live.process([Record(topic, grown, 0, b"new", value)])  # a live worker
+            assert outcome.applied == 1
+        return real(*args)
+
+    monkeypatch.setattr(rebuild_module, "_try_switch", try_switch)
+    built = rebuild_module.rebuild(
+        REFERRALS,
+        bootstrap_servers=kafka_bootstrap,
+        database_url=migrated_url,
+        consortium_id=topics,
+        dead_letters=KafkaDeadLetters(kafka_bootstrap, topics, "referrals"),
+    )
+    live.close()
+    assert built.switched and built.outcome.applied == len(events)
+    with psycopg.connect(migrated_url) as conn:
+        row = conn.execute(
+            "SELECT next_offset FROM consumer_offsets"
+            " WHERE projection = %s AND topic = %s AND partition = %s",
+            (built.generation.key, topic, grown),
+        ).fetchone()
+    assert row == (1,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -13,6 +14,10 @@ from projections.frame.records import DeadLetter
 
 # Header values are bounded: an exception text must not blow up a message.
 MAX_ERROR_BYTES = 4_000
+# What a dead letter may weigh, key, value and headers together: below librdkafka's
+# message.max.bytes (1,000,000), which also counts the record's framing. A record near that
+# size plus the headers above would be refused for ever, and stop its projection with it.
+MAX_DEAD_LETTER_BYTES = 990_000
 
 
 class DeadLetterError(RuntimeError):
@@ -33,6 +38,26 @@ def dead_letter_topic(source_topic: str, consortium_id: str) -> str:
         if spec.name(consortium_id) == source_topic:
             return DEAD_LETTER_TOPICS[family].name(consortium_id)
     raise ValueError(f"{source_topic} is not an event topic of consortium {consortium_id}")
+
+
+def fitted(
+    letter: DeadLetter, projection: str
+) -> tuple[bytes | None, list[tuple[str, str | bytes | None]]]:
+    """The letter's value and headers, the value cut short when the whole would not fit.
+
+    A cut value's full length and SHA-256 go into headers (`value_bytes`, `value_sha256`); the
+    whole record stays in its source topic at `topic`/`partition`/`offset`."""
+    headers = headers_of(letter, projection)
+    value = letter.record.value
+    if value is None:
+        return value, headers
+    weight = len(letter.record.key or b"") + sum(len(k) + len(v or b"") for k, v in headers)
+    room = MAX_DEAD_LETTER_BYTES - weight - 200  # the two headers below
+    if len(value) <= room:
+        return value, headers
+    digest = hashlib.sha256(value).hexdigest()
+    headers += [("value_bytes", str(len(value)).encode()), ("value_sha256", digest.encode())]
+    return value[: max(0, room)], headers
 
 
 def headers_of(letter: DeadLetter, projection: str) -> list[tuple[str, str | bytes | None]]:
@@ -91,19 +116,12 @@ class KafkaDeadLetters:
         """Produce every letter and wait until Kafka acknowledged all of them."""
         if not letters:
             return
-        acknowledged, errors = produce_acknowledged(
-            self._producer,
-            (
-                (
-                    dead_letter_topic(letter.record.topic, self._consortium_id),
-                    letter.record.value,
-                    letter.record.key,
-                    headers_of(letter, self._projection),
-                )
-                for letter in letters
-            ),
-            self._timeout,
-        )
+        outgoing = []
+        for letter in letters:
+            value, headers = fitted(letter, self._projection)
+            topic = dead_letter_topic(letter.record.topic, self._consortium_id)
+            outgoing.append((topic, value, letter.record.key, headers))
+        acknowledged, errors = produce_acknowledged(self._producer, outgoing, self._timeout)
         if errors or acknowledged != len(letters):
             raise DeadLetterError(
                 f"{acknowledged} of {len(letters)} dead letters acknowledged; errors: {errors[:3]}"

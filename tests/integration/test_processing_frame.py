@@ -449,3 +449,23 @@ def test_a_rebuild_reads_partitions_added_while_it_ran_and_switches(
             (built.generation.key, topic, grown),
         ).fetchone()
     assert row == (1,)
+
+
+def test_a_dead_letter_too_large_for_kafka_is_cut_short_with_its_length_and_hash(
+    kafka_bootstrap: str, topics: str
+) -> None:
+    """A record near Kafka's message size plus the dead letter's headers would be refused for
+    ever (and stop its projection): the value is cut, the headers say what it was."""
+    import hashlib
+
+    topic = event_topic(Family.REFERRAL, topics)
+    value = bytes(range(256)) * 3_900  # 998,400 bytes: fits the source topic, not with headers
+    letter = DeadLetter(Record(topic, 2, 5, b"key", value), "undecodable: " + "x" * 5_000)
+    with KafkaDeadLetters(kafka_bootstrap, topics, "referrals") as sink:
+        sink.send([letter])
+    (stored,) = read_dead_letters(kafka_bootstrap, Family.REFERRAL, topics, 1)
+    headers = dict(stored.headers() or [])
+    assert headers["value_bytes"] == str(len(value)).encode()
+    assert headers["value_sha256"] == hashlib.sha256(value).hexdigest().encode()
+    assert headers["offset"] == b"5" and headers["partition"] == b"2"
+    assert 0 < len(stored.value()) < len(value) and value.startswith(stored.value())

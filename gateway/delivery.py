@@ -16,9 +16,16 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import trace
 
 from consortium.kafka_config import with_environment
-from events.codec import Codec
+from events.codec import Codec, EncodeError, TooLargeError
 from events.envelope import Event
-from events.publisher import SAFE_PRODUCER_CONFIG, Delivery, PublishError, traceparent_header
+from events.publisher import (
+    PERMANENT_ERRORS,
+    SAFE_PRODUCER_CONFIG,
+    Delivery,
+    PublishError,
+    UnpublishableError,
+    traceparent_header,
+)
 from events.topics import event_topic
 
 _tracer = trace.get_tracer("consortium.gateway")
@@ -28,6 +35,20 @@ INLINE_EVENTS = 20
 # than the few ms that every small request (one event, one HL7 message) would wait for nothing.
 BULK_LINGER_MS = 5.0
 Outcome = tuple[str, int, int] | str  # (topic, partition, offset) or the error
+
+
+class Rejected(str):
+    """The outcome of an event that Kafka refused for good (no retry can cure it)."""
+
+    __slots__ = ()
+
+
+def _failure(exc: KafkaException) -> str:
+    """A produce() refusal as an outcome: Rejected when retrying cannot help."""
+    error = exc.args[0] if exc.args else None
+    if isinstance(error, KafkaError) and error.code() in PERMANENT_ERRORS:
+        return Rejected(error.str())
+    return str(exc)
 
 
 class AsyncPublisher:
@@ -116,19 +137,23 @@ class AsyncPublisher:
             pending = _Pending(loop.create_future(), len(events), self._settled_all)
             deadline = time.monotonic() + timeout
             if len(events) <= INLINE_EVENTS:
-                self._produce_all(self._producer, events, pending, traceparent, deadline)
+                values = self._encode_all(events)
+                self._produce_all(self._producer, events, values, pending, traceparent, deadline)
             else:
                 await anyio.to_thread.run_sync(
-                    self._produce_all, self._bulk, events, pending, traceparent, deadline
+                    self._encode_and_produce, events, pending, traceparent, deadline
                 )
             await asyncio.wait([pending.done], timeout=max(0.0, deadline - time.monotonic()))
         stored: list[Delivery] = []
         failed: dict[UUID, str] = {}
+        rejected: set[UUID] = set()
         for event, outcome in zip(events, pending.snapshot(), strict=True):
             if outcome is None:
                 failed[event.envelope.event_id] = "no acknowledgement before the timeout"
             elif isinstance(outcome, str):
-                failed[event.envelope.event_id] = outcome
+                failed[event.envelope.event_id] = str(outcome)
+                if isinstance(outcome, Rejected):
+                    rejected.add(event.envelope.event_id)
             else:
                 stored.append(Delivery(event.envelope.event_id, *outcome))
         if failed:
@@ -136,20 +161,49 @@ class AsyncPublisher:
                 f"{len(failed)} of {len(events)} events were not acknowledged by Kafka",
                 stored,
                 failed,
+                frozenset(rejected),
             )
         return stored
+
+    def _encode_all(self, events: Sequence[Event]) -> list[bytes]:
+        """Every event's record, before any is produced: UnpublishableError names those that
+        cannot be written (too large, not encodable), so a request is refused whole."""
+        values: list[bytes] = []
+        errors: dict[int, str] = {}
+        for index, event in enumerate(events):
+            try:
+                values.append(self._codec.encode_event(event))
+            except TooLargeError as exc:
+                errors[index] = (
+                    f"the encoded event ({event.envelope.event_type}) takes {exc.size:,} bytes,"
+                    f" above the limit of {exc.limit:,}"
+                )
+            except EncodeError:
+                errors[index] = f"the event ({event.envelope.event_type}) cannot be encoded"
+        if errors:
+            raise UnpublishableError(errors)
+        return values
+
+    def _encode_and_produce(
+        self, events: Sequence[Event], pending: _Pending, traceparent: bytes, deadline: float
+    ) -> None:
+        values = self._encode_all(events)
+        self._produce_all(self._bulk, events, values, pending, traceparent, deadline)
 
     def _produce_all(
         self,
         producer: Producer,
         events: Sequence[Event],
+        values: Sequence[bytes],
         pending: _Pending,
         traceparent: bytes,
         deadline: float,
     ) -> None:
-        for index, event in enumerate(events):
-            value = self._codec.encode_event(event)
-            self._produce(producer, event, value, pending, index, traceparent, deadline)
+        for index, (event, value) in enumerate(zip(events, values, strict=True)):
+            try:
+                self._produce(producer, event, value, pending, index, traceparent, deadline)
+            except Exception as exc:  # after a first produce: report it as this event's failure
+                pending.settle(index, f"could not be queued: {type(exc).__name__}")
 
     def _produce(
         self,
@@ -192,7 +246,7 @@ class AsyncPublisher:
                     return
                 time.sleep(0.01)
             except KafkaException as exc:
-                pending.settle(index, str(exc))
+                pending.settle(index, _failure(exc))
                 return
 
 
@@ -216,7 +270,8 @@ class _Pending:
     def delivered(self, index: int, err: KafkaError | None, msg: Message) -> None:
         """The delivery report of event `index` (confluent-kafka's on_delivery)."""
         if err is not None:
-            self.settle(index, err.str())
+            permanent = err.code() in PERMANENT_ERRORS
+            self.settle(index, Rejected(err.str()) if permanent else err.str())
             return
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and partition is not None and offset is not None

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 from psycopg_pool import AsyncConnectionPool
 
 from events.envelope import Event
-from events.publisher import Delivery, PublishError
+from events.publisher import Delivery, PublishError, UnpublishableError
 from gateway.delivery import INLINE_EVENTS, AsyncPublisher
 from gateway.grouped import Grouped
 from gateway.principals import Principal
@@ -73,6 +73,14 @@ class Outcome:
 def _located(index: int | None, detail: str, *field: str) -> FieldError:
     loc: list[int | str] = [*([] if index is None else [index]), *field]
     return FieldError(pointer=pointer(loc), path=jsonpath(loc), detail=detail)
+
+
+def _numbered(index: int, total: int, detail: str, batch: bool) -> FieldError:
+    """An error about a whole event: its pointer in a batch; in one body that holds several
+    events (an HL7 message) its number in the detail, which the ERR segment carries."""
+    if batch:
+        return _located(index, detail)
+    return _located(None, f"event {index + 1} of {total}: {detail}" if total > 1 else detail)
 
 
 class Ingest:
@@ -150,7 +158,7 @@ class Ingest:
         fresh = [events[i] for i in first.values() if events[i].envelope.event_id not in known]
         by_id = {eid: rec[1] for eid, rec in known.items()}
         if fresh:
-            stored = await self._publish(fresh, digests, first, by_id)
+            stored = await self._publish(fresh, digests, first, by_id, batch)
             by_id.update({d.event_id: d for d in stored})
         return Outcome(
             [by_id[e.envelope.event_id] for e in events],
@@ -191,11 +199,40 @@ class Ingest:
         digests: list[bytes],
         first: dict[UUID, int],
         known: dict[UUID, Delivery],
+        batch: bool,
     ) -> list[Delivery]:
         try:
             stored = await self._publisher.publish(fresh, self._wait_s)
+        except UnpublishableError as exc:
+            # Raised before the first produce: nothing of the request is in Kafka.
+            raise ProblemError(
+                422,
+                "Unprocessable content",
+                "some events cannot be written to Kafka; nothing was published",
+                kind="event-too-large",
+                errors=[
+                    _numbered(first[fresh[i].envelope.event_id], len(digests), why, batch)
+                    for i, why in sorted(exc.errors.items())
+                ],
+            ) from exc
         except PublishError as exc:
             await self._record(exc.stored, fresh, digests, first)
+            if exc.rejected:
+                # Kafka refused these for good: a retry cannot help, so no 503 / Retry-After.
+                raise ProblemError(
+                    422,
+                    "Unprocessable content",
+                    f"Kafka refused {len(exc.rejected)} events for good and acknowledged "
+                    f"{len(exc.stored) + len(known)} of {len(fresh) + len(known)}",
+                    kind="event-rejected-by-kafka",
+                    errors=[
+                        _located(first[eid] if batch else None, f"Kafka refused it: {why}")
+                        for eid, why in exc.failed.items()
+                        if eid in exc.rejected
+                    ],
+                    stored=[delivery_json(d) for d in [*known.values(), *exc.stored]],
+                    failed=[{"event_id": str(k), "reason": v} for k, v in exc.failed.items()],
+                ) from exc
             raise ProblemError(
                 503,
                 "Service unavailable",

@@ -75,6 +75,9 @@ class AsyncPublisher:
             **settings,
         }
         self._producer = Producer(producer_config)
+        # An event queued later than this before a request's deadline could still be delivered
+        # after the request was answered: a full queue fails the rest instead (503 is final).
+        self._delivery_timeout_s = float(producer_config["delivery.timeout.ms"]) / 1000
         self._bulk = Producer({**producer_config, "linger.ms": BULK_LINGER_MS})
         # Per process, not per event: the topic of a family, the header of a schema id.
         self._topics: dict[str, str] = {}
@@ -136,12 +139,27 @@ class AsyncPublisher:
             traceparent = traceparent_header()
             pending = _Pending(loop.create_future(), len(events), self._settled_all)
             deadline = time.monotonic() + timeout
+            queue_until = deadline - self._delivery_timeout_s
             if len(events) <= INLINE_EVENTS:
                 values = self._encode_all(events)
-                self._produce_all(self._producer, events, values, pending, traceparent, deadline)
+                # On the event loop: a full local queue hands the rest to a thread that waits.
+                queued = self._produce_all(
+                    self._producer, events, values, pending, traceparent, queue_until, wait=False
+                )
+                if queued < len(events):
+                    await anyio.to_thread.run_sync(
+                        self._produce_all,
+                        self._producer,
+                        events,
+                        values,
+                        pending,
+                        traceparent,
+                        queue_until,
+                        queued,
+                    )
             else:
                 await anyio.to_thread.run_sync(
-                    self._encode_and_produce, events, pending, traceparent, deadline
+                    self._encode_and_produce, events, pending, traceparent, queue_until
                 )
             await asyncio.wait([pending.done], timeout=max(0.0, deadline - time.monotonic()))
         stored: list[Delivery] = []
@@ -185,10 +203,10 @@ class AsyncPublisher:
         return values
 
     def _encode_and_produce(
-        self, events: Sequence[Event], pending: _Pending, traceparent: bytes, deadline: float
+        self, events: Sequence[Event], pending: _Pending, traceparent: bytes, queue_until: float
     ) -> None:
         values = self._encode_all(events)
-        self._produce_all(self._bulk, events, values, pending, traceparent, deadline)
+        self._produce_all(self._bulk, events, values, pending, traceparent, queue_until)
 
     def _produce_all(
         self,
@@ -197,13 +215,29 @@ class AsyncPublisher:
         values: Sequence[bytes],
         pending: _Pending,
         traceparent: bytes,
-        deadline: float,
-    ) -> None:
-        for index, (event, value) in enumerate(zip(events, values, strict=True)):
+        queue_until: float,
+        start: int = 0,
+        *,
+        wait: bool = True,
+    ) -> int:
+        """Queue events[start:]; the index of the first one left unqueued (a full queue and not
+        `wait`), else len(events). Waiting for room ends at `queue_until`."""
+        for index in range(start, len(events)):
             try:
-                self._produce(producer, event, value, pending, index, traceparent, deadline)
+                if not self._produce(
+                    producer,
+                    events[index],
+                    values[index],
+                    pending,
+                    index,
+                    traceparent,
+                    queue_until,
+                    wait,
+                ):
+                    return index
             except Exception as exc:  # after a first produce: report it as this event's failure
                 pending.settle(index, f"could not be queued: {type(exc).__name__}")
+        return len(events)
 
     def _produce(
         self,
@@ -213,8 +247,10 @@ class AsyncPublisher:
         pending: _Pending,
         index: int,
         traceparent: bytes,
-        deadline: float,
-    ) -> None:
+        queue_until: float,
+        wait: bool,
+    ) -> bool:
+        """Queue one event (or settle it as failed): False if the queue is full and not `wait`."""
         envelope = event.envelope
         schema_id = self._schema_ids.get(value[1:5])
         if schema_id is None:
@@ -238,16 +274,18 @@ class AsyncPublisher:
                 producer.produce(
                     topic, value=value, key=key, headers=headers, on_delivery=on_delivery
                 )
-                return
+                return True
             except BufferError:
                 # The local queue is full; the poll thread makes room as acknowledgements arrive.
-                if time.monotonic() > deadline:
-                    pending.settle(index, "local producer queue full until the timeout")
-                    return
+                if not wait:
+                    return False
+                if time.monotonic() >= queue_until:
+                    pending.settle(index, "local producer queue full")
+                    return True
                 time.sleep(0.01)
             except KafkaException as exc:
                 pending.settle(index, _failure(exc))
-                return
+                return True
 
 
 class _Pending:

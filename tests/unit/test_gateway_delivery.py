@@ -215,3 +215,43 @@ def test_an_event_too_large_to_encode_refuses_the_request_before_anything_is_pro
         assert made._producer._produced == 0 and made._bulk._produced == 0  # type: ignore[attr-defined]
     finally:
         made.close(1)
+
+
+def test_a_full_local_queue_never_blocks_the_event_loop_and_its_503_is_final() -> None:
+    """librdkafka's own queue (no broker: nothing is ever acknowledged), two records deep."""
+    from gateway.testing import free_port
+
+    made = AsyncPublisher(
+        f"127.0.0.1:{free_port()}",
+        "t",
+        Codec(Catalog.load()),
+        {"queue.buffering.max.messages": 2, "delivery.timeout.ms": 2000},
+    )
+    lags: list[float] = []
+
+    async def run() -> PublishError:
+        async def ticker() -> None:
+            while True:
+                start = time.monotonic()
+                await asyncio.sleep(0.02)
+                lags.append(time.monotonic() - start - 0.02)
+
+        tick = asyncio.create_task(ticker())
+        await asyncio.sleep(0.05)
+        try:
+            with pytest.raises(PublishError) as caught:
+                await made.publish(_events(5), 3.0)
+        finally:
+            tick.cancel()
+        return caught.value
+
+    try:
+        error = asyncio.run(run())
+        assert max(lags) < 0.5, max(lags)  # before: ~1 s and more of time.sleep on the loop
+        reasons = list(error.failed.values())
+        assert reasons.count("local producer queue full") == 3, reasons
+        # Queuing stopped early enough for librdkafka to give up on what it held before the
+        # answer: nothing of the request is left to be delivered after its 503.
+        assert len(made._producer) == 0
+    finally:
+        made.close(1)

@@ -12,13 +12,14 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from events.avro_writer import Writer, compile_writer
 from events.catalog import Catalog, SchemaVersion
+from events.topics import MAX_EVENT_BYTES
 
 if TYPE_CHECKING:
     from events.envelope import Event
 
 MAGIC = 0
 HEADER = struct.Struct(">BI")
-DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+DEFAULT_MAX_MESSAGE_BYTES = MAX_EVENT_BYTES
 
 # What fastavro's reader raises on malformed input; anything else is a bug and propagates.
 _READ_ERRORS = (EOFError, ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error)
@@ -35,6 +36,15 @@ class InvalidEventError(DecodeError):
 
 class EncodeError(ValueError):
     """A record that does not fit its schema, or a subject or id the catalog does not know."""
+
+
+class TooLargeError(EncodeError):
+    """A record whose framed encoding exceeds the codec's `max_message_bytes`."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds {limit}")
+        self.size = size
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +161,7 @@ class Codec:
                 pass
             else:
                 if len(body) > self.max_message_bytes:
-                    raise EncodeError(
-                        f"message of {len(body)} bytes exceeds {self.max_message_bytes}"
-                    )
+                    raise TooLargeError(len(body), self.max_message_bytes)
                 return bytes(body)
         out = io.BytesIO()
         out.write(writer.header)
@@ -165,7 +173,7 @@ class Codec:
                 f"record does not fit {subject}: {type(exc).__name__}: {exc}"
             ) from None
         if out.tell() > self.max_message_bytes:
-            raise EncodeError(f"message of {out.tell()} bytes exceeds {self.max_message_bytes}")
+            raise TooLargeError(out.tell(), self.max_message_bytes)
         return out.getvalue()
 
     def decode(self, data: bytes) -> Decoded:

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import propagate, trace
 
 from consortium.kafka_config import with_environment
-from events.topics import event_topic
+from events.topics import MAX_RECORD_BYTES, event_topic
 
 if TYPE_CHECKING:
     from events.codec import Codec
@@ -30,6 +30,9 @@ SAFE_PRODUCER_CONFIG: Mapping[str, Any] = {
     "compression.type": "lz4",
     "linger.ms": 5,
     "delivery.timeout.ms": 30_000,
+    # Explicit, and the topics' own (events/topics.py): librdkafka's default (1,000,000) is below
+    # the codec's limit, which let an event pass encoding and then fail on every retry.
+    "message.max.bytes": MAX_RECORD_BYTES,
 }
 
 
@@ -44,12 +47,43 @@ class Delivery:
 
 
 class PublishError(Exception):
-    """Kafka did not acknowledge every event; says which were stored and which were not."""
+    """Kafka did not acknowledge every event; says which were stored and which were not.
 
-    def __init__(self, message: str, stored: list[Delivery], failed: dict[UUID, str]) -> None:
+    `rejected`: the failed events Kafka refused for good (too large, invalid record): retrying
+    them cannot succeed, unlike the others (unreachable broker, timeout)."""
+
+    def __init__(
+        self,
+        message: str,
+        stored: list[Delivery],
+        failed: dict[UUID, str],
+        rejected: frozenset[UUID] = frozenset(),
+    ) -> None:
         super().__init__(message)
         self.stored = stored
         self.failed = failed
+        self.rejected = rejected
+
+
+class UnpublishableError(Exception):
+    """Some events cannot be written at all (they do not encode, or are too large); raised
+    before anything of the request was produced. `errors`: index in the request -> reason."""
+
+    def __init__(self, errors: dict[int, str]) -> None:
+        super().__init__(f"{len(errors)} events cannot be published")
+        self.errors = errors
+
+
+# Errors of one record that no retry can cure (the record, not the broker, is at fault).
+PERMANENT_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_MSG,
+    }
+)
 
 
 # One record to produce: (topic, value, key, headers).

@@ -6,6 +6,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 RETAIN_FOREVER = -1
+# The largest framed event (Confluent header + Avro body) anything of the backbone writes: the
+# codec refuses to encode more, the gateway answers 422 for it (docs/gateway.md).
+MAX_EVENT_BYTES = 1 << 20
+# One record is its event plus key, headers and batch framing (and lz4's worst-case growth):
+# producers (`message.max.bytes`) and topics (`max.message.bytes`) allow this much, so that an
+# event within MAX_EVENT_BYTES is never refused by librdkafka (its default is 1,000,000) or the
+# broker (1,048,588), and nothing between the codec's limit and theirs can fail for good.
+MAX_RECORD_BYTES = MAX_EVENT_BYTES + 64 * 1024
 
 
 class Family(StrEnum):
@@ -57,6 +65,7 @@ class TopicSpec:
             "min.insync.replicas": str(min(self.min_insync_replicas, replication_factor)),
             "unclean.leader.election.enable": "false",
             "cleanup.policy": "delete",
+            "max.message.bytes": str(MAX_RECORD_BYTES),
             **self.extra_config,
         }
 

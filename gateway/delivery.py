@@ -16,9 +16,16 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry import trace
 
 from consortium.kafka_config import with_environment
-from events.codec import Codec
+from events.codec import Codec, EncodeError, TooLargeError
 from events.envelope import Event
-from events.publisher import SAFE_PRODUCER_CONFIG, Delivery, PublishError, traceparent_header
+from events.publisher import (
+    PERMANENT_ERRORS,
+    SAFE_PRODUCER_CONFIG,
+    Delivery,
+    PublishError,
+    UnpublishableError,
+    traceparent_header,
+)
 from events.topics import event_topic
 
 _tracer = trace.get_tracer("consortium.gateway")
@@ -28,6 +35,20 @@ INLINE_EVENTS = 20
 # than the few ms that every small request (one event, one HL7 message) would wait for nothing.
 BULK_LINGER_MS = 5.0
 Outcome = tuple[str, int, int] | str  # (topic, partition, offset) or the error
+
+
+class Rejected(str):
+    """The outcome of an event that Kafka refused for good (no retry can cure it)."""
+
+    __slots__ = ()
+
+
+def _failure(exc: KafkaException) -> str:
+    """A produce() refusal as an outcome: Rejected when retrying cannot help."""
+    error = exc.args[0] if exc.args else None
+    if isinstance(error, KafkaError) and error.code() in PERMANENT_ERRORS:
+        return Rejected(error.str())
+    return str(exc)
 
 
 class AsyncPublisher:
@@ -54,6 +75,9 @@ class AsyncPublisher:
             **settings,
         }
         self._producer = Producer(producer_config)
+        # An event queued later than this before a request's deadline could still be delivered
+        # after the request was answered: a full queue fails the rest instead (503 is final).
+        self._delivery_timeout_s = float(producer_config["delivery.timeout.ms"]) / 1000
         self._bulk = Producer({**producer_config, "linger.ms": BULK_LINGER_MS})
         # Per process, not per event: the topic of a family, the header of a schema id.
         self._topics: dict[str, str] = {}
@@ -115,20 +139,39 @@ class AsyncPublisher:
             traceparent = traceparent_header()
             pending = _Pending(loop.create_future(), len(events), self._settled_all)
             deadline = time.monotonic() + timeout
+            queue_until = deadline - self._delivery_timeout_s
             if len(events) <= INLINE_EVENTS:
-                self._produce_all(self._producer, events, pending, traceparent, deadline)
+                values = self._encode_all(events)
+                # On the event loop: a full local queue hands the rest to a thread that waits.
+                queued = self._produce_all(
+                    self._producer, events, values, pending, traceparent, queue_until, wait=False
+                )
+                if queued < len(events):
+                    await anyio.to_thread.run_sync(
+                        self._produce_all,
+                        self._producer,
+                        events,
+                        values,
+                        pending,
+                        traceparent,
+                        queue_until,
+                        queued,
+                    )
             else:
                 await anyio.to_thread.run_sync(
-                    self._produce_all, self._bulk, events, pending, traceparent, deadline
+                    self._encode_and_produce, events, pending, traceparent, queue_until
                 )
             await asyncio.wait([pending.done], timeout=max(0.0, deadline - time.monotonic()))
         stored: list[Delivery] = []
         failed: dict[UUID, str] = {}
+        rejected: set[UUID] = set()
         for event, outcome in zip(events, pending.snapshot(), strict=True):
             if outcome is None:
                 failed[event.envelope.event_id] = "no acknowledgement before the timeout"
             elif isinstance(outcome, str):
-                failed[event.envelope.event_id] = outcome
+                failed[event.envelope.event_id] = str(outcome)
+                if isinstance(outcome, Rejected):
+                    rejected.add(event.envelope.event_id)
             else:
                 stored.append(Delivery(event.envelope.event_id, *outcome))
         if failed:
@@ -136,20 +179,65 @@ class AsyncPublisher:
                 f"{len(failed)} of {len(events)} events were not acknowledged by Kafka",
                 stored,
                 failed,
+                frozenset(rejected),
             )
         return stored
+
+    def _encode_all(self, events: Sequence[Event]) -> list[bytes]:
+        """Every event's record, before any is produced: UnpublishableError names those that
+        cannot be written (too large, not encodable), so a request is refused whole."""
+        values: list[bytes] = []
+        errors: dict[int, str] = {}
+        for index, event in enumerate(events):
+            try:
+                values.append(self._codec.encode_event(event))
+            except TooLargeError as exc:
+                errors[index] = (
+                    f"the encoded event ({event.envelope.event_type}) takes {exc.size:,} bytes,"
+                    f" above the limit of {exc.limit:,}"
+                )
+            except EncodeError:
+                errors[index] = f"the event ({event.envelope.event_type}) cannot be encoded"
+        if errors:
+            raise UnpublishableError(errors)
+        return values
+
+    def _encode_and_produce(
+        self, events: Sequence[Event], pending: _Pending, traceparent: bytes, queue_until: float
+    ) -> None:
+        values = self._encode_all(events)
+        self._produce_all(self._bulk, events, values, pending, traceparent, queue_until)
 
     def _produce_all(
         self,
         producer: Producer,
         events: Sequence[Event],
+        values: Sequence[bytes],
         pending: _Pending,
         traceparent: bytes,
-        deadline: float,
-    ) -> None:
-        for index, event in enumerate(events):
-            value = self._codec.encode_event(event)
-            self._produce(producer, event, value, pending, index, traceparent, deadline)
+        queue_until: float,
+        start: int = 0,
+        *,
+        wait: bool = True,
+    ) -> int:
+        """Queue events[start:]; the index of the first one left unqueued (a full queue and not
+        `wait`), else len(events). Waiting for room ends at `queue_until`."""
+        for index in range(start, len(events)):
+            try:
+                if not self._produce(
+                    producer,
+                    events[index],
+                    values[index],
+                    pending,
+                    index,
+                    traceparent,
+                    queue_until,
+                    wait,
+                ):
+                    return index
+            except Exception as exc:  # after a first produce: report it as this event's failure
+                pending.settle(index, f"could not be queued: {type(exc).__name__}")
+        return len(events)
 
     def _produce(
         self,
@@ -159,8 +247,10 @@ class AsyncPublisher:
         pending: _Pending,
         index: int,
         traceparent: bytes,
-        deadline: float,
-    ) -> None:
+        queue_until: float,
+        wait: bool,
+    ) -> bool:
+        """Queue one event (or settle it as failed): False if the queue is full and not `wait`."""
         envelope = event.envelope
         schema_id = self._schema_ids.get(value[1:5])
         if schema_id is None:
@@ -184,16 +274,18 @@ class AsyncPublisher:
                 producer.produce(
                     topic, value=value, key=key, headers=headers, on_delivery=on_delivery
                 )
-                return
+                return True
             except BufferError:
                 # The local queue is full; the poll thread makes room as acknowledgements arrive.
-                if time.monotonic() > deadline:
-                    pending.settle(index, "local producer queue full until the timeout")
-                    return
+                if not wait:
+                    return False
+                if time.monotonic() >= queue_until:
+                    pending.settle(index, "local producer queue full")
+                    return True
                 time.sleep(0.01)
             except KafkaException as exc:
-                pending.settle(index, str(exc))
-                return
+                pending.settle(index, _failure(exc))
+                return True
 
 
 class _Pending:
@@ -216,7 +308,8 @@ class _Pending:
     def delivered(self, index: int, err: KafkaError | None, msg: Message) -> None:
         """The delivery report of event `index` (confluent-kafka's on_delivery)."""
         if err is not None:
-            self.settle(index, err.str())
+            permanent = err.code() in PERMANENT_ERRORS
+            self.settle(index, Rejected(err.str()) if permanent else err.str())
             return
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and partition is not None and offset is not None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +14,7 @@ from uuid import UUID, uuid4
 from psycopg_pool import AsyncConnectionPool
 
 from events.envelope import Event
-from events.publisher import Delivery, PublishError
+from events.publisher import Delivery, PublishError, UnpublishableError
 from gateway.delivery import INLINE_EVENTS, AsyncPublisher
 from gateway.grouped import Grouped
 from gateway.principals import Principal
@@ -24,16 +26,67 @@ Recorded = dict[UUID, tuple[bytes, Delivery]]
 Row = tuple[UUID, bytes, str, str, int, int]
 
 
-# The record of some event ids: id, content digest, topic, partition, offset.
+# The record of some event ids: id, content digest, topic, partition, offset (published ones:
+# a row without a position is a reservation of a publish in progress, see RESERVE).
 RECORDED_ROWS = (
     "SELECT event_id, content_sha256, topic, kafka_partition, kafka_offset"
-    " FROM gateway_published_events WHERE event_id = ANY(%s)"
+    " FROM gateway_published_events WHERE event_id = ANY(%s) AND kafka_offset IS NOT NULL"
 )
 
 
 # The same with its ids as one binary parameter: for 1,000 ids a third of the client CPU of the
 # text form (psycopg writes each element's text and quotes it; docs/gateway.md, Performance).
 RECORDED_ROWS_BINARY = RECORDED_ROWS.replace("ANY(%s)", "ANY(%b::uuid[])")
+
+
+# Reserve event ids before publishing them (one statement for a group of requests): the ids
+# inserted (or taken over from a reservation older than %s seconds, whose holder is gone) come
+# back flagged true; for the others, the row that held them when the statement started, if it
+# was committed by then (flagged false; topic and offset NULL while still reserved). An id in
+# neither was reserved by a statement that committed meanwhile: in progress. Sorted, so that two
+# statements never wait on each other's rows in opposite orders.
+RESERVE = (
+    "WITH want AS (SELECT * FROM unnest(%b::uuid[], %b::bytea[], %b::text[])"
+    " AS w(event_id, content_sha256, source)),"
+    " taken AS (INSERT INTO gateway_published_events AS g"
+    " (event_id, content_sha256, source, reserved_at)"
+    " SELECT event_id, content_sha256, source, now() FROM want ORDER BY event_id"
+    " ON CONFLICT (event_id) DO UPDATE SET content_sha256 = EXCLUDED.content_sha256,"
+    " source = EXCLUDED.source, reserved_at = EXCLUDED.reserved_at"
+    " WHERE g.kafka_offset IS NULL AND g.reserved_at < now() - make_interval(secs => %s)"
+    " RETURNING g.event_id)"
+    " SELECT true, event_id, NULL::bytea, NULL::text, NULL::int, NULL::bigint FROM taken"
+    " UNION ALL SELECT false, g.event_id, g.content_sha256, g.topic, g.kafka_partition,"
+    " g.kafka_offset FROM gateway_published_events g JOIN want w ON w.event_id = g.event_id"
+    " WHERE g.event_id NOT IN (SELECT event_id FROM taken)"
+)
+# One reservation: id, content digest, source.
+Wanted = tuple[UUID, bytes, str]
+# What a reservation found for one request: the ids it holds now, and the rows of the others
+# (digest, and the delivery once published, None while another request's publish is running).
+Reserved = tuple[set[UUID], dict[UUID, tuple[bytes, Delivery | None]]]
+
+
+def reservation_shares(
+    requests: Sequence[Sequence[Wanted]], rows: Iterable[Sequence[Any]]
+) -> list[Reserved]:
+    """Each request's share of RESERVE's rows. An id two requests of the group want is given to
+    the first only (the statement reserves it once); the second finds it in progress."""
+    found = list(rows)
+    taken = {r[1] for r in found if r[0]}
+    seen = {
+        r[1]: (bytes(r[2]), None if r[5] is None else Delivery(r[1], r[3], r[4], r[5]))
+        for r in found
+        if not r[0]
+    }
+    given: set[UUID] = set()
+    shares: list[Reserved] = []
+    for wanted in requests:
+        ids = [w[0] for w in wanted]
+        mine = {eid for eid in ids if eid in taken and eid not in given}
+        given |= mine
+        shares.append((mine, {eid: seen[eid] for eid in ids if eid in seen}))
+    return shares
 
 
 def all_ids(requests: Sequence[Sequence[UUID]]) -> list[UUID]:
@@ -75,6 +128,14 @@ def _located(index: int | None, detail: str, *field: str) -> FieldError:
     return FieldError(pointer=pointer(loc), path=jsonpath(loc), detail=detail)
 
 
+def _numbered(index: int, total: int, detail: str, batch: bool) -> FieldError:
+    """An error about a whole event: its pointer in a batch; in one body that holds several
+    events (an HL7 message) its number in the detail, which the ERR segment carries."""
+    if batch:
+        return _located(index, detail)
+    return _located(None, f"event {index + 1} of {total}: {detail}" if total > 1 else detail)
+
+
 class Ingest:
     """The one way events enter Kafka through the gateway."""
 
@@ -93,6 +154,9 @@ class Ingest:
         self._retry_after = str(retry_after_s)
         # Concurrent requests share their lookups and inserts (docs/gateway.md, Performance).
         self._lookups: Grouped[list[UUID], Recorded] = Grouped(self._select_recorded)
+        self._reservations: Grouped[list[Wanted], Reserved] = Grouped(self._reserve_all)
+        # A reservation older than this lost its holder (crash): its publish gave up long ago.
+        self._stale_s = 2 * self._wait_s
         self._inserts: Grouped[list[Row], None] = Grouped(self._insert_records)
 
     async def submit(
@@ -148,14 +212,104 @@ class Ingest:
                 errors=conflicts,
             )
         fresh = [events[i] for i in first.values() if events[i].envelope.event_id not in known]
+        if fresh:
+            # Concurrent requests with these ids (any process) may have published them since.
+            fresh, others = await self._reserve(fresh, digests, first, batch)
+            known = {**known, **others}
         by_id = {eid: rec[1] for eid, rec in known.items()}
         if fresh:
-            stored = await self._publish(fresh, digests, first, by_id)
+            stored = await self._publish(fresh, digests, first, by_id, batch)
             by_id.update({d.event_id: d for d in stored})
         return Outcome(
             [by_id[e.envelope.event_id] for e in events],
             replayed=sum(1 for e in events if e.envelope.event_id in known),
         )
+
+    async def _reserve(
+        self, fresh: list[Event], digests: list[bytes], first: dict[UUID, int], batch: bool
+    ) -> tuple[list[Event], Recorded]:
+        """Reserve the ids of `fresh`: those this request now holds (to publish), and the records
+        of those another request published meanwhile with the same content (to replay). Another
+        request's reservation with other content is 409; one with the same content is waited for
+        (its publish takes milliseconds), and 503 if it is not published within the wait."""
+        wanted = {e.envelope.event_id: e for e in fresh}
+        ours: set[UUID] = set()
+        others: Recorded = {}
+        deadline = time.monotonic() + self._wait_s
+        pause = 0.005
+        while True:
+            rows = [
+                (eid, digests[first[eid]], e.envelope.source)
+                for eid, e in wanted.items()
+                if eid not in ours and eid not in others
+            ]
+            taken, seen = await self._reserve_rows(rows)
+            ours |= taken
+            clashes = [eid for eid, (digest, _) in seen.items() if digest != digests[first[eid]]]
+            if clashes:
+                await self._release(ours)
+                raise ProblemError(
+                    409,
+                    "Conflict",
+                    "an event id is reused with different content; nothing was published",
+                    kind="event-id-conflict",
+                    errors=[
+                        _located(
+                            first[eid] if batch else None,
+                            "this event_id was already published with different content",
+                            "envelope",
+                            "event_id",
+                        )
+                        for eid in sorted(clashes, key=first.__getitem__)
+                    ],
+                )
+            others.update({eid: (digest, d) for eid, (digest, d) in seen.items() if d is not None})
+            if len(ours) + len(others) == len(wanted):
+                return [e for eid, e in wanted.items() if eid in ours], others
+            if time.monotonic() + pause > deadline:
+                await self._release(ours)
+                raise ProblemError(
+                    503,
+                    "Service unavailable",
+                    "another request is publishing some of these event ids; retry later",
+                    kind="publish-in-progress",
+                    headers={"Retry-After": self._retry_after},
+                )
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 0.2)
+
+    async def _reserve_rows(self, rows: list[Wanted]) -> Reserved:
+        if len(rows) > INLINE_EVENTS:  # a batch is a group already
+            return (await self._reserve_all([rows]))[0]
+        return await self._reservations(rows)
+
+    async def _reserve_all(self, requests: list[list[Wanted]]) -> list[Reserved]:
+        """RESERVE for every request of a group in one statement (each id once)."""
+        unique: dict[UUID, Wanted] = {}
+        for wanted in requests:
+            for w in wanted:  # the first request that wants an id reserves it, with its content
+                unique.setdefault(w[0], w)
+        columns = [list(c) for c in zip(*unique.values(), strict=True)] or [[], [], []]
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(RESERVE, [*columns, self._stale_s])
+            rows = await cursor.fetchall()
+        return reservation_shares(requests, rows)
+
+    async def _release(self, event_ids: Iterable[UUID]) -> None:
+        """Give up reservations of events that were not published (rare paths only); if this
+        fails, they lapse after the stale time."""
+        ids = list(event_ids)
+        if not ids:
+            return
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(
+                    "DELETE FROM gateway_published_events"
+                    " WHERE event_id = ANY(%b::uuid[]) AND kafka_offset IS NULL",
+                    (ids,),
+                )
+        except Exception:
+            log.exception("could not release %d reservations", len(ids))
 
     async def _authorise(
         self,
@@ -191,11 +345,44 @@ class Ingest:
         digests: list[bytes],
         first: dict[UUID, int],
         known: dict[UUID, Delivery],
+        batch: bool,
     ) -> list[Delivery]:
         try:
             stored = await self._publisher.publish(fresh, self._wait_s)
+        except UnpublishableError as exc:
+            # Raised before the first produce: nothing of the request is in Kafka.
+            await self._release(e.envelope.event_id for e in fresh)
+            raise ProblemError(
+                422,
+                "Unprocessable content",
+                "some events cannot be written to Kafka; nothing was published",
+                kind="event-too-large",
+                errors=[
+                    _numbered(first[fresh[i].envelope.event_id], len(digests), why, batch)
+                    for i, why in sorted(exc.errors.items())
+                ],
+            ) from exc
         except PublishError as exc:
             await self._record(exc.stored, fresh, digests, first)
+            # A retry with the same id must be able to publish what failed (one that timed out
+            # may be in Kafka after all: then twice, which projections deduplicate).
+            await self._release(exc.failed)
+            if exc.rejected:
+                # Kafka refused these for good: a retry cannot help, so no 503 / Retry-After.
+                raise ProblemError(
+                    422,
+                    "Unprocessable content",
+                    f"Kafka refused {len(exc.rejected)} events for good and acknowledged "
+                    f"{len(exc.stored) + len(known)} of {len(fresh) + len(known)}",
+                    kind="event-rejected-by-kafka",
+                    errors=[
+                        _located(first[eid] if batch else None, f"Kafka refused it: {why}")
+                        for eid, why in exc.failed.items()
+                        if eid in exc.rejected
+                    ],
+                    stored=[delivery_json(d) for d in [*known.values(), *exc.stored]],
+                    failed=[{"event_id": str(k), "reason": v} for k, v in exc.failed.items()],
+                ) from exc
             raise ProblemError(
                 503,
                 "Service unavailable",
@@ -292,13 +479,22 @@ class Ingest:
     async def _insert_records(self, requests: list[list[Row]]) -> list[None]:
         """Every request's rows in one INSERT (an id recorded already keeps its first row); the
         columns go as binary arrays, a quarter of the client CPU of text ones for 1,000 rows."""
-        columns = list(zip(*(row for rows in requests for row in rows), strict=True))
+        unique: dict[UUID, Row] = {}
+        for rows in requests:
+            for row in rows:
+                unique.setdefault(row[0], row)
+        columns = list(zip(*unique.values(), strict=True))
         async with self._pool.connection() as conn:
+            # Fills this request's reservations (unless a later request took one over with other
+            # content); a published id keeps its first row.
             await conn.execute(
-                "INSERT INTO gateway_published_events"
+                "INSERT INTO gateway_published_events AS g"
                 " (event_id, content_sha256, source, topic, kafka_partition, kafka_offset)"
                 " SELECT * FROM unnest(%b::uuid[], %b::bytea[], %b::text[], %b::text[],"
-                " %b::int[], %b::bigint[]) ON CONFLICT (event_id) DO NOTHING",
+                " %b::int[], %b::bigint[]) ORDER BY 1 ON CONFLICT (event_id) DO UPDATE SET"
+                " topic = EXCLUDED.topic, kafka_partition = EXCLUDED.kafka_partition,"
+                " kafka_offset = EXCLUDED.kafka_offset"
+                " WHERE g.kafka_offset IS NULL AND g.content_sha256 = EXCLUDED.content_sha256",
                 [list(column) for column in columns],
             )
         return [None for _ in requests]

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from consortium.topics import ensure_topics
-from events.topics import EVENT_TOPICS
+from events.topics import EVENT_TOPICS, Family
 from examples import COUNTY_HOSPITAL, TOWNSHIP
 from gateway.app import create_app
 from gateway.config import GatewayConfig
@@ -119,3 +120,54 @@ def test_mllp_frames_get_acks_and_garbage_gets_ar_on_the_same_connection(
             (uuid.UUID(hex=token.split("_")[1]),),
         )
     assert "\rMSA|AR|M1" in exchange(port, frame(good))
+
+
+def result_offsets(bootstrap: str, consortium_id: str) -> int:
+    """How many records the consortium's result topic holds."""
+    spec = EVENT_TOPICS[Family.RESULT]
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets"})
+    try:
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(spec.name(consortium_id), p), timeout=10)[
+                1
+            ]
+            for p in range(spec.partitions)
+        )
+    finally:
+        consumer.close()
+
+
+def oversized_result(token: str, control: str) -> bytes:
+    """An ORU in GB 18030 below the 1 MiB frame limit whose event encodes above 1 MiB (UTF-8
+    takes 3 bytes for each 2-byte GB 18030 character)."""
+    text = "\r".join(
+        [
+            f"MSH|^~\\&|LIS|{TOWNSHIP}|CONSORTIUM|439901|20240501093015+0800|{token}|"
+            f"ORU^R01^ORU_R01|{control}|P|2.5|||AL|NE|CHN|GB 18030-2000",
+            f"PID|1||P0001234^^^{TOWNSHIP}^MR||张^三丰||19680312|M",
+            "OBR|1|JY20240501-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+            "OBX|1|ST|GLU-COMMENT^备注^L||" + "溶" * 400_000 + "|||N|||F",
+        ]
+    )
+    return text.encode("gb18030")
+
+
+def test_an_hl7_message_whose_event_is_too_large_is_ae_naming_it_and_nothing_is_written(
+    served: tuple[str, int], database_url: str, kafka_bootstrap: str, fresh_consortium_id: str
+) -> None:
+    url, port = served  # serving fresh_consortium_id (the same fixture value)
+    consortium_id = fresh_consortium_id
+    token = issue_token(database_url, TOWNSHIP)
+    before = result_offsets(kafka_bootstrap, consortium_id)
+    over_http = httpx.post(
+        f"{url}/v1/hl7v2",
+        content=oversized_result("", "BIG1"),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    assert over_http.status_code == 422, over_http.text[:500]
+    assert "\rMSA|AE|BIG1" in over_http.text and "LabResultReported" in over_http.text
+    for _ in range(2):  # final: the same AE on a resend, never AR
+        ack = exchange(port, b"\x0b" + oversized_result(token, "BIG2") + END_BLOCK)
+        assert "\rMSA|AE|BIG2" in ack and "\rERR|" in ack and "LabResultReported" in ack
+    assert result_offsets(kafka_bootstrap, consortium_id) == before

@@ -297,3 +297,46 @@ def test_concurrent_requests_share_statements_yet_each_gets_its_own_answer(
     assert [r.json() for r in again] == [r.json() for r in first]
     assert {r.headers["Idempotent-Replayed"] for r in again} == {"1"}
     assert end_offsets(config.bootstrap_servers, config.consortium_id) == 30
+
+
+def recorded_ids(database_url: str, ids: list[str]) -> int:
+    """How many of these event ids the idempotency record holds (reserved or published)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM gateway_published_events WHERE event_id = ANY(%s)",
+            ([uuid.UUID(i) for i in ids],),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_an_event_above_the_size_limit_is_422_with_its_pointer_and_nothing_is_written(
+    client: TestClient, township: dict[str, str], config: GatewayConfig, database_url: str
+) -> None:
+    big = fresh("LabResultReported")
+    big["value_string"] = "x" * 1_100_000  # encodes above MAX_EVENT_BYTES (1 MiB)
+    batch = [fresh("LabResultReported"), big, fresh("OrderPlaced")]
+    before = end_offsets(config.bootstrap_servers, config.consortium_id)
+    for _ in range(2):  # the answer is final: a retry gets the same, never a 503
+        response = client.post("/v1/events", json=batch, headers=township)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "Retry-After" not in response.headers
+        assert [e["pointer"] for e in response.json()["errors"]] == ["/1"]
+    single = client.post("/v1/events", json=big, headers=township)
+    assert single.status_code == 422, single.text
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == before
+    assert recorded_ids(database_url, [e["envelope"]["event_id"] for e in batch]) == 0
+
+
+def test_an_event_within_the_limit_but_above_librdkafkas_default_is_stored(
+    client: TestClient, township: dict[str, str], config: GatewayConfig
+) -> None:
+    # Between librdkafka's default message.max.bytes (1,000,000) and the codec's 1 MiB: the
+    # producer and the topics allow the codec's limit, so this is written, not a 503 forever.
+    big = fresh("LabResultReported")
+    big["value_string"] = "x" * 1_020_000
+    batch = [fresh("LabResultReported"), big, fresh("OrderPlaced")]
+    response = client.post("/v1/events", json=batch, headers=township)
+    assert response.status_code == 202, response.text
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == 3

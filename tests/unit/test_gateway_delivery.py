@@ -16,7 +16,7 @@ import pytest
 
 from events.catalog import Catalog
 from events.codec import Codec
-from events.publisher import PublishError
+from events.publisher import PublishError, UnpublishableError
 from examples import EXAMPLES
 from gateway import delivery
 from gateway.delivery import AsyncPublisher
@@ -37,8 +37,14 @@ class _Message:
 
 
 class _Error:
+    def __init__(self, code: int = -1) -> None:
+        self._code = code
+
     def str(self) -> str:
         return "broker says no"
+
+    def code(self) -> int:
+        return self._code
 
 
 class _Producer:
@@ -57,10 +63,17 @@ class _Producer:
             index = self._produced
             self._produced += 1
             self.headers.append(kwargs["headers"])
-            if _Producer.verdict(index) == "refused":
+            verdict = _Producer.verdict(index)
+            if verdict == "refused":
                 from confluent_kafka import KafkaException
 
                 raise KafkaException("refused locally")
+            if verdict == "too large locally":
+                from confluent_kafka import KafkaError, KafkaException
+
+                raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+            if verdict == "crash":
+                raise RuntimeError("a bug after the first produce")
             self._queue.append((index, topic, kwargs["on_delivery"]))
 
     def poll(self, timeout: float) -> int:
@@ -72,6 +85,10 @@ class _Producer:
                 report(None, _Message(topic, index))
             elif verdict == "failed":
                 report(_Error(), None)
+            elif verdict == "too large":
+                from confluent_kafka import KafkaError
+
+                report(_Error(KafkaError.MSG_SIZE_TOO_LARGE), None)
         if not queue:
             time.sleep(min(timeout, 0.005))
         return len(queue)
@@ -150,3 +167,91 @@ def test_records_carry_the_trace_schema_and_source_headers(publisher: AsyncPubli
 
 def test_nothing_to_publish_is_an_empty_answer(publisher: AsyncPublisher) -> None:
     assert asyncio.run(publisher.publish([], 5)) == []
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_refusals_no_retry_can_cure_are_rejected_not_transient(
+    publisher: AsyncPublisher, count: int
+) -> None:
+    verdicts = ["stored", "too large", "too large locally", "failed"]
+    _Producer.verdict = staticmethod(lambda i: verdicts[i % 4])
+    events = _events(count)
+    with pytest.raises(PublishError) as caught:
+        asyncio.run(publisher.publish(events, 2))
+    ids = [e.envelope.event_id for e in events]
+    assert caught.value.rejected == {*ids[1::4], *ids[2::4]}
+    assert set(caught.value.failed) == {*ids[1::4], *ids[2::4], *ids[3::4]}
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_an_exception_after_the_first_produce_is_a_failure_of_that_event(
+    publisher: AsyncPublisher, count: int
+) -> None:
+    _Producer.verdict = staticmethod(lambda i: "crash" if i == 1 else "stored")
+    events = _events(count)
+    with pytest.raises(PublishError) as caught:
+        asyncio.run(publisher.publish(events, 2))
+    assert [d.event_id for d in caught.value.stored] == [
+        e.envelope.event_id for i, e in enumerate(events) if i != 1
+    ]
+    assert list(caught.value.failed) == [events[1].envelope.event_id]
+    assert not caught.value.rejected
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_an_event_too_large_to_encode_refuses_the_request_before_anything_is_produced(
+    monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    monkeypatch.setattr(delivery, "Producer", _Producer)
+    events = _events(count)
+    sizes = [len(Codec(Catalog.load()).encode_event(e)) for e in events]
+    limit = sorted(sizes)[-1] - 1  # only the largest events are over it
+    made = AsyncPublisher("unused:9092", "t", Codec(Catalog.load(), max_message_bytes=limit))
+    try:
+        with pytest.raises(UnpublishableError) as caught:
+            asyncio.run(made.publish(events, 2))
+        assert set(caught.value.errors) == {i for i, n in enumerate(sizes) if n > limit}
+        assert all("above the limit" in why for why in caught.value.errors.values())
+        assert made._producer._produced == 0 and made._bulk._produced == 0  # type: ignore[attr-defined]
+    finally:
+        made.close(1)
+
+
+def test_a_full_local_queue_never_blocks_the_event_loop_and_its_503_is_final() -> None:
+    """librdkafka's own queue (no broker: nothing is ever acknowledged), two records deep."""
+    from gateway.testing import free_port
+
+    made = AsyncPublisher(
+        f"127.0.0.1:{free_port()}",
+        "t",
+        Codec(Catalog.load()),
+        {"queue.buffering.max.messages": 2, "delivery.timeout.ms": 2000},
+    )
+    lags: list[float] = []
+
+    async def run() -> PublishError:
+        async def ticker() -> None:
+            while True:
+                start = time.monotonic()
+                await asyncio.sleep(0.02)
+                lags.append(time.monotonic() - start - 0.02)
+
+        tick = asyncio.create_task(ticker())
+        await asyncio.sleep(0.05)
+        try:
+            with pytest.raises(PublishError) as caught:
+                await made.publish(_events(5), 3.0)
+        finally:
+            tick.cancel()
+        return caught.value
+
+    try:
+        error = asyncio.run(run())
+        assert max(lags) < 0.5, max(lags)  # before: ~1 s and more of time.sleep on the loop
+        reasons = list(error.failed.values())
+        assert reasons.count("local producer queue full") == 3, reasons
+        # Queuing stopped early enough for librdkafka to give up on what it held before the
+        # answer: nothing of the request is left to be delivered after its 503.
+        assert len(made._producer) == 0
+    finally:
+        made.close(1)

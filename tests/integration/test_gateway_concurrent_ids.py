@@ -1,0 +1,135 @@
+"""Concurrent requests with the same new event id, in one gateway process or two, against real
+Kafka and PostgreSQL: one publish per id, one answer per content (docs/gateway.md, Idempotency)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from test_gateway_publish import end_offsets, fresh
+
+from consortium.topics import ensure_topics
+from events.registry import parse_event
+from events.topics import EVENT_TOPICS
+from examples import TOWNSHIP
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from gateway.ingest import content_digest
+from gateway.testing import issue_token, serving
+
+TRIALS = 4
+
+
+def twin(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event id with other content."""
+    return {**event, "value_string": "99.9", "value_numeric": 99.9}
+
+
+@pytest.fixture
+def config(kafka_bootstrap: str, database_url: str, fresh_consortium_id: str) -> GatewayConfig:
+    ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=EVENT_TOPICS.values())
+    return GatewayConfig(fresh_consortium_id, kafka_bootstrap, database_url)
+
+
+@pytest.fixture(params=["one process", "two processes"])
+def bases(request: pytest.FixtureRequest, config: GatewayConfig) -> Iterator[tuple[str, str]]:
+    """Two base URLs: one gateway twice, or two gateways (each its own pool, producer and
+    groups, as two `--workers` processes have) sharing the database and the broker."""
+    with contextlib.ExitStack() as stack:
+        first = stack.enter_context(serving(create_app(config)))
+        second = first
+        if request.param == "two processes":
+            second = stack.enter_context(serving(create_app(config)))
+        yield first, second
+
+
+@pytest.fixture
+def township(database_url: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(database_url, TOWNSHIP)}"}
+
+
+async def _both(
+    bases: tuple[str, str], bodies: tuple[Any, Any], headers: dict[str, str]
+) -> list[httpx.Response]:
+    async with (
+        httpx.AsyncClient(base_url=bases[0], timeout=60) as a,
+        httpx.AsyncClient(base_url=bases[1], timeout=60) as b,
+    ):
+        return list(
+            await asyncio.gather(
+                a.post("/v1/events", json=bodies[0], headers=headers),
+                b.post("/v1/events", json=bodies[1], headers=headers),
+            )
+        )
+
+
+@pytest.mark.parametrize("size", [1, 25])
+def test_same_new_id_other_content_concurrently_is_one_202_and_one_409(
+    bases: tuple[str, str], township: dict[str, str], config: GatewayConfig, size: int
+) -> None:
+    for _ in range(TRIALS):
+        mine = [fresh("LabResultReported") for _ in range(size)]
+        theirs = [twin(e) for e in mine]
+        bodies = (mine[0], theirs[0]) if size == 1 else (mine, theirs)
+        answers = asyncio.run(_both(bases, bodies, township))
+        assert sorted(r.status_code for r in answers) == [202, 409], [r.text for r in answers]
+        winner = next(i for i, r in enumerate(answers) if r.status_code == 202)
+        # Retries: the winner's content is replayed, the loser's stays a conflict (never a 202).
+        again = asyncio.run(_both(bases, bodies, township))
+        assert again[winner].json() == answers[winner].json()
+        assert again[1 - winner].status_code == 409
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == TRIALS * size
+
+
+@pytest.mark.parametrize("size", [1, 25])
+def test_same_new_id_same_content_concurrently_is_published_once_and_answered_alike(
+    bases: tuple[str, str], township: dict[str, str], config: GatewayConfig, size: int
+) -> None:
+    for _ in range(TRIALS):
+        events = [fresh("LabResultReported") for _ in range(size)]
+        body = events[0] if size == 1 else events
+        answers = asyncio.run(_both(bases, (body, body), township))
+        assert [r.status_code for r in answers] == [202, 202], [r.text for r in answers]
+        assert answers[0].json() == answers[1].json()
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == TRIALS * size
+
+
+def _reserve(database_url: str, event: dict[str, Any], age: str) -> None:
+    """A reservation as a gateway that crashed before publishing would have left it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO gateway_published_events (event_id, content_sha256, source, reserved_at)"
+            " VALUES (%s, %s, %s, now() - %s::interval)",
+            (
+                uuid.UUID(event["envelope"]["event_id"]),
+                content_digest(parse_event(event)),
+                TOWNSHIP,
+                age,
+            ),
+        )
+
+
+def test_a_stale_reservation_is_taken_over_and_a_live_one_is_503_in_progress(
+    kafka_bootstrap: str, database_url: str, fresh_consortium_id: str, township: dict[str, str]
+) -> None:
+    ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=EVENT_TOPICS.values())
+    config = GatewayConfig(fresh_consortium_id, kafka_bootstrap, database_url, publish_timeout_s=1)
+    stale, live = fresh("LabResultReported"), fresh("LabResultReported")
+    _reserve(database_url, stale, "1 hour")
+    _reserve(database_url, live, "0 seconds")
+    with serving(create_app(config)) as base:
+        taken = httpx.post(f"{base}/v1/events", json=stale, headers=township, timeout=60)
+        assert taken.status_code == 202, taken.text
+        busy = httpx.post(f"{base}/v1/events", json=live, headers=township, timeout=60)
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["Retry-After"] == "5"
+        assert busy.json()["type"].endswith("/publish-in-progress")
+        again = httpx.post(f"{base}/v1/events", json=stale, headers=township, timeout=60)
+        assert again.json() == taken.json()
+    assert end_offsets(kafka_bootstrap, fresh_consortium_id) == 1

@@ -174,15 +174,28 @@ class _Stay:
     fact: Fact
 
 
+def _order(stay: _Stay) -> tuple[datetime, UUID, str]:
+    return (stay.fact.at, stay.fact.event_id, stay.patient.local_id)
+
+
 def _first_per_encounter(patients: Iterable[Patient], kind: str) -> list[_Stay]:
-    """The earliest fact of a kind per (member, encounter): a re-sent event counts once."""
+    """The earliest fact of a kind per (member, encounter): a re-sent event counts once.
+
+    An encounter id is the member's own stay number (住院流水号), unique at the member, so the
+    key has no local id: one stay re-sent under another local id (an HIS merge) is one stay.
+    The earliest is chosen by (at, event_id) over all the person's local patients, never by the
+    order in which patients (rows) or facts come, so every order gives the same stay.
+    """
     first: dict[tuple[str, str | None], _Stay] = {}
     for p in patients:
         for f in p.facts:
-            key = (p.institution, f.subject)
-            if f.kind == kind and key not in first:  # facts are in (at, event_id) order
-                first[key] = _Stay(p, f)
-    return sorted(first.values(), key=lambda s: (s.fact.at, s.fact.event_id))
+            if f.kind != kind:
+                continue
+            key, stay = (p.institution, f.subject), _Stay(p, f)
+            known = first.get(key)
+            if known is None or _order(stay) < _order(known):
+                first[key] = stay
+    return sorted(first.values(), key=_order)
 
 
 def derive_transfers(

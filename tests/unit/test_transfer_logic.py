@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from datetime import date, datetime, timedelta
@@ -23,7 +24,15 @@ from projections.transfers.persons import (
     ResidentIdHash,
     person_key,
 )
-from projections.transfers.stays import Transfer, key_of, transfers_of
+from projections.transfers.stays import (
+    Patient,
+    Transfer,
+    derive_transfers,
+    evolve,
+    key_of,
+    merge_routes,
+    transfers_of,
+)
 
 HASH = ResidentIdHash(b"a test key of sixteen bytes or more")
 MEMBERS = (VILLAGE, TOWNSHIP, COUNTY_HOSPITAL, TCM_HOSPITAL)
@@ -62,9 +71,16 @@ def id_corrected(source: str, local: str, person: int, at: datetime) -> PatientD
     )
 
 
-def admitted(source: str, local: str, encounter: str, at: datetime) -> PatientAdmitted:
+def tag_of(encounter: str, resent: int) -> str:
+    return f"{encounter}#{resent}" if resent else encounter
+
+
+def admitted(
+    source: str, local: str, encounter: str, at: datetime, resent: int = 0
+) -> PatientAdmitted:
+    """An admission; `resent` > 0 is the same stay sent again with a new event id."""
     return PatientAdmitted(
-        envelope=env("PatientAdmitted", source, local, at, encounter),
+        envelope=env("PatientAdmitted", source, local, at, tag_of(encounter, resent)),
         encounter_id=encounter,
         admission_type="URGENT",
         admission_source="EMERGENCY_DEPARTMENT",
@@ -77,10 +93,15 @@ def admitted(source: str, local: str, encounter: str, at: datetime) -> PatientAd
 
 
 def discharged(
-    source: str, local: str, encounter: str, at: datetime, disposition: str = "HOME"
+    source: str,
+    local: str,
+    encounter: str,
+    at: datetime,
+    disposition: str = "HOME",
+    resent: int = 0,
 ) -> PatientDischarged:
     return PatientDischarged(
-        envelope=env("PatientDischarged", source, local, at, encounter),
+        envelope=env("PatientDischarged", source, local, at, tag_of(encounter, resent)),
         encounter_id=encounter,
         discharge_disposition=disposition,
         discharge_diagnoses=[{"code": HYPERTENSION, "role": "PRINCIPAL"}],
@@ -116,6 +137,8 @@ def accepted(source: str, local: str, at: datetime, referral: uuid.UUID) -> Refe
 
 
 T0 = OCCURRED_AT
+H3 = timedelta(hours=3)
+PERSON_1 = HASH.person_of(rid(1))
 
 
 def stay_at_township_then_county(gap: timedelta) -> list[Event]:
@@ -211,6 +234,70 @@ def test_events_of_no_interest_have_no_key() -> None:
         assert key_of(HASH, example(kind)) is None
 
 
+def patients_of(events: list[Event]) -> list[Patient]:
+    """The local patients the events make, as the store keeps them (rows in no set order)."""
+    patients: dict[tuple[str, str], Patient] = {}
+    for event in events:
+        key = key_of(HASH, event)
+        if key is not None:
+            patients[key] = evolve(HASH, patients.get(key), event)
+    return list(patients.values())
+
+
+def by_id(transfers: list[Transfer]) -> list[Transfer]:
+    return sorted(transfers, key=lambda t: t.transfer_id)
+
+
+def test_a_stay_resent_under_another_local_id_counts_once_the_earliest_in_any_order() -> None:
+    """After an HIS merge the county re-sends the admission of E2 under the surviving id c2."""
+    township = [
+        registered(TOWNSHIP, "t1", 1),
+        admitted(TOWNSHIP, "t1", "E1", T0 - timedelta(days=5)),
+        discharged(TOWNSHIP, "t1", "E1", T0),
+    ]
+    c1 = [registered(COUNTY_HOSPITAL, "c1", 1), admitted(COUNTY_HOSPITAL, "c1", "E2", T0 + H3)]
+    c2 = [
+        registered(COUNTY_HOSPITAL, "c2", 1),
+        admitted(COUNTY_HOSPITAL, "c2", "E2", T0 + H3 + timedelta(minutes=5), resent=1),
+    ]
+    first = transfers_of(HASH, township + c1 + c2)
+    assert transfers_of(HASH, township + c2 + c1) == first
+    [transfer] = first
+    assert (transfer.to_patient_local_id, transfer.admitted_at) == ("c1", T0 + H3)
+    # The store reads a person's patients (rows) in any order.
+    patients = patients_of(township + c1 + c2)
+    for order in itertools.permutations(patients):
+        assert derive_transfers(PERSON_1, order, merge_routes(order)) == first
+
+
+def test_an_encounter_id_is_one_stay_at_its_member_whichever_local_id_sends_it() -> None:
+    """Encounter ids are the member's stay numbers (住院流水号), not numbers per patient."""
+    township = [
+        registered(TOWNSHIP, "t1", 1),
+        admitted(TOWNSHIP, "t1", "E1", T0 - timedelta(days=5)),
+        discharged(TOWNSHIP, "t1", "E1", T0),
+    ]
+    county = [registered(COUNTY_HOSPITAL, "c1", 1), registered(COUNTY_HOSPITAL, "c2", 1)]
+    # The county's stay "1" is the one admitted a year ago (under c1): no transfer now.
+    year_ago = [
+        admitted(COUNTY_HOSPITAL, "c2", "1", T0 + H3),
+        admitted(COUNTY_HOSPITAL, "c1", "1", T0 - timedelta(days=400)),
+    ]
+    # Its stay "1" is the one admitted 3 h after the township discharge (under c1).
+    just_now = [
+        admitted(COUNTY_HOSPITAL, "c2", "1", T0 + timedelta(hours=4)),
+        admitted(COUNTY_HOSPITAL, "c1", "1", T0 + H3),
+    ]
+    for stays_, want in ((year_ago, []), (just_now, [("c1", T0 + H3)])):
+        events = township + county + stays_
+        for order in itertools.permutations(events):
+            got = transfers_of(HASH, list(order))
+            assert [(t.to_patient_local_id, t.admitted_at) for t in got] == want
+        patients = patients_of(events)
+        for rows in itertools.permutations(patients):
+            assert by_id(derive_transfers(PERSON_1, rows, merge_routes(rows))) == got
+
+
 # -- any arrival order --------------------------------------------------------------------
 
 stays = st.lists(
@@ -273,6 +360,52 @@ def test_any_arrival_order_and_duplicates_give_the_same_transfers(
     rng.shuffle(arrival)
     assert transfers_of(HASH, arrival) == expected
     assert all(isinstance(t, Transfer) and t.from_institution != t.to_institution for t in expected)
+
+
+one_persons_stays = st.lists(
+    st.tuples(
+        st.sampled_from(MEMBERS[:3]),  # few members: re-admissions at one member
+        st.sampled_from("ab"),  # two local ids at each member
+        st.integers(0, 3),  # encounter: shared by both local ids, or re-sent
+        st.integers(0, 24 * 6),  # admitted, hours after T0
+        st.integers(1, 48),  # length of stay, hours
+        st.sampled_from(["HOME", "HOME", "DECEASED"]),
+        st.booleans(),  # the discharge was sent
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def one_person(stays_: list[tuple[str, str, int, int, int, str, bool]]) -> list[Event]:
+    """Person 1 under two local ids at every member; every event has its own event id."""
+    events: list[Event] = [
+        registered(member, f"{member[-3:]}-{local}", 1) for member in MEMBERS[:3] for local in "ab"
+    ]
+    for n, (member, local, enc, start, length, disposition, sent) in enumerate(stays_):
+        lid, encounter = f"{member[-3:]}-{local}", f"E{enc}"
+        events.append(admitted(member, lid, encounter, T0 + timedelta(hours=start), n + 1))
+        if sent:
+            end = T0 + timedelta(hours=start + length)
+            events.append(discharged(member, lid, encounter, end, disposition, n + 1))
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(one_persons_stays, st.randoms(use_true_random=False), st.integers(0, 6))
+def test_two_local_ids_sharing_encounter_ids_give_the_same_transfers_in_any_order(
+    stays_: list[tuple[str, str, int, int, int, str, bool]],
+    rng: random.Random,
+    repeats: int,
+) -> None:
+    events = one_person(stays_)
+    expected = transfers_of(HASH, events)
+    arrival = [*events, *(rng.choice(events) for _ in range(repeats))]
+    rng.shuffle(arrival)
+    assert transfers_of(HASH, arrival) == expected
+    patients = patients_of(arrival)  # and the store's rows in any order
+    rng.shuffle(patients)
+    assert by_id(derive_transfers(PERSON_1, patients, merge_routes(patients))) == expected
 
 
 def test_the_declared_event_types_cover_every_event_with_a_key() -> None:

@@ -201,7 +201,7 @@ def _first_per_encounter(patients: Iterable[Patient], kind: str) -> list[_Stay]:
 def derive_transfers(
     person_id: str, patients: Iterable[Patient], routes: Mapping[UUID, Route]
 ) -> list[Transfer]:
-    """The person's transfers: each admission after the latest discharge at another member.
+    """The person's transfers: each admission whose latest earlier discharge is at another member.
 
     A function of the person's facts and the known routes, so every arrival order gives the
     same list. Referred when a referral from the discharging to the admitting member, seen by
@@ -216,17 +216,18 @@ def derive_transfers(
     referrals = [routes[r] for p in mine for r in p.referral_ids if r in routes]
     transfers: list[Transfer] = []
     for admission in _first_per_encounter(mine, ADMITTED):
-        at = admission.fact.at
+        at, stay = admission.fact.at, (admission.patient.institution, admission.fact.subject)
+        # The stay the patient came from is the latest discharge before the admission at ANY
+        # member (the admission's own stay aside); a transfer only when it is at another member.
         earlier = [
             d
             for d in discharges
-            if d.patient.institution != admission.patient.institution
+            if (d.patient.institution, d.fact.subject) != stay
             and at - TRANSFER_WINDOW <= d.fact.at <= at + CLOCK_TOLERANCE
         ]
-        if not earlier:
-            continue
-        discharge = earlier[-1]  # the latest: the stay the patient came from
-        transfers.append(_transfer(person_id, discharge, admission, referrals))
+        came_from = earlier[-1] if earlier else None
+        if came_from and came_from.patient.institution != admission.patient.institution:
+            transfers.append(_transfer(person_id, came_from, admission, referrals))
     return transfers
 
 

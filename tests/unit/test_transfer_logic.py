@@ -8,7 +8,7 @@ import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from events.encounter import PatientAdmitted, PatientDischarged
@@ -298,6 +298,38 @@ def test_an_encounter_id_is_one_stay_at_its_member_whichever_local_id_sends_it()
             assert by_id(derive_transfers(PERSON_1, rows, merge_routes(rows))) == got
 
 
+def test_a_readmission_at_the_receiving_member_is_no_second_transfer() -> None:
+    """Township → county (10 h later), home from the county, back at the county 30 h after
+    leaving the township: it came from the county stay, not from the township's."""
+    events = [
+        *stay_at_township_then_county(timedelta(hours=10)),
+        discharged(COUNTY_HOSPITAL, "c1", "E2", T0 + timedelta(hours=20)),
+        admitted(COUNTY_HOSPITAL, "c1", "E3", T0 + timedelta(hours=30)),
+    ]
+    [transfer] = transfers_of(HASH, events)
+    assert (transfer.from_encounter_id, transfer.to_encounter_id) == ("E1", "E2")
+    # From the county back to the township: the latest stay (the county's) is the one.
+    back = [
+        *events,
+        discharged(COUNTY_HOSPITAL, "c1", "E3", T0 + timedelta(hours=40)),
+        admitted(TOWNSHIP, "t1", "E4", T0 + timedelta(hours=50)),
+    ]
+    pairs = sorted((t.from_encounter_id, t.to_encounter_id) for t in transfers_of(HASH, back))
+    assert pairs == [("E1", "E2"), ("E3", "E4")]
+
+
+def test_the_admissions_own_stay_and_clock_tolerance_do_not_hide_the_stay_it_came_from() -> None:
+    short = [
+        *stay_at_township_then_county(timedelta(hours=3)),
+        discharged(COUNTY_HOSPITAL, "c1", "E2", T0 + timedelta(hours=3, minutes=40)),
+    ]
+    [transfer] = transfers_of(HASH, short)  # discharged within the hour: still a transfer
+    assert transfer.to_encounter_id == "E2"
+    # The county's clock is 30 min behind: admitted "before" the township discharge.
+    skewed = stay_at_township_then_county(-timedelta(minutes=30))
+    assert len(transfers_of(HASH, skewed)) == 1
+
+
 # -- any arrival order --------------------------------------------------------------------
 
 stays = st.lists(
@@ -406,6 +438,39 @@ def test_two_local_ids_sharing_encounter_ids_give_the_same_transfers_in_any_orde
     patients = patients_of(arrival)  # and the store's rows in any order
     rng.shuffle(patients)
     assert by_id(derive_transfers(PERSON_1, patients, merge_routes(patients))) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(one_persons_stays)
+@example(  # township → county, home, back at the county (other local id) 30 h after the township
+    [
+        (TOWNSHIP, "a", 0, 0, 10, "HOME", True),
+        (COUNTY_HOSPITAL, "a", 1, 20, 10, "HOME", True),
+        (COUNTY_HOSPITAL, "b", 2, 40, 5, "HOME", False),
+    ]
+)
+def test_a_transfer_comes_from_the_latest_discharge_before_the_admission(
+    stays_: list[tuple[str, str, int, int, int, str, bool]],
+) -> None:
+    """No other stay of the person ended between a transfer's discharge and its admission."""
+    events = one_person(stays_)
+    ended: dict[tuple[str, str], tuple[datetime, uuid.UUID, str]] = {}
+    for e in events:
+        if isinstance(e, PatientDischarged):
+            key = (e.envelope.source, e.encounter_id)  # a stay; its earliest discharge counts
+            fact = (e.envelope.occurred_at, e.envelope.event_id, e.discharge_disposition.value)
+            if key not in ended or fact < ended[key]:
+                ended[key] = fact
+    for t in transfers_of(HASH, events):
+        admitted_stay = (t.to_institution, t.to_encounter_id)
+        between = [
+            (stay, at)
+            for stay, (at, _, disposition) in ended.items()
+            if stay != admitted_stay
+            and disposition != "DECEASED"
+            and t.discharged_at < at <= t.admitted_at + timedelta(hours=1)
+        ]
+        assert between == []
 
 
 def test_the_declared_event_types_cover_every_event_with_a_key() -> None:

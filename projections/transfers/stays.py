@@ -174,21 +174,34 @@ class _Stay:
     fact: Fact
 
 
+def _order(stay: _Stay) -> tuple[datetime, UUID, str]:
+    return (stay.fact.at, stay.fact.event_id, stay.patient.local_id)
+
+
 def _first_per_encounter(patients: Iterable[Patient], kind: str) -> list[_Stay]:
-    """The earliest fact of a kind per (member, encounter): a re-sent event counts once."""
+    """The earliest fact of a kind per (member, encounter): a re-sent event counts once.
+
+    An encounter id is the member's own stay number (住院流水号), unique at the member, so the
+    key has no local id: one stay re-sent under another local id (an HIS merge) is one stay.
+    The earliest is chosen by (at, event_id) over all the person's local patients, never by the
+    order in which patients (rows) or facts come, so every order gives the same stay.
+    """
     first: dict[tuple[str, str | None], _Stay] = {}
     for p in patients:
         for f in p.facts:
-            key = (p.institution, f.subject)
-            if f.kind == kind and key not in first:  # facts are in (at, event_id) order
-                first[key] = _Stay(p, f)
-    return sorted(first.values(), key=lambda s: (s.fact.at, s.fact.event_id))
+            if f.kind != kind:
+                continue
+            key, stay = (p.institution, f.subject), _Stay(p, f)
+            known = first.get(key)
+            if known is None or _order(stay) < _order(known):
+                first[key] = stay
+    return sorted(first.values(), key=_order)
 
 
 def derive_transfers(
     person_id: str, patients: Iterable[Patient], routes: Mapping[UUID, Route]
 ) -> list[Transfer]:
-    """The person's transfers: each admission after the latest discharge at another member.
+    """The person's transfers: each admission whose latest earlier discharge is at another member.
 
     A function of the person's facts and the known routes, so every arrival order gives the
     same list. Referred when a referral from the discharging to the admitting member, seen by
@@ -203,17 +216,18 @@ def derive_transfers(
     referrals = [routes[r] for p in mine for r in p.referral_ids if r in routes]
     transfers: list[Transfer] = []
     for admission in _first_per_encounter(mine, ADMITTED):
-        at = admission.fact.at
+        at, stay = admission.fact.at, (admission.patient.institution, admission.fact.subject)
+        # The stay the patient came from is the latest discharge before the admission at ANY
+        # member (the admission's own stay aside); a transfer only when it is at another member.
         earlier = [
             d
             for d in discharges
-            if d.patient.institution != admission.patient.institution
+            if (d.patient.institution, d.fact.subject) != stay
             and at - TRANSFER_WINDOW <= d.fact.at <= at + CLOCK_TOLERANCE
         ]
-        if not earlier:
-            continue
-        discharge = earlier[-1]  # the latest: the stay the patient came from
-        transfers.append(_transfer(person_id, discharge, admission, referrals))
+        came_from = earlier[-1] if earlier else None
+        if came_from and came_from.patient.institution != admission.patient.institution:
+            transfers.append(_transfer(person_id, came_from, admission, referrals))
     return transfers
 
 

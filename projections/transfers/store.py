@@ -222,6 +222,7 @@ def _rederive(
     rows = cur.execute(
         sql.SQL(
             "SELECT institution, local_id, facts FROM {}.patients WHERE person_id = ANY(%s)"
+            " ORDER BY institution, local_id"  # one order, though derive_transfers needs none
         ).format(s),
         (persons,),
     ).fetchall()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import random
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
 
+import examples
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
+from events.encounter import DischargeDisposition
 from events.envelope import Event
 from events.publisher import Publisher
 from events.topics import event_topic, patient_key
@@ -208,3 +212,66 @@ def test_sweeps_from_the_timer_thread_do_not_tangle_with_batches(
     sweeper.join(timeout=30)
     assert not batches.is_alive() and not failures
     assert stored(migrated_url) == expected(events)
+
+
+def _stay_event(kind: str, source: str, local: str, encounter: str, at: datetime) -> Event:
+    make = examples.patient_admitted if kind == "PatientAdmitted" else examples.patient_discharged
+    envelope = examples.envelope(kind, source=source, patient_local_id=local, occurred_at=at)
+    envelope = envelope.model_copy(
+        update={"event_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{kind}|{source}|{local}|{at}")}
+    )
+    update: dict[str, object] = {"envelope": envelope, "encounter_id": encounter}
+    if kind == "PatientDischarged":
+        update["discharge_disposition"] = DischargeDisposition.HOME
+        update["transferred_to_institution"] = None
+    event = make()
+    return type(event).model_validate({**dict(event), **update})  # validated
+
+
+def _registered(source: str, local: str) -> Event:
+    envelope = examples.envelope("PatientRegistered", source=source, patient_local_id=local)
+    envelope = envelope.model_copy(
+        update={"event_id": uuid.uuid5(uuid.NAMESPACE_URL, f"reg|{source}|{local}")}
+    )
+    return examples.patient_registered().model_copy(update={"envelope": envelope})
+
+
+def test_a_stay_resent_under_a_second_local_id_gives_one_transfer_in_any_order(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """The county re-sends stay E2 under its surviving id c2 after an HIS merge: whichever
+    patient row PostgreSQL returns first, the earliest admission (c1's) is the transfer's."""
+    t0, county, township = examples.OCCURRED_AT, examples.COUNTY_HOSPITAL, examples.TOWNSHIP
+    events = [
+        _registered(township, "t1"),
+        _stay_event("PatientAdmitted", township, "t1", "E1", t0 - timedelta(days=5)),
+        _stay_event("PatientDischarged", township, "t1", "E1", t0),
+        _registered(county, "c1"),
+        _registered(county, "c2"),
+        _stay_event("PatientAdmitted", county, "c1", "E2", t0 + timedelta(hours=3)),
+        _stay_event("PatientAdmitted", county, "c2", "E2", t0 + timedelta(hours=3, minutes=5)),
+    ]
+
+    def rows(generation: Generation) -> list[tuple[object, ...]]:
+        with psycopg.connect(migrated_url) as conn:
+            return conn.execute(
+                f"SELECT transfer_id, to_patient_local_id, admitted_at"
+                f" FROM {generation.schema}.transfers"
+            ).fetchall()
+
+    letters = KafkaDeadLetters(kafka_bootstrap, topics, "transfers")
+    results = []
+    # The second order registers c2 first and admits c2 last: other row orders in PostgreSQL.
+    for order in (events, [*events[:3], events[4], events[3], *events[5:][::-1]]):
+        with psycopg.connect(migrated_url) as conn:
+            generation = generations.create(conn, TRANSFERS, "building")
+        worker = BatchProcessor(
+            TRANSFERS, migrated_url, CODEC, letters, target=fixed_target(generation)
+        )
+        for record in as_records(order, topics):  # one batch each: every one re-derives
+            assert worker.process([record]).applied == 1
+        worker.close()
+        results.append(rows(generation))
+    [(_, local_id, admitted_at)] = results[0]
+    assert (local_id, admitted_at) == ("c1", t0 + timedelta(hours=3))
+    assert results[1] == results[0]

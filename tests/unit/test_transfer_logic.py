@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from events.encounter import PatientAdmitted, PatientDischarged
@@ -23,7 +24,15 @@ from projections.transfers.persons import (
     ResidentIdHash,
     person_key,
 )
-from projections.transfers.stays import Transfer, key_of, transfers_of
+from projections.transfers.stays import (
+    Patient,
+    Transfer,
+    derive_transfers,
+    evolve,
+    key_of,
+    merge_routes,
+    transfers_of,
+)
 
 HASH = ResidentIdHash(b"a test key of sixteen bytes or more")
 MEMBERS = (VILLAGE, TOWNSHIP, COUNTY_HOSPITAL, TCM_HOSPITAL)
@@ -62,9 +71,16 @@ def id_corrected(source: str, local: str, person: int, at: datetime) -> PatientD
     )
 
 
-def admitted(source: str, local: str, encounter: str, at: datetime) -> PatientAdmitted:
+def tag_of(encounter: str, resent: int) -> str:
+    return f"{encounter}#{resent}" if resent else encounter
+
+
+def admitted(
+    source: str, local: str, encounter: str, at: datetime, resent: int = 0
+) -> PatientAdmitted:
+    """An admission; `resent` > 0 is the same stay sent again with a new event id."""
     return PatientAdmitted(
-        envelope=env("PatientAdmitted", source, local, at, encounter),
+        envelope=env("PatientAdmitted", source, local, at, tag_of(encounter, resent)),
         encounter_id=encounter,
         admission_type="URGENT",
         admission_source="EMERGENCY_DEPARTMENT",
@@ -77,10 +93,15 @@ def admitted(source: str, local: str, encounter: str, at: datetime) -> PatientAd
 
 
 def discharged(
-    source: str, local: str, encounter: str, at: datetime, disposition: str = "HOME"
+    source: str,
+    local: str,
+    encounter: str,
+    at: datetime,
+    disposition: str = "HOME",
+    resent: int = 0,
 ) -> PatientDischarged:
     return PatientDischarged(
-        envelope=env("PatientDischarged", source, local, at, encounter),
+        envelope=env("PatientDischarged", source, local, at, tag_of(encounter, resent)),
         encounter_id=encounter,
         discharge_disposition=disposition,
         discharge_diagnoses=[{"code": HYPERTENSION, "role": "PRINCIPAL"}],
@@ -116,6 +137,8 @@ def accepted(source: str, local: str, at: datetime, referral: uuid.UUID) -> Refe
 
 
 T0 = OCCURRED_AT
+H3 = timedelta(hours=3)
+PERSON_1 = HASH.person_of(rid(1))
 
 
 def stay_at_township_then_county(gap: timedelta) -> list[Event]:
@@ -211,6 +234,102 @@ def test_events_of_no_interest_have_no_key() -> None:
         assert key_of(HASH, example(kind)) is None
 
 
+def patients_of(events: list[Event]) -> list[Patient]:
+    """The local patients the events make, as the store keeps them (rows in no set order)."""
+    patients: dict[tuple[str, str], Patient] = {}
+    for event in events:
+        key = key_of(HASH, event)
+        if key is not None:
+            patients[key] = evolve(HASH, patients.get(key), event)
+    return list(patients.values())
+
+
+def by_id(transfers: list[Transfer]) -> list[Transfer]:
+    return sorted(transfers, key=lambda t: t.transfer_id)
+
+
+def test_a_stay_resent_under_another_local_id_counts_once_the_earliest_in_any_order() -> None:
+    """After an HIS merge the county re-sends the admission of E2 under the surviving id c2."""
+    township = [
+        registered(TOWNSHIP, "t1", 1),
+        admitted(TOWNSHIP, "t1", "E1", T0 - timedelta(days=5)),
+        discharged(TOWNSHIP, "t1", "E1", T0),
+    ]
+    c1 = [registered(COUNTY_HOSPITAL, "c1", 1), admitted(COUNTY_HOSPITAL, "c1", "E2", T0 + H3)]
+    c2 = [
+        registered(COUNTY_HOSPITAL, "c2", 1),
+        admitted(COUNTY_HOSPITAL, "c2", "E2", T0 + H3 + timedelta(minutes=5), resent=1),
+    ]
+    first = transfers_of(HASH, township + c1 + c2)
+    assert transfers_of(HASH, township + c2 + c1) == first
+    [transfer] = first
+    assert (transfer.to_patient_local_id, transfer.admitted_at) == ("c1", T0 + H3)
+    # The store reads a person's patients (rows) in any order.
+    patients = patients_of(township + c1 + c2)
+    for order in itertools.permutations(patients):
+        assert derive_transfers(PERSON_1, order, merge_routes(order)) == first
+
+
+def test_an_encounter_id_is_one_stay_at_its_member_whichever_local_id_sends_it() -> None:
+    """Encounter ids are the member's stay numbers (住院流水号), not numbers per patient."""
+    township = [
+        registered(TOWNSHIP, "t1", 1),
+        admitted(TOWNSHIP, "t1", "E1", T0 - timedelta(days=5)),
+        discharged(TOWNSHIP, "t1", "E1", T0),
+    ]
+    county = [registered(COUNTY_HOSPITAL, "c1", 1), registered(COUNTY_HOSPITAL, "c2", 1)]
+    # The county's stay "1" is the one admitted a year ago (under c1): no transfer now.
+    year_ago = [
+        admitted(COUNTY_HOSPITAL, "c2", "1", T0 + H3),
+        admitted(COUNTY_HOSPITAL, "c1", "1", T0 - timedelta(days=400)),
+    ]
+    # Its stay "1" is the one admitted 3 h after the township discharge (under c1).
+    just_now = [
+        admitted(COUNTY_HOSPITAL, "c2", "1", T0 + timedelta(hours=4)),
+        admitted(COUNTY_HOSPITAL, "c1", "1", T0 + H3),
+    ]
+    for stays_, want in ((year_ago, []), (just_now, [("c1", T0 + H3)])):
+        events = township + county + stays_
+        for order in itertools.permutations(events):
+            got = transfers_of(HASH, list(order))
+            assert [(t.to_patient_local_id, t.admitted_at) for t in got] == want
+        patients = patients_of(events)
+        for rows in itertools.permutations(patients):
+            assert by_id(derive_transfers(PERSON_1, rows, merge_routes(rows))) == got
+
+
+def test_a_readmission_at_the_receiving_member_is_no_second_transfer() -> None:
+    """Township → county (10 h later), home from the county, back at the county 30 h after
+    leaving the township: it came from the county stay, not from the township's."""
+    events = [
+        *stay_at_township_then_county(timedelta(hours=10)),
+        discharged(COUNTY_HOSPITAL, "c1", "E2", T0 + timedelta(hours=20)),
+        admitted(COUNTY_HOSPITAL, "c1", "E3", T0 + timedelta(hours=30)),
+    ]
+    [transfer] = transfers_of(HASH, events)
+    assert (transfer.from_encounter_id, transfer.to_encounter_id) == ("E1", "E2")
+    # From the county back to the township: the latest stay (the county's) is the one.
+    back = [
+        *events,
+        discharged(COUNTY_HOSPITAL, "c1", "E3", T0 + timedelta(hours=40)),
+        admitted(TOWNSHIP, "t1", "E4", T0 + timedelta(hours=50)),
+    ]
+    pairs = sorted((t.from_encounter_id, t.to_encounter_id) for t in transfers_of(HASH, back))
+    assert pairs == [("E1", "E2"), ("E3", "E4")]
+
+
+def test_the_admissions_own_stay_and_clock_tolerance_do_not_hide_the_stay_it_came_from() -> None:
+    short = [
+        *stay_at_township_then_county(timedelta(hours=3)),
+        discharged(COUNTY_HOSPITAL, "c1", "E2", T0 + timedelta(hours=3, minutes=40)),
+    ]
+    [transfer] = transfers_of(HASH, short)  # discharged within the hour: still a transfer
+    assert transfer.to_encounter_id == "E2"
+    # The county's clock is 30 min behind: admitted "before" the township discharge.
+    skewed = stay_at_township_then_county(-timedelta(minutes=30))
+    assert len(transfers_of(HASH, skewed)) == 1
+
+
 # -- any arrival order --------------------------------------------------------------------
 
 stays = st.lists(
@@ -273,6 +392,85 @@ def test_any_arrival_order_and_duplicates_give_the_same_transfers(
     rng.shuffle(arrival)
     assert transfers_of(HASH, arrival) == expected
     assert all(isinstance(t, Transfer) and t.from_institution != t.to_institution for t in expected)
+
+
+one_persons_stays = st.lists(
+    st.tuples(
+        st.sampled_from(MEMBERS[:3]),  # few members: re-admissions at one member
+        st.sampled_from("ab"),  # two local ids at each member
+        st.integers(0, 3),  # encounter: shared by both local ids, or re-sent
+        st.integers(0, 24 * 6),  # admitted, hours after T0
+        st.integers(1, 48),  # length of stay, hours
+        st.sampled_from(["HOME", "HOME", "DECEASED"]),
+        st.booleans(),  # the discharge was sent
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def one_person(stays_: list[tuple[str, str, int, int, int, str, bool]]) -> list[Event]:
+    """Person 1 under two local ids at every member; every event has its own event id."""
+    events: list[Event] = [
+        registered(member, f"{member[-3:]}-{local}", 1) for member in MEMBERS[:3] for local in "ab"
+    ]
+    for n, (member, local, enc, start, length, disposition, sent) in enumerate(stays_):
+        lid, encounter = f"{member[-3:]}-{local}", f"E{enc}"
+        events.append(admitted(member, lid, encounter, T0 + timedelta(hours=start), n + 1))
+        if sent:
+            end = T0 + timedelta(hours=start + length)
+            events.append(discharged(member, lid, encounter, end, disposition, n + 1))
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(one_persons_stays, st.randoms(use_true_random=False), st.integers(0, 6))
+def test_two_local_ids_sharing_encounter_ids_give_the_same_transfers_in_any_order(
+    stays_: list[tuple[str, str, int, int, int, str, bool]],
+    rng: random.Random,
+    repeats: int,
+) -> None:
+    events = one_person(stays_)
+    expected = transfers_of(HASH, events)
+    arrival = [*events, *(rng.choice(events) for _ in range(repeats))]
+    rng.shuffle(arrival)
+    assert transfers_of(HASH, arrival) == expected
+    patients = patients_of(arrival)  # and the store's rows in any order
+    rng.shuffle(patients)
+    assert by_id(derive_transfers(PERSON_1, patients, merge_routes(patients))) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(one_persons_stays)
+@example(  # township → county, home, back at the county (other local id) 30 h after the township
+    [
+        (TOWNSHIP, "a", 0, 0, 10, "HOME", True),
+        (COUNTY_HOSPITAL, "a", 1, 20, 10, "HOME", True),
+        (COUNTY_HOSPITAL, "b", 2, 40, 5, "HOME", False),
+    ]
+)
+def test_a_transfer_comes_from_the_latest_discharge_before_the_admission(
+    stays_: list[tuple[str, str, int, int, int, str, bool]],
+) -> None:
+    """No other stay of the person ended between a transfer's discharge and its admission."""
+    events = one_person(stays_)
+    ended: dict[tuple[str, str], tuple[datetime, uuid.UUID, str]] = {}
+    for e in events:
+        if isinstance(e, PatientDischarged):
+            key = (e.envelope.source, e.encounter_id)  # a stay; its earliest discharge counts
+            fact = (e.envelope.occurred_at, e.envelope.event_id, e.discharge_disposition.value)
+            if key not in ended or fact < ended[key]:
+                ended[key] = fact
+    for t in transfers_of(HASH, events):
+        admitted_stay = (t.to_institution, t.to_encounter_id)
+        between = [
+            (stay, at)
+            for stay, (at, _, disposition) in ended.items()
+            if stay != admitted_stay
+            and disposition != "DECEASED"
+            and t.discharged_at < at <= t.admitted_at + timedelta(hours=1)
+        ]
+        assert between == []
 
 
 def test_the_declared_event_types_cover_every_event_with_a_key() -> None:

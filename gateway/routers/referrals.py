@@ -38,7 +38,8 @@ POLL_S = 0.5
 
 
 class TimelineEntry(BaseModel):
-    """One event of a referral, applied or parked until its predecessor arrives."""
+    """One event of a referral: APPLIED, PARKED (its predecessor has not arrived), IGNORED (the
+    referral took another path), NOT_A_PARTY (its sender may not send it) or DERIVED (expiry)."""
 
     at: datetime
     kind: str

@@ -14,11 +14,12 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from gateway import credentials
 from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
-from gateway.problems import ProblemError
+from gateway.problems import TYPE_BASE, ProblemError
 from projections.referrals import reads
 from projections.referrals.lifecycle import ReferralState
 
@@ -195,6 +196,13 @@ async def _changes(
         async with gateway.pool.connection() as conn:
             horizon = await reads.change_horizon(conn)
             rows = await reads.changes_since(conn, principal.institution, since)
+            # The credential is read again every poll, after the rows: a change committed after
+            # a revocation is read by a poll whose check comes later still, and is never sent.
+            active = await credentials.is_active(conn, principal.credential_id)
+        if not active:
+            revoked = ProblemError(401, "Unauthorized", "the token is unknown or revoked")
+            yield _event("error", since, _problem(revoked))
+            return
         for row in rows:
             if sent.get(row["referral_id"]) == row["projected_at"]:
                 continue
@@ -207,7 +215,7 @@ async def _changes(
                     resource_id=str(row["referral_id"]),
                 )
             except ProblemError as exc:
-                yield _event("error", since, {"status": exc.status, "detail": exc.detail})
+                yield _event("error", since, _problem(exc))
                 return
             sent[row["referral_id"]] = row["projected_at"]
             yield _event("referral", since, Referral.model_validate(row).model_dump(mode="json"))
@@ -215,6 +223,12 @@ async def _changes(
         sent = {rid: at for rid, at in sent.items() if at >= since}
         yield f"id: {since.isoformat()}\n\n"  # the resume point moves on; doubles as keep-alive
         await asyncio.sleep(POLL_S)
+
+
+def _problem(exc: ProblemError) -> dict[str, Any]:
+    """The problem details body of an error ending a stream (its HTTP status is long sent)."""
+    kind = TYPE_BASE + exc.kind if exc.kind else "about:blank"
+    return {"type": kind, "title": exc.title, "status": exc.status, "detail": exc.detail}
 
 
 def _event(kind: Literal["referral", "error"], cursor: datetime, data: dict[str, Any]) -> str:

@@ -241,27 +241,28 @@ def _event(kind: Literal["referral", "error"], cursor: datetime, data: dict[str,
 async def get_referral(
     referral_id: UUID, request: Request, gateway: GatewayDep, principal: PrincipalDep
 ) -> ReferralWithTimeline:
-    """404 for a referral neither from nor to the caller's institution (its existence is not
-    revealed); that attempt is audited as denied."""
+    """403 for a role that reads no referrals, whatever the id (so ids cannot be probed); 404
+    for a referral neither from nor to the caller's institution (its existence is not
+    revealed). Either attempt on an existing referral is audited as denied."""
     async with gateway.pool.connection() as conn:
         row = await reads.referral(conn, referral_id)
+    reader = principal.role in READERS
     if row is None:
+        _may_read(principal)  # the role first: 403 as for an existing referral
         raise ProblemError(404, "Not found", "no such referral")
     subjects = subjects_of(row)
     mine = principal.institution in (row["from_institution"], row["to_institution"])
-    if principal.role not in READERS or not mine:
-        why = "not a reading role" if principal.role not in READERS else "not its institution's"
+    if not reader or not mine:
         await audit(
             request,
             principal,
             subjects,
             purpose=PURPOSE,
             outcome=Outcome.DENIED,
-            reason=why,
+            reason="not its institution's" if reader else "not a reading role",
             resource_id=str(referral_id),
         )
-        if principal.role not in READERS:
-            _may_read(principal)
+        _may_read(principal)
         raise ProblemError(404, "Not found", "no such referral")
     await audit(request, principal, subjects, purpose=PURPOSE, resource_id=str(referral_id))
     return ReferralWithTimeline.model_validate(row)

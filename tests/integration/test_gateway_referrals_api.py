@@ -283,3 +283,30 @@ def test_the_stream_ends_once_its_credential_is_revoked(app: FastAPI, board_url:
 async def revoke(url: str, credential_id: uuid.UUID) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         assert await credentials.revoke(conn, credential_id)
+
+
+@pytest.mark.parametrize("role", [Role.BUREAU_ANALYST, Role.PUBLISHER, Role.ADMINISTRATOR])
+def test_a_role_that_reads_no_referrals_gets_403_for_any_id_so_ids_cannot_be_probed(
+    client: TestClient, board_url: str, role: Role
+) -> None:
+    token = issue_token(board_url, COUNTY, role)
+    [credential_id] = credentials.credential_ids([token])
+    headers = {"Authorization": f"Bearer {token}"}
+    with psycopg.connect(board_url) as conn:
+        [rid] = conn.execute(
+            "SELECT referral_id FROM referrals.referrals WHERE state <> 'AWAITING_REQUEST'"
+            " AND %s IN (from_institution, to_institution) LIMIT 1",
+            (COUNTY,),
+        ).fetchone() or [None]
+    existing = client.get(f"/v1/referrals/{rid}", headers=headers)
+    missing = client.get(f"/v1/referrals/{uuid.uuid4()}", headers=headers)
+    assert existing.status_code == missing.status_code == 403
+    assert {k: v for k, v in existing.json().items() if k != "instance"} == {
+        k: v for k, v in missing.json().items() if k != "instance"
+    }
+    with psycopg.connect(board_url) as conn:
+        audited = conn.execute(
+            "SELECT DISTINCT resource_id, outcome FROM read_audit WHERE credential_id = %s",
+            (credential_id,),
+        ).fetchall()
+    assert audited == [(str(rid), "DENIED")]  # the attempt on an existing referral, as before

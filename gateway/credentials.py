@@ -88,6 +88,16 @@ async def revoke(conn: AsyncConnection[TupleRow], credential_id: uuid.UUID) -> b
     return cursor.rowcount == 1
 
 
+async def is_active(conn: AsyncConnection[TupleRow], credential_id: uuid.UUID) -> bool:
+    """Whether a credential (already authenticated once) still exists unrevoked: what a long
+    answer, a stream, re-reads while it runs (one primary-key lookup)."""
+    cursor = await conn.execute(
+        "SELECT 1 FROM gateway_credentials WHERE credential_id = %s AND revoked_at IS NULL",
+        (credential_id,),
+    )
+    return await cursor.fetchone() is not None
+
+
 async def authenticate(conn: AsyncConnection[TupleRow], token: str) -> Principal | None:
     """The principal of a valid, unrevoked token, else None (read on every request: no cache)."""
     return (await authenticate_all(conn, [token]))[0]

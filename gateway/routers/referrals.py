@@ -14,11 +14,12 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from gateway import credentials
 from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
-from gateway.problems import ProblemError
+from gateway.problems import TYPE_BASE, ProblemError
 from projections.referrals import reads
 from projections.referrals.lifecycle import ReferralState
 
@@ -38,7 +39,8 @@ POLL_S = 0.5
 
 
 class TimelineEntry(BaseModel):
-    """One event of a referral, applied or parked until its predecessor arrives."""
+    """One event of a referral: APPLIED, PARKED (its predecessor has not arrived), IGNORED (the
+    referral took another path), NOT_A_PARTY (its sender may not send it) or DERIVED (expiry)."""
 
     at: datetime
     kind: str
@@ -194,6 +196,13 @@ async def _changes(
         async with gateway.pool.connection() as conn:
             horizon = await reads.change_horizon(conn)
             rows = await reads.changes_since(conn, principal.institution, since)
+            # The credential is read again every poll, after the rows: a change committed after
+            # a revocation is read by a poll whose check comes later still, and is never sent.
+            active = await credentials.is_active(conn, principal.credential_id)
+        if not active:
+            revoked = ProblemError(401, "Unauthorized", "the token is unknown or revoked")
+            yield _event("error", since, _problem(revoked))
+            return
         for row in rows:
             if sent.get(row["referral_id"]) == row["projected_at"]:
                 continue
@@ -206,7 +215,7 @@ async def _changes(
                     resource_id=str(row["referral_id"]),
                 )
             except ProblemError as exc:
-                yield _event("error", since, {"status": exc.status, "detail": exc.detail})
+                yield _event("error", since, _problem(exc))
                 return
             sent[row["referral_id"]] = row["projected_at"]
             yield _event("referral", since, Referral.model_validate(row).model_dump(mode="json"))
@@ -214,6 +223,12 @@ async def _changes(
         sent = {rid: at for rid, at in sent.items() if at >= since}
         yield f"id: {since.isoformat()}\n\n"  # the resume point moves on; doubles as keep-alive
         await asyncio.sleep(POLL_S)
+
+
+def _problem(exc: ProblemError) -> dict[str, Any]:
+    """The problem details body of an error ending a stream (its HTTP status is long sent)."""
+    kind = TYPE_BASE + exc.kind if exc.kind else "about:blank"
+    return {"type": kind, "title": exc.title, "status": exc.status, "detail": exc.detail}
 
 
 def _event(kind: Literal["referral", "error"], cursor: datetime, data: dict[str, Any]) -> str:
@@ -226,27 +241,28 @@ def _event(kind: Literal["referral", "error"], cursor: datetime, data: dict[str,
 async def get_referral(
     referral_id: UUID, request: Request, gateway: GatewayDep, principal: PrincipalDep
 ) -> ReferralWithTimeline:
-    """404 for a referral neither from nor to the caller's institution (its existence is not
-    revealed); that attempt is audited as denied."""
+    """403 for a role that reads no referrals, whatever the id (so ids cannot be probed); 404
+    for a referral neither from nor to the caller's institution (its existence is not
+    revealed). Either attempt on an existing referral is audited as denied."""
     async with gateway.pool.connection() as conn:
         row = await reads.referral(conn, referral_id)
+    reader = principal.role in READERS
     if row is None:
+        _may_read(principal)  # the role first: 403 as for an existing referral
         raise ProblemError(404, "Not found", "no such referral")
     subjects = subjects_of(row)
     mine = principal.institution in (row["from_institution"], row["to_institution"])
-    if principal.role not in READERS or not mine:
-        why = "not a reading role" if principal.role not in READERS else "not its institution's"
+    if not reader or not mine:
         await audit(
             request,
             principal,
             subjects,
             purpose=PURPOSE,
             outcome=Outcome.DENIED,
-            reason=why,
+            reason="not its institution's" if reader else "not a reading role",
             resource_id=str(referral_id),
         )
-        if principal.role not in READERS:
-            _may_read(principal)
+        _may_read(principal)
         raise ProblemError(404, "Not found", "no such referral")
     await audit(request, principal, subjects, purpose=PURPOSE, resource_id=str(referral_id))
     return ReferralWithTimeline.model_validate(row)

@@ -64,6 +64,17 @@ PREDECESSOR: dict[str, str] = {
     "ReferralPatientArrived": "ReferralAccepted",
     "ReferralCompleted": "ReferralPatientArrived",
 }
+# Which parties of a referral may publish each event (the schemas' docs): the receiver answers,
+# receives the patient and closes the loop (its summary goes back to the sender); either party
+# may cancel (ReferralCancelled.cancelled_by names the referring or receiving institution or the
+# patient). A request is its sender's own (the model checks from_institution = source).
+SENDERS: dict[str, tuple[str, ...]] = {
+    "ReferralAccepted": ("to_institution",),
+    "ReferralRejected": ("to_institution",),
+    "ReferralPatientArrived": ("to_institution",),
+    "ReferralCompleted": ("to_institution",),
+    "ReferralCancelled": ("from_institution", "to_institution"),
+}
 
 
 # Timeline entries at the same instant are listed in lifecycle order.
@@ -77,6 +88,7 @@ class EntryStatus(StrEnum):
     PARKED = "PARKED"  # its predecessor has not arrived yet
     IGNORED = "IGNORED"  # the referral took another path (e.g. accepted after a rejection)
     DERIVED = "DERIVED"  # no event: the referral expired on the event clock
+    NOT_A_PARTY = "NOT_A_PARTY"  # sent by an institution that may not send it (SENDERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +230,16 @@ class Board:
     timeline: tuple[TimelineEntry, ...] = field(default=())
 
 
-def _next_applicable(pending: list[Fact], state: ReferralState) -> Fact | None:
-    """The earliest pending fact that can move the referral from its current state."""
+def _by_a_party(fact: Fact, row: dict[str, Any]) -> bool:
+    """Whether the fact's source may send it, by the parties the request named (row's)."""
+    parties = SENDERS.get(fact.kind)
+    return parties is None or any(fact.source == row.get(p) for p in parties)
+
+
+def _next_applicable(pending: list[Fact], state: ReferralState, row: dict[str, Any]) -> Fact | None:
+    """The earliest pending fact from a party that can move the referral from its state."""
     for fact in pending:  # pending is in (occurred_at, event_id) order
-        if state in TRANSITIONS[fact.kind][0]:
+        if state in TRANSITIONS[fact.kind][0] and _by_a_party(fact, row):
             return fact
     return None
 
@@ -230,15 +248,16 @@ def derive(referral: Referral, clock: datetime | None) -> Board:
     """The referral's board row at an event clock; a function of the set of its events.
 
     Events are replayed in causal order (the earliest event that the current state accepts,
-    again and again), so any arrival order gives the same row. The row's columns collect in a
-    dict and the frozen Board is built once at the end (a replace per fact cost a fifth of a
-    worker's time).
+    again and again), so any arrival order gives the same row. Only a party's events apply
+    (SENDERS); the parties are the request's, and nothing else applies before the request.
+    The row's columns collect in a dict and the frozen Board is built once at the end (a
+    replace per fact cost a fifth of a worker's time).
     """
     state = ReferralState.AWAITING_REQUEST
     row: dict[str, Any] = {}
     timeline: list[TimelineEntry] = []
     pending = list(referral.facts)
-    while (fact := _next_applicable(pending, state)) is not None:
+    while (fact := _next_applicable(pending, state, row)) is not None:
         pending.remove(fact)
         expires_at = row.get("expires_at")
         if state is ReferralState.REQUESTED and expires_at and fact.occurred_at > expires_at:
@@ -253,8 +272,14 @@ def derive(referral: Referral, clock: datetime | None) -> Board:
     if state is ReferralState.REQUESTED and clock and expires_at and clock > expires_at:
         state = ReferralState.EXPIRED
         timeline.append(TimelineEntry(expires_at, "ReferralExpired", EntryStatus.DERIVED))
-    kinds = {f.kind for f in referral.facts}
+    # Once the request named the parties, an outsider's event never applies and counts for no
+    # predecessor; before it, every event waits (its sender cannot be judged yet).
+    requested = "requested_at" in row
+    kinds = {f.kind for f in referral.facts if not requested or _by_a_party(f, row)}
     for fact in pending:
+        if requested and not _by_a_party(fact, row):
+            timeline.append(_entry(fact, EntryStatus.NOT_A_PARTY))
+            continue
         waiting = PREDECESSOR.get(fact.kind) not in kinds and fact.kind != "ReferralRequested"
         timeline.append(_entry(fact, EntryStatus.PARKED if waiting else EntryStatus.IGNORED))
     timeline.sort(key=lambda e: (e.at, _RANK.get(e.kind, len(_RANK)), str(e.event_id)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -22,6 +23,7 @@ from events.catalog import Catalog
 from events.codec import Codec
 from events.envelope import Event
 from events.topics import READ_AUDIT_TOPIC, Family, event_topic
+from gateway import credentials
 from gateway.app import create_app
 from gateway.audit import close_audit_log
 from gateway.config import GatewayConfig
@@ -244,3 +246,67 @@ def test_the_stream_sends_no_referral_it_could_not_audit(app: FastAPI, board_url
     assert events == ["error"]
     [data] = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data:")]
     assert data["status"] == 503
+
+
+def test_the_stream_ends_once_its_credential_is_revoked(app: FastAPI, board_url: str) -> None:
+    token = issue_token(board_url, TOWNSHIP, Role.REFERRAL_DESK)
+    desk = {"Authorization": f"Bearer {token}"}
+    [credential_id] = credentials.credential_ids([token])
+    later = [e for f in referral_flows(14, 20) for e in f]
+    assert any(
+        TOWNSHIP in (e.from_institution, e.to_institution)  # type: ignore[attr-defined]
+        for e in later
+        if e.event_type == "ReferralRequested"
+    )
+    lines: list[str] = []
+    with (
+        serving(app) as base,
+        httpx.Client(base_url=base, timeout=30) as http,
+        http.stream("GET", "/v1/referrals/stream", headers=desk) as response,
+    ):
+        assert response.status_code == 200
+        stream = response.iter_lines()
+        while not next(stream).startswith("id: "):  # one poll went by: the stream is open
+            pass
+        asyncio.run(revoke(board_url, credential_id))
+        project(board_url, later, first_offset=30_000)  # the desk's referrals change
+        for line in stream:  # until the stream ends, or a referral is sent after all
+            lines.append(line)
+            if line == "event: referral":
+                break
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    assert events == ["error"]  # no referral after the revocation
+    [data] = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data:")]
+    assert data["status"] == 401 and data["title"] == "Unauthorized"
+
+
+async def revoke(url: str, credential_id: uuid.UUID) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        assert await credentials.revoke(conn, credential_id)
+
+
+@pytest.mark.parametrize("role", [Role.BUREAU_ANALYST, Role.PUBLISHER, Role.ADMINISTRATOR])
+def test_a_role_that_reads_no_referrals_gets_403_for_any_id_so_ids_cannot_be_probed(
+    client: TestClient, board_url: str, role: Role
+) -> None:
+    token = issue_token(board_url, COUNTY, role)
+    [credential_id] = credentials.credential_ids([token])
+    headers = {"Authorization": f"Bearer {token}"}
+    with psycopg.connect(board_url) as conn:
+        [rid] = conn.execute(
+            "SELECT referral_id FROM referrals.referrals WHERE state <> 'AWAITING_REQUEST'"
+            " AND %s IN (from_institution, to_institution) LIMIT 1",
+            (COUNTY,),
+        ).fetchone() or [None]
+    existing = client.get(f"/v1/referrals/{rid}", headers=headers)
+    missing = client.get(f"/v1/referrals/{uuid.uuid4()}", headers=headers)
+    assert existing.status_code == missing.status_code == 403
+    assert {k: v for k, v in existing.json().items() if k != "instance"} == {
+        k: v for k, v in missing.json().items() if k != "instance"
+    }
+    with psycopg.connect(board_url) as conn:
+        audited = conn.execute(
+            "SELECT DISTINCT resource_id, outcome FROM read_audit WHERE credential_id = %s",
+            (credential_id,),
+        ).fetchall()
+    assert audited == [(str(rid), "DENIED")]  # the attempt on an existing referral, as before

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import reduce
 
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 import examples
 from events.envelope import Event
+from events.referral import ReferralCancelled, ReferralRequested
 from projections.referrals.lifecycle import (
     Board,
     EntryStatus,
@@ -136,12 +139,23 @@ def test_emergency_deadline_is_two_hours() -> None:
 def test_any_arrival_order_with_duplicates_gives_the_same_board(
     seed: int, fates: list[str], data: st.DataObject
 ) -> None:
-    """Interleaved referrals, shuffled and with repeated deliveries, end in the same rows."""
+    """Interleaved referrals, shuffled, with repeated deliveries and with events from
+    institutions that may not send them, end in the same rows; the outsiders change nothing."""
     rng = random.Random(seed)
     events = [e for fate in fates for e in referral_flow(rng, fate)]
+    requests = {e.referral_id: e for e in events if isinstance(e, ReferralRequested)}
     # Competing answers and skewed clocks make the order matter if anything does.
     extras = data.draw(st.lists(st.sampled_from(events), max_size=6))
-    shuffled = data.draw(st.permutations([*events, *extras]))
+    outsiders = [
+        _outsider(event, requests[event.referral_id], nth, minutes)  # type: ignore[attr-defined]
+        for nth, (event, minutes) in enumerate(
+            data.draw(
+                st.lists(st.tuples(st.sampled_from(events), st.integers(-180, 180)), max_size=6)
+            )
+        )
+        if not isinstance(event, ReferralRequested)
+    ]
+    shuffled = data.draw(st.permutations([*events, *extras, *outsiders]))
     clock = max(e.envelope.occurred_at for e in events)
 
     def boards(stream: list[Event]) -> dict[object, Board]:
@@ -151,7 +165,28 @@ def test_any_arrival_order_with_duplicates_gives_the_same_board(
             referrals[rid] = evolve(referrals.get(rid), event)
         return {rid: derive(r, clock) for rid, r in referrals.items()}
 
-    assert boards(list(shuffled)) == boards(events)
+    with_outsiders = boards(list(shuffled))
+    assert with_outsiders == boards([*events, *outsiders])
+    alone = boards(events)
+    assert {k: replace(b, timeline=()) for k, b in with_outsiders.items()} == {
+        k: replace(b, timeline=()) for k, b in alone.items()
+    }
+    for rid, board in with_outsiders.items():
+        mine = {e.event_id for e in alone[rid].timeline}
+        assert all(
+            e.status is EntryStatus.NOT_A_PARTY for e in board.timeline if e.event_id not in mine
+        )
+
+
+def _outsider(event: Event, request: ReferralRequested, nth: int, minutes: int) -> Event:
+    """The event sent by an institution that may not send it, perhaps earlier than the real one.
+
+    The receiver's events come from the sender or from a member outside the referral; a
+    cancellation (either party's to send) from a member outside it.
+    """
+    by_outside = nth % 2 or isinstance(event, ReferralCancelled)
+    source = examples.TCM_HOSPITAL if by_outside else request.from_institution
+    return _from(_moved(event, timedelta(minutes=minutes)), source, f"OUT-{nth}")
 
 
 @settings(max_examples=100, deadline=None)
@@ -165,3 +200,73 @@ def test_a_receiver_clock_behind_the_sender_still_gives_the_causal_state(
     skewed = [flow[0], *(_moved(e, timedelta(minutes=skew)) for e in flow[1:])]
     board = _final(list(reversed(skewed)))
     assert board.state is ReferralState.COMPLETED
+
+
+def _from(event: Event, source: str, patient: str, by: timedelta = timedelta()) -> Event:
+    """The same kind of event (a new id) published by another institution."""
+    tag = f"{event.envelope.event_id}|{source}|{patient}"
+    env = event.envelope.model_copy(
+        update={
+            "event_id": uuid.uuid5(uuid.NAMESPACE_URL, tag),
+            "source": source,
+            "patient_local_id": patient,
+            "occurred_at": event.envelope.occurred_at + by,
+            "recorded_at": event.envelope.recorded_at + by,
+        }
+    )
+    return event.model_copy(update={"envelope": env})
+
+
+def test_an_answer_from_an_institution_not_receiving_the_referral_is_not_applied() -> None:
+    """Only the receiver answers: an outsider's earlier acceptance neither wins nor shows its
+    patient as the receiver's."""
+    requested = examples.referral_requested()  # village -> township
+    real = _moved(examples.referral_accepted(), timedelta(hours=1))
+    outsider = _from(real, examples.TCM_HOSPITAL, "TCM-PATIENT-42", timedelta(minutes=-10))
+    board = _final([requested, real, outsider])
+    assert board.state is ReferralState.ACCEPTED
+    assert board.to_patient_local_id == "T03-P5521"
+    assert board.answered_at == real.envelope.occurred_at
+    statuses = {e.source: e.status for e in board.timeline if e.kind == "ReferralAccepted"}
+    assert statuses == {
+        examples.TOWNSHIP: EntryStatus.APPLIED,
+        examples.TCM_HOSPITAL: EntryStatus.NOT_A_PARTY,
+    }
+
+
+def test_the_sender_cannot_answer_arrive_or_complete_its_own_referral() -> None:
+    requested = examples.referral_requested()
+    flow = [
+        _moved(examples.referral_accepted(), timedelta(hours=1)),
+        _moved(examples.referral_patient_arrived(), timedelta(hours=20)),
+        _moved(examples.referral_completed(), timedelta(days=3)),
+    ]
+    by_sender = [_from(e, examples.VILLAGE, "V017-0088") for e in flow]
+    board = _final([requested, *by_sender])
+    assert board.state is ReferralState.REQUESTED
+    assert board.to_patient_local_id is None
+    assert [e.status for e in board.timeline][1:] == [EntryStatus.NOT_A_PARTY] * 3
+    rejected = _moved(examples.referral_rejected(), timedelta(hours=1))
+    rejected = _from(rejected, examples.VILLAGE, "V017-0088")
+    assert _final([requested, rejected]).state is ReferralState.REQUESTED
+
+
+def test_either_party_may_cancel_and_an_outsider_may_not() -> None:
+    requested = examples.referral_requested()
+    cancelled = _moved(examples.referral_cancelled(), timedelta(hours=1))  # by the township
+    assert _final([requested, cancelled]).state is ReferralState.CANCELLED
+    by_sender = _from(cancelled, examples.VILLAGE, "V017-0088")
+    assert _final([requested, by_sender]).state is ReferralState.CANCELLED
+    by_outsider = _from(cancelled, examples.COUNTY_HOSPITAL, "C01-1")
+    board = _final([requested, by_outsider])
+    assert board.state is ReferralState.REQUESTED
+    assert board.timeline[-1].status is EntryStatus.NOT_A_PARTY
+
+
+def test_an_outsiders_answer_before_the_request_is_parked_then_not_applied() -> None:
+    outsider = _from(_moved(examples.referral_accepted(), timedelta(hours=1)), "439901-S01", "x")
+    alone = evolve(None, outsider)
+    assert [e.status for e in derive(alone, None).timeline] == [EntryStatus.PARKED]
+    board = derive(evolve(alone, examples.referral_requested()), None)
+    assert board.state is ReferralState.REQUESTED
+    assert [e.status for e in board.timeline] == [EntryStatus.APPLIED, EntryStatus.NOT_A_PARTY]

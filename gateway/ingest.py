@@ -39,12 +39,13 @@ RECORDED_ROWS = (
 RECORDED_ROWS_BINARY = RECORDED_ROWS.replace("ANY(%s)", "ANY(%b::uuid[])")
 
 
-# Reserve event ids before publishing them (one statement for a group of requests): the ids
-# inserted (or taken over from a reservation older than %s seconds, whose holder is gone) come
-# back flagged true; for the others, the row that held them when the statement started, if it
-# was committed by then (flagged false; topic and offset NULL while still reserved). An id in
-# neither was reserved by a statement that committed meanwhile: in progress. Sorted, so that two
-# statements never wait on each other's rows in opposite orders.
+# Reserve event ids before publishing them (one statement for a group of requests). Rows come
+# back only for the ids the statement did not take (usually none: the common case parses
+# nothing): with the row that held the id when the statement started if it was committed by
+# then (topic and offset NULL while still reserved), else all NULL — reserved by a statement
+# that committed meanwhile, in progress. An id is taken when it was new, or its reservation is
+# older than %s seconds (its holder is gone). Sorted, so that two statements never wait on each
+# other's rows in opposite orders.
 #
 # Committed without waiting for the WAL flush (synchronous_commit off, for this statement's
 # transaction only): a reservation guards against concurrent requests while they run, so one
@@ -61,10 +62,9 @@ RESERVE = (
     " source = EXCLUDED.source, reserved_at = EXCLUDED.reserved_at"
     " WHERE g.kafka_offset IS NULL AND g.reserved_at < now() - make_interval(secs => %s)"
     " RETURNING g.event_id)"
-    " SELECT true, event_id, NULL::bytea, NULL::text, NULL::int, NULL::bigint FROM taken"
-    " UNION ALL SELECT false, g.event_id, g.content_sha256, g.topic, g.kafka_partition,"
-    " g.kafka_offset FROM gateway_published_events g JOIN want w ON w.event_id = g.event_id"
-    " WHERE g.event_id NOT IN (SELECT event_id FROM taken)"
+    " SELECT w.event_id, g.content_sha256, g.topic, g.kafka_partition, g.kafka_offset"
+    " FROM want w LEFT JOIN gateway_published_events g ON g.event_id = w.event_id"
+    " WHERE w.event_id NOT IN (SELECT event_id FROM taken)"
 )
 # One reservation: id, content digest, source.
 Wanted = tuple[UUID, bytes, str]
@@ -76,20 +76,21 @@ Reserved = tuple[set[UUID], dict[UUID, tuple[bytes, Delivery | None]]]
 def reservation_shares(
     requests: Sequence[Sequence[Wanted]], rows: Iterable[Sequence[Any]]
 ) -> list[Reserved]:
-    """Each request's share of RESERVE's rows. An id two requests of the group want is given to
-    the first only (the statement reserves it once); the second finds it in progress."""
-    found = list(rows)
-    taken = {r[1] for r in found if r[0]}
-    seen = {
-        r[1]: (bytes(r[2]), None if r[5] is None else Delivery(r[1], r[3], r[4], r[5]))
-        for r in found
-        if not r[0]
-    }
+    """Each request's share of RESERVE's rows (the ids it did not take). An id two requests of
+    the group want is given to the first only (the statement reserves it once); the second
+    finds it in progress."""
+    refused: set[UUID] = set()
+    seen: dict[UUID, tuple[bytes, Delivery | None]] = {}
+    for eid, digest, topic, partition, offset in rows:
+        refused.add(eid)
+        if digest is not None:
+            delivery = None if offset is None else Delivery(eid, topic, partition, offset)
+            seen[eid] = (bytes(digest), delivery)
     given: set[UUID] = set()
     shares: list[Reserved] = []
     for wanted in requests:
         ids = [w[0] for w in wanted]
-        mine = {eid for eid in ids if eid in taken and eid not in given}
+        mine = {eid for eid in ids if eid not in refused and eid not in given}
         given |= mine
         shares.append((mine, {eid: seen[eid] for eid in ids if eid in seen}))
     return shares

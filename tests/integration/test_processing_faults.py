@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,18 +52,25 @@ def processor(bootstrap: str, url: str, consortium_id: str) -> Iterator[subproce
         "DATABASE_URL": url,
     }
     command = [sys.executable, "-m", "processors.cli", "process", "referrals"]
-    child = subprocess.Popen(
-        [*command, "--batch-size", "50", "--within", "0.02", "--session-timeout", "6"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield child
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
+    # The worker's log (warnings: the stall watch, failed batches) is shown when the test fails.
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            [*command, "--batch-size", "50", "--within", "0.02", "--session-timeout", "6"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            yield child
+        except BaseException:
+            log.seek(0)
+            tail = log.read().decode(errors="replace").splitlines()[-200:]
+            print(f"worker exit code {child.poll()}; last lines of its log:", *tail, sep="\n")
+            raise
+        finally:
+            if child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:

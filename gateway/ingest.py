@@ -135,6 +135,23 @@ def _located(index: int | None, detail: str, *field: str) -> FieldError:
     return FieldError(pointer=pointer(loc), path=jsonpath(loc), detail=detail)
 
 
+def _published_otherwise(index: int | None) -> FieldError:
+    """The error of an event whose id the record holds with other content."""
+    detail = "this event_id was already published with different content"
+    return _located(index, detail, "envelope", "event_id")
+
+
+def _id_conflict(errors: list[FieldError]) -> ProblemError:
+    """409: an event id reused with different content (in the request or against the record)."""
+    return ProblemError(
+        409,
+        "Conflict",
+        "an event id is reused with different content; nothing was published",
+        kind="event-id-conflict",
+        errors=errors,
+    )
+
+
 def _numbered(index: int, total: int, detail: str, batch: bool) -> FieldError:
     """An error about a whole event: its pointer in a batch; in one body that holds several
     events (an HL7 message) its number in the detail, which the ERR segment carries."""
@@ -202,22 +219,9 @@ class Ingest:
         for i, event in enumerate(events):
             rec = known.get(event.envelope.event_id)
             if rec is not None and rec[0] != digests[i] and first[event.envelope.event_id] == i:
-                conflicts.append(
-                    _located(
-                        i if batch else None,
-                        "this event_id was already published with different content",
-                        "envelope",
-                        "event_id",
-                    )
-                )
+                conflicts.append(_published_otherwise(i if batch else None))
         if conflicts:
-            raise ProblemError(
-                409,
-                "Conflict",
-                "an event id is reused with different content; nothing was published",
-                kind="event-id-conflict",
-                errors=conflicts,
-            )
+            raise _id_conflict(conflicts)
         fresh = [events[i] for i in first.values() if events[i].envelope.event_id not in known]
         if fresh:
             # Concurrent requests with these ids (any process) may have published them since.
@@ -255,20 +259,11 @@ class Ingest:
             clashes = [eid for eid, (digest, _) in seen.items() if digest != digests[first[eid]]]
             if clashes:
                 await self._release(ours)
-                raise ProblemError(
-                    409,
-                    "Conflict",
-                    "an event id is reused with different content; nothing was published",
-                    kind="event-id-conflict",
-                    errors=[
-                        _located(
-                            first[eid] if batch else None,
-                            "this event_id was already published with different content",
-                            "envelope",
-                            "event_id",
-                        )
+                raise _id_conflict(
+                    [
+                        _published_otherwise(first[eid] if batch else None)
                         for eid in sorted(clashes, key=first.__getitem__)
-                    ],
+                    ]
                 )
             others.update({eid: (digest, d) for eid, (digest, d) in seen.items() if d is not None})
             if len(ours) + len(others) == len(wanted):

@@ -34,6 +34,9 @@ INLINE_EVENTS = 20
 # Batches go through a second producer that lingers: fuller Kafka batches are worth more to them
 # than the few ms that every small request (one event, one HL7 message) would wait for nothing.
 BULK_LINGER_MS = 5.0
+# librdkafka looks for timed-out messages about once a second: one queued at `t` may still be
+# held until t + delivery.timeout.ms + this, so queuing stops that much earlier still.
+TIMEOUT_SCAN_S = 1.0
 Outcome = tuple[str, int, int] | str  # (topic, partition, offset) or the error
 
 
@@ -139,7 +142,7 @@ class AsyncPublisher:
             traceparent = traceparent_header()
             pending = _Pending(loop.create_future(), len(events), self._settled_all)
             deadline = time.monotonic() + timeout
-            queue_until = deadline - self._delivery_timeout_s
+            queue_until = deadline - self._delivery_timeout_s - TIMEOUT_SCAN_S
             if len(events) <= INLINE_EVENTS:
                 values = self._encode_all(events)
                 # On the event loop: a full local queue hands the rest to a thread that waits.

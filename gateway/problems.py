@@ -95,6 +95,22 @@ def problem_response(
     **extensions: Any,
 ) -> JSONResponse:
     """A problem+json response."""
+    body = problem_body(status, title, detail, kind=kind, instance=instance, **extensions)
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
+
+
+def problem_body(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    kind: str | None = None,
+    instance: str | None = None,
+    **extensions: Any,
+) -> dict[str, Any]:
+    """The problem details object (RFC 9457) of a response or of a stream's error event."""
     body: dict[str, Any] = {
         "type": TYPE_BASE + kind if kind else "about:blank",
         "title": title,
@@ -110,9 +126,7 @@ def problem_response(
             if isinstance(value, list)
             else value
         )
-    return JSONResponse(
-        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
-    )
+    return body
 
 
 _TITLES = {

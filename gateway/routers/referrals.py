@@ -19,7 +19,7 @@ from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
-from gateway.problems import TYPE_BASE, ProblemError
+from gateway.problems import ProblemError, problem_body
 from projections.referrals import reads
 from projections.referrals.lifecycle import ReferralState
 
@@ -227,8 +227,7 @@ async def _changes(
 
 def _problem(exc: ProblemError) -> dict[str, Any]:
     """The problem details body of an error ending a stream (its HTTP status is long sent)."""
-    kind = TYPE_BASE + exc.kind if exc.kind else "about:blank"
-    return {"type": kind, "title": exc.title, "status": exc.status, "detail": exc.detail}
+    return problem_body(exc.status, exc.title, exc.detail, kind=exc.kind)
 
 
 def _event(kind: Literal["referral", "error"], cursor: datetime, data: dict[str, Any]) -> str:

@@ -25,12 +25,13 @@ from events.person import (
     ReviewDecision,
     UnlinkReason,
 )
-from projections.empi.decisions import Decisions
+from projections.empi.decisions import Decisions, NameUuid
 from projections.empi.identity import Demographics, Identity, IdHasher, RecordKey, identity_of
 from projections.empi.matcher import WEIGHTS, Comparison, Thresholds, blocking_keys, compare
 
 PERSON_NAMESPACE = uuid.UUID("5e0f8a7c-2b3d-4c1e-8f9a-0d1e2f3a4b5c")
 REVIEW_NAMESPACE = uuid.UUID("c4d5e6f7-0a1b-4c2d-9e3f-4a5b6c7d8e9f")
+_person_id, _review_id = NameUuid(PERSON_NAMESPACE), NameUuid(REVIEW_NAMESPACE)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _registered(state: IndexState, event: Any, out: Decisions) -> None:
     if key in state.demographics:
         _restated(state, key, demographics, out)
         return
-    _index(state, key, demographics)
+    blocks = _index(state, key, demographics)
     partner = next((p for p in state.source_partners.get(key, []) if p in state.person_of), None)
     if partner is not None:
         # The source already said this local id and a known one are the same patient.
@@ -123,7 +124,7 @@ def _registered(state: IndexState, event: Any, out: Decisions) -> None:
             state, key, state.person_of[partner], MatchMethod.SOURCE_MERGE, 0.0, partner, None, out
         )
         return
-    ranked = _ranked(state, key, exclude=None)
+    ranked = _ranked(state, key, blocks, exclude=None)
     if ranked and _links(state, ranked[0][1]):
         person, comparison, matched = ranked[0]
         method = comparison.deterministic or MatchMethod.PROBABILISTIC
@@ -151,11 +152,11 @@ def _restated(
 ) -> None:
     """A known record's demographics changed: re-index it and see whether it belongs elsewhere."""
     before = state.identities[key]
-    _index(state, key, demographics)
+    blocks = _index(state, key, demographics)
     if state.identities[key] == before:
         return
     current = state.person_of[key]
-    ranked = _ranked(state, key, exclude=current)
+    ranked = _ranked(state, key, blocks, exclude=current)
     if not ranked:
         return
     best = ranked[0]
@@ -239,31 +240,44 @@ _HANDLERS: Mapping[type[Event], Callable[[IndexState, Any, Decisions], None]] = 
 Candidate = tuple[uuid.UUID, Comparison, RecordKey]
 
 
-def _index(state: IndexState, key: RecordKey, demographics: Demographics) -> None:
-    """Store the record's demographics and features and (re)place it in its blocks."""
+def _index(state: IndexState, key: RecordKey, demographics: Demographics) -> tuple[str, ...]:
+    """Store the record's demographics and features and (re)place it in its blocks (returned)."""
     old = state.identities.get(key)
+    blocks = state.blocks
     if old is not None:
         for block in blocking_keys(old):
-            state.blocks[block].pop(key, None)
+            blocks[block].pop(key, None)
     identity = identity_of(demographics)
     state.demographics[key] = demographics
     state.identities[key] = identity
     state.serial += 1
     state.indexed_at[key] = state.serial
-    for block in blocking_keys(identity):
-        state.blocks.setdefault(block, {})[key] = None
+    keys = blocking_keys(identity)
+    for block in keys:
+        members = blocks.get(block)
+        if members is None:  # not `setdefault`: that built an empty dict per key and record
+            blocks[block] = {key: None}
+        else:
+            members[key] = None
+    return keys
 
 
 def _rank(comparison: Comparison) -> tuple[bool, float]:
     return (comparison.deterministic is not None and not comparison.conflict, comparison.score)
 
 
-def _ranked(state: IndexState, key: RecordKey, exclude: uuid.UUID | None) -> list[Candidate]:
-    """The best comparison per candidate person, best first (ties: first seen)."""
+def _ranked(
+    state: IndexState, key: RecordKey, keys: tuple[str, ...], exclude: uuid.UUID | None
+) -> list[Candidate]:
+    """The best comparison per candidate person, best first (ties: first seen).
+
+    `keys` are the record's blocking keys (`_index` just computed them).
+    """
     identity = state.identities[key]
     weights, limit = state.config.weights, state.config.max_block
-    # person -> (its best comparison's rank, the candidate); `_rank` inline, held with its rank
-    best: dict[uuid.UUID, tuple[tuple[bool, float], Candidate]] = {}
+    # person (its uuid's int: `UUID.__hash__` is Python code) -> (its best comparison's rank,
+    # the candidate); `_rank` inline, held with its rank
+    best: dict[int, tuple[tuple[bool, float], Candidate]] = {}
     seen: set[RecordKey] = {key}
     apart, person_of, identities, blocks = (
         state.apart,
@@ -271,7 +285,7 @@ def _ranked(state: IndexState, key: RecordKey, exclude: uuid.UUID | None) -> lis
         state.identities,
         state.blocks,
     )
-    for block in blocking_keys(identity):
+    for block in keys:
         members = blocks.get(block)
         if members is None or len(members) > limit:
             continue  # a block this large says nothing (e.g. a clinic's shared phone)
@@ -285,9 +299,9 @@ def _ranked(state: IndexState, key: RecordKey, exclude: uuid.UUID | None) -> lis
                 continue
             comparison = compare(identity, identities[other], weights)
             rank = (comparison[2] is not None and not comparison[3], comparison[0])
-            held = best.get(person)
+            held = best.get(person.int)
             if held is None or rank > held[0]:
-                best[person] = (rank, (person, comparison, other))
+                best[person.int] = (rank, (person, comparison, other))
     ranked = sorted(best.values(), key=_first, reverse=True)
     return [candidate for _, candidate in ranked]
 
@@ -320,11 +334,11 @@ def _reviewable(state: IndexState, comparison: Comparison) -> bool:
 def _new_person_id(state: IndexState, key: RecordKey) -> uuid.UUID:
     """uuid5 of the person's first local record (and a counter if that id was used before)."""
     name = f"{key[0]}|{key[1]}"
-    person = uuid.uuid5(PERSON_NAMESPACE, name)
+    person = _person_id(name)
     attempt = 0
     while person in state.members or person in state.merged_into:
         attempt += 1
-        person = uuid.uuid5(PERSON_NAMESPACE, f"{name}|{attempt}")
+        person = _person_id(f"{name}|{attempt}")
     return person
 
 
@@ -415,7 +429,7 @@ def _request_review(
     if (key, person) in state.open_pairs:
         return
     cause = out.cause.envelope.event_id
-    review_id = uuid.uuid5(REVIEW_NAMESPACE, f"{cause}|{person}")
+    review_id = _review_id(f"{cause}|{person}")
     state.reviews[review_id] = Review(review_id, key, person)
     state.open_pairs[(key, person)] = review_id
     out.add(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import ne
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -128,6 +129,12 @@ def _field_agreement(cell: str, weight: float) -> FieldAgreement:
 
 
 _NAME_DISAGREES = frozenset({"name.disagree", "name.surname_only"})
+Outcome = tuple[float, MatchMethod | None, bool]  # score, deterministic method, conflict
+# The outcome of each cell vector under the default WEIGHTS, worked out once: a county's
+# comparisons fall into a few hundred vectors. WEIGHTS is a read-only proxy of a dict nothing
+# else holds, so its outcomes cannot go stale; other weights (training) are summed every time.
+_OUTCOMES: dict[tuple[str, ...], Outcome] = {}
+_new = tuple.__new__  # `Comparison(...)` went through the named tuple's Python-level `__new__`
 
 
 def compare(  # noqa: PLR0912 - one body: a call per field cost more than the comparing
@@ -153,9 +160,7 @@ def compare(  # noqa: PLR0912 - one body: a call per field cost more than the co
         insurance_cell = "insurance.agree"
     else:
         insurance_cell = "insurance.disagree"
-    name_cell = _name(a, b)
-    implied = id_cell == "id.agree"  # the contracts make birth date and sex agree with the id
-    if implied:
+    if id_cell == "id.agree":  # the contracts make birth date and sex agree with the id
         birth_cell, sex_cell = "birth.implied", "sex.implied"
     else:
         birth_cell = _birth(a, b)
@@ -170,12 +175,23 @@ def compare(  # noqa: PLR0912 - one body: a call per field cost more than the co
     cells = (
         id_cell,
         insurance_cell,
-        name_cell,
+        _name(a, b),
         birth_cell,
         sex_cell,
         phone_cell,
         _address(a, b),
     )
+    if weights is WEIGHTS:
+        found = _OUTCOMES.get(cells)
+        if found is None:
+            found = _OUTCOMES[cells] = _outcome(cells, weights)
+    else:
+        found = _outcome(cells, weights)
+    return _new(Comparison, (found[0], cells, found[1], found[2]))
+
+
+def _outcome(cells: tuple[str, ...], weights: Mapping[str, float]) -> Outcome:
+    """The score, deterministic method and conflict of one cell vector."""
     weight = weights.get
     score = (
         weight(cells[0], 0.0)
@@ -186,6 +202,8 @@ def compare(  # noqa: PLR0912 - one body: a call per field cost more than the co
         + weight(cells[5], 0.0)
         + weight(cells[6], 0.0)
     )
+    id_cell, insurance_cell, name_cell = cells[0], cells[1], cells[2]
+    implied = id_cell == "id.agree"
     insurance_agrees = insurance_cell == "insurance.agree"
     # An identifier that agrees while the name or the other identifier disagrees is a
     # relative's card or a typo: never linked automatically, always shown to an administrator.
@@ -203,7 +221,7 @@ def compare(  # noqa: PLR0912 - one body: a call per field cost more than the co
             deterministic = MatchMethod.RESIDENT_ID
         elif insurance_agrees:
             deterministic = MatchMethod.INSURANCE_NUMBER
-    return Comparison(score, cells, deterministic, conflict)
+    return score, deterministic, conflict
 
 
 def _name(a: Identity, b: Identity) -> str:  # noqa: PLR0911 - one return per level
@@ -228,13 +246,11 @@ def _name(a: Identity, b: Identity) -> str:  # noqa: PLR0911 - one return per le
 def _one_character_apart(x: str, y: str) -> bool:
     """One character differs (names of one length), and for a two-character name it is not the
     whole given name."""
-    differing = -1
-    for i in range(len(x)):
-        if x[i] != y[i]:
-            if differing >= 0:
-                return False
-            differing = i
-    return differing >= 0 and (len(x) > 2 or differing == 0)
+    length = len(x)
+    if length == 2:  # the commonest: only the surname may differ
+        return x[0] != y[0] and x[1] == y[1]
+    differing: int = sum(map(ne, x, y))
+    return differing == 1  # one character (of one, or of three and more) differs
 
 
 def _birth(a: Identity, b: Identity) -> str:
@@ -245,7 +261,7 @@ def _birth(a: Identity, b: Identity) -> str:
         return "birth.disagree"
     if x.month == y.day and x.day == y.month:
         return "birth.swapped"
-    if (x.month, x.day) == (1, 1) or (y.month, y.day) == (1, 1):
+    if (x.month == 1 and x.day == 1) or (y.month == 1 and y.day == 1):
         return "birth.january_first"
     return "birth.year_month" if x.month == y.month else "birth.disagree"
 

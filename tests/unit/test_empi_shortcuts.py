@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import unicodedata
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from events.validation import to_utc_millis
 from projections.empi import chinese
 from projections.empi.decisions import NameUuid, _utc_millis
-from projections.empi.identity import IdHasher
+from projections.empi.identity import (
+    Demographics,
+    Identity,
+    IdHasher,
+    hash_resident_id,
+    identity_of,
+)
+from projections.empi.matcher import WEIGHTS, Comparison, _one_character_apart, compare
 
 NAMESPACES = st.sampled_from([uuid.NAMESPACE_DNS, uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)])
 
@@ -56,3 +63,55 @@ def test_fold_and_digits_of_common_values() -> None:
     assert chinese.digits("13807370001") == "13807370001"
     assert chinese.digits("１３８ 0737") == "1380737"
     assert chinese.digits("") == ""
+
+
+def _one_character_apart_by_loop(x: str, y: str) -> bool:
+    differing = -1
+    for i in range(len(x)):
+        if x[i] != y[i]:
+            if differing >= 0:
+                return False
+            differing = i
+    return differing >= 0 and (len(x) > 2 or differing == 0)
+
+
+@given(st.text(alphabet="王玉李建国图", max_size=5), st.text(alphabet="王玉李建国图", max_size=5))
+def test_one_character_apart_is_the_loop_it_replaced(x: str, y: str) -> None:
+    y = (y + x)[: len(x)]  # names of one length, as the matcher compares them
+    assert _one_character_apart(x, y) == _one_character_apart_by_loop(x, y)
+
+
+NAMES = st.sampled_from(
+    ["李建国", "李建图", "黎建国", "李国建", "张三", "李四", "单伟", "山伟", "王伟"]
+)
+
+
+@given(NAMES, NAMES, st.booleans(), st.booleans(), st.sampled_from(["MALE", "FEMALE", "UNKNOWN"]))
+def test_the_default_weights_outcomes_kept_equal_those_summed(
+    a: str, b: str, same_id: bool, same_insurance: bool, sex: str
+) -> None:
+    born = date(1968, 3, 12)
+    hasher = IdHasher(b"unit-test-key-of-sixteen-bytes!!")
+
+    def identity(name: str, id_number: str, insurance: str, sex: str) -> Identity:
+        return identity_of(
+            Demographics(
+                name=name,
+                sex=sex,
+                birth_date=born,
+                resident_id=hash_resident_id(id_number, hasher),
+                medical_insurance_number=insurance,
+            )
+        )
+
+    x = identity(a, "430123196803120012", "4399010000012345", "MALE")
+    y = identity(
+        b,
+        "430123196803120012" if same_id else "430123196803120020",
+        "4399010000012345" if same_insurance else "4399010000099999",
+        sex,
+    )
+    assert x.id_hash is not None and y.id_hash is not None
+    cached, summed = compare(x, y), compare(x, y, dict(WEIGHTS))
+    assert cached == summed and repr(cached) == repr(summed)
+    assert type(cached) is Comparison

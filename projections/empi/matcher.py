@@ -247,10 +247,12 @@ def _one_character_apart(x: str, y: str) -> bool:
     """One character differs (names of one length), and for a two-character name it is not the
     whole given name."""
     length = len(x)
-    if length == 2:  # the commonest: only the surname may differ
+    if length == 3:  # the commonest: one character of three (no iterator to allocate)
+        return (x[0] != y[0]) + (x[1] != y[1]) + (x[2] != y[2]) == 1
+    if length == 2:  # only the surname may differ
         return x[0] != y[0] and x[1] == y[1]
     differing: int = sum(map(ne, x, y))
-    return differing == 1  # one character (of one, or of three and more) differs
+    return differing == 1  # one character (of one, or of four and more) differs
 
 
 def _birth(a: Identity, b: Identity) -> str:

@@ -10,13 +10,14 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events.validation import to_utc_millis
+from events.validation import resident_id_check_char, to_utc_millis
 from projections.empi import chinese
 from projections.empi.decisions import NameUuid, _utc_millis
 from projections.empi.identity import (
     Demographics,
     Identity,
     IdHasher,
+    _check_char,
     hash_resident_id,
     identity_of,
 )
@@ -115,3 +116,15 @@ def test_the_default_weights_outcomes_kept_equal_those_summed(
     cached, summed = compare(x, y), compare(x, y, dict(WEIGHTS))
     assert cached == summed and repr(cached) == repr(summed)
     assert type(cached) is Comparison
+
+
+DIGITS = st.characters(categories=["Nd"])
+
+
+@given(
+    st.text(alphabet="0123456789", min_size=17, max_size=17)
+    | st.text(alphabet=DIGITS, min_size=17, max_size=17)
+)
+def test_check_char_is_the_contracts(first17: str) -> None:
+    if first17.isdigit():
+        assert _check_char(first17) == resident_id_check_char(first17)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import date
+from enum import Enum
 from functools import lru_cache
 from operator import mul
 from typing import Any
@@ -104,8 +105,7 @@ class Demographics:
     @classmethod
     def of(cls, event: PatientRegistered, hasher: IdHasher) -> Demographics:
         """The demographics a registration states."""
-        # Field by field, not over `_DEMOGRAPHICS`: only the sex is an enum (`_plain` on the
-        # others looked up a missing `value` attribute, an exception caught each time).
+        # Field by field, not over `_DEMOGRAPHICS`: only the sex is an enum.
         return cls(  # by position, in the order of the fields (keywords cost more)
             event.name,
             _plain(event.sex),
@@ -126,7 +126,8 @@ class Demographics:
 
 
 def _plain(value: Any) -> Any:
-    return getattr(value, "value", value)
+    """An enum member's value (`_value_`: `Enum.value` is a Python-level property), else itself."""
+    return value._value_ if isinstance(value, Enum) else value
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,10 +105,20 @@ class Comparison(NamedTuple):
 
     def agreement(self, weights: Mapping[str, float] = WEIGHTS) -> tuple[FieldAgreement, ...]:
         """The agreement vector as the decision events carry it."""
-        return tuple(_field_agreement(cell, weights.get(cell, 0.0)) for cell in self.cells)
+        if weights is WEIGHTS:  # one vector per cell vector (see `_OUTCOMES`)
+            found = _VECTORS.get(self.cells)
+            if found is None:
+                found = _VECTORS[self.cells] = _agreement(self.cells, weights)
+            return found
+        return _agreement(self.cells, weights)
+
+
+def _agreement(cells: tuple[str, ...], weights: Mapping[str, float]) -> tuple[FieldAgreement, ...]:
+    return tuple(_field_agreement(cell, weights.get(cell, 0.0)) for cell in cells)
 
 
 _AGREEMENTS: dict[tuple[str, str], FieldAgreement] = {}
+_VECTORS: dict[tuple[str, ...], tuple[FieldAgreement, ...]] = {}  # under the default WEIGHTS
 
 
 def _field_agreement(cell: str, weight: float) -> FieldAgreement:

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
+from events.envelope import AdministrativeSex
 from events.validation import resident_id_check_char, to_utc_millis
 from projections.empi import chinese
 from projections.empi.decisions import NameUuid, _utc_millis
@@ -18,11 +19,13 @@ from projections.empi.identity import (
     Identity,
     IdHasher,
     _check_char,
+    _plain,
     hash_resident_id,
     identity_of,
 )
 from projections.empi.matcher import WEIGHTS, Comparison, _one_character_apart, compare
 
+BORN = date(1968, 3, 12)
 NAMESPACES = st.sampled_from([uuid.NAMESPACE_DNS, uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)])
 
 
@@ -91,7 +94,7 @@ NAMES = st.sampled_from(
 def test_the_default_weights_outcomes_kept_equal_those_summed(
     a: str, b: str, same_id: bool, same_insurance: bool, sex: str
 ) -> None:
-    born = date(1968, 3, 12)
+    born = BORN
     hasher = IdHasher(b"unit-test-key-of-sixteen-bytes!!")
 
     def identity(name: str, id_number: str, insurance: str, sex: str) -> Identity:
@@ -116,6 +119,7 @@ def test_the_default_weights_outcomes_kept_equal_those_summed(
     cached, summed = compare(x, y), compare(x, y, dict(WEIGHTS))
     assert cached == summed and repr(cached) == repr(summed)
     assert type(cached) is Comparison
+    assert cached.agreement() == summed.agreement(dict(WEIGHTS)) == cached.agreement()
 
 
 DIGITS = st.characters(categories=["Nd"])
@@ -128,3 +132,8 @@ DIGITS = st.characters(categories=["Nd"])
 def test_check_char_is_the_contracts(first17: str) -> None:
     if first17.isdigit():
         assert _check_char(first17) == resident_id_check_char(first17)
+
+
+def test_plain_is_an_enum_members_value() -> None:
+    assert _plain(AdministrativeSex.MALE) == "MALE" and type(_plain(AdministrativeSex.MALE)) is str
+    assert _plain("MALE") == "MALE" and _plain(None) is None and _plain(BORN) is BORN

@@ -111,13 +111,16 @@ def apply(state: IndexState, event: Event) -> tuple[IndexState, list[Event]]:
 def _registered(state: IndexState, event: Any, out: Decisions) -> None:
     key: RecordKey = (event.envelope.source, event.envelope.patient_local_id)
     demographics = Demographics.of(event, state.config.hasher)
-    for update in state.parked_updates.pop(key, []):
-        demographics = demographics.updated(update, state.config.hasher)
+    parked = state.parked_updates.pop(key, None)
+    if parked is not None:
+        for update in parked:
+            demographics = demographics.updated(update, state.config.hasher)
     if key in state.demographics:
         _restated(state, key, demographics, out)
         return
     blocks = _index(state, key, demographics)
-    partner = next((p for p in state.source_partners.get(key, []) if p in state.person_of), None)
+    partners = state.source_partners.get(key)  # rare: no generator for the others
+    partner = next((p for p in partners if p in state.person_of), None) if partners else None
     if partner is not None:
         # The source already said this local id and a known one are the same patient.
         _link(
@@ -299,9 +302,10 @@ def _ranked(
                 continue
             comparison = compare(identity, identities[other], weights)
             rank = (comparison[2] is not None and not comparison[3], comparison[0])
-            held = best.get(person.int)
+            number = person.int
+            held = best.get(number)
             if held is None or rank > held[0]:
-                best[person.int] = (rank, (person, comparison, other))
+                best[number] = (rank, (person, comparison, other))
     ranked = sorted(best.values(), key=_first, reverse=True)
     return [candidate for _, candidate in ranked]
 
@@ -344,7 +348,11 @@ def _new_person_id(state: IndexState, key: RecordKey) -> uuid.UUID:
 
 def _assign(state: IndexState, key: RecordKey, person: uuid.UUID) -> None:
     state.person_of[key] = person
-    state.members.setdefault(person, {})[key] = None
+    members = state.members.get(person)
+    if members is None:  # a new person (no empty dict built for `setdefault` otherwise)
+        state.members[person] = {key: None}
+    else:
+        members[key] = None
     state.serial += 1
     state.assigned_at[key] = state.serial
 

@@ -25,6 +25,7 @@ _set = object.__setattr__
 # The version 5 and RFC 4122 variant bits, as `uuid.UUID(bytes=..., version=5)` sets them.
 _KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
 _VERSION_5 = (0x8000 << 48) | (5 << 76)
+_UNKNOWN = uuid.SafeUUID.unknown  # read once: an enum member is a Python-level class property
 
 
 class NameUuid:
@@ -47,7 +48,7 @@ class NameUuid:
         digest.update(name.encode())
         made = object.__new__(uuid.UUID)
         _set(made, "int", (int.from_bytes(digest.digest()[:16], "big") & _KEEP) | _VERSION_5)
-        _set(made, "is_safe", uuid.SafeUUID.unknown)
+        _set(made, "is_safe", _UNKNOWN)
         return made
 
 

@@ -105,7 +105,7 @@ class Comparison(NamedTuple):
 
     def agreement(self, weights: Mapping[str, float] = WEIGHTS) -> tuple[FieldAgreement, ...]:
         """The agreement vector as the decision events carry it."""
-        if weights is WEIGHTS:  # one vector per cell vector (see `_OUTCOMES`)
+        if weights is WEIGHTS:  # one vector per cell vector (see `_COMPARISONS`)
             found = _VECTORS.get(self.cells)
             if found is None:
                 found = _VECTORS[self.cells] = _agreement(self.cells, weights)
@@ -139,12 +139,11 @@ def _field_agreement(cell: str, weight: float) -> FieldAgreement:
 
 
 _NAME_DISAGREES = frozenset({"name.disagree", "name.surname_only"})
-Outcome = tuple[float, MatchMethod | None, bool]  # score, deterministic method, conflict
-# The outcome of each cell vector under the default WEIGHTS, worked out once: a county's
-# comparisons fall into a few hundred vectors. WEIGHTS is a read-only proxy of a dict nothing
-# else holds, so its outcomes cannot go stale; other weights (training) are summed every time.
-_OUTCOMES: dict[tuple[str, ...], Outcome] = {}
-_new = tuple.__new__  # `Comparison(...)` went through the named tuple's Python-level `__new__`
+# The comparison (score, method, conflict) of each cell vector under the default WEIGHTS, made
+# once and shared (a named tuple: immutable): a county's comparisons fall into a few hundred
+# vectors. WEIGHTS is a read-only proxy of a dict nothing else holds, so they cannot go stale;
+# other weights (training) are summed every time.
+_COMPARISONS: dict[tuple[str, ...], Comparison] = {}
 
 
 def compare(  # noqa: PLR0912 - one body: a call per field cost more than the comparing
@@ -192,15 +191,14 @@ def compare(  # noqa: PLR0912 - one body: a call per field cost more than the co
         _address(a, b),
     )
     if weights is WEIGHTS:
-        found = _OUTCOMES.get(cells)
+        found = _COMPARISONS.get(cells)
         if found is None:
-            found = _OUTCOMES[cells] = _outcome(cells, weights)
-    else:
-        found = _outcome(cells, weights)
-    return _new(Comparison, (found[0], cells, found[1], found[2]))
+            found = _COMPARISONS[cells] = _compared(cells, weights)
+        return found
+    return _compared(cells, weights)
 
 
-def _outcome(cells: tuple[str, ...], weights: Mapping[str, float]) -> Outcome:
+def _compared(cells: tuple[str, ...], weights: Mapping[str, float]) -> Comparison:
     """The score, deterministic method and conflict of one cell vector."""
     weight = weights.get
     score = (
@@ -231,7 +229,7 @@ def _outcome(cells: tuple[str, ...], weights: Mapping[str, float]) -> Outcome:
             deterministic = MatchMethod.RESIDENT_ID
         elif insurance_agrees:
             deterministic = MatchMethod.INSURANCE_NUMBER
-    return score, deterministic, conflict
+    return Comparison(score, cells, deterministic, conflict)
 
 
 def _name(a: Identity, b: Identity) -> str:  # noqa: PLR0911 - one return per level

@@ -174,7 +174,7 @@ def recheck(
     locked, in order, before anything is read: a batch touching the person at another member
     waits, and then reads what this one wrote."""
     from projections import outbox
-    from projections.record.links import members, resolve
+    from projections.persons import members, resolve
 
     s = sql.Identifier(schema)
     patients = sorted(set(patients))

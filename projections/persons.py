@@ -2,7 +2,8 @@
 
 Decisions about one local patient arrive on the person topic keyed by *person*, so an unlink from
 one person and the link to the next may be read in either order. The current person is therefore
-a function of the set of decisions, not of their arrival order.
+a function of the set of decisions, not of their arrival order. Shared by every projection that
+follows the index (the shared record, the transfers): one rule for "who is this patient now".
 """
 
 from __future__ import annotations

@@ -452,6 +452,61 @@ def persons_merged() -> PersonsMerged:
     )
 
 
+# The index's decisions about chosen records, as it publishes them (as the lead hospital, keyed by
+# person): for tests that need "the same person" from the patient index (e.g. the transfers).
+
+
+def _decision(event_type: str, person: uuid.UUID, at: datetime, tag: str) -> Envelope:
+    return Envelope(
+        event_id=uuid.uuid5(_IDS, f"{event_type}|{person}|{tag}"),
+        event_type=event_type,
+        occurred_at=at,
+        recorded_at=at + timedelta(seconds=2),
+        source=COUNTY_HOSPITAL,
+        patient_local_id=str(person),
+    )
+
+
+def linked_to(
+    person: uuid.UUID, institution: str, local_id: str, at: datetime = OCCURRED_AT, tag: str = ""
+) -> PersonLinked:
+    """The index links a member's record to a person (`tag` tells repeated decisions apart)."""
+    return PersonLinked(
+        envelope=_decision("PersonLinked", person, at, f"{institution}|{local_id}|{tag}"),
+        person_id=person,
+        institution=institution,
+        local_id=local_id,
+        method=MatchMethod.PROBABILISTIC,
+        score=21.25,
+        agreement=VECTOR,
+    )
+
+
+def unlinked_from(
+    person: uuid.UUID, institution: str, local_id: str, at: datetime = OCCURRED_AT, tag: str = ""
+) -> PersonUnlinked:
+    """The index takes a member's record away from a person (a review moved it)."""
+    return PersonUnlinked(
+        envelope=_decision("PersonUnlinked", person, at, f"{institution}|{local_id}|{tag}"),
+        person_id=person,
+        institution=institution,
+        local_id=local_id,
+        reason=UnlinkReason.REVIEW,
+    )
+
+
+def merged_into(
+    survivor: uuid.UUID, retired: uuid.UUID, at: datetime = OCCURRED_AT, tag: str = ""
+) -> PersonsMerged:
+    """The index finds two persons to be one and keeps `survivor`."""
+    return PersonsMerged(
+        envelope=_decision("PersonsMerged", survivor, at, f"{retired}|{tag}"),
+        person_id=survivor,
+        retired_person_id=retired,
+        method=MatchMethod.REVIEW,
+    )
+
+
 def match_review_requested() -> MatchReviewRequested:
     """A record between the thresholds, waiting for an administrator."""
     return MatchReviewRequested(

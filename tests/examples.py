@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from events.consent import ConsentGranted, ConsentRevoked
 from events.derived import RepeatCheckDerived, TransferDerived
@@ -457,13 +457,30 @@ def persons_merged() -> PersonsMerged:
 
 
 def _decision(event_type: str, person: uuid.UUID, at: datetime, tag: str) -> Envelope:
-    return Envelope(
-        event_id=uuid.uuid5(_IDS, f"{event_type}|{person}|{tag}"),
-        event_type=event_type,
-        occurred_at=at,
-        recorded_at=at + timedelta(seconds=2),
-        source=COUNTY_HOSPITAL,
-        patient_local_id=str(person),
+    made = envelope(
+        event_type, source=COUNTY_HOSPITAL, patient_local_id=str(person), occurred_at=at
+    )
+    return made.model_copy(update={"event_id": uuid.uuid5(_IDS, f"{event_type}|{person}|{tag}")})
+
+
+Decision = TypeVar("Decision", PersonLinked, PersonUnlinked)
+
+
+def _about_record(
+    kind: type[Decision],
+    person: uuid.UUID,
+    institution: str,
+    local_id: str,
+    at: datetime,
+    tag: str,
+    **fields: Any,
+) -> Decision:
+    return kind(
+        envelope=_decision(kind.event_type, person, at, f"{institution}|{local_id}|{tag}"),
+        person_id=person,
+        institution=institution,
+        local_id=local_id,
+        **fields,
     )
 
 
@@ -471,11 +488,13 @@ def linked_to(
     person: uuid.UUID, institution: str, local_id: str, at: datetime = OCCURRED_AT, tag: str = ""
 ) -> PersonLinked:
     """The index links a member's record to a person (`tag` tells repeated decisions apart)."""
-    return PersonLinked(
-        envelope=_decision("PersonLinked", person, at, f"{institution}|{local_id}|{tag}"),
-        person_id=person,
-        institution=institution,
-        local_id=local_id,
+    return _about_record(
+        PersonLinked,
+        person,
+        institution,
+        local_id,
+        at,
+        tag,
         method=MatchMethod.PROBABILISTIC,
         score=21.25,
         agreement=VECTOR,
@@ -486,12 +505,8 @@ def unlinked_from(
     person: uuid.UUID, institution: str, local_id: str, at: datetime = OCCURRED_AT, tag: str = ""
 ) -> PersonUnlinked:
     """The index takes a member's record away from a person (a review moved it)."""
-    return PersonUnlinked(
-        envelope=_decision("PersonUnlinked", person, at, f"{institution}|{local_id}|{tag}"),
-        person_id=person,
-        institution=institution,
-        local_id=local_id,
-        reason=UnlinkReason.REVIEW,
+    return _about_record(
+        PersonUnlinked, person, institution, local_id, at, tag, reason=UnlinkReason.REVIEW
     )
 
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 import pytest
+from workers import on_two_workers
 
 import examples
 from consortium.topics import ensure_topics
@@ -163,19 +164,7 @@ def test_two_workers_at_once_reach_the_digest_of_one(
     records = as_records(events, topics)
     letters = KafkaDeadLetters(kafka_bootstrap, topics, "transfers")
     second = BatchProcessor(TRANSFERS, migrated_url, CODEC, letters)
-    shares = [[r for r in records if r.partition % 2 == i] for i in range(2)]
-
-    def run(worker: BatchProcessor, share: list[Record]) -> None:
-        for start in range(0, len(share), 5):
-            worker.process(share[start : start + 5])
-
-    threads = [
-        threading.Thread(target=run, args=p) for p in zip((live, second), shares, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    on_two_workers((live, second), records, 5)
     second.close()
     assert stored(migrated_url) == expected(events)
     with psycopg.connect(migrated_url) as conn:
@@ -316,19 +305,7 @@ def test_merges_moves_and_links_to_retired_persons_in_any_order_and_concurrently
     records = as_records(events, topics)
     letters = KafkaDeadLetters(kafka_bootstrap, topics, "transfers")
     second = BatchProcessor(TRANSFERS, migrated_url, CODEC, letters)
-    shares = [[r for r in records if r.partition % 2 == i] for i in range(2)]
-
-    def run(worker: BatchProcessor, share: list[Record]) -> None:
-        for start in range(0, len(share), 7):
-            worker.process(share[start : start + 7])
-
-    threads = [
-        threading.Thread(target=run, args=p) for p in zip((live, second), shares, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    on_two_workers((live, second), records, 7)
     second.close()
     assert stored(migrated_url) == want
     finals = {str(e.person_id) for e in flows if isinstance(e, PersonLinked)}

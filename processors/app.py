@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
 import psycopg
 
 from consortium.kafka_config import faust_credentials, kafka_client_config
-from consortium.settings import get_settings
 from events.catalog import Catalog
 from events.replay import log_codec
 from events.topics import event_topic
@@ -79,8 +82,11 @@ def build_app(
     """A faust app whose one agent feeds batches of raw records to the projection."""
     with psycopg.connect(config.database_url) as conn:
         generations.ensure_live(conn, projection)
-    datadir = get_settings().state_dir / "faust"
-    datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
+    # faust makes `<datadir>/v1/tables` even for memory stores, and nothing is kept there (the
+    # durable state is PostgreSQL's): a folder of this process's own, removed when it exits,
+    # not one per consortium left under the state folder or wherever the worker was started.
+    datadir = Path(tempfile.mkdtemp(prefix="consortium-faust-"))
+    atexit.register(shutil.rmtree, datadir, ignore_errors=True)
     brokers = ";".join(f"kafka://{b}" for b in config.bootstrap_servers.split(","))
     # In secure mode the projection's own principal (docs/security.md); None in plaintext.
     security = kafka_client_config(processor_principal(config.consortium_id, projection.name))
@@ -88,8 +94,6 @@ def build_app(
         group_id(config.consortium_id, projection.name),
         broker=brokers,
         store="memory://",
-        # faust makes `<datadir>/v1/tables` even for memory stores: under the state folder,
-        # not as a `<group>-data` folder in whatever directory the worker was started from.
         datadir=str(datadir / "{conf.name}"),
         web_enabled=False,
         topic_disable_leader=True,

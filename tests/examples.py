@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from events.consent import ConsentGranted, ConsentRevoked
 from events.derived import RepeatCheckDerived, TransferDerived
@@ -449,6 +449,76 @@ def persons_merged() -> PersonsMerged:
         method=MatchMethod.SOURCE_MERGE,
         institution=TOWNSHIP,
         local_id=PATIENT_ID,
+    )
+
+
+# The index's decisions about chosen records, as it publishes them (as the lead hospital, keyed by
+# person): for tests that need "the same person" from the patient index (e.g. the transfers).
+
+
+def _decision(event_type: str, person: uuid.UUID, at: datetime, tag: str) -> Envelope:
+    made = envelope(
+        event_type, source=COUNTY_HOSPITAL, patient_local_id=str(person), occurred_at=at
+    )
+    return made.model_copy(update={"event_id": uuid.uuid5(_IDS, f"{event_type}|{person}|{tag}")})
+
+
+Decision = TypeVar("Decision", PersonLinked, PersonUnlinked)
+
+
+def _about_record(
+    kind: type[Decision],
+    person: uuid.UUID,
+    institution: str,
+    local_id: str,
+    at: datetime,
+    tag: str,
+    **fields: Any,
+) -> Decision:
+    return kind(
+        envelope=_decision(kind.event_type, person, at, f"{institution}|{local_id}|{tag}"),
+        person_id=person,
+        institution=institution,
+        local_id=local_id,
+        **fields,
+    )
+
+
+def linked_to(
+    person: uuid.UUID, institution: str, local_id: str, at: datetime = OCCURRED_AT, tag: str = ""
+) -> PersonLinked:
+    """The index links a member's record to a person (`tag` tells repeated decisions apart)."""
+    return _about_record(
+        PersonLinked,
+        person,
+        institution,
+        local_id,
+        at,
+        tag,
+        method=MatchMethod.PROBABILISTIC,
+        score=21.25,
+        agreement=VECTOR,
+    )
+
+
+def unlinked_from(
+    person: uuid.UUID, institution: str, local_id: str, at: datetime = OCCURRED_AT, tag: str = ""
+) -> PersonUnlinked:
+    """The index takes a member's record away from a person (a review moved it)."""
+    return _about_record(
+        PersonUnlinked, person, institution, local_id, at, tag, reason=UnlinkReason.REVIEW
+    )
+
+
+def merged_into(
+    survivor: uuid.UUID, retired: uuid.UUID, at: datetime = OCCURRED_AT, tag: str = ""
+) -> PersonsMerged:
+    """The index finds two persons to be one and keeps `survivor`."""
+    return PersonsMerged(
+        envelope=_decision("PersonsMerged", survivor, at, f"{retired}|{tag}"),
+        person_id=survivor,
+        retired_person_id=retired,
+        method=MatchMethod.REVIEW,
     )
 
 

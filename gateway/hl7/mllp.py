@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
@@ -12,7 +11,8 @@ from gateway.state import Gateway
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
-# A sender that stops mid-frame (or says nothing) loses its connection instead of a task forever.
+# A sender that stops mid-frame (or says nothing), or stops reading its ACKs, loses its connection
+# instead of holding a task forever.
 IDLE_TIMEOUT_S = 60.0
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,20 @@ log = logging.getLogger(__name__)
 def frame(message: str) -> bytes:
     """An ER7 message in MLLP framing."""
     return START_BLOCK + message.encode("utf-8") + END_BLOCK
+
+
+async def _send(writer: asyncio.StreamWriter, data: bytes) -> bool:
+    """Write one ACK; False (and the connection aborted) when the peer has not taken the ACKs
+    already written within the idle timeout: a sender that never reads cannot park a task."""
+    writer.write(data)
+    try:
+        await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_S)
+    except TimeoutError:
+        writer.transport.abort()  # close() would wait for the unread ACKs to be taken
+        return False
+    except ConnectionError:
+        return False
+    return True
 
 
 async def _serve(
@@ -35,13 +49,12 @@ async def _serve(
             return
         except asyncio.LimitOverrunError:
             too_large = Hl7Error("207", f"the message exceeds {gateway.config.max_hl7_bytes} bytes")
-            writer.write(frame(build_ack(None, AckCode.REJECT, [too_large])))
-            await writer.drain()
+            await _send(writer, frame(build_ack(None, AckCode.REJECT, [too_large])))
             return
         start = data.find(START_BLOCK)
         if start < 0:
             missing = Hl7Error("207", "no MLLP start block (0x0b) before the end block")
-            writer.write(frame(build_ack(None, AckCode.REJECT, [missing])))
+            answer = build_ack(None, AckCode.REJECT, [missing])
         else:
             try:
                 message = data[start + 1 : -len(END_BLOCK)]
@@ -50,8 +63,8 @@ async def _serve(
                 log.exception("MLLP message failed")
                 failed = Hl7Error("207", "the gateway could not process the message; resend later")
                 answer = build_ack(None, AckCode.REJECT, [failed])
-            writer.write(frame(answer))
-        await writer.drain()
+        if not await _send(writer, frame(answer)):
+            return
 
 
 async def start_listener(gateway: Gateway, host: str, port: int) -> asyncio.Server:
@@ -62,8 +75,12 @@ async def start_listener(gateway: Gateway, host: str, port: int) -> asyncio.Serv
             await _serve(gateway, reader, writer)
         finally:
             writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), IDLE_TIMEOUT_S)
+            except TimeoutError:
+                writer.transport.abort()
+            except ConnectionError:
+                pass
 
     # The stream limit bounds one frame: a larger one raises LimitOverrunError, not a big buffer.
     limit = gateway.config.max_hl7_bytes + len(START_BLOCK) + len(END_BLOCK)

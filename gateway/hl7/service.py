@@ -99,6 +99,21 @@ def _validate(message: Any, drafts: list[dict[str, Any]], checks: Checks) -> lis
     return events
 
 
+async def _mllp_credential(
+    gateway: Gateway, message: Message, prepared: list[dict[str, Any]] | Answer
+) -> tuple[Principal, Known] | Answer:
+    """MLLP has no HTTP header: the credential travels in MSH-8 (Security). Its check and the
+    lookup of the message's event ids are independent reads: one statement for both. Without
+    a valid credential the sender learns nothing of the membership or the contracts."""
+    token = text(message.msh.msh_8) or ""
+    ids = [] if isinstance(prepared, Answer) else _draft_ids(prepared)
+    principal, known = await gateway.authenticate_and_look_up(token, ids)
+    if principal is None:
+        reason = "MSH-8 (Security) carries no valid gateway credential"
+        return _answer(message, AckCode.REJECT, [Hl7Error("207", reason, "MSH-8")], 401)
+    return principal, known
+
+
 async def handle(
     gateway: Gateway, raw: bytes, principal: Principal | None, client: str | None = None
 ) -> Answer:
@@ -111,18 +126,17 @@ async def handle(
         message, prepared = _prepare(er7, checks)
     else:
         message, prepared = await anyio.to_thread.run_sync(_prepare, er7, checks)
+    known: Known | None = None
+    # Over MLLP the credential is checked before any mapping error is told; a text that is not
+    # HL7 (no message) is refused first, since MSH-8 cannot be read from it.
+    if principal is None and message is not None:
+        authenticated = await _mllp_credential(gateway, message, prepared)
+        if isinstance(authenticated, Answer):
+            return authenticated
+        principal, known = authenticated
     if isinstance(prepared, Answer):
         return prepared
-    assert message is not None  # drafts come only from a parsed message
-    known: Known | None = None
-    if principal is None:
-        # MLLP has no HTTP header: the credential travels in MSH-8 (Security). Its check and the
-        # lookup of the message's event ids are independent reads: one statement for both.
-        token = text(message.msh.msh_8) or ""
-        principal, known = await gateway.authenticate_and_look_up(token, _draft_ids(prepared))
-        if principal is None:
-            reason = "MSH-8 (Security) carries no valid gateway credential"
-            return _answer(message, AckCode.REJECT, [Hl7Error("207", reason, "MSH-8")], 401)
+    assert message is not None and principal is not None
     validated = _validate(message, prepared, checks)
     if isinstance(validated, Answer):
         return validated

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 
 from events.envelope import Event
 from events.person import PersonLinked, PersonsMerged, PersonUnlinked
+from projections.persons import LinkFact, MergeFact, current_person, survivor_of
 from projections.record.entries import CLINICAL_TYPES, Entry, entries_of
-from projections.record.links import LinkFact, MergeFact, current_person, survivor_of
 
 PATIENT, PERSON = "patient", "person"
 # (PATIENT, institution, local id) or (PERSON, retired person id, ""): sortable, one lock order.

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from events.envelope import Event
+from projections.persons import members, resolve
 from projections.record.aggregates import (
     Aggregate,
     LocalPatient,
@@ -18,7 +19,6 @@ from projections.record.aggregates import (
 from projections.record.checks import Check, checks_of
 from projections.record.consents import Consent, current_consent
 from projections.record.entries import RESULT_KINDS, Entry
-from projections.record.links import members, resolve
 from projections.record.recognition import (
     OrderedTest,
     PossibleRepeat,

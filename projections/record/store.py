@@ -17,6 +17,7 @@ from typing import Any
 from psycopg import Cursor, sql
 
 from events.envelope import CodedConcept
+from projections.persons import LinkFact, MergeFact
 from projections.record.aggregates import (
     PATIENT,
     PERSON,
@@ -28,7 +29,6 @@ from projections.record.aggregates import (
 from projections.record.checks import recheck
 from projections.record.consents import Consent, current_consent
 from projections.record.entries import RESULT_KINDS, Entry, EntryKind
-from projections.record.links import LinkFact, MergeFact
 from projections.record.results import CurrentOrder, CurrentResult, current_order, current_result
 from projections.record.subjects import CONSENT, ORDER, RESULT, Subject, touched
 from projections.record.tables import ENTRY_COLUMNS

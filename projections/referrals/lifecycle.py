@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -275,13 +276,13 @@ def derive(referral: Referral, clock: datetime | None) -> Board:
     # Once the request named the parties, an outsider's event never applies and counts for no
     # predecessor; before it, every event waits (its sender cannot be judged yet).
     requested = "requested_at" in row
-    kinds = {f.kind for f in referral.facts if not requested or _by_a_party(f, row)}
+    waiting = _waiting(referral.facts, pending, requested, row)
     for fact in pending:
         if requested and not _by_a_party(fact, row):
             timeline.append(_entry(fact, EntryStatus.NOT_A_PARTY))
             continue
-        waiting = PREDECESSOR.get(fact.kind) not in kinds and fact.kind != "ReferralRequested"
-        timeline.append(_entry(fact, EntryStatus.PARKED if waiting else EntryStatus.IGNORED))
+        parked = fact.kind in waiting
+        timeline.append(_entry(fact, EntryStatus.PARKED if parked else EntryStatus.IGNORED))
     timeline.sort(key=lambda e: (e.at, _RANK.get(e.kind, len(_RANK)), str(e.event_id)))
     return Board(
         referral.referral_id,
@@ -290,6 +291,28 @@ def derive(referral: Referral, clock: datetime | None) -> Board:
         timeline=tuple(timeline),
         **row,
     )
+
+
+def _waiting(
+    facts: Iterable[Fact], pending: list[Fact], requested: bool, row: dict[str, Any]
+) -> set[str]:
+    """The kinds of pending facts that still wait for a predecessor (PARKED, not IGNORED).
+
+    A fact waits when its predecessor never applied and either has not arrived or waits itself
+    (an arrival read with an acceptance that waits for its request waits too); a predecessor
+    that arrived and did not apply took another path, and so does what follows it."""
+    pending_ids = {id(f) for f in pending}
+    kinds = {f.kind for f in facts if not requested or _by_a_party(f, row)}
+    applied = {f.kind for f in facts if id(f) not in pending_ids}
+    waiting: set[str] = set()
+    # Predecessors come first in TRANSITIONS' order: each kind's predecessor is decided first.
+    for kind in TRANSITIONS:
+        predecessor = PREDECESSOR.get(kind)
+        if predecessor is None or predecessor in applied:
+            continue
+        if predecessor not in kinds or predecessor in waiting:
+            waiting.add(kind)
+    return waiting
 
 
 def _entry(fact: Fact, status: EntryStatus) -> TimelineEntry:

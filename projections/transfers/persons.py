@@ -1,8 +1,9 @@
-"""Who a local patient is: the port the transfers read persons through, and its first adapter.
+"""Who a local patient is: the port the transfers read persons through, and its two adapters.
 
-Until the patient index (projections/empi) is wired, a person is the keyed hash of the resident
-id number a member registered; the index's PersonLinked decisions can replace it by another
-adapter of the same port, without touching the transfer logic.
+`IndexLinks` (wired): the consortium patient index's decisions — PersonLinked / PersonUnlinked
+say which person a local patient is, PersonsMerged retires a person into another.
+`ResidentIdHash` (the alternative, docs/referrals.md): the keyed hash of the resident id number
+a member registered; it only ever links, and never merges.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 
 from events.envelope import Event
 from events.patient import PatientDemographicsUpdated, PatientRegistered
+from events.person import PersonLinked, PersonsMerged, PersonUnlinked
 from events.topics import Family
 
 KEY_VARIABLE = "TRANSFERS_PERSON_KEY"
@@ -33,10 +35,20 @@ class PersonKeyError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """An identity statement: this local patient is this person (None: no longer anyone)."""
+    """An identity statement: this local patient is (linked) or is no longer (not linked) this
+    person. The current person follows projections/persons.current_person."""
 
     patient: LocalPatient
-    person_id: str | None
+    person_id: str
+    linked: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """A merge statement: the retired person is now the survivor."""
+
+    retired_id: str
+    survivor_id: str
 
 
 class PersonIds(Protocol):
@@ -54,6 +66,10 @@ class PersonIds(Protocol):
 
     def claim(self, event: Event) -> Claim | None:
         """The identity statement an event makes, or None when it makes none."""
+        ...
+
+    def merge(self, event: Event) -> Merge | None:
+        """The merge statement an event makes, or None when it makes none."""
         ...
 
 
@@ -97,3 +113,32 @@ class ResidentIdHash:
         if event.resident_id_number is None or env.patient_local_id is None:
             return None
         return Claim((env.source, env.patient_local_id), self.person_of(event.resident_id_number))
+
+    def merge(self, event: Event) -> Merge | None:
+        """A hash is the same for the same resident id: nothing is ever merged."""
+        return None
+
+
+class IndexLinks:
+    """Persons as the patient index decides them (projections/empi, `<consortium>.person.v1`).
+
+    The index links records without a resident id too (probabilistically, on name, birth date,
+    sex, phone, address), so their transfers are found; and it moves and merges persons when
+    it learns more, which re-derives the transfers of every person involved.
+    """
+
+    families: tuple[Family, ...] = (Family.PERSON,)
+    event_types: frozenset[str] = frozenset({"PersonLinked", "PersonUnlinked", "PersonsMerged"})
+
+    def claim(self, event: Event) -> Claim | None:
+        """A link or an unlink says who the local patient (of the body, not the envelope) is."""
+        if isinstance(event, PersonLinked | PersonUnlinked):
+            linked = isinstance(event, PersonLinked)
+            return Claim((event.institution, event.local_id), str(event.person_id), linked)
+        return None
+
+    def merge(self, event: Event) -> Merge | None:
+        """A merge retires a person into the survivor (person_id)."""
+        if isinstance(event, PersonsMerged):
+            return Merge(str(event.retired_person_id), str(event.person_id))
+        return None

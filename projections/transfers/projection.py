@@ -8,7 +8,7 @@ from events.registry import EVENT_TYPES
 from events.topics import Family
 from projections.frame.declaration import Projection
 from projections.transfers import stays
-from projections.transfers.persons import LocalPatient, PersonIds, ResidentIdHash
+from projections.transfers.persons import IndexLinks, LocalPatient, PersonIds
 from projections.transfers.store import TransferStore
 from projections.transfers.tables import TABLES
 
@@ -17,8 +17,9 @@ REFERRAL_TYPES = frozenset(n for n, m in EVENT_TYPES.items() if m.family is Fami
 
 
 def transfers_projection(person_ids: PersonIds) -> Projection[LocalPatient, stays.Patient]:
-    """The transfers, reading persons through the given port (the EMPI's links, later)."""
-    families = (Family.PATIENT, Family.ENCOUNTER, Family.REFERRAL)
+    """The transfers, reading persons through the given port (the patient index's decisions, or
+    ResidentIdHash's registrations): stays and referrals, plus the port's families."""
+    families = (Family.ENCOUNTER, Family.REFERRAL)
     extra = tuple(f for f in person_ids.families if f not in families)
     return Projection(
         name="transfers",
@@ -31,5 +32,5 @@ def transfers_projection(person_ids: PersonIds) -> Projection[LocalPatient, stay
     )
 
 
-# Until the patient index is wired: persons by keyed hash of the resident id number.
-TRANSFERS = transfers_projection(ResidentIdHash())
+# Persons as the consortium patient index decides them (docs/referrals.md, "the same person").
+TRANSFERS = transfers_projection(IndexLinks())

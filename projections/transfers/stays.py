@@ -12,6 +12,7 @@ from uuid import UUID
 from events.encounter import DischargeDisposition, PatientAdmitted, PatientDischarged
 from events.envelope import Event
 from events.referral import ReferralEvent, ReferralRequested
+from projections.persons import LinkFact, MergeFact, current_person, resolve, survivor_of
 from projections.transfers.persons import LocalPatient, PersonIds
 
 # Documented in docs/referrals.md ("Transfers").
@@ -22,6 +23,10 @@ CLOCK_TOLERANCE = timedelta(hours=1)
 _TRANSFER_IDS = uuid.UUID("6a1f3c52-0d4e-4f7b-9a86-3b2c1d0e5f47")
 
 IDENTIFIED, ADMITTED, DISCHARGED, REFERRAL = "IDENTIFIED", "ADMITTED", "DISCHARGED", "REFERRAL"
+UNLINKED, MERGED = "UNLINKED", "MERGED"
+# The institution of a merge's pseudo-patient (MERGES, retired person id): a member code is never
+# empty (the contracts' Text), so no member's patient has this key. Its facts are the merges.
+MERGES = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +69,30 @@ class Patient:
         return (self.institution, self.local_id)
 
     @property
+    def is_merge(self) -> bool:
+        """Whether this is a merge's pseudo-patient (its local id is the retired person id)."""
+        return self.institution == MERGES
+
+    @property
     def person_id(self) -> str | None:
-        """The person the latest identity statement names (order-independent: by time, id)."""
-        claims = [f for f in self.facts if f.kind == IDENTIFIED]
-        return claims[-1].subject if claims else None
+        """The person the identity statements name now (projections/persons.current_person:
+        order-independent); a merge's pseudo-patient is nobody's patient."""
+        if self.is_merge:
+            return None
+        return current_person(
+            LinkFact(f.at, f.event_id, f.subject, f.kind == IDENTIFIED)
+            for f in self.facts
+            if f.kind in (IDENTIFIED, UNLINKED) and f.subject is not None
+        )
+
+    @property
+    def survivor_id(self) -> str | None:
+        """For a merge's pseudo-patient, the person the retired one now is (the latest merge)."""
+        return survivor_of(
+            MergeFact(f.at, f.event_id, f.subject)
+            for f in self.facts
+            if f.kind == MERGED and f.subject is not None
+        )
 
     @property
     def referral_ids(self) -> frozenset[UUID]:
@@ -115,6 +140,9 @@ def key_of(person_ids: PersonIds, event: Event) -> LocalPatient | None:
     claim = person_ids.claim(event)
     if claim is not None:
         return claim.patient
+    merge = person_ids.merge(event)
+    if merge is not None:
+        return (MERGES, merge.retired_id)
     relevant = isinstance(event, PatientAdmitted | PatientDischarged | ReferralEvent)
     local_id = event.envelope.patient_local_id
     return (event.envelope.source, local_id) if relevant and local_id else None
@@ -125,7 +153,11 @@ def fact_of(person_ids: PersonIds, event: Event) -> Fact:
     env = event.envelope
     claim = person_ids.claim(event)
     if claim is not None:
-        return Fact(IDENTIFIED, env.event_id, env.occurred_at, claim.person_id)
+        kind = IDENTIFIED if claim.linked else UNLINKED
+        return Fact(kind, env.event_id, env.occurred_at, claim.person_id)
+    merge = person_ids.merge(event)
+    if merge is not None:
+        return Fact(MERGED, env.event_id, env.occurred_at, merge.survivor_id)
     match event:
         case PatientAdmitted():
             source = (("admission_source", event.admission_source.value),)
@@ -198,16 +230,37 @@ def _first_per_encounter(patients: Iterable[Patient], kind: str) -> list[_Stay]:
     return sorted(first.values(), key=_order)
 
 
+def survivors_of(patients: Iterable[Patient]) -> dict[str, str]:
+    """The merges among these rows: retired person id → survivor (one hop; resolve follows)."""
+    return {
+        p.local_id: survivor
+        for p in patients
+        if p.is_merge and (survivor := p.survivor_id) is not None
+    }
+
+
+def person_of(patient: Patient, survivors: Mapping[str, str]) -> str | None:
+    """The person a local patient belongs to now: its current person, followed through merges."""
+    person = patient.person_id
+    return None if person is None else resolve(survivors, person)
+
+
 def derive_transfers(
-    person_id: str, patients: Iterable[Patient], routes: Mapping[UUID, Route]
+    person_id: str,
+    patients: Iterable[Patient],
+    routes: Mapping[UUID, Route],
+    survivors: Mapping[str, str] | None = None,
 ) -> list[Transfer]:
     """The person's transfers: each admission whose latest earlier discharge is at another member.
 
     A function of the person's facts and the known routes, so every arrival order gives the
     same list. Referred when a referral from the discharging to the admitting member, seen by
-    either side for this person, was requested in the 30 days before the admission.
+    either side for this person, was requested in the 30 days before the admission. A patient
+    linked to a person merged into `person_id` (`survivors`: retired → survivor) is the
+    person's too; a retired person has no patients, hence no transfers.
     """
-    mine = [p for p in patients if p.person_id == person_id]
+    merged = survivors or {}
+    mine = [p for p in patients if person_of(p, merged) == person_id]
     discharges = [
         s
         for s in _first_per_encounter(mine, DISCHARGED)
@@ -278,9 +331,14 @@ def transfers_of(person_ids: PersonIds, events: Iterable[Event]) -> list[Transfe
         if key is not None:
             patients[key] = evolve(person_ids, patients.get(key), event)
     routes = merge_routes(patients.values())
+    survivors = survivors_of(patients.values())
     by_person: dict[str, list[Patient]] = {}
     for p in patients.values():
-        if (person := p.person_id) is not None:
+        if (person := person_of(p, survivors)) is not None:
             by_person.setdefault(person, []).append(p)
-    found = [t for person, ps in by_person.items() for t in derive_transfers(person, ps, routes)]
+    found = [
+        t
+        for person, ps in by_person.items()
+        for t in derive_transfers(person, ps, routes, survivors)
+    ]
     return sorted(found, key=lambda t: t.transfer_id)

@@ -1,4 +1,10 @@
-"""The transfer projection's PostgreSQL store: local patients as facts, transfers per person."""
+"""The transfer projection's PostgreSQL store: local patients as facts, transfers per person.
+
+The index's merges are pseudo-patient rows of the same `patients` table: institution MERGES
+(empty, which no member code is), local id the retired person id, person_id the survivor, facts
+the merge decisions. A patient row's person_id is the person its links name (perhaps retired);
+the store resolves it through the merges when it re-derives, so nothing else is rewritten.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,11 @@ from uuid import UUID
 from psycopg import Cursor, sql
 
 from projections import outbox
+from projections.persons import members, merge_group, resolve
 from projections.transfers import derived
 from projections.transfers.persons import LocalPatient
 from projections.transfers.stays import (
+    MERGES,
     Fact,
     Patient,
     Route,
@@ -50,6 +58,18 @@ class TransferStore:
     Lock order in a batch: patient rows (the frame), then referral route rows, then person
     rows, each sorted; a worker that changes a person's patients always re-derives the person
     under its lock, so the last one to commit has seen every other's rows.
+
+    Merges: a merge's pseudo-patient row (MERGES, retired id) is a patient row, locked by the
+    frame like any other. A person stands for its merge group: re-deriving it locks the person
+    rows of every id that resolves to the same survivor (the ids a patient row may name), in
+    sorted order, then reads the merges again; when a merge committed meanwhile grew the group,
+    the new ids are locked too (after the first ones: the one exception to sorted person locks;
+    a deadlock it may cause is retried by the frame) until the merges read match the locks.
+    Only then are the patients read. So a merge (which locks the retired id and its survivors)
+    and a link to a retired id (which locks it and the survivor's group) meet on a person row,
+    and the last to commit derives the survivor from both: a merge moves the patients named by
+    the retired id to the survivor, a link to a retired id lands on the survivor, and the
+    retired id keeps no transfers.
     """
 
     def lock(
@@ -90,10 +110,14 @@ class TransferStore:
         if not changed:
             return
         s = sql.Identifier(schema)
+        # Before: the persons the patients named (they may lose stays), the survivors the
+        # merges named (they may lose the retired person's patients).
         persons = _previous_persons(cur, s, changed)
         _write_patients(cur, s, changed.values())
         persons |= _lock_routes(cur, s, changed.values())
-        persons |= {p.person_id for p in changed.values() if p.person_id is not None}
+        for p in changed.values():
+            now = (p.local_id, p.survivor_id) if p.is_merge else (p.person_id,)
+            persons |= {i for i in now if i is not None}
         _rederive(cur, schema, sorted(persons), changed)
 
     def sweep(self, cur: Cursor[Any], schema: str, clock: datetime) -> int:
@@ -104,7 +128,8 @@ class TransferStore:
 def _previous_persons(
     cur: Cursor[Any], s: sql.Identifier, changed: Mapping[LocalPatient, Patient]
 ) -> set[str]:
-    """The persons the changed patients belonged to before this batch (they may lose stays)."""
+    """The persons the changed patients named before this batch (they may lose stays), and the
+    survivors the changed merges named (they may lose the retired person's patients)."""
     rows = cur.execute(
         sql.SQL(
             "SELECT DISTINCT p.person_id FROM {}.patients p"
@@ -121,7 +146,7 @@ def _write_patients(cur: Cursor[Any], s: sql.Identifier, patients: Iterable[Pati
         {
             "institution": p.institution,
             "local_id": p.local_id,
-            "person_id": p.person_id,
+            "person_id": p.survivor_id if p.is_merge else p.person_id,
             "referral_ids": sorted(str(r) for r in p.referral_ids),
             "facts": [f.to_json() for f in p.facts],
         }
@@ -189,8 +214,9 @@ def _lock_routes(cur: Cursor[Any], s: sql.Identifier, patients: Iterable[Patient
         sql.SQL(
             "SELECT DISTINCT person_id FROM {}.patients"
             " WHERE referral_ids && %s::uuid[] AND person_id IS NOT NULL"
+            " AND institution <> %s"
         ).format(s),
-        ([row[0] for row in learnt],),
+        ([row[0] for row in learnt], MERGES),
     ).fetchall()
     return {row[0] for row in rows}
 
@@ -201,10 +227,72 @@ def _rederive(
     persons: list[str],
     changed: Mapping[LocalPatient, Patient],
 ) -> None:
-    """Lock the persons, read all their patients and the routes they name, rewrite transfers."""
+    """Lock the persons' merge groups, read all their patients and the routes they name, and
+    rewrite the transfers of each group's survivor (and none of its retired ids)."""
     if not persons:
         return
     s = sql.Identifier(schema)
+    survivors, ids = _lock_groups(cur, s, persons)
+    rows = cur.execute(
+        sql.SQL(
+            "SELECT institution, local_id, facts FROM {}.patients"
+            " WHERE person_id = ANY(%s) AND institution <> %s"
+            " ORDER BY institution, local_id"  # one order, though derive_transfers needs none
+        ).format(s),
+        (ids, MERGES),
+    ).fetchall()
+    by_person: dict[str, list[Patient]] = {}
+    for institution, local_id, facts in rows:
+        # This batch's patients are already in memory (and equal to what was just written).
+        patient = changed.get((institution, local_id)) or _patient(institution, local_id, facts)
+        if patient.person_id is not None:
+            by_person.setdefault(resolve(survivors, patient.person_id), []).append(patient)
+    routes = _routes(cur, s, {r for ps in by_person.values() for p in ps for r in p.referral_ids})
+    transfers = [
+        t
+        for person, ps in by_person.items()
+        for t in derive_transfers(person, ps, routes, survivors)
+    ]
+    before = _published(cur, s, ids)
+    cur.execute(sql.SQL("DELETE FROM {}.transfers WHERE person_id = ANY(%s)").format(s), (ids,))
+    if transfers:
+        _copy_transfers(cur, s, transfers)
+    now = {t.transfer_id: derived.Published.of(t) for t in transfers}
+    revised = sorted(outbox.changes(before, now))
+    outbox.announce(cur, schema, derived.VIEW, revised, derived.revision)
+
+
+def _lock_groups(
+    cur: Cursor[Any], s: sql.Identifier, persons: list[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Lock every id of these persons' merge groups; the merges read under the locks, and the
+    ids (sorted). Repeated while a merge committed meanwhile adds ids (see TransferStore)."""
+    locked: set[str] = set()
+    survivors = _survivors(cur, s, persons)
+    while True:
+        group = {m for p in persons for m in members(survivors, p)}
+        missing = sorted(group - locked)
+        if not missing:
+            return survivors, sorted(locked)
+        _lock_persons(cur, s, missing)
+        locked.update(missing)
+        survivors = _survivors(cur, s, sorted(locked))
+
+
+def _survivors(cur: Cursor[Any], s: sql.Identifier, ids: Sequence[str]) -> dict[str, str]:
+    """The merges (retired → survivor) of the merge groups of these ids, from the merge rows."""
+    query = sql.SQL(
+        "SELECT local_id, person_id FROM {}.patients"
+        " WHERE institution = %(merges)s AND person_id IS NOT NULL"
+        " AND (local_id = ANY(%(ids)s) OR person_id = ANY(%(ids)s))"
+    ).format(s)
+    return merge_group(
+        ids, lambda frontier: cur.execute(query, {"merges": MERGES, "ids": frontier}).fetchall()
+    )
+
+
+def _lock_persons(cur: Cursor[Any], s: sql.Identifier, persons: list[str]) -> None:
+    """Create the lock rows of these persons (sorted) and lock them in that order."""
     cur.execute(
         sql.SQL(
             "INSERT INTO {}.persons (person_id) SELECT p FROM unnest(%s::text[]) AS p ORDER BY p"
@@ -219,30 +307,6 @@ def _rederive(
         ).format(s),
         (persons,),
     )
-    rows = cur.execute(
-        sql.SQL(
-            "SELECT institution, local_id, facts FROM {}.patients WHERE person_id = ANY(%s)"
-            " ORDER BY institution, local_id"  # one order, though derive_transfers needs none
-        ).format(s),
-        (persons,),
-    ).fetchall()
-    by_person: dict[str, list[Patient]] = {}
-    for institution, local_id, facts in rows:
-        # This batch's patients are already in memory (and equal to what was just written).
-        patient = changed.get((institution, local_id)) or _patient(institution, local_id, facts)
-        if patient.person_id is not None:
-            by_person.setdefault(patient.person_id, []).append(patient)
-    routes = _routes(cur, s, {r for ps in by_person.values() for p in ps for r in p.referral_ids})
-    transfers = [
-        t for person, ps in by_person.items() for t in derive_transfers(person, ps, routes)
-    ]
-    before = _published(cur, s, persons)
-    cur.execute(sql.SQL("DELETE FROM {}.transfers WHERE person_id = ANY(%s)").format(s), (persons,))
-    if transfers:
-        _copy_transfers(cur, s, transfers)
-    now = {t.transfer_id: derived.Published.of(t) for t in transfers}
-    revised = sorted(outbox.changes(before, now))
-    outbox.announce(cur, schema, derived.VIEW, revised, derived.revision)
 
 
 def _published(

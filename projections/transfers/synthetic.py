@@ -1,4 +1,10 @@
-"""Synthetic stays of persons moving between members, referred or not, for tests and benchmarks."""
+"""Synthetic stays of persons moving between members, referred or not, for tests and benchmarks.
+
+Each flow carries the patient index's decisions about its registrations, as the index publishes
+them (projections/empi/decisions.py: published by the lead hospital, ids derived from the
+registration): the first record founds the person, a second record with the resident id is
+linked by it, one without (the `unreferred_late_id` fate) by a probabilistic match.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,53 @@ from events.encounter import PatientAdmitted, PatientDischarged
 from events.envelope import Envelope, Event
 from events.membership import InstitutionLevel, load_membership
 from events.patient import PatientDemographicsUpdated, PatientRegistered
+from events.person import MatchMethod, PersonLinked
 from events.referral import ReferralAccepted, ReferralRequested
 from events.validation import resident_id_check_char
+from projections.empi.config import lead_institution
+from projections.empi.decisions import Decisions
+from projections.empi.matcher import WEIGHTS, Comparison
 from projections.referrals.synthetic import HYPERTENSION, ROUTES, START
 from simulator.names import given_name, surname
 
 # How a flow's second admission relates to its discharge.
 FATES = ("referred", "unreferred", "unreferred_late_id", "too_late", "same_member")
+# The person the index assigns to a flow's resident (one per resident id, so a reproducible id).
+PERSON_IDS = uuid.UUID("1f7d9c3a-6b2e-4a8d-9c5f-0e1d2c3b4a59")
+# What the matcher's cells say for a flow's second record: the same name, birth date and address
+# (and a resident id when the record has one).
+_PROBABLE = ("name.exact", "birth.exact", "address.exact")
+_BY_ID = ("id.agree", *_PROBABLE)
+
+
+def linked(
+    registration: PatientRegistered, person_id: uuid.UUID, matched: PatientRegistered | None
+) -> PersonLinked:
+    """The index's link of a registration: a new person, by resident id, or probabilistic."""
+    env = registration.envelope
+    cells: tuple[str, ...]
+    if matched is None:
+        method, cells = MatchMethod.NEW_PERSON, ()
+    elif registration.resident_id_number is not None:
+        method, cells = MatchMethod.RESIDENT_ID, _BY_ID
+    else:
+        method, cells = MatchMethod.PROBABILISTIC, _PROBABLE
+    comparison = Comparison(sum(WEIGHTS[c] for c in cells), cells, None, False)
+    decisions = Decisions(registration, lead_institution())
+    decisions.add(
+        PersonLinked,
+        person_id,
+        institution=env.source,
+        local_id=env.patient_local_id,
+        method=method,
+        score=comparison.score,
+        matched_institution=matched.envelope.source if matched else None,
+        matched_local_id=matched.envelope.patient_local_id if matched else None,
+        agreement=comparison.agreement(),
+    )
+    [decision] = decisions.events
+    # Decisions builds without validation (the index's speed); a test fixture is checked.
+    return PersonLinked.model_validate(decision.model_dump())
 
 
 def _resident_id(rng: random.Random) -> tuple[str, date, bool]:
@@ -84,9 +130,12 @@ def transfer_flow(rng: random.Random, fate: str, start: datetime = START) -> lis
     discharged_at = admitted_at + timedelta(hours=rng.randrange(24, 24 * 10))
     gap = timedelta(hours=rng.randrange(49, 24 * 5) if fate == "too_late" else rng.randrange(1, 48))
     first = admitted(origin, admitted_at)
-    events: list[Event] = [registered(origin, True), first]
+    person = uuid.uuid5(PERSON_IDS, resident_id)
+    founding = registered(origin, True)
+    events: list[Event] = [founding, linked(founding, person, None), first]
     if target != origin:
-        events.append(registered(target, fate != "unreferred_late_id"))
+        second = registered(target, fate != "unreferred_late_id")
+        events += [second, linked(second, person, founding)]
     events.append(
         PatientDischarged(
             envelope=env("PatientDischarged", origin, discharged_at),

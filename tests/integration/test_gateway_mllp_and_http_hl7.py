@@ -101,6 +101,14 @@ def test_mllp_frames_get_acks_and_garbage_gets_ar_on_the_same_connection(
     assert "\rMSA|AR|M2" in exchange(
         port, frame(ADMIT.replace("{token}", "x").format(control="M2"))
     )
+    # Without a credential a sender hears only that, not what the mapping made of its message.
+    unmapped = ADMIT.replace("{token}", "x").replace("ADT^A01^ADT_A01", "ADT^A99^ADT_A01")
+    refused = exchange(port, frame(unmapped.format(control="M4")))
+    assert "\rMSA|AR|M4" in refused and "Security" in refused and "not mapped" not in refused
+    unmapped_with_credential = exchange(
+        port, frame(unmapped.replace("|x|", f"|{token}|").format(control="M4"))
+    )
+    assert "\rMSA|AR|M4" in unmapped_with_credential and "not mapped" in unmapped_with_credential
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         # Noise before the start block, then an unparseable frame, then a good one.
         sock.sendall(b"noise" + frame("this is not HL7") + frame(good.replace("|M1|", "|M3|")))

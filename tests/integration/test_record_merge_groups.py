@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from projections.persons import members, resolve
 from projections.record.checks import _survivors
-from projections.record.links import members, resolve
 from projections.record.tables import MERGED_PERSONS
 
 SCHEMA = "merge_groups"

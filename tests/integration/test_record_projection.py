@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -12,6 +11,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from workers import on_two_workers
 
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
@@ -236,19 +236,7 @@ def test_two_workers_at_once_reach_the_digest_of_one(
     records = as_records(events, topics)
     letters = KafkaDeadLetters(kafka_bootstrap, topics, "record")
     second = BatchProcessor(RECORD, migrated_url, CODEC, letters)
-    shares = [[r for r in records if r.partition % 2 == i] for i in range(2)]
-
-    def run(worker: BatchProcessor, share: list[Record]) -> None:
-        for start in range(0, len(share), 7):
-            worker.process(share[start : start + 7])
-
-    threads = [
-        threading.Thread(target=run, args=p) for p in zip((live, second), shares, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    on_two_workers((live, second), records, 7)
     second.close()
     assert stored(migrated_url) == expected(events)
     with psycopg.connect(migrated_url) as conn:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 import pytest
+from workers import on_two_workers
 
 import examples
 from consortium.topics import ensure_topics
@@ -18,6 +19,7 @@ from events.catalog import Catalog
 from events.codec import Codec
 from events.encounter import DischargeDisposition
 from events.envelope import Event
+from events.person import PersonLinked, PersonsMerged
 from events.publisher import Publisher
 from events.topics import event_topic, patient_key
 from infra.migrate import apply_migrations
@@ -54,6 +56,38 @@ def shuffled_events(seed: int, flows: int) -> list[Event]:
     events = [e for flow in transfer_flows(seed, flows) for e in flow]
     random.Random(seed).shuffle(events)
     return events
+
+
+def with_index_history(events: list[Event], seed: int) -> list[Event]:
+    """The index reaching the flows' persons the long way round: per link, as it is, or first to
+    another person that is later merged into it (sometimes through a second merge), or moved to
+    it (unlink + link at one instant) — the merges keyed by the survivor, the links by the
+    retired person: other partitions, other workers."""
+    rng = random.Random(seed)
+    out: list[Event] = []
+    for e in events:
+        if not isinstance(e, PersonLinked):
+            out.append(e)
+            continue
+        way, at = rng.randrange(4), e.envelope.occurred_at
+        early = uuid.uuid5(uuid.NAMESPACE_URL, f"early|{e.envelope.event_id}")
+        later = at + timedelta(days=rng.randrange(-40, 40))
+        if way == 0:
+            out.append(e)
+            continue
+        out.append(examples.linked_to(early, e.institution, e.local_id, at))
+        if way == 1:
+            out.append(examples.merged_into(e.person_id, early, later))
+        elif way == 2:
+            between = uuid.uuid5(uuid.NAMESPACE_URL, f"between|{e.envelope.event_id}")
+            out.append(examples.merged_into(between, early, later))
+            out.append(examples.merged_into(e.person_id, between, later - timedelta(days=1)))
+        else:
+            moved = max(at, later)
+            out.append(examples.unlinked_from(early, e.institution, e.local_id, moved))
+            out.append(examples.linked_to(e.person_id, e.institution, e.local_id, moved))
+    rng.shuffle(out)
+    return out
 
 
 def as_records(events: list[Event], consortium_id: str, partitions: int = 6) -> list[Record]:
@@ -130,19 +164,7 @@ def test_two_workers_at_once_reach_the_digest_of_one(
     records = as_records(events, topics)
     letters = KafkaDeadLetters(kafka_bootstrap, topics, "transfers")
     second = BatchProcessor(TRANSFERS, migrated_url, CODEC, letters)
-    shares = [[r for r in records if r.partition % 2 == i] for i in range(2)]
-
-    def run(worker: BatchProcessor, share: list[Record]) -> None:
-        for start in range(0, len(share), 5):
-            worker.process(share[start : start + 5])
-
-    threads = [
-        threading.Thread(target=run, args=p) for p in zip((live, second), shares, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    on_two_workers((live, second), records, 5)
     second.close()
     assert stored(migrated_url) == expected(events)
     with psycopg.connect(migrated_url) as conn:
@@ -228,26 +250,19 @@ def _stay_event(kind: str, source: str, local: str, encounter: str, at: datetime
     return type(event).model_validate({**dict(event), **update})  # validated
 
 
-def _registered(source: str, local: str) -> Event:
-    envelope = examples.envelope("PatientRegistered", source=source, patient_local_id=local)
-    envelope = envelope.model_copy(
-        update={"event_id": uuid.uuid5(uuid.NAMESPACE_URL, f"reg|{source}|{local}")}
-    )
-    return examples.patient_registered().model_copy(update={"envelope": envelope})
-
-
 def test_a_stay_resent_under_a_second_local_id_gives_one_transfer_in_any_order(
     migrated_url: str, kafka_bootstrap: str, topics: str
 ) -> None:
     """The county re-sends stay E2 under its surviving id c2 after an HIS merge: whichever
     patient row PostgreSQL returns first, the earliest admission (c1's) is the transfer's."""
     t0, county, township = examples.OCCURRED_AT, examples.COUNTY_HOSPITAL, examples.TOWNSHIP
+    person = examples.PERSON
     events = [
-        _registered(township, "t1"),
+        examples.linked_to(person, township, "t1"),
         _stay_event("PatientAdmitted", township, "t1", "E1", t0 - timedelta(days=5)),
         _stay_event("PatientDischarged", township, "t1", "E1", t0),
-        _registered(county, "c1"),
-        _registered(county, "c2"),
+        examples.linked_to(person, county, "c1"),
+        examples.linked_to(person, county, "c2"),
         _stay_event("PatientAdmitted", county, "c1", "E2", t0 + timedelta(hours=3)),
         _stay_event("PatientAdmitted", county, "c2", "E2", t0 + timedelta(hours=3, minutes=5)),
     ]
@@ -275,3 +290,34 @@ def test_a_stay_resent_under_a_second_local_id_gives_one_transfer_in_any_order(
     [(_, local_id, admitted_at)] = results[0]
     assert (local_id, admitted_at) == ("c1", t0 + timedelta(hours=3))
     assert results[1] == results[0]
+
+
+def test_merges_moves_and_links_to_retired_persons_in_any_order_and_concurrently(
+    live: BatchProcessor, migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """The index's long ways round give the pure transfers — the transfers of its final
+    persons — one worker or two at once, and the retired persons keep no transfers."""
+    flows = shuffled_events(5, 120)
+    events = with_index_history(flows, 5)
+    assert sum(isinstance(e, PersonsMerged) for e in events) > 40
+    want = expected(flows)
+    assert len(want) > 40 and expected(events) == want
+    records = as_records(events, topics)
+    letters = KafkaDeadLetters(kafka_bootstrap, topics, "transfers")
+    second = BatchProcessor(TRANSFERS, migrated_url, CODEC, letters)
+    on_two_workers((live, second), records, 7)
+    second.close()
+    assert stored(migrated_url) == want
+    finals = {str(e.person_id) for e in flows if isinstance(e, PersonLinked)}
+    with psycopg.connect(migrated_url) as conn:
+        persons = {r[0] for r in conn.execute("SELECT person_id FROM transfers.transfers")}
+        assert persons <= finals
+        alone = generations.create(conn, TRANSFERS, "building")
+    # One worker, other batches (the events are shuffled: merges before or after their links).
+    one = BatchProcessor(TRANSFERS, migrated_url, CODEC, letters, target=fixed_target(alone))
+    for start in range(0, len(records), 11):
+        one.process(records[start : start + 11])
+    one.close()
+    assert stored(migrated_url, alone) == want
+    with psycopg.connect(migrated_url) as conn:
+        assert digest(conn, TRANSFERS, alone) == digest(conn, TRANSFERS, Generation("transfers", 1))

@@ -16,11 +16,11 @@ import examples
 from events.consent import ConsentPurpose, ConsentScope
 from events.encounter import PatientDischarged
 from events.envelope import CodedConcept
+from projections.persons import LinkFact, current_person, members, resolve
 from projections.record.access import AccessInputs, AccessRequest, Basis, decide
 from projections.record.aggregates import evolve, key_of
 from projections.record.consents import Consent
 from projections.record.entries import Entry, EntryKind, entries_of
-from projections.record.links import LinkFact, current_person, members, resolve
 from projections.record.recognition import (
     OrderedTest,
     PriorResult,

@@ -78,6 +78,22 @@ def test_arrival_without_acceptance_stays_parked() -> None:
     assert board.timeline[-1].status is EntryStatus.PARKED
 
 
+def test_what_follows_a_parked_event_is_parked_too_and_what_follows_an_ignored_one_is_ignored() -> (
+    None
+):
+    accepted = _moved(examples.referral_accepted(), timedelta(hours=1))
+    arrived = _moved(examples.referral_patient_arrived(), timedelta(hours=20))
+    # Both read before the request: the arrival waits for the acceptance, which waits for it.
+    board = derive(reduce(evolve, [accepted, arrived], None), arrived.envelope.occurred_at)
+    assert [e.status for e in board.timeline] == [EntryStatus.PARKED, EntryStatus.PARKED]
+    # After a rejection the acceptance took another path, and so did the arrival after it.
+    rejected = _moved(examples.referral_rejected(), timedelta(minutes=30))
+    board = _final([examples.referral_requested(), rejected, accepted, arrived])
+    assert board.state is ReferralState.REJECTED
+    statuses = {e.kind: e.status for e in board.timeline}
+    assert statuses["ReferralAccepted"] is statuses["ReferralPatientArrived"] is EntryStatus.IGNORED
+
+
 def test_an_unanswered_request_is_overdue_when_the_clock_passes_its_deadline() -> None:
     requested = examples.referral_requested()  # ROUTINE: 72 h
     referral = evolve(None, requested)

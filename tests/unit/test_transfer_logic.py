@@ -16,10 +16,22 @@ from events.envelope import Envelope, Event
 from events.membership import load_membership
 from events.patient import PatientDemographicsUpdated, PatientRegistered
 from events.referral import ReferralAccepted, ReferralRequested
-from examples import COUNTY_HOSPITAL, HYPERTENSION, OCCURRED_AT, TCM_HOSPITAL, TOWNSHIP, VILLAGE
+from examples import (
+    COUNTY_HOSPITAL,
+    HYPERTENSION,
+    OCCURRED_AT,
+    TCM_HOSPITAL,
+    TOWNSHIP,
+    VILLAGE,
+    linked_to,
+    merged_into,
+    unlinked_from,
+)
 from examples import resident_id as make_resident_id
+from projections.persons import MAX_MERGE_HOPS
 from projections.transfers.persons import (
     DEVELOPMENT_KEY,
+    IndexLinks,
     PersonKeyError,
     ResidentIdHash,
     person_key,
@@ -485,3 +497,176 @@ def test_the_declared_event_types_cover_every_event_with_a_key() -> None:
         if TRANSFERS.key_of(event) is not None:
             assert kind in TRANSFERS.event_types
     assert "OutpatientVisitStarted" not in TRANSFERS.event_types
+
+
+# -- the patient index's decisions (IndexLinks, the wired adapter) ---------------------------
+
+INDEX = IndexLinks()
+A, B, C = (uuid.uuid5(IDS, f"person {n}") for n in "ABC")
+
+
+def township_then_county_unidentified(gap: timedelta = H3) -> list[Event]:
+    """The township → county stay of one person whose records carry no resident id."""
+    events = stay_at_township_then_county(gap)
+    events[0] = registered(TOWNSHIP, "t1", 1, with_id=False)
+    events[1] = registered(COUNTY_HOSPITAL, "c1", 1, with_id=False)
+    return events
+
+
+def test_the_index_finds_the_transfer_of_records_without_a_resident_id() -> None:
+    events = township_then_county_unidentified()
+    assert transfers_of(HASH, events) == []  # no resident id: no hash, no person
+    links = [linked_to(A, TOWNSHIP, "t1"), linked_to(A, COUNTY_HOSPITAL, "c1")]
+    [transfer] = transfers_of(INDEX, events + links)
+    assert transfer.person_id == str(A)
+    assert (transfer.from_patient_local_id, transfer.to_patient_local_id) == ("t1", "c1")
+    # Registrations say nothing to IndexLinks: only the index does.
+    assert transfers_of(INDEX, stay_at_township_then_county(H3)) == []
+
+
+def test_a_move_reads_as_unlink_and_link_at_one_instant_in_either_order() -> None:
+    """The county record was linked to B; a review moves it to A (unlink B, link A, same t)."""
+    at = T0 + timedelta(days=1)
+    stays_ = township_then_county_unidentified()
+    before = [linked_to(A, TOWNSHIP, "t1"), linked_to(B, COUNTY_HOSPITAL, "c1", T0 - H3)]
+    assert transfers_of(INDEX, stays_ + before) == []
+    move = [unlinked_from(B, COUNTY_HOSPITAL, "c1", at), linked_to(A, COUNTY_HOSPITAL, "c1", at)]
+    for order in itertools.permutations([*before, *move]):
+        [transfer] = transfers_of(INDEX, stays_ + list(order))
+        assert transfer.person_id == str(A)
+    # Unlinked and not linked again: nobody's, no transfer; linked back later: B's again.
+    assert transfers_of(INDEX, stays_ + before + move[:1]) == []
+    back = linked_to(B, COUNTY_HOSPITAL, "c1", at + H3, tag="back")
+    assert transfers_of(INDEX, stays_ + before + move + [back]) == []
+
+
+def test_a_merge_gives_the_retired_persons_records_to_the_survivor_in_any_order() -> None:
+    stays_ = township_then_county_unidentified()
+    links = [linked_to(A, TOWNSHIP, "t1"), linked_to(B, COUNTY_HOSPITAL, "c1")]
+    assert transfers_of(INDEX, stays_ + links) == []  # two persons, as far as the index knew
+    merge = merged_into(A, B, T0 + timedelta(days=2))
+    for order in itertools.permutations([*links, merge]):
+        [transfer] = transfers_of(INDEX, stays_ + list(order))
+        assert transfer.person_id == str(A)  # the survivor's; the retired B keeps none
+    # Merged the other way: the survivor is B.
+    [other_way] = transfers_of(INDEX, stays_ + links + [merged_into(B, A)])
+    assert other_way.person_id == str(B)
+    # A chain (C into B, B into A), the county record linked to C: still A's.
+    chain = [
+        linked_to(A, TOWNSHIP, "t1"),
+        linked_to(C, COUNTY_HOSPITAL, "c1"),
+        merged_into(B, C),
+        merged_into(A, B, tag="2"),
+    ]
+    for order in itertools.permutations(chain):
+        [transfer] = transfers_of(INDEX, stays_ + list(order))
+        assert transfer.person_id == str(A)
+
+
+def test_a_merge_chain_is_followed_up_to_the_hop_limit() -> None:
+    ids = [uuid.uuid5(IDS, f"hop {n}") for n in range(MAX_MERGE_HOPS + 2)]
+    chain = [merged_into(ids[n + 1], ids[n], tag=str(n)) for n in range(len(ids) - 1)]
+    stays_ = township_then_county_unidentified()
+    links = [linked_to(ids[0], TOWNSHIP, "t1")]
+    near = [*links, linked_to(ids[MAX_MERGE_HOPS], COUNTY_HOSPITAL, "c1")]
+    [transfer] = transfers_of(INDEX, stays_ + near + chain[:MAX_MERGE_HOPS])
+    assert transfer.person_id == str(ids[MAX_MERGE_HOPS])
+    # One hop more than the limit: the first record stops short of the last survivor.
+    far = [*links, linked_to(ids[-1], COUNTY_HOSPITAL, "c1")]
+    assert transfers_of(INDEX, stays_ + far + chain) == []
+
+
+def test_the_synthetic_flows_carry_the_index_decisions_and_give_the_same_transfers() -> None:
+    from events.catalog import Catalog
+    from events.codec import Codec
+    from events.person import PersonLinked
+    from projections.empi.config import lead_institution
+    from projections.transfers.synthetic import transfer_flows
+
+    events = [e for flow in transfer_flows(5, 200) for e in flow]
+    decisions = [e for e in events if isinstance(e, PersonLinked)]
+    registrations = [e for e in events if isinstance(e, PatientRegistered)]
+    assert len(decisions) == len(registrations)
+    assert {d.envelope.source for d in decisions} == {lead_institution()}
+    codec = Codec(Catalog.load())
+    for d in decisions:
+        assert codec.decode_event(codec.encode_event(d)) == d
+    by_index = transfers_of(INDEX, events)
+    by_hash = transfers_of(HASH, events)
+    assert len(by_index) > 50
+    assert [t.transfer_id for t in by_index] == [t.transfer_id for t in by_hash]
+    assert [t.referral_id for t in by_index] == [t.referral_id for t in by_hash]
+    persons = {str(d.person_id) for d in decisions}
+    assert {t.person_id for t in by_index} <= persons
+
+
+# Per local patient, how the index came to its final person: linked to it at once; linked to
+# another person first and moved (unlink + link at one instant); linked to a person the index
+# later merged into it; or through a chain of two merges.
+HISTORIES = ("direct", "moved", "merged", "chain")
+histories = st.lists(st.sampled_from(HISTORIES), min_size=3 * len(MEMBERS), max_size=12)
+decision_hours = st.lists(st.integers(-24 * 90, 24 * 10), min_size=3, max_size=3)
+
+
+def final_person(person: int) -> uuid.UUID:
+    return uuid.uuid5(IDS, f"final {person}")
+
+
+def index_decisions(ways: list[str], hours: list[int]) -> list[Event]:
+    """What the index decided about every local patient of `scenario`, ending at its person."""
+    events: list[Event] = []
+    for n, (person, member) in enumerate(itertools.product(range(3), MEMBERS)):
+        local, way, final = f"{member[-3:]}-{person}", ways[n], final_person(person)
+        first, later, merged = (T0 + timedelta(hours=h) for h in hours)
+        early = uuid.uuid5(IDS, f"early {person} {member}")
+        between = uuid.uuid5(IDS, f"between {person} {member}")
+        if way == "direct":
+            events.append(linked_to(final, member, local, first))
+        elif way == "moved":
+            moved_at = max(first, later)  # the move comes with or after the first link
+            events += [
+                linked_to(early, member, local, first),
+                unlinked_from(early, member, local, moved_at),
+                linked_to(final, member, local, moved_at),
+            ]
+        elif way == "merged":
+            events += [linked_to(early, member, local, first), merged_into(final, early, merged)]
+        else:
+            events += [
+                linked_to(early, member, local, first),
+                merged_into(between, early, later),
+                merged_into(final, between, merged),
+            ]
+    return events
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    stays,
+    referrals,
+    histories,
+    decision_hours,
+    st.randoms(use_true_random=False),
+    st.integers(0, 8),
+)
+def test_any_arrival_order_of_index_decisions_gives_the_same_transfers(
+    stays_: list[tuple[int, str, int, int, str]],
+    refs: list[tuple[int, str, str, int]],
+    ways: list[str],
+    hours: list[int],
+    rng: random.Random,
+    repeats: int,
+) -> None:
+    """Links, unlinks, merges, stays and referrals shuffled and some repeated: the transfers
+    are those of the index linking every record to its final person at once."""
+    facts = [e for e in scenario(stays_, refs) if not isinstance(e, PatientRegistered)]
+    facts = [e for e in facts if not isinstance(e, PatientDemographicsUpdated)]
+    expected = transfers_of(INDEX, facts + index_decisions(["direct"] * 12, hours))
+    events = facts + index_decisions(ways, hours)
+    arrival = [*events, *(rng.choice(events) for _ in range(repeats))]
+    rng.shuffle(arrival)
+    assert transfers_of(INDEX, arrival) == expected
+    assert {t.person_id for t in expected} <= {str(final_person(p)) for p in range(3)}
+    # Every record has an index person: at least the transfers resident ids alone found.
+    with_ids = {t.transfer_id for t in transfers_of(HASH, scenario(stays_, refs))}
+    assert with_ids <= {t.transfer_id for t in expected}

@@ -2,12 +2,13 @@
 
 Decisions about one local patient arrive on the person topic keyed by *person*, so an unlink from
 one person and the link to the next may be read in either order. The current person is therefore
-a function of the set of decisions, not of their arrival order.
+a function of the set of decisions, not of their arrival order. Shared by every projection that
+follows the index (the shared record, the transfers): one rule for "who is this patient now".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -99,3 +100,25 @@ def members(survivors: Mapping[str, str], person_id: str) -> frozenset[str]:
     target = resolve(survivors, person_id)
     ids = {target, *survivors, *survivors.values()}
     return frozenset(p for p in ids if resolve(survivors, p) == target)
+
+
+def merge_group(
+    ids: Iterable[str], fetch: Callable[[Sequence[str]], Iterable[tuple[str, str]]]
+) -> dict[str, str]:
+    """The merges (retired → survivor) of the merge groups these ids belong to, and no others.
+
+    `fetch(ids)` gives the stored merges that retire or survive any of the ids. `resolve` and
+    `members` only follow merges within a group (the ids connected by merges in either
+    direction), so for the ids asked about this map gives what every merge would give, while a
+    store reads a few rows: one query per step outwards, usually one (no merge touches the ids).
+    """
+    found: dict[str, str] = {}
+    seen = set(ids)
+    frontier = sorted(seen)
+    while frontier:
+        rows = list(fetch(frontier))
+        found.update(rows)
+        reached = {p for row in rows for p in row} - seen
+        seen |= reached
+        frontier = sorted(reached)
+    return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import mul
 from typing import Any, TypedDict
 
 from pydantic import ValidationInfo
@@ -21,6 +22,7 @@ from events.membership import InstitutionLevel, Membership, load_membership
 # ISO 7064 MOD 11-2 as GB 11643-1999 applies it: weight of position i is 2**(17-i) mod 11.
 _WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
 _CHECK_CHARS = "10X98765432"
+_ZEROS = ord("0") * sum(_WEIGHTS)  # what the ASCII codes of the digits add over their values
 _RESIDENT_ID = re.compile(r"^\d{17}[\dX]$", re.ASCII)
 _ICD10 = re.compile(r"^[A-Z]\d{2}(\.[0-9x]{1,4}(x\d{3})?)?$", re.ASCII)
 _DICOM_UID = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))*$", re.ASCII)
@@ -49,7 +51,13 @@ class ResidentIdentity:
 
 
 def resident_id_check_char(first17: str) -> str:
-    """The GB 11643-1999 check character for the first 17 digits."""
+    """The GB 11643-1999 check character for the first 17 digits.
+
+    From their bytes when ASCII (`int` per digit in a generator cost ~3 µs, a fifth of what the
+    patient index spends hashing a registration's id); other Unicode decimal digits, which
+    `int` reads, the long way."""
+    if first17.isascii() and len(first17) == len(_WEIGHTS):
+        return _CHECK_CHARS[(sum(map(mul, first17.encode(), _WEIGHTS)) - _ZEROS) % 11]
     total = sum(int(digit) * weight for digit, weight in zip(first17, _WEIGHTS, strict=True))
     return _CHECK_CHARS[total % 11]
 

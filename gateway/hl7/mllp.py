@@ -27,6 +27,8 @@ async def _send(writer: asyncio.StreamWriter, data: bytes) -> bool:
     """Write one ACK; False (and the connection aborted) when the peer has not taken the ACKs
     already written within the idle timeout: a sender that never reads cannot park a task."""
     writer.write(data)
+    if not writer.transport.get_write_buffer_size():
+        return True  # all in the socket already: nothing to wait for (no task per ACK)
     try:
         await asyncio.wait_for(writer.drain(), IDLE_TIMEOUT_S)
     except TimeoutError:

@@ -14,10 +14,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-# A chain of merges longer than this is a cycle (the index never retires a survivor's survivor
-# back into it); resolution stops instead of looping.
-MAX_MERGE_HOPS = 64
-
 
 @dataclass(frozen=True, slots=True, order=True)
 class LinkFact:
@@ -84,15 +80,20 @@ def survivor_of(facts: Iterable[MergeFact]) -> str | None:
 
 
 def resolve(survivors: Mapping[str, str], person_id: str) -> str:
-    """The person a (possibly retired) person id stands for now, following merges."""
-    current, seen = person_id, {person_id}
-    for _ in range(MAX_MERGE_HOPS):
-        nxt = survivors.get(current)
-        if nxt is None or nxt in seen:
-            return current
-        seen.add(nxt)
-        current = nxt
-    return current
+    """The person a (possibly retired) person id stands for now, following merges to the end.
+
+    The index never retires a survivor's survivor back into it, but a log re-indexed without its
+    database may hold decisions of two indexes (docs/empi.md), so a cycle of merges is possible:
+    every id of a cycle, and every chain into it, then stands for the cycle's smallest id. One
+    answer per id, whichever id the walk starts from (the stores lock and re-derive by it)."""
+    path = [person_id]
+    seen = {person_id: 0}
+    while (nxt := survivors.get(path[-1])) is not None:
+        if nxt in seen:
+            return min(path[seen[nxt] :])
+        seen[nxt] = len(path)
+        path.append(nxt)
+    return path[-1]
 
 
 def members(survivors: Mapping[str, str], person_id: str) -> frozenset[str]:

@@ -321,3 +321,41 @@ def test_merges_moves_and_links_to_retired_persons_in_any_order_and_concurrently
     assert stored(migrated_url, alone) == want
     with psycopg.connect(migrated_url) as conn:
         assert digest(conn, TRANSFERS, alone) == digest(conn, TRANSFERS, Generation("transfers", 1))
+
+
+def test_a_cycle_of_merges_stands_for_one_person_and_dead_letters_nothing(
+    live: BatchProcessor, migrated_url: str, topics: str
+) -> None:
+    """Two indexes' decisions in one log (a re-indexed log, docs/empi.md) may retire A into B
+    and B into A: both stand for the smaller id, and every later event of theirs applies."""
+    flows = [e for flow in transfer_flows(9, 30) for e in flow]
+    want = expected(flows)
+    transfer = next(t for t in transfers_of(PERSONS, flows))
+    person = uuid.UUID(transfer.person_id)
+    other = uuid.uuid5(uuid.NAMESPACE_URL, f"the other index's person of {person}")
+    later = transfer.admitted_at + timedelta(days=3)
+    cycle = [
+        examples.merged_into(other, person, later),
+        examples.merged_into(person, other, later + timedelta(days=1), tag="back"),
+        # A decision about one of the person's records after the cycle must still apply.
+        examples.linked_to(
+            person,
+            transfer.to_institution,
+            transfer.to_patient_local_id,
+            later + timedelta(days=2),
+            "again",
+        ),
+    ]
+    events = flows + cycle
+    assert set(expected(events)) == set(want)  # the same transfers, under one person
+    dead = 0
+    for record in as_records(events, topics):
+        dead += live.process([record]).dead_lettered
+    assert dead == 0
+    assert stored(migrated_url) == expected(events)
+    with psycopg.connect(migrated_url) as conn:
+        row = conn.execute(
+            "SELECT person_id FROM transfers.transfers WHERE transfer_id = %s",
+            (transfer.transfer_id,),
+        ).fetchone()
+    assert row == (str(min(person, other, key=str)),)

@@ -28,7 +28,7 @@ from examples import (
     unlinked_from,
 )
 from examples import resident_id as make_resident_id
-from projections.persons import MAX_MERGE_HOPS
+from projections.persons import members, resolve
 from projections.transfers.persons import (
     DEVELOPMENT_KEY,
     IndexLinks,
@@ -563,17 +563,25 @@ def test_a_merge_gives_the_retired_persons_records_to_the_survivor_in_any_order(
         assert transfer.person_id == str(A)
 
 
-def test_a_merge_chain_is_followed_up_to_the_hop_limit() -> None:
-    ids = [uuid.uuid5(IDS, f"hop {n}") for n in range(MAX_MERGE_HOPS + 2)]
+def test_a_long_merge_chain_is_followed_to_its_end() -> None:
+    ids = [uuid.uuid5(IDS, f"hop {n}") for n in range(100)]
     chain = [merged_into(ids[n + 1], ids[n], tag=str(n)) for n in range(len(ids) - 1)]
     stays_ = township_then_county_unidentified()
-    links = [linked_to(ids[0], TOWNSHIP, "t1")]
-    near = [*links, linked_to(ids[MAX_MERGE_HOPS], COUNTY_HOSPITAL, "c1")]
-    [transfer] = transfers_of(INDEX, stays_ + near + chain[:MAX_MERGE_HOPS])
-    assert transfer.person_id == str(ids[MAX_MERGE_HOPS])
-    # One hop more than the limit: the first record stops short of the last survivor.
-    far = [*links, linked_to(ids[-1], COUNTY_HOSPITAL, "c1")]
-    assert transfers_of(INDEX, stays_ + far + chain) == []
+    far = [linked_to(ids[0], TOWNSHIP, "t1"), linked_to(ids[-1], COUNTY_HOSPITAL, "c1")]
+    [transfer] = transfers_of(INDEX, stays_ + far + chain)
+    assert transfer.person_id == str(ids[-1])
+
+
+@given(st.integers(min_value=2, max_value=6), st.integers(min_value=0, max_value=5))
+def test_every_id_of_a_merge_cycle_stands_for_one_person(size: int, start: int) -> None:
+    """Two indexes' decisions in one log can retire persons in a circle: one person for all."""
+    ids = [str(uuid.uuid5(IDS, f"cycle {n}")) for n in range(size)]
+    survivors = {ids[n]: ids[(n + 1) % size] for n in range(size)}
+    lead_in = str(uuid.uuid5(IDS, "into the cycle"))
+    survivors[lead_in] = ids[start % size]
+    targets = {resolve(survivors, p) for p in [*ids, lead_in]}
+    assert targets == {min(ids)}
+    assert members(survivors, ids[start % size]) == frozenset([*ids, lead_in])
 
 
 def test_the_synthetic_flows_carry_the_index_decisions_and_give_the_same_transfers() -> None:

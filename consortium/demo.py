@@ -180,6 +180,7 @@ def demo(
             wait_caught_up(endpoints, settings.consortium_id, child, report=_every(console, 5.0))
             console.print("every projection has applied the whole log")
             show_projections(console, endpoints.database_url, membership)
+            show_transfers(console, endpoints.database_url, membership)
             show_record(console, endpoints.database_url, membership)
             show_bureau(console, gateway)
             if serve:
@@ -233,6 +234,47 @@ def show_projections(console: Console, database_url: str, membership: Membership
             "yes" if r["overdue"] else "",
         )
     console.print(desk)
+
+
+_TRANSFERS = """
+SELECT count(*), count(*) FILTER (WHERE NOT referred) FROM transfers.transfers
+"""
+_LATEST_TRANSFERS = """
+SELECT from_institution, to_institution, discharged_at, admitted_at, referred
+FROM transfers.transfers ORDER BY admitted_at DESC, transfer_id LIMIT 8
+"""
+
+
+def show_transfers(console: Console, database_url: str, membership: Membership) -> None:
+    """What a referral desk sees of patients who moved between members without (or with) a
+    referral: the same person (by the patient index) discharged at one, admitted at another
+    within 48 h. No person or patient id is shown."""
+    import psycopg
+
+    from projections.reporting.windows import REPORTING_ZONE
+
+    with psycopg.connect(database_url) as conn:
+        counted = conn.execute(_TRANSFERS).fetchone()
+        latest = conn.execute(_LATEST_TRANSFERS).fetchall()
+    total, unreferred = counted if counted else (0, 0)
+    console.print(
+        f"Transfers between members (one person by the index, within 48 h): {total:,}, "
+        f"{unreferred:,} without a referral"
+    )
+    if not latest:
+        return
+    table = Table(title="Latest transfers (Asia/Shanghai time)")
+    for column in ("discharged", "from", "admitted", "to", "referral"):
+        table.add_column(column)
+    for source, target, discharged, admitted, referred in latest:
+        table.add_row(
+            f"{discharged.astimezone(REPORTING_ZONE):%m-%d %H:%M}",
+            membership[source].name if source in membership else source,
+            f"{admitted.astimezone(REPORTING_ZONE):%m-%d %H:%M}",
+            membership[target].name if target in membership else target,
+            "yes" if referred else "none",
+        )
+    console.print(table)
 
 
 _BUSIEST_PERSON = """

@@ -46,6 +46,13 @@ def test_the_demo_shows_the_log_the_board_a_record_and_the_figures_and_runs_the_
     with psycopg.connect(scratch_database_url) as conn:
         referrals = conn.execute("SELECT count(*) FROM referrals.referrals").fetchone()
     assert referrals is not None and referrals[0] > 0
+    # A referral desk's view of moves between members: as many as the projection holds.
+    with psycopg.connect(scratch_database_url) as conn:
+        transfers = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT referred) FROM transfers.transfers"
+        ).fetchone()
+    assert transfers is not None
+    assert f"within 48 h): {transfers[0]:,}, {transfers[1]:,} without a referral" in first.stdout
 
     second = run_demo(env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

@@ -331,14 +331,21 @@ def transfers_of(person_ids: PersonIds, events: Iterable[Event]) -> list[Transfe
         if key is not None:
             patients[key] = evolve(person_ids, patients.get(key), event)
     routes = merge_routes(patients.values())
-    survivors = survivors_of(patients.values())
+    found = transfers_of_persons(patients.values(), routes, survivors_of(patients.values()))
+    return sorted(found, key=lambda t: t.transfer_id)
+
+
+def transfers_of_persons(
+    patients: Iterable[Patient], routes: Mapping[UUID, Route], survivors: Mapping[str, str]
+) -> list[Transfer]:
+    """The transfers of every person these patients belong to now (through merges), the
+    patients grouped by that person: what the store re-derives and the pure projection is."""
     by_person: dict[str, list[Patient]] = {}
-    for p in patients.values():
+    for p in patients:
         if (person := person_of(p, survivors)) is not None:
             by_person.setdefault(person, []).append(p)
-    found = [
+    return [
         t
         for person, ps in by_person.items()
         for t in derive_transfers(person, ps, routes, survivors)
     ]
-    return sorted(found, key=lambda t: t.transfer_id)

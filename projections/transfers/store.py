@@ -17,7 +17,7 @@ from uuid import UUID
 from psycopg import Cursor, sql
 
 from projections import outbox
-from projections.persons import members, merge_group, resolve
+from projections.persons import members, merge_group
 from projections.transfers import derived
 from projections.transfers.persons import LocalPatient
 from projections.transfers.stays import (
@@ -26,8 +26,8 @@ from projections.transfers.stays import (
     Patient,
     Route,
     Transfer,
-    derive_transfers,
     merge_routes,
+    transfers_of_persons,
 )
 
 _TRANSFER_COLUMNS = (
@@ -241,18 +241,10 @@ def _rederive(
         ).format(s),
         (ids, MERGES),
     ).fetchall()
-    by_person: dict[str, list[Patient]] = {}
-    for institution, local_id, facts in rows:
-        # This batch's patients are already in memory (and equal to what was just written).
-        patient = changed.get((institution, local_id)) or _patient(institution, local_id, facts)
-        if patient.person_id is not None:
-            by_person.setdefault(resolve(survivors, patient.person_id), []).append(patient)
-    routes = _routes(cur, s, {r for ps in by_person.values() for p in ps for r in p.referral_ids})
-    transfers = [
-        t
-        for person, ps in by_person.items()
-        for t in derive_transfers(person, ps, routes, survivors)
-    ]
+    # This batch's patients are already in memory (and equal to what was just written).
+    patients = [changed.get((i, lid)) or _patient(i, lid, facts) for i, lid, facts in rows]
+    routes = _routes(cur, s, {r for p in patients for r in p.referral_ids})
+    transfers = transfers_of_persons(patients, routes, survivors)
     before = _published(cur, s, ids)
     cur.execute(sql.SQL("DELETE FROM {}.transfers WHERE person_id = ANY(%s)").format(s), (ids,))
     if transfers:

@@ -24,6 +24,7 @@ from projections.empi.generations import BATCH_LOCK
 from projections.empi.ordering import Item, canonical_order
 from projections.empi.store import EmpiStore, use_schema
 from projections.frame.batch import paused_gc
+from projections.frame.claims import content_digest, reused_error
 from projections.frame.deadletters import DeadLetterError, DeadLetterSink
 from projections.frame.records import DeadLetter, Record
 
@@ -50,6 +51,7 @@ class Applied:
     """What became of a batch's records."""
 
     indexed: int = 0  # events given to the index (a duplicate event id changes nothing there)
+    # dead_lettered counts the records whose event id the index had consumed from other content
     decisions: int = 0
     ignored: int = 0  # other event types (the index's own decisions on the person topic)
     stale: int = 0  # behind the stored position: a redelivery
@@ -149,10 +151,18 @@ class IndexBatches:
                 for i in fresh
                 if i.event is None and not i.skipped
             ]
-            events = [i.event for i in fresh if isinstance(i.event, INDEXED)]
-            outcome.ignored = len(fresh) - len(letters) - len(events)
-            outcome.indexed = len(events)
-            outcome.decisions = len(self.store.apply_batch(self.conn, events))
+            indexed = [i for i in fresh if isinstance(i.event, INDEXED)]
+            outcome.ignored = len(fresh) - len(letters) - len(indexed)
+            events = [i.event for i in indexed if i.event is not None]
+            digests = [content_digest(i.record.value or b"") for i in indexed]
+            reused: list[int] = []
+            outcome.decisions = len(self.store.apply_batch(self.conn, events, digests, reused))
+            outcome.indexed = len(events) - len(reused)
+            for position in reused:
+                event = events[position]
+                letters.append(
+                    DeadLetter(indexed[position].record, reused_error(event.envelope.event_id))
+                )
             # Stored before the batch commits: a crash in between repeats them, never loses them.
             self._dead_letters.send(letters)
             outcome.dead_lettered = len(letters)

@@ -43,6 +43,7 @@ from projections.empi.index import (
 )
 from projections.empi.matcher import blocking_keys
 from projections.empi.relay import StoredDecision
+from projections.frame.claims import Claims, ClaimTable, claim, content_digest
 
 LIVE_SCHEMA = "empi"
 Cursor = psycopg.Cursor[Any]
@@ -59,8 +60,18 @@ class EmpiStore:
         # (the state table's oid, its version): a rebuild's switch swaps the table under the name.
         self._version: tuple[int, int] = (0, -1)
 
-    def apply_batch(self, conn: psycopg.Connection[Any], events: Sequence[Event]) -> list[Event]:
-        """Apply the events not yet consumed, in order; return the decisions they caused."""
+    def apply_batch(
+        self,
+        conn: psycopg.Connection[Any],
+        events: Sequence[Event],
+        digests: Sequence[int] | None = None,
+        reused: list[int] | None = None,
+    ) -> list[Event]:
+        """Apply the events not yet consumed, in order; return the decisions they caused.
+
+        `digests` are the events' records' content digests (`claims.content_digest`; without
+        them, each event's own encoding): the positions of events whose id was consumed before
+        from other content are added to `reused`, for the caller to dead-letter."""
         try:
             with conn.transaction(), conn.cursor() as cur:
                 use_schema(cur, self.schema)
@@ -69,7 +80,10 @@ class EmpiStore:
                 if self._state is None or version != self._version:
                     self._state = load_state(cur, self.config)
                 state, decisions = self._state, []
-                claimed = _claimed(cur, events)
+                claims = _claimed(cur, self.codec, events, digests)
+                claimed = [events[i] for i in claims.new]
+                if reused is not None:
+                    reused += claims.reused
                 later = _Later()
                 # The writes need no results: pipelined, they cost no round trip each (a third
                 # of a batch's time before), and an error still surfaces before the commit.
@@ -93,21 +107,29 @@ def use_schema(cur: Cursor, schema: str) -> None:
     cur.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
 
 
-def _claimed(cur: Cursor, events: Sequence[Event]) -> list[Event]:
-    """The events whose ids this index had not consumed yet (redelivery, retries), in order."""
-    first: dict[uuid.UUID, Event] = {}
-    for event in events:
-        first.setdefault(event.envelope.event_id, event)
-    if not first:
-        return []
-    # One statement for the batch; a concurrent claim of an id waits for the other's outcome.
-    rows = cur.execute(
-        "INSERT INTO consumed (event_id) SELECT unnest(%s::uuid[])"
-        " ON CONFLICT DO NOTHING RETURNING event_id",
-        (list(first),),
-    ).fetchall()
-    claimed = {row[0] for row in rows}
-    return [event for event_id, event in first.items() if event_id in claimed]
+# Claims in `consumed` of the transaction's schema (frame/claims.py): the insert returns only the
+# ids it did not insert (consumed before).
+_CLAIMS = ClaimTable(
+    "WITH wanted AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, digest)),"
+    " claimed AS (INSERT INTO consumed (event_id, content_digest) SELECT id, digest FROM wanted"
+    "  ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id)"
+    " SELECT id FROM wanted EXCEPT ALL SELECT event_id FROM claimed",
+    "SELECT event_id, content_digest FROM consumed WHERE event_id = ANY(%s::uuid[])",
+)
+
+
+def _claimed(
+    cur: Cursor, codec: Codec, events: Sequence[Event], digests: Sequence[int] | None
+) -> Claims[int]:
+    """The positions of the events whose ids this index had not consumed yet (redelivery,
+    retries), in order, and of those whose ids it consumed from other content."""
+    if digests is None:
+        digests = [content_digest(codec.encode_event(event)) for event in events]
+    items = [
+        (event.envelope.event_id, d, i)
+        for i, (event, d) in enumerate(zip(events, digests, strict=True))
+    ]
+    return claim(cur, _CLAIMS, items)
 
 
 # --- writing what one event changed ------------------------------------------------------------

@@ -20,6 +20,7 @@ from psycopg import errors as pg_errors
 from events.codec import Codec
 from events.envelope import Event
 from projections.frame import generations
+from projections.frame.claims import ClaimTable, claim, content_digest, reused_error
 from projections.frame.deadletters import DeadLetterError, DeadLetterSink
 from projections.frame.declaration import Projection, Store
 from projections.frame.generations import Generation
@@ -100,6 +101,20 @@ class _Decoded:
     record: Record
     event: Event
     key: Any
+
+
+# Claims in consumed_events (claims.py). The insert returns only the ids not inserted (claimed
+# before): the ids and digests go as two array literals, sorted by PostgreSQL.
+CLAIMS_SQL = (
+    "WITH wanted AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, digest)),"
+    " claimed AS (INSERT INTO consumed_events (projection, event_id, content_digest)"
+    "  SELECT %s, id, digest FROM wanted ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id)"
+    " SELECT id FROM wanted EXCEPT ALL SELECT event_id FROM claimed"
+)
+CLAIMED_SQL = (
+    "SELECT event_id, content_digest FROM consumed_events"
+    " WHERE projection = %s AND event_id = ANY(%s::uuid[])"
+)
 
 
 class BatchProcessor:
@@ -211,7 +226,7 @@ class BatchProcessor:
                     fresh.append(record)
             outcome.gaps = _count_gaps(fresh, positions)
             decoded = self._decode(fresh, letters, outcome)
-            todo = self._claim_new(cur, generation, decoded, outcome)
+            todo = self._claim_new(cur, generation, decoded, outcome, letters)
             store = self.projection.store
             states = store.lock(cur, generation.schema, sorted({d.key for d in todo}))
             changed: dict[Any, Any] = {}
@@ -285,34 +300,33 @@ class BatchProcessor:
         return decoded
 
     def _claim_new(
-        self, cur: Cursor[Any], generation: Generation, decoded: list[_Decoded], outcome: Outcome
+        self,
+        cur: Cursor[Any],
+        generation: Generation,
+        decoded: list[_Decoded],
+        outcome: Outcome,
+        letters: list[DeadLetter],
     ) -> list[_Decoded]:
-        """The events not applied before, claimed in consumed_events (first of a batch wins)."""
-        relevant: dict[UUID, _Decoded] = {}
+        """The events not applied before, claimed in consumed_events (first of a batch wins);
+        a record whose id was claimed with other bytes goes to the dead letters."""
+        relevant: list[tuple[UUID, int, _Decoded]] = []
         for item in decoded:
             if item.key is None:
                 outcome.ignored += 1
-            elif item.event.envelope.event_id in relevant:
-                outcome.duplicates += 1
             else:
-                relevant[item.event.envelope.event_id] = item
-        if not relevant:
-            return []
-        # One statement that returns only the ids already claimed (usually none): the ids go
-        # as one array literal, sorted by PostgreSQL (a fixed lock order between workers). A
-        # concurrent claim of the same id waits here for the other transaction's outcome.
-        rows = cur.execute(
-            "WITH wanted AS (SELECT unnest(%s::uuid[]) AS id),"
-            " claimed AS (INSERT INTO consumed_events (projection, event_id)"
-            "  SELECT %s, id FROM wanted ORDER BY id ON CONFLICT DO NOTHING RETURNING event_id)"
-            " SELECT id FROM wanted EXCEPT ALL SELECT event_id FROM claimed",
-            (uuid_array(relevant), generation.key),
-        ).fetchall()
-        if not rows:
-            return list(relevant.values())
-        taken = {row[0] for row in rows}
-        outcome.duplicates += len(taken)
-        return [item for event_id, item in relevant.items() if event_id not in taken]
+                value = item.record.value or b""
+                relevant.append((item.event.envelope.event_id, content_digest(value), item))
+        claims = claim(cur, ClaimTable(CLAIMS_SQL, CLAIMED_SQL, (generation.key,)), relevant)
+        outcome.duplicates += len(claims.duplicates)
+        for item in claims.reused:
+            letters.append(DeadLetter(item.record, reused_error(item.event.envelope.event_id)))
+        if claims.reused:
+            log.warning(
+                "%s: %d records reuse an applied event id with other content (dead-lettered)",
+                generation.key,
+                len(claims.reused),
+            )
+        return claims.new
 
     def _dead_letter_alone(self, record: Record, error: str) -> Outcome:
         """Send one record PostgreSQL refused to the dead letters and move past it."""
@@ -387,14 +401,6 @@ def _sweep(store: Store[Any, Any], cur: Cursor[Any], schema: str, clock: datetim
         raise
     except Exception as exc:
         raise SweepError(f"the clock sweep at {clock.isoformat()} failed: {exc!r}") from exc
-
-
-def uuid_array(ids: Iterable[UUID]) -> str:
-    """A PostgreSQL array literal of uuids (cast with ``%s::uuid[]``).
-
-    psycopg dumps a list of UUID objects element by element in Python; the literal is one
-    string, and PostgreSQL parses it faster than the client can dump the list."""
-    return "{" + ",".join(map(str, ids)) + "}"
 
 
 def _partitions(records: Iterable[Record]) -> list[tuple[str, int]]:

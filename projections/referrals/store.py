@@ -10,7 +10,7 @@ from uuid import UUID
 
 from psycopg import Cursor, sql
 
-from projections.frame.batch import uuid_array
+from projections.frame.claims import uuid_array
 from projections.referrals.lifecycle import Board, Fact, Referral, derive
 
 _BOARD_COLUMNS = (

@@ -22,7 +22,8 @@ from events.envelope import Event
 from events.topics import Family, event_topic, patient_key
 from infra.migrate import apply_migrations
 from projections.frame import generations
-from projections.frame.batch import BatchProcessor, fixed_target, uuid_array
+from projections.frame.batch import BatchProcessor, fixed_target
+from projections.frame.claims import uuid_array
 from projections.frame.deadletters import KafkaDeadLetters
 from projections.frame.digest import digest
 from projections.frame.records import DeadLetter, Record

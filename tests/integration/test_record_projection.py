@@ -11,7 +11,6 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from workers import on_two_workers
 
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
@@ -36,6 +35,7 @@ from projections.record.memory import MemoryRecord
 from projections.record.projection import RECORD
 from projections.record.queries import default_table
 from projections.record.synthetic import START, stories
+from workers import on_two_workers
 
 CODEC = Codec(Catalog.load())
 LIVE = Generation("record", 1)

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 
 import psycopg
 import pytest
-from workers import on_two_workers
 
 import examples
 from consortium.topics import ensure_topics
@@ -34,6 +33,7 @@ from projections.transfers.projection import TRANSFERS
 from projections.transfers.queries import list_transfers
 from projections.transfers.stays import transfers_of
 from projections.transfers.synthetic import transfer_flows
+from workers import on_two_workers
 
 CODEC = Codec(Catalog.load())
 PERSONS = TRANSFERS.key_of.args[0]  # type: ignore[attr-defined]

@@ -187,7 +187,7 @@ def demo(
                 serve_until_interrupted(console, endpoints, gateway, child)
     finally:
         console.rule("[bold]shutting down")
-        shut_down(report=console.print)
+        shut_down(report=console.print, only=endpoints.started)
 
 
 def _every(console: Console, seconds: float) -> Callable[[str], None]:
@@ -407,7 +407,7 @@ def serve_until_interrupted(
         f"dashboard: {gateway.url}/dashboard  (a bureau analyst's token: {gateway.analyst_token})"
     )
     console.print(endpoints.export_lines(), end="")
-    console.print("Ctrl-C stops the gateway, the processors and the servers.")
+    console.print("Ctrl-C stops the gateway, the processors and the servers it started.")
     try:
         while gateway.process.poll() is None and processors.poll() is None:
             time.sleep(1.0)

@@ -24,6 +24,8 @@ class Endpoints:
 
     bootstrap_servers: str
     database_url: str
+    # The servers this call started ("kafka", "postgres"): whoever called it stops those only.
+    started: frozenset[str] = frozenset()
 
     def export_lines(self) -> str:
         """Shell lines that point other processes at these servers."""
@@ -36,7 +38,12 @@ class Endpoints:
 def ensure_up(nodes: int = 1, report: Report = _silent) -> Endpoints:
     """Use KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else start (or reuse) our own."""
     settings = get_settings()
-    endpoints = Endpoints(_kafka(settings, nodes, report), _postgres(settings, report))
+    started: set[str] = set()
+    endpoints = Endpoints(
+        _kafka(settings, nodes, report, started),
+        _postgres(settings, report, started),
+        frozenset(started),
+    )
     applied = apply_migrations(endpoints.database_url)
     report(f"migrations applied: {', '.join(applied)}" if applied else "migrations up to date")
     env_file = settings.state_dir / "env"
@@ -45,7 +52,7 @@ def ensure_up(nodes: int = 1, report: Report = _silent) -> Endpoints:
     return endpoints
 
 
-def _kafka(settings: Settings, nodes: int, report: Report) -> str:
+def _kafka(settings: Settings, nodes: int, report: Report, started: set[str]) -> str:
     """The configured bootstrap servers, or those of the project's own cluster."""
     if settings.kafka_bootstrap_servers:
         report(f"Kafka: using KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}")
@@ -56,11 +63,12 @@ def _kafka(settings: Settings, nodes: int, report: Report) -> str:
         return cluster.bootstrap
     report(f"Kafka: starting {nodes} node(s) …")
     bootstrap = cluster.start()
+    started.add("kafka")
     report(f"Kafka: up at {bootstrap} (pids {', '.join(map(str, cluster.pids.values()))})")
     return bootstrap
 
 
-def _postgres(settings: Settings, report: Report) -> str:
+def _postgres(settings: Settings, report: Report, started: set[str]) -> str:
     """The configured DATABASE_URL, or that of the project's own cluster."""
     if settings.database_url is not None:
         report("PostgreSQL: using DATABASE_URL")
@@ -70,23 +78,37 @@ def _postgres(settings: Settings, report: Report) -> str:
         report(f"PostgreSQL: already up at {server.url}")
         return server.url
     url = server.start()
+    started.add("postgres")
     report(f"PostgreSQL: up at {url} (pid {server.pid})")
     return url
 
 
-def shut_down(timeout: float = 30.0, report: Report = _silent) -> None:
-    """Stop the project's own Kafka and PostgreSQL (servers named by env vars are not ours)."""
+SERVERS = frozenset({"kafka", "postgres"})
+
+
+def shut_down(
+    timeout: float = 30.0, report: Report = _silent, only: frozenset[str] = SERVERS
+) -> None:
+    """Stop the project's own Kafka and PostgreSQL in the state folder, `only` those of them.
+
+    Servers named by env vars are never ours to stop. A command that found a server already up
+    (`Endpoints.started` does not name it) passes `only=endpoints.started` and leaves it running:
+    `make demo` beside `consortium infra up` must not stop the developer's servers."""
     state_dir = get_settings().state_dir
-    cluster = KafkaCluster.existing(state_dir / "kafka")
-    if cluster is not None and any(cluster.pids.values()):
+    if "kafka" not in only:
+        report("Kafka: left running (not started by this command)")
+    elif (cluster := KafkaCluster.existing(state_dir / "kafka")) and any(cluster.pids.values()):
         cluster.stop(timeout)
         report("Kafka: stopped")
     else:
         report("Kafka: not running")
     server = PostgresServer(state_dir / "postgres")
-    if server.is_running():
+    if "postgres" not in only:
+        report("PostgreSQL: left running (not started by this command)")
+    elif server.is_running():
         server.stop(timeout)
         report("PostgreSQL: stopped")
     else:
         report("PostgreSQL: not running")
-    (state_dir / "env").unlink(missing_ok=True)
+    if only >= SERVERS:
+        (state_dir / "env").unlink(missing_ok=True)

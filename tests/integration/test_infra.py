@@ -125,6 +125,14 @@ def test_concurrent_migrators_apply_each_migration_once(
     assert applied == [f"{n:04d}_step_{n}" for n in range(1, 6)]
 
 
+VISITOR = """
+from infra.runtime import ensure_up, shut_down
+endpoints = ensure_up()
+print("started:", sorted(endpoints.started))
+shut_down(report=print, only=endpoints.started)
+"""
+
+
 def test_cli_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
     env = {
         k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
@@ -151,6 +159,20 @@ def test_cli_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
         kafka_pid = json.loads((tmp_path / "kafka" / "cluster.json").read_text())["nodes"][0]["pid"]
         pg_pid = json.loads((tmp_path / "postgres" / "postgres.json").read_text())["pid"]
         assert "yes" in run("infra", "status")
+        # A command that found them up (the demo beside `infra up`) leaves them running.
+        visitor = subprocess.run(
+            [sys.executable, "-c", VISITOR],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert visitor.returncode == 0, visitor.stdout + visitor.stderr
+        assert visitor.stdout.splitlines()[0] == "started: []"
+        assert "Kafka: left running" in visitor.stdout
+        assert "PostgreSQL: left running" in visitor.stdout
+        assert pid_alive(kafka_pid) and pid_alive(pg_pid) and "yes" in run("infra", "status")
     finally:
         stopped = run("infra", "down")
         pgdata = json.loads((tmp_path / "postgres" / "postgres.json").read_text())["pgdata"]

@@ -118,7 +118,12 @@ def to_utc_millis(value: datetime) -> datetime:
     """Require a timezone-aware datetime; return it in UTC, cut to Avro's milliseconds."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("datetime must be timezone-aware (e.g. 2024-05-01T08:00:00Z), not naive")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00, 9999-12-31T23:59-01:00: no UTC time holds it
+        raise ValueError(
+            f"datetime {value.isoformat()} lies outside the years 1-9999 in UTC"
+        ) from None
     if value.microsecond % 1000:  # most inputs have milliseconds or less: no second copy
         return value.replace(microsecond=value.microsecond // 1000 * 1000)
     return value

@@ -214,6 +214,16 @@ def test_naive_occurred_at_is_refused() -> None:
     assert "timezone-aware" in errors[0][1]
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_no_utc_year_holds_is_a_named_value_error(text: str) -> None:
+    """Outside years 1-9999 once in UTC: a validation error on the field, not an OverflowError."""
+    data = example_data("LabResultReported")
+    data["envelope"]["occurred_at"] = data["envelope"]["recorded_at"] = text
+    errors = errors_of(data)
+    assert errors[0][0] == ("envelope", "occurred_at")
+    assert "outside the years 1-9999 in UTC" in errors[0][1]
+
+
 def test_unknown_source_is_refused() -> None:
     data = example_data("OrderCancelled")
     data["envelope"]["source"] = "439901-T99"

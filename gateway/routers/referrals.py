@@ -7,7 +7,7 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
@@ -33,6 +33,13 @@ router = APIRouter(
 )
 
 Direction = Literal["incoming", "outgoing", "UP", "DOWN", "LATERAL", "up", "down", "lateral"]
+# The states a desk can see (a referral awaiting its request is not shown), upper or lower case.
+State = Literal[
+    "REQUESTED", "ACCEPTED", "REJECTED", "CANCELLED", "EXPIRED", "ARRIVED", "COMPLETED",
+    "requested", "accepted", "rejected", "cancelled", "expired", "arrived", "completed",
+]  # fmt: skip
+assert {v.upper() for v in get_args(State)} == set(ReferralState) - {"AWAITING_REQUEST"}
+MAX_CURSOR = 200  # characters; ours are ~80
 READERS = frozenset({Role.REFERRAL_DESK, Role.CLINICIAN})
 PURPOSE = "COC"  # HL7 v3 PurposeOfUse: coordination of care
 POLL_S = 0.5
@@ -113,11 +120,29 @@ def _encode_cursor(row: dict[str, Any]) -> str:
 
 
 def _decode_cursor(token: str) -> tuple[datetime, UUID]:
+    """The position a `next` cursor names; anything else we did not issue is a 400."""
+    refused = ProblemError(400, "Bad request", "the page cursor is not one we issued")
+    if len(token) > MAX_CURSOR:
+        raise refused
     try:
-        at, rid = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return datetime.fromisoformat(at), UUID(rid)
-    except (ValueError, TypeError) as exc:
-        raise ProblemError(400, "Bad request", "the page cursor is not one we issued") from exc
+        decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: "[[[[…"
+        raise refused from exc
+    if not (
+        isinstance(decoded, list) and len(decoded) == 2 and all(isinstance(v, str) for v in decoded)
+    ):
+        raise refused
+    try:
+        return _aware(datetime.fromisoformat(decoded[0])), UUID(decoded[1])
+    except ValueError as exc:
+        raise refused from exc
+
+
+def _aware(at: datetime) -> datetime:
+    """A cursor's time, which must carry its offset (ours always do): naive is refused."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("a cursor's time carries its UTC offset")
+    return at
 
 
 @router.get("", summary="The referrals from or to the caller's institution")
@@ -125,7 +150,7 @@ async def list_referrals(
     request: Request,
     gateway: GatewayDep,
     principal: PrincipalDep,
-    state: Annotated[ReferralState | None, Query(description="the referral's state")] = None,
+    state: Annotated[State | None, Query(description="the referral's state")] = None,
     direction: Annotated[
         Direction | None,
         Query(description="incoming, outgoing, or a level direction (UP, DOWN, LATERAL)"),
@@ -172,9 +197,11 @@ async def stream_referrals(
     """Each changed referral as a `referral` event (audited before it is sent); resumable."""
     _may_read(principal)
     since = cursor
+    if since is not None and (since.tzinfo is None or since.utcoffset() is None):
+        raise ProblemError(400, "Bad request", "the cursor must carry its UTC offset")
     if last_event_id:
         try:
-            since = datetime.fromisoformat(last_event_id)
+            since = _aware(datetime.fromisoformat(last_event_id))
         except ValueError as exc:
             raise ProblemError(400, "Bad request", "Last-Event-ID is not a cursor") from exc
     if since is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import threading
@@ -160,7 +161,7 @@ def test_one_referral_with_its_timeline_and_404_when_it_is_not_theirs(
 )
 @given(
     institution=st.sampled_from((TOWNSHIP, COUNTY, VILLAGE)),
-    state=st.none() | st.sampled_from(STATES),
+    state=st.none() | st.sampled_from((*STATES, *(s.lower() for s in STATES))),
     direction=st.none() | st.sampled_from(("incoming", "outgoing", "UP", "DOWN")),
     overdue=st.none() | st.booleans(),
     limit=st.integers(1, 60),
@@ -177,13 +178,59 @@ def test_filters_and_paging_return_exactly_the_desks_matching_referrals(
     desk = bearer(board_url, institution, Role.REFERRAL_DESK)
     items = all_pages(client, desk, state=state, direction=direction, overdue=overdue, limit=limit)
     with psycopg.connect(board_url) as conn:
-        expected = list_referrals(conn, institution, state, direction, overdue)
+        expected = list_referrals(conn, institution, state and state.upper(), direction, overdue)
     shown = sorted(
         (r for r in expected if r["state"] != "AWAITING_REQUEST"),
         key=lambda r: (r["requested_at"], r["referral_id"]),
         reverse=True,
     )
     assert [i["referral_id"] for i in items] == [str(r["referral_id"]) for r in shown]
+
+
+def _token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        _token(json.dumps(["2026-01-01T00:00:00+00:00", 5]).encode()),  # an id that is no text
+        _token(b"[" * 3000),  # nesting deeper than the parser's recursion
+        _token(json.dumps(["2026-01-01T00:00:00", str(uuid.uuid4())]).encode()),  # naive time
+        _token(json.dumps({"at": "2026-01-01T00:00:00+00:00"}).encode()),
+        _token(json.dumps(["2026-01-01T00:00:00+00:00", "x" * 300]).encode()),  # too long
+        "not-base64-!",
+    ],
+    ids=["int-id", "deep-nesting", "naive-time", "object", "too-long", "not-base64"],
+)
+def test_a_page_cursor_we_did_not_issue_is_a_400(
+    client: TestClient, board_url: str, after: str
+) -> None:
+    desk = bearer(board_url, TOWNSHIP, Role.REFERRAL_DESK)
+    response = client.get("/v1/referrals", params={"after": after}, headers=desk)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == "the page cursor is not one we issued"
+
+
+@pytest.mark.parametrize("how", ["cursor", "last-event-id"])
+def test_a_stream_cursor_without_its_utc_offset_is_a_400(
+    client: TestClient, board_url: str, how: str
+) -> None:
+    """Refused before the stream starts (a naive time failed mid-stream, and the client's
+    reconnection with the same id re-sent, and re-audited, everything it had been sent)."""
+    desk = bearer(board_url, TOWNSHIP, Role.REFERRAL_DESK)
+    naive = "2024-05-01T00:00:00"
+    params = {"cursor": naive} if how == "cursor" else {}
+    headers = {**desk, **({"Last-Event-ID": naive} if how == "last-event-id" else {})}
+    response = client.get("/v1/referrals/stream", params=params, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_state_no_desk_sees_is_not_a_filter(client: TestClient, board_url: str) -> None:
+    desk = bearer(board_url, TOWNSHIP, Role.REFERRAL_DESK)
+    response = client.get("/v1/referrals", params={"state": "AWAITING_REQUEST"}, headers=desk)
+    assert response.status_code == 422, response.text
 
 
 def read_events(response: httpx.Response, wanted: set[str]) -> list[dict[str, Any]]:

@@ -29,6 +29,10 @@ class Table:
     # use: a rebuild creates them after its replay has loaded the rows (docs/processing.md).
     # Never a unique index (ON CONFLICT relies on those) nor one a store's query needs.
     after_load: str = ""
+    # A column that readers follow changes by (a feed of rows changed since a time): a switch
+    # sets it to the switch's time on every row of the new generation, so such a feed sends the
+    # new generation's rows once, also those written before its own cursor (docs/read-api.md).
+    changed_at: str = ""
 
 
 class Store(Protocol[K, A]):

@@ -107,6 +107,17 @@ def switch(cur: Cursor[Any], projection: Projection[Any, Any], generation: Gener
         " WHERE projection = %s AND generation = %s",
         (projection.name, generation.number),
     )
+    # The rows a rebuild wrote carry their own write times, earlier than a change feed's cursor:
+    # stamped with the switch's, the feed sends the new generation once (its rows may differ).
+    for table in projection.tables:
+        if table.changed_at:
+            cur.execute(
+                sql.SQL("UPDATE {}.{} SET {} = now()").format(
+                    sql.Identifier(generation.schema),
+                    sql.Identifier(table.name),
+                    sql.Identifier(table.changed_at),
+                )
+            )
     _point_readers(cur, projection, generation)
 
 

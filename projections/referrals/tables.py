@@ -61,6 +61,7 @@ CREATE INDEX ON {schema}.referrals (expires_at) WHERE state = 'REQUESTED';
         "parked_events",
     ),
     order_by=("referral_id",),
+    changed_at="projected_at",  # the desks' stream (gateway/routers/referrals.py)
 )
 
 TIMELINE = Table(

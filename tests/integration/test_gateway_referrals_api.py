@@ -32,7 +32,7 @@ from gateway.principals import Role
 from gateway.testing import issue_token, serving
 from infra.migrate import apply_migrations
 from projections.frame import generations
-from projections.frame.batch import BatchProcessor
+from projections.frame.batch import BatchProcessor, Target, fixed_target
 from projections.frame.records import DeadLetter, Record
 from projections.referrals.projection import REFERRALS
 from projections.referrals.queries import list_referrals
@@ -49,15 +49,17 @@ class NoDeadLetters:
         assert not letters, letters
 
 
-def project(url: str, events: list[Event], first_offset: int = 0) -> None:
-    """Run events through the referral projection into the live board."""
+def project(
+    url: str, events: list[Event], first_offset: int = 0, target: Target | None = None
+) -> None:
+    """Run events through the referral projection into the live board (or `target`)."""
     codec = Codec(Catalog.load())
     topic = event_topic(Family.REFERRAL, "q")
     records = [
         Record(topic, 0, first_offset + i, None, codec.encode_event(e))
         for i, e in enumerate(events)
     ]
-    processor = BatchProcessor(REFERRALS, url, codec, NoDeadLetters())
+    processor = BatchProcessor(REFERRALS, url, codec, NoDeadLetters(), target)
     processor.process(records)
     processor.close()
 
@@ -68,10 +70,15 @@ def board_url(scratch_database_url: str) -> str:
     apply_migrations(scratch_database_url)
     with psycopg.connect(scratch_database_url) as conn:
         generations.ensure_live(conn, REFERRALS)
+    project(scratch_database_url, board_events())
+    return scratch_database_url
+
+
+def board_events() -> list[Event]:
+    """The board's 120 flows, interleaved."""
     events = [e for f in referral_flows(7, 120) for e in f]
     random.Random(7).shuffle(events)
-    project(scratch_database_url, events)
-    return scratch_database_url
+    return events
 
 
 @pytest.fixture
@@ -97,7 +104,9 @@ def bearer(url: str, institution: str, role: Role) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(url, institution, role)}"}
 
 
-def all_pages(client: TestClient, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+def all_pages(
+    client: httpx.Client | TestClient, headers: dict[str, str], **params: Any
+) -> list[dict[str, Any]]:
     """Every item of a listing, following `next`."""
     items: list[dict[str, Any]] = []
     query = {k: v for k, v in params.items() if v is not None}
@@ -233,12 +242,24 @@ def test_a_state_no_desk_sees_is_not_a_filter(client: TestClient, board_url: str
     assert response.status_code == 422, response.text
 
 
-def read_events(response: httpx.Response, wanted: set[str]) -> list[dict[str, Any]]:
-    """Referral events of an SSE response until every wanted referral id was seen."""
+def read_events(
+    response: httpx.Response, wanted: set[str], polls: int = 1_000
+) -> list[dict[str, Any]]:
+    """Referral events of an SSE response until every wanted referral id was seen (at most
+    `polls` polls of the stream: its keep-alive ids, every 0.5 s)."""
     seen: list[dict[str, Any]] = []
     kind = None
     for line in response.iter_lines():
-        if line.startswith("event: "):
+        if not line:
+            kind = None  # the end of one message
+        elif line.startswith("id: ") and kind is None:  # a message of an id alone: a poll ended
+            polls -= 1
+            if polls < 0:
+                missing = wanted - {s["referral_id"] for s in seen}
+                raise AssertionError(
+                    f"{len(missing)} referrals not sent, e.g. {sorted(missing)[:3]}"
+                )
+        elif line.startswith("event: "):
             kind = line.removeprefix("event: ")
         elif line.startswith("data: "):
             assert kind == "referral", line
@@ -277,6 +298,34 @@ def test_the_stream_sends_a_desks_changes_since_its_cursor_and_nothing_else(
     # The sweep may also re-derive older referrals (overdue, expired): those are changes too.
     assert ours <= {s["referral_id"] for s in seen}
     assert all(TOWNSHIP in (s["from_institution"], s["to_institution"]) for s in seen)
+
+
+def test_a_switch_to_a_rebuilt_generation_sends_its_rows_to_the_stream(
+    app: FastAPI, board_url: str
+) -> None:
+    """A rebuild writes rows before a stream's cursor (and may hold more than the live board:
+    here six flows the live worker has not read); after the switch the stream sends them."""
+    desk = bearer(board_url, TOWNSHIP, Role.REFERRAL_DESK)
+    extra = [e for f in referral_flows(21, 6) for e in f]
+    with psycopg.connect(board_url) as conn:
+        rebuilt = generations.create(conn, REFERRALS, "building")
+    project(board_url, board_events() + extra, target=fixed_target(rebuilt))
+    with serving(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+        cursor = http.get("/v1/referrals", headers=desk).json()["stream_cursor"]
+        with psycopg.connect(board_url) as conn, conn.transaction(), conn.cursor() as cur:
+            generations.switch(cur, REFERRALS, rebuilt)
+        shown = {item["referral_id"] for item in all_pages(http, desk, limit=500)}
+        with http.stream(
+            "GET", "/v1/referrals/stream", params={"cursor": cursor}, headers=desk
+        ) as response:
+            seen = read_events(response, shown, polls=120)
+    new = {
+        str(e.referral_id)  # type: ignore[attr-defined]
+        for e in extra
+        if e.event_type == "ReferralRequested"
+        and TOWNSHIP in (e.from_institution, e.to_institution)  # type: ignore[attr-defined]
+    }
+    assert new and new <= shown <= {s["referral_id"] for s in seen}
 
 
 def test_the_stream_sends_no_referral_it_could_not_audit(app: FastAPI, board_url: str) -> None:

@@ -65,6 +65,17 @@ PREDECESSOR: dict[str, str] = {
     "ReferralPatientArrived": "ReferralAccepted",
     "ReferralCompleted": "ReferralPatientArrived",
 }
+# States no event leaves: once there, nothing pending can ever apply, so nothing waits.
+TERMINAL = frozenset(
+    {
+        ReferralState.REJECTED,
+        ReferralState.CANCELLED,
+        ReferralState.EXPIRED,
+        ReferralState.COMPLETED,
+    }
+)
+assert all(not (TERMINAL & moves_from) for moves_from, _ in TRANSITIONS.values())
+
 # Which parties of a referral may publish each event (the schemas' docs): the receiver answers,
 # receives the patient and closes the loop (its summary goes back to the sender); either party
 # may cancel (ReferralCancelled.cancelled_by names the referring or receiving institution or the
@@ -276,7 +287,7 @@ def derive(referral: Referral, clock: datetime | None) -> Board:
     # Once the request named the parties, an outsider's event never applies and counts for no
     # predecessor; before it, every event waits (its sender cannot be judged yet).
     requested = "requested_at" in row
-    waiting = _waiting(referral.facts, pending, requested, row)
+    waiting = set() if state in TERMINAL else _waiting(referral.facts, pending, requested, row)
     for fact in pending:
         if requested and not _by_a_party(fact, row):
             timeline.append(_entry(fact, EntryStatus.NOT_A_PARTY))

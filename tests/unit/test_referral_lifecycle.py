@@ -94,6 +94,33 @@ def test_what_follows_a_parked_event_is_parked_too_and_what_follows_an_ignored_o
     assert statuses["ReferralAccepted"] is statuses["ReferralPatientArrived"] is EntryStatus.IGNORED
 
 
+def test_nothing_waits_once_the_referral_is_closed() -> None:
+    """An arrival (or completion) without an acceptance, after a rejection or a cancellation:
+    nothing can apply once the referral is closed, so it is IGNORED, not PARKED forever, and
+    the row counts no parked events."""
+    arrived = _moved(examples.referral_patient_arrived(), timedelta(hours=20))
+    completed = _moved(examples.referral_completed(), timedelta(days=3))
+    for answer in (examples.referral_rejected(), examples.referral_cancelled()):
+        board = _final([examples.referral_requested(), _moved(answer, timedelta(hours=1)), arrived])
+        assert board.state in (ReferralState.REJECTED, ReferralState.CANCELLED)
+        assert {e.kind: e.status for e in board.timeline}["ReferralPatientArrived"] is (
+            EntryStatus.IGNORED
+        )
+        board = _final(
+            [examples.referral_requested(), _moved(answer, timedelta(hours=1)), completed]
+        )
+        assert [e.status for e in board.timeline][-1] is EntryStatus.IGNORED
+        assert not any(e.status is EntryStatus.PARKED for e in board.timeline)
+    # Expired on the clock: a later acceptance and what follows it are ignored too.
+    requested = examples.referral_requested()
+    late = _moved(examples.referral_patient_arrived(), timedelta(days=9))
+    board = _final([requested, late])
+    assert board.state is ReferralState.EXPIRED
+    assert {e.kind: e.status for e in board.timeline}[
+        "ReferralPatientArrived"
+    ] is EntryStatus.IGNORED
+
+
 def test_an_unanswered_request_is_overdue_when_the_clock_passes_its_deadline() -> None:
     requested = examples.referral_requested()  # ROUTINE: 72 h
     referral = evolve(None, requested)

@@ -344,17 +344,23 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
-def _referral_id(ctx: Context, origin: str | None) -> str:
+def _referral_id(ctx: Context, referrer: str | None) -> str:
+    """The referral's id: RF1-6.1 when a UUID, else derived from the referring institution's
+    code (the request's MSH-4, the answer's MSH-6) and its referral number.
+
+    Never from RF1-6.2, the assigning authority the sender writes: with it another member's
+    request could name a referrer's number in the referrer's namespace, and take the referral
+    over with an earlier request (found in review). The referrer's code comes from MSH, which
+    the sender's credential is checked against."""
     rf1 = ctx.require("RF1")
     given = component(rf1.rf1_6, 1)
     if not given:
         raise Hl7ValueError("RF1-6", "the originating referral identifier is required")
-    namespace = component(rf1.rf1_6, 2) or origin or ctx.source
     try:
         return str(uuid.UUID(given))
     except ValueError:
         # Both ends derive the same id from the referrer's code and its referral number.
-        return str(uuid.uuid5(HL7_REFERRALS, f"{namespace}|{given}"))
+        return str(uuid.uuid5(HL7_REFERRALS, f"{referrer or ctx.source}|{given}"))
 
 
 def _provider(ctx: Context, role: str) -> str | None:

@@ -182,28 +182,38 @@ def test_referral_request_and_acceptance_share_one_referral_id() -> None:
 def test_a_referral_number_is_in_its_referrers_namespace_whatever_rf1_6_2_says() -> None:
     """Another member cannot name a referrer's number in the referrer's namespace (RF1-6.2) and
     so make a request with the referrer's referral id; the referrer's own answer still pairs."""
-    own = mapped(
-        msh("REF^I12^REF_I12", "REF1", source=VILLAGE, to=TOWNSHIP),
-        "RF1|P|R|全科门诊|||V017-R0088",
-        "PRD|RP|赵^医生|||||V017-D001",
-        "PID|1||V017-0088^^^^PI||刘^芳||19700101|F",
-        "DG1|1||I10.x00^高血压^I10",
+
+    def referral_id(kind: str, source: str, to: str, rf1: str, prd: str, pid: str) -> str:
+        message = mapped(
+            msh(kind, f"R-{source}", source=source, to=to),
+            rf1,
+            prd,
+            f"PID|1||{pid}^^^^PI||刘^芳||19700101|F",
+            "DG1|1||I10.x00^高血压^I10",
+        )
+        return str(parse_event(message[0]).model_dump(mode="json")["referral_id"])
+
+    request = "REF^I12^REF_I12"
+    own = referral_id(
+        request, VILLAGE, TOWNSHIP, "RF1|P|R|全科门诊|||V017-R0088", "PRD|RP||||||V017-D1", "V1"
     )
-    forged = mapped(
-        msh("REF^I12^REF_I12", "REF2", source=COUNTY_HOSPITAL, to=TOWNSHIP),
+    forged = referral_id(
+        request,
+        COUNTY_HOSPITAL,
+        TOWNSHIP,
         f"RF1|P|R|全科门诊|||V017-R0088^{VILLAGE}",
-        "PRD|RP|钱^医生|||||C01-D001",
-        "PID|1||C01-0001^^^^PI||刘^芳||19700101|F",
-        "DG1|1||I10.x00^高血压^I10",
+        "PRD|RP||||||C01-D1",
+        "C1",
     )
-    answer = mapped(
-        msh("RRI^I12^RRI_I12", "RRI3", source=TOWNSHIP, to=VILLAGE),
+    answer = referral_id(
+        "RRI^I12^RRI_I12",
+        TOWNSHIP,
+        VILLAGE,
         f"RF1|A|R||||V017-R0088^{COUNTY_HOSPITAL}",
-        "PRD|RT|孙^医生|||||T03-RD01",
-        "PID|1||T03-P5521^^^^PI||刘^芳||19700101|F",
+        "PRD|RT||||||T03-D1",
+        "T1",
     )
-    ids = [parse_event(m[0]).model_dump(mode="json")["referral_id"] for m in (own, forged, answer)]
-    assert ids[0] != ids[1] and ids[0] == ids[2]
+    assert own != forged and own == answer
 
 
 def test_a_message_without_the_referral_number_is_an_error_naming_rf1_6() -> None:

@@ -15,10 +15,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from events.envelope import Event
 from events.publisher import Delivery, PublishError, UnpublishableError
+from events.referral import ReferralRequested
 from gateway.delivery import INLINE_EVENTS, AsyncPublisher
 from gateway.grouped import Grouped
 from gateway.principals import Principal
 from gateway.problems import FieldError, ProblemError, jsonpath, pointer
+from gateway.referral_claims import requested_by_others
 
 log = logging.getLogger(__name__)
 Recorded = dict[UUID, tuple[bytes, Delivery]]
@@ -223,6 +225,7 @@ class Ingest:
         if conflicts:
             raise _id_conflict(conflicts)
         fresh = [events[i] for i in first.values() if events[i].envelope.event_id not in known]
+        await self._claim_referrals(principal, events, fresh, batch)
         if fresh:
             # Concurrent requests with these ids (any process) may have published them since.
             fresh, others = await self._reserve(fresh, digests, first, batch)
@@ -235,6 +238,31 @@ class Ingest:
             [by_id[e.envelope.event_id] for e in events],
             replayed=sum(1 for e in events if e.envelope.event_id in known),
         )
+
+    async def _claim_referrals(
+        self, principal: Principal, events: Sequence[Event], fresh: list[Event], batch: bool
+    ) -> None:
+        """409 for a new request of a referral id another institution requested first."""
+        requested = [e.referral_id for e in fresh if isinstance(e, ReferralRequested)]
+        if not requested:
+            return
+        taken = await requested_by_others(self._pool, principal.institution, requested)
+        if taken:
+            raise ProblemError(
+                409,
+                "Conflict",
+                "another institution requested these referral ids first; nothing was published",
+                kind="referral-of-another-institution",
+                errors=[
+                    _located(
+                        i if batch else None,
+                        "this referral id was requested by another institution",
+                        "referral_id",
+                    )
+                    for i, e in enumerate(events)
+                    if isinstance(e, ReferralRequested) and e.referral_id in taken
+                ],
+            )
 
     async def _reserve(
         self, fresh: list[Event], digests: list[bytes], first: dict[UUID, int], batch: bool

@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from events.topics import DEAD_LETTER_TOPICS, Family
+from events.topics import DEAD_LETTER_TOPICS, EVENT_TOPICS, Family
 
 
 def read_dead_letters(
@@ -25,3 +25,18 @@ def read_dead_letters(
             break
     consumer.close()
     return found
+
+
+def end_offsets(bootstrap: str, consortium_id: str) -> int:
+    """How many messages the consortium's event topics hold."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets"})
+    try:
+        total = 0
+        for spec in EVENT_TOPICS.values():
+            topic = spec.name(consortium_id)
+            for p in range(spec.partitions):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                total += high - low
+        return total
+    finally:
+        consumer.close()

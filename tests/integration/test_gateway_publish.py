@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -14,10 +16,11 @@ from fastapi.testclient import TestClient
 
 from consortium.topics import ensure_topics
 from events.topics import EVENT_TOPICS, event_topic
-from examples import COUNTY_HOSPITAL, TOWNSHIP, example_data
+from examples import COUNTY_HOSPITAL, TOWNSHIP, VILLAGE, example_data
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.testing import issue_token, serving
+from kafka_reads import end_offsets
 
 TOWNSHIP_TYPES = ("PatientRegistered", "OutpatientVisitStarted", "OrderPlaced", "LabResultReported")
 
@@ -27,21 +30,6 @@ def fresh(kind: str, **envelope: Any) -> dict[str, Any]:
     data = example_data(kind)
     data["envelope"].update(event_id=str(uuid.uuid4()), **envelope)
     return data
-
-
-def end_offsets(bootstrap: str, consortium_id: str) -> int:
-    """How many messages the consortium's event topics hold."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets"})
-    try:
-        total = 0
-        for spec in EVENT_TOPICS.values():
-            topic = spec.name(consortium_id)
-            for p in range(spec.partitions):
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                total += high - low
-        return total
-    finally:
-        consumer.close()
 
 
 @pytest.fixture
@@ -340,3 +328,79 @@ def test_an_event_within_the_limit_but_above_librdkafkas_default_is_stored(
     response = client.post("/v1/events", json=batch, headers=township)
     assert response.status_code == 202, response.text
     assert end_offsets(config.bootstrap_servers, config.consortium_id) == 3
+
+
+# --- a referral id belongs to its first requester (docs/referrals.md, "Who names a referral")
+
+# Each requester's receiver, and the direction their levels give.
+ROUTES = {
+    VILLAGE: (TOWNSHIP, "UP"),
+    TOWNSHIP: (COUNTY_HOSPITAL, "UP"),
+    COUNTY_HOSPITAL: (TOWNSHIP, "DOWN"),
+}
+
+
+def request_of(referral_id: str, institution: str) -> dict[str, Any]:
+    """A ReferralRequested of the institution's, as JSON, with a new event id."""
+    data = example_data("ReferralRequested")
+    data["envelope"].update(
+        event_id=str(uuid.uuid4()),
+        source=institution,
+        patient_local_id=f"{institution[-4:]}-0001",
+        correlation_id=referral_id,
+    )
+    to, direction = ROUTES[institution]
+    data.update(
+        referral_id=referral_id,
+        from_institution=institution,
+        to_institution=to,
+        direction=direction,
+    )
+    return data
+
+
+def bearer(url: str, institution: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(url, institution)}"}
+
+
+def test_another_institutions_request_of_a_referral_id_is_409_and_not_published(
+    client: TestClient, config: GatewayConfig, database_url: str
+) -> None:
+    referral_id = str(uuid.uuid4())
+    village, county = bearer(database_url, VILLAGE), bearer(database_url, COUNTY_HOSPITAL)
+    own = client.post("/v1/events", json=request_of(referral_id, VILLAGE), headers=village)
+    assert own.status_code == 202, own.text
+    stored = end_offsets(config.bootstrap_servers, config.consortium_id)
+    # In a batch beside an event of its own: the whole batch is refused, the error located.
+    other_referral = request_of(str(uuid.uuid4()), COUNTY_HOSPITAL)
+    forged = request_of(referral_id, COUNTY_HOSPITAL)
+    answer = client.post("/v1/events", json=[other_referral, forged], headers=county)
+    assert answer.status_code == 409, answer.text
+    body = answer.json()
+    assert body["type"].endswith("referral-of-another-institution")
+    assert [e["path"] for e in body["errors"]] == ["$[1].referral_id"]
+    assert VILLAGE not in answer.text  # the holder is not named
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == stored
+    # The holder's own second request of the id (a correction) and retries still pass.
+    again = client.post("/v1/events", json=request_of(referral_id, VILLAGE), headers=village)
+    assert again.status_code == 202, again.text
+    alone = client.post("/v1/events", json=other_referral, headers=county)
+    assert alone.status_code == 202, alone.text
+
+
+def test_two_institutions_requesting_one_new_referral_id_at_once_get_one_202(
+    config: GatewayConfig, database_url: str
+) -> None:
+    village, township = bearer(database_url, VILLAGE), bearer(database_url, TOWNSHIP)
+
+    async def both(base: str, referral_id: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            answers = await asyncio.gather(
+                http.post("/v1/events", json=request_of(referral_id, VILLAGE), headers=village),
+                http.post("/v1/events", json=request_of(referral_id, TOWNSHIP), headers=township),
+            )
+        return sorted(a.status_code for a in answers)
+
+    with serving(create_app(config)) as base:
+        for _ in range(10):
+            assert asyncio.run(both(base, str(uuid.uuid4()))) == [202, 409]

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from gateway import credentials
+from gateway import streams
 from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
-from gateway.problems import ProblemError, problem_body
+from gateway.problems import ProblemError
 from projections.referrals import reads
 from projections.referrals.lifecycle import ReferralState
 
@@ -225,10 +225,9 @@ async def _changes(
             rows = await reads.changes_since(conn, principal.institution, since)
             # The credential is read again every poll, after the rows: a change committed after
             # a revocation is read by a poll whose check comes later still, and is never sent.
-            active = await credentials.is_active(conn, principal.credential_id)
-        if not active:
-            revoked = ProblemError(401, "Unauthorized", "the token is unknown or revoked")
-            yield _event("error", since, _problem(revoked))
+            revoked = await streams.revoked(conn, principal)
+        if revoked is not None:
+            yield _event("error", since, revoked)
             return
         for row in rows:
             if sent.get(row["referral_id"]) == row["projected_at"]:
@@ -242,7 +241,7 @@ async def _changes(
                     resource_id=str(row["referral_id"]),
                 )
             except ProblemError as exc:
-                yield _event("error", since, _problem(exc))
+                yield _event("error", since, streams.problem_data(exc))
                 return
             sent[row["referral_id"]] = row["projected_at"]
             yield _event("referral", since, Referral.model_validate(row).model_dump(mode="json"))
@@ -250,11 +249,6 @@ async def _changes(
         sent = {rid: at for rid, at in sent.items() if at >= since}
         yield f"id: {since.isoformat()}\n\n"  # the resume point moves on; doubles as keep-alive
         await asyncio.sleep(POLL_S)
-
-
-def _problem(exc: ProblemError) -> dict[str, Any]:
-    """The problem details body of an error ending a stream (its HTTP status is long sent)."""
-    return problem_body(exc.status, exc.title, exc.detail, kind=exc.kind)
 
 
 def _event(kind: Literal["referral", "error"], cursor: datetime, data: dict[str, Any]) -> str:

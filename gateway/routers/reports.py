@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from events.codec import Codec, DecodeError
 from events.membership import CODE_PATTERN, InstitutionLevel, load_membership
 from events.topics import REPORTING_TOPICS, REPORTING_VIEWS
+from gateway import streams
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
@@ -333,6 +334,7 @@ async def transfers(gateway: GatewayDep, _: AnalystDep, day: DayQuery = None) ->
 # rather than polling PostgreSQL: a bureau's dashboard and a bureau's own Kafka client then
 # see the same messages, and the gateway keeps no state (a reconnect names its positions).
 KEEPALIVE_S = 10.0
+STREAM_BATCH = 100  # figures sent after one reading of the credential, at most
 POSITIONS_PREFIX = "p1:"
 
 
@@ -452,16 +454,30 @@ def _event(name: str, event_id: str, data: Any) -> bytes:
     return f"event: {name}\nid: {event_id}\ndata: {body}\n\n".encode()
 
 
-async def _changes(tail: _Tail) -> AsyncIterator[bytes]:
+async def _changes(tail: _Tail, gateway: Gateway, principal: Principal) -> AsyncIterator[bytes]:
     try:
-        yield b"retry: 2000\n\n" + _event("ready", tail.started.result(), {})
+        position = tail.started.result()
+        yield b"retry: 2000\n\n" + _event("ready", position, {})
         while True:
+            taken: list[tuple[str, str, dict[str, Any]]] = []
             try:
-                event_id, view, record = await asyncio.wait_for(tail.queue.get(), KEEPALIVE_S)
+                taken.append(await asyncio.wait_for(tail.queue.get(), KEEPALIVE_S))
+                while len(taken) < STREAM_BATCH and not tail.queue.empty():
+                    taken.append(tail.queue.get_nowait())
             except TimeoutError:
+                pass
+            # The credential is read after the figures were taken and before any is sent (as
+            # the referral stream does every poll): a figure taken after a revocation
+            # committed is never sent, and an idle stream ends at its next keepalive.
+            async with gateway.pool.connection() as conn:
+                revoked = await streams.revoked(conn, principal)
+            if revoked is not None:
+                yield _event("error", position, revoked)  # resuming from it misses nothing
+                return
+            if not taken:
                 yield b": keepalive\n\n"  # a gone client is noticed when this write fails
-                continue
-            yield _event("figures", event_id, {"view": view, "record": record})
+            for position, view, record in taken:
+                yield _event("figures", position, {"view": view, "record": record})
     finally:
         tail.stop.set()
 
@@ -474,11 +490,12 @@ async def _changes(tail: _Tail) -> AsyncIterator[bytes]:
 )
 async def stream(
     gateway: GatewayDep,
-    _: AnalystDep,
+    principal: AnalystDep,
     last_event_id: Annotated[str | None, Header(max_length=4_096)] = None,
 ) -> StreamingResponse:
     """`ready`, then one `figures` event per changed record (`{view, record}`); each id holds
-    the stream's positions, so a reconnect with Last-Event-ID misses nothing."""
+    the stream's positions, so a reconnect with Last-Event-ID misses nothing. A revoked
+    credential ends the stream with an `error` event (a 401 problem body), nothing after it."""
     tail = _Tail(gateway, last_event_id)
     try:
         await asyncio.wait_for(asyncio.shield(tail.started), 30)
@@ -491,7 +508,7 @@ async def stream(
             headers={"Retry-After": "5"},
         ) from exc
     return StreamingResponse(
-        _changes(tail),
+        _changes(tail, gateway, principal),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -28,6 +28,7 @@ from events.envelope import Event
 from events.membership import Membership, load_membership
 from events.referral import ReferralEvent, ReferralRequested
 from projections.referrals.lifecycle import (
+    Board,
     EntryStatus,
     Fact,
     Referral,
@@ -261,21 +262,35 @@ def _referral(entity: Entity, clock: datetime | None, members: Membership) -> li
     direction = _direction(board.direction, sender, receiver, members)
     if direction != "UNKNOWN":
         found.append(Contribution(sender, f"referrals_{direction.lower()}", at))
-        found.append(Contribution(receiver, "referrals_received", at))
+        found += _received(board, receiver, at)
     if sender in members and receiver in members:  # the flow matrix: sender x destination level
         found.append(Contribution(sender, f"referrals_to_{members.level(receiver).value}", at))
-    applied = {e.kind: e.at for e in board.timeline if e.status is EntryStatus.APPLIED}
-    accepted = applied.get("ReferralAccepted")
-    if accepted is not None:
-        minutes = int((accepted - at).total_seconds() // 60)
-        found.append(Contribution(receiver, "referrals_accepted", at, 1, minutes))
-    if accepted or "ReferralRejected" in applied or board.state is ReferralState.EXPIRED:
-        found.append(Contribution(receiver, "referrals_decided", at))
-    if board.overdue:
-        found.append(Contribution(receiver, "referrals_overdue", at))
     if board.state is ReferralState.COMPLETED and board.closed_at is not None:
         # The loop closes at the sender: the summary came back (回转).
         found.append(Contribution(sender, "referrals_completed", board.closed_at))
+    return found
+
+
+def _received(board: Board, receiver: str, at: datetime) -> list[Contribution]:
+    """A received referral in its request window: received, in exactly one of the disjoint
+    fates (accepted, not accepted, undecided), decided when it is one of the first two, and
+    overdue or not; so the cohort's lines (measures.REFERRAL_COHORT_LINES) are identities."""
+    found = [Contribution(receiver, "referrals_received", at)]
+    applied = {e.kind: e.at for e in board.timeline if e.status is EntryStatus.APPLIED}
+    accepted = applied.get("ReferralAccepted")
+    decided = bool(
+        accepted or "ReferralRejected" in applied or board.state is ReferralState.EXPIRED
+    )
+    if accepted is not None:
+        minutes = int((accepted - at).total_seconds() // 60)
+        found.append(Contribution(receiver, "referrals_accepted", at, 1, minutes))
+    else:
+        fate = "referrals_not_accepted" if decided else "referrals_undecided"
+        found.append(Contribution(receiver, fate, at))
+    if decided:
+        found.append(Contribution(receiver, "referrals_decided", at))
+    overdue = "referrals_overdue" if board.overdue else "referrals_not_overdue"
+    found.append(Contribution(receiver, overdue, at))
     return found
 
 

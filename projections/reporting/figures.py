@@ -23,6 +23,7 @@ from projections.reporting.measures import (
     PUBLIC_COUNTS,
     RECEIVED_BY_DIRECTION,
     RECEIVED_IS_SENT,
+    REFERRAL_COHORT_LINES,
     STOCKS,
     THRESHOLD,
     destinations_by_direction,
@@ -140,6 +141,7 @@ def lines_of(values: Mapping[Scoped, int], members: Membership, consortium: str)
         for into, out in RECEIVED_IS_SENT:
             lines.append(Line((*at, into), ((*at, out),)))
     lines += _flow_lines(values, members, consortium)
+    lines += _cohort_lines(values)
     hours: dict[tuple[ScopeKind, str, datetime, str], list[Scoped]] = defaultdict(list)
     for kind, scope, grain, start, measure in values:
         if grain is Grain.HOUR and measure in PERSON_COUNTS and measure not in STOCKS:
@@ -151,6 +153,21 @@ def lines_of(values: Mapping[Scoped, int], members: Membership, consortium: str)
         line
         for line in lines
         if values.get(line.total, 0) or any(values.get(p) for p in line.parts)
+    ]
+
+
+def _cohort_lines(values: Mapping[Scoped, int]) -> list[Line]:
+    """At every scope and window with received referrals: received and decided are the sums of
+    their disjoint parts (accepted, not accepted, undecided; overdue or not)."""
+    at_of = {
+        (kind, scope, grain, start)
+        for (kind, scope, grain, start, measure), value in values.items()
+        if value and measure == "referrals_received"
+    }
+    return [
+        Line((*at, total), tuple((*at, p) for p in parts))
+        for at in sorted(at_of)
+        for total, parts in REFERRAL_COHORT_LINES
     ]
 
 

@@ -18,6 +18,20 @@ REPEAT_CHECKS: Final = (
     "repeat_checks_flagged_not_reused",
 )
 
+# A receiver's referrals of one request window (a cohort), in disjoint parts by what became of
+# them: accepted, not accepted (rejected or lapsed), undecided (waiting, or cancelled by the
+# sender); and overdue or not. Received and decided are totals of these parts and published
+# beside them only through their lines (REFERRAL_COHORT_LINES): before, received, decided and
+# accepted stood side by side unlinked, and decided - accepted or received - decided gave
+# counts of 1 to 4 while every published count was 0 or at least 5.
+REFERRAL_FATES: Final = ("referrals_accepted", "referrals_not_accepted", "referrals_undecided")
+REFERRAL_COHORT_LINES: Final = (
+    ("referrals_received", REFERRAL_FATES),
+    ("referrals_decided", ("referrals_accepted", "referrals_not_accepted")),
+    ("referrals_received", ("referrals_decided", "referrals_undecided")),  # the two above joined
+    ("referrals_received", ("referrals_overdue", "referrals_not_overdue")),
+)
+
 # Counts of people or of their encounters: published only when 0 or at least 5.
 PERSON_COUNTS: Final = (
     "admissions",
@@ -31,7 +45,10 @@ PERSON_COUNTS: Final = (
     "referrals_received",
     "referrals_accepted",
     "referrals_decided",
+    "referrals_not_accepted",
+    "referrals_undecided",
     "referrals_overdue",
+    "referrals_not_overdue",
     "referrals_completed",
     *DESTINATIONS,
     "transfers_received_referred",

@@ -24,6 +24,7 @@ from events.encounter import OutpatientVisitStarted
 from events.envelope import Event
 from events.topics import event_topic
 from examples import COUNTY_HOSPITAL, TOWNSHIP
+from gateway import credentials
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.principals import Role
@@ -329,6 +330,46 @@ def test_the_stream_sends_each_change_as_it_lands_and_resumes_from_last_event_id
     text = json.dumps([e[2] for e in received + resumed], ensure_ascii=False)
     leaked = sorted(x for x in identifiers([*stack.events, *late]) if x in text)
     assert not leaked, leaked[:10]
+
+
+@pytest.mark.parametrize(
+    "keepalive_s",
+    [0.3, 3_600.0],  # the revocation may be seen at a keepalive, or only by figures' own check
+    ids=["keepalives", "figures-only"],
+)
+def test_the_stream_ends_once_its_credential_is_revoked(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, keepalive_s: float
+) -> None:
+    monkeypatch.setattr(reports, "KEEPALIVE_S", keepalive_s)
+    token = stack.analyst["Authorization"].removeprefix("Bearer ")
+    [credential_id] = credentials.credential_ids([token])
+    day = busiest_day(stack)
+    stream_url = f"{stack.url}/v1/reports/stream"
+    with httpx.stream(
+        "GET", stream_url, headers=stack.analyst, timeout=httpx.Timeout(30, read=60)
+    ) as response:
+        events = events_of(response, wanted=10_000)
+        name, ready_id, _ = next(events)
+        assert name == "ready"
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE gateway_credentials SET revoked_at = now() WHERE credential_id = %s",
+                (credential_id,),
+            )
+        assert (
+            httpx.get(f"{stack.url}/v1/reports/members", headers=stack.analyst).status_code == 401
+        )
+        # Figures land on the topics after the revocation: none of them may be sent.
+        assert stack.project(late_visits(stack.events, day)) > 0
+        after: list[tuple[str, str, Any]] = []
+        for event in events:  # until the stream ends, or a figure is sent after all
+            after.append(event)
+            if event[0] == "figures":
+                break
+    assert [e[0] for e in after] == ["error"], [e[0] for e in after]
+    [(_, error_id, problem)] = after
+    assert problem["status"] == 401 and problem["title"] == "Unauthorized"
+    assert error_id == ready_id  # nothing was sent: a reconnect would start where it stood
 
 
 def test_a_database_without_the_reporting_projection_answers_503(

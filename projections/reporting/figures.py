@@ -227,13 +227,19 @@ def _median(ordered: list[int]) -> float:
     return float(ordered[mid]) if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def _statistic(samples: list[int], fn: Any, count_hidden: bool) -> dict[str, Any]:
-    """A statistic over values, withheld below the threshold (it would describe few people)
+# A nearest-rank p90 over fewer values than this is their maximum: one person's exact value.
+P90_THRESHOLD = 10
+
+
+def _statistic(
+    samples: list[int], fn: Any, count_hidden: bool, at_least: int = THRESHOLD
+) -> dict[str, Any]:
+    """A statistic over values, withheld below `at_least` values (it would describe few people)
     and whenever the count of its values is hidden: a published median would tell that a
     complementary-suppressed count is at least 5, which can undo the suppression."""
     if not samples:
         return _figure(None)
-    if len(samples) < THRESHOLD or count_hidden:
+    if len(samples) < at_least or count_hidden:
         return _figure(None, hidden=True)
     return _figure(fn(sorted(samples)))
 
@@ -279,7 +285,9 @@ def _record(
             cell("referrals_accepted"), [cell("referrals_decided")], values, hidden
         ),
         "acceptance_minutes_median": _statistic(waits, _median, waits_hidden),
-        "acceptance_minutes_p90": _statistic(waits, lambda s: _percentile(s, 0.9), waits_hidden),
+        "acceptance_minutes_p90": _statistic(
+            waits, lambda s: _percentile(s, 0.9), waits_hidden, P90_THRESHOLD
+        ),
         "share_referrals_down": _ratio(
             cell("referrals_down"), [cell(d) for d in DIRECTIONS], values, hidden
         ),

@@ -65,8 +65,12 @@ async def referral_page(
 
 
 async def referral(conn: AsyncConnection[Any], referral_id: UUID) -> dict[str, Any] | None:
-    """One referral with its timeline, whoever it belongs to (the caller checks access)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    """One referral with its timeline, whoever it belongs to (the caller checks access).
+
+    The row and its timeline are read in one snapshot (a batch between two autocommit reads
+    gave a row of one write and the timeline of the next)."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         await cur.execute(
             sql.SQL("{} WHERE r.referral_id = %s AND {}").format(sql.SQL(_SELECT), _KNOWN),
             (referral_id,),

@@ -44,8 +44,9 @@ RECORDED_ROWS_BINARY = RECORDED_ROWS.replace("ANY(%s)", "ANY(%b::uuid[])")
 # nothing): with the row that held the id when the statement started if it was committed by
 # then (topic and offset NULL while still reserved), else all NULL — reserved by a statement
 # that committed meanwhile, in progress. An id is taken when it was new, or its reservation is
-# older than %s seconds (its holder is gone). Sorted, so that two statements never wait on each
-# other's rows in opposite orders.
+# older than %s seconds (its holder is gone) and holds the same content and source: the holder
+# may have published before it died, so other content never takes its id over (409). Sorted,
+# so that two statements never wait on each other's rows in opposite orders.
 #
 # Committed without waiting for the WAL flush (synchronous_commit off, for this statement's
 # transaction only): a reservation guards against concurrent requests while they run, so one
@@ -58,9 +59,9 @@ RESERVE = (
     " taken AS (INSERT INTO gateway_published_events AS g"
     " (event_id, content_sha256, source, reserved_at)"
     " SELECT event_id, content_sha256, source, now() FROM want ORDER BY event_id"
-    " ON CONFLICT (event_id) DO UPDATE SET content_sha256 = EXCLUDED.content_sha256,"
-    " source = EXCLUDED.source, reserved_at = EXCLUDED.reserved_at"
+    " ON CONFLICT (event_id) DO UPDATE SET reserved_at = EXCLUDED.reserved_at"
     " WHERE g.kafka_offset IS NULL AND g.reserved_at < now() - make_interval(secs => %s)"
+    " AND g.content_sha256 = EXCLUDED.content_sha256 AND g.source = EXCLUDED.source"
     " RETURNING g.event_id)"
     " SELECT w.event_id, g.content_sha256, g.topic, g.kafka_partition, g.kafka_offset"
     " FROM want w LEFT JOIN gateway_published_events g ON g.event_id = w.event_id"
@@ -487,8 +488,8 @@ class Ingest:
                 unique.setdefault(row[0], row)
         columns = list(zip(*unique.values(), strict=True))
         async with self._pool.connection() as conn:
-            # Fills this request's reservations (unless a later request took one over with other
-            # content); a published id keeps its first row.
+            # Fills this request's reservations (a takeover keeps the content, so the digest
+            # check is only a guard); a published id keeps its first row.
             await conn.execute(
                 "INSERT INTO gateway_published_events AS g"
                 " (event_id, content_sha256, source, topic, kafka_partition, kafka_offset)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,9 +16,10 @@ import pytest
 from test_gateway_publish import end_offsets, fresh
 
 from consortium.topics import ensure_topics
+from events.publisher import Publisher
 from events.registry import parse_event
 from events.topics import EVENT_TOPICS
-from examples import TOWNSHIP
+from examples import TOWNSHIP, VILLAGE
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.ingest import content_digest
@@ -52,6 +54,12 @@ def bases(request: pytest.FixtureRequest, config: GatewayConfig) -> Iterator[tup
 @pytest.fixture
 def township(database_url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(database_url, TOWNSHIP)}"}
+
+
+@pytest.fixture
+def quick(config: GatewayConfig) -> GatewayConfig:
+    """A gateway that gives up on Kafka after 1 s: it waits 6 s, a reservation is stale at 12 s."""
+    return dataclasses.replace(config, publish_timeout_s=1)
 
 
 async def _both(
@@ -133,3 +141,25 @@ def test_a_stale_reservation_is_taken_over_and_a_live_one_is_503_in_progress(
         again = httpx.post(f"{base}/v1/events", json=stale, headers=township, timeout=60)
         assert again.json() == taken.json()
     assert end_offsets(kafka_bootstrap, fresh_consortium_id) == 1
+
+
+def test_a_stale_reservation_is_taken_over_only_by_its_own_content(
+    quick: GatewayConfig, database_url: str, township: dict[str, str]
+) -> None:
+    """A gateway produced A, Kafka acknowledged it, and the gateway died before recording it.
+    Before, other content with A's id (from any institution) took the stale reservation over and
+    was published too: two events with one id in Kafka, and the retry of A got 409."""
+    a = fresh("LabResultReported")
+    elsewhere = {**a, "envelope": {**a["envelope"], "source": VILLAGE}}
+    village = {"Authorization": f"Bearer {issue_token(database_url, VILLAGE)}"}
+    with Publisher(quick.bootstrap_servers, quick.consortium_id) as p:
+        p.publish([parse_event(a)])
+    _reserve(database_url, a, "1 hour")
+    with serving(create_app(quick)) as base:
+        other = httpx.post(f"{base}/v1/events", json=twin(a), headers=township, timeout=60)
+        foreign = httpx.post(f"{base}/v1/events", json=elsewhere, headers=village, timeout=60)
+        retried = httpx.post(f"{base}/v1/events", json=a, headers=township, timeout=60)
+    assert [other.status_code, foreign.status_code] == [409, 409], [other.text, foreign.text]
+    assert retried.status_code == 202, retried.text
+    # A, and A again from its retry (the known limit: its record was lost); never other content.
+    assert end_offsets(quick.bootstrap_servers, quick.consortium_id) == 2

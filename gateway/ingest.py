@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from psycopg_pool import AsyncConnectionPool
@@ -42,11 +42,12 @@ RECORDED_ROWS_BINARY = RECORDED_ROWS.replace("ANY(%s)", "ANY(%b::uuid[])")
 # Reserve event ids before publishing them (one statement for a group of requests). Rows come
 # back only for the ids the statement did not take (usually none: the common case parses
 # nothing): with the row that held the id when the statement started if it was committed by
-# then (topic and offset NULL while still reserved), else all NULL — reserved by a statement
-# that committed meanwhile, in progress. An id is taken when it was new, or its reservation is
-# older than %s seconds (its holder is gone) and holds the same content and source: the holder
-# may have published before it died, so other content never takes its id over (409). Sorted,
-# so that two statements never wait on each other's rows in opposite orders.
+# then (topic and offset NULL while still reserved; whether the reservation had lapsed), else
+# all NULL — reserved by a statement that committed meanwhile, in progress. An id is taken when
+# it was new, or its reservation is older than %s seconds (its holder is gone) and holds the
+# same content and source: the holder may have published before it died, so other content never
+# takes its id over (409). Sorted, so that two statements never wait on each other's rows in
+# opposite orders.
 #
 # Committed without waiting for the WAL flush (synchronous_commit off, for this statement's
 # transaction only): a reservation guards against concurrent requests while they run, so one
@@ -63,15 +64,27 @@ RESERVE = (
     " WHERE g.kafka_offset IS NULL AND g.reserved_at < now() - make_interval(secs => %s)"
     " AND g.content_sha256 = EXCLUDED.content_sha256 AND g.source = EXCLUDED.source"
     " RETURNING g.event_id)"
-    " SELECT w.event_id, g.content_sha256, g.topic, g.kafka_partition, g.kafka_offset"
+    " SELECT w.event_id, g.content_sha256, g.topic, g.kafka_partition, g.kafka_offset,"
+    " g.reserved_at < now() - make_interval(secs => %s)"
     " FROM want w LEFT JOIN gateway_published_events g ON g.event_id = w.event_id"
     " WHERE w.event_id NOT IN (SELECT event_id FROM taken)"
 )
 # One reservation: id, content digest, source.
 Wanted = tuple[UUID, bytes, str]
-# What a reservation found for one request: the ids it holds now, and the rows of the others
-# (digest, and the delivery once published, None while another request's publish is running).
-Reserved = tuple[set[UUID], dict[UUID, tuple[bytes, Delivery | None]]]
+
+
+class Held(NamedTuple):
+    """Another request's row of an id: its content digest, its delivery once published (None
+    while a publish runs), and whether an unpublished reservation lapsed (its holder is gone,
+    perhaps after Kafka acknowledged it)."""
+
+    digest: bytes
+    delivery: Delivery | None
+    lapsed: bool
+
+
+# What a reservation found for one request: the ids it holds now, and the rows of the others.
+Reserved = tuple[set[UUID], dict[UUID, Held]]
 
 
 def reservation_shares(
@@ -81,12 +94,12 @@ def reservation_shares(
     the group want is given to the first only (the statement reserves it once); the second
     finds it in progress."""
     refused: set[UUID] = set()
-    seen: dict[UUID, tuple[bytes, Delivery | None]] = {}
-    for eid, digest, topic, partition, offset in rows:
+    seen: dict[UUID, Held] = {}
+    for eid, digest, topic, partition, offset, lapsed in rows:
         refused.add(eid)
         if digest is not None:
             delivery = None if offset is None else Delivery(eid, topic, partition, offset)
-            seen[eid] = (bytes(digest), delivery)
+            seen[eid] = Held(bytes(digest), delivery, bool(lapsed))
     given: set[UUID] = set()
     shares: list[Reserved] = []
     for wanted in requests:
@@ -136,9 +149,13 @@ def _located(index: int | None, detail: str, *field: str) -> FieldError:
     return FieldError(pointer=pointer(loc), path=jsonpath(loc), detail=detail)
 
 
-def _published_otherwise(index: int | None) -> FieldError:
-    """The error of an event whose id the record holds with other content."""
-    detail = "this event_id was already published with different content"
+def _published_otherwise(index: int | None, maybe: bool = False) -> FieldError:
+    """The error of an event whose id the record holds with other content (`maybe`: in a
+    reservation whose holder is gone, perhaps after publishing it)."""
+    if maybe:
+        detail = "this event_id may already have been published with different content"
+    else:
+        detail = "this event_id was already published with different content"
     return _located(index, detail, "envelope", "event_id")
 
 
@@ -242,8 +259,9 @@ class Ingest:
     ) -> tuple[list[Event], Recorded]:
         """Reserve the ids of `fresh`: those this request now holds (to publish), and the records
         of those another request published meanwhile with the same content (to replay). Another
-        request's reservation with other content is 409; one with the same content is waited for
-        (its publish takes milliseconds), and 503 if it is not published within the wait."""
+        request's reservation is waited for (its publish takes milliseconds), whatever its
+        content: 409 once it holds other content published (or lapsed: perhaps published), taken
+        once released, and 503 if it is neither within the wait."""
         wanted = {e.envelope.event_id: e for e in fresh}
         ours: set[UUID] = set()
         others: Recorded = {}
@@ -257,16 +275,22 @@ class Ingest:
             ]
             taken, seen = await self._reserve_rows(rows)
             ours |= taken
-            clashes = [eid for eid, (digest, _) in seen.items() if digest != digests[first[eid]]]
+            clashes = {
+                eid: held.delivery is None
+                for eid, held in seen.items()
+                if held.digest != digests[first[eid]] and (held.delivery is not None or held.lapsed)
+            }
             if clashes:
                 await self._release(ours)
                 raise _id_conflict(
                     [
-                        _published_otherwise(first[eid] if batch else None)
+                        _published_otherwise(first[eid] if batch else None, clashes[eid])
                         for eid in sorted(clashes, key=first.__getitem__)
                     ]
                 )
-            others.update({eid: (digest, d) for eid, (digest, d) in seen.items() if d is not None})
+            others.update(
+                {eid: (h.digest, h.delivery) for eid, h in seen.items() if h.delivery is not None}
+            )
             if len(ours) + len(others) == len(wanted):
                 return [e for eid, e in wanted.items() if eid in ours], others
             if time.monotonic() + pause > deadline:
@@ -294,7 +318,7 @@ class Ingest:
                 unique.setdefault(w[0], w)
         columns = [list(c) for c in zip(*unique.values(), strict=True)] or [[], [], []]
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(RESERVE, [*columns, self._stale_s])
+            cursor = await conn.execute(RESERVE, [*columns, self._stale_s, self._stale_s])
             rows = await cursor.fetchall()
         return reservation_shares(requests, rows)
 

@@ -163,3 +163,45 @@ def test_a_stale_reservation_is_taken_over_only_by_its_own_content(
     assert retried.status_code == 202, retried.text
     # A, and A again from its retry (the known limit: its record was lost); never other content.
     assert end_offsets(quick.bootstrap_servers, quick.consortium_id) == 2
+
+
+def _holder_ends(database_url: str, event: dict[str, Any], published: bool) -> None:
+    """The end of a reservation's publish: recorded at a (made-up) position, or released."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE gateway_published_events SET topic = 'elsewhere', kafka_partition = 0,"
+            " kafka_offset = 0 WHERE event_id = %s"
+            if published
+            else "DELETE FROM gateway_published_events WHERE event_id = %s",
+            (uuid.UUID(event["envelope"]["event_id"]),),
+        )
+
+
+def test_other_content_waits_for_a_live_reservation_then_goes_ahead_or_conflicts(
+    config: GatewayConfig, database_url: str, township: dict[str, str]
+) -> None:
+    """Before, other content against a reservation still publishing was 409 "already published"
+    at once, and 202 when resent after the holder's publish failed: two answers for one content.
+    Now it waits as the same content does: 202 if the holder releases the id, 409 if it
+    publishes it."""
+    released, published = fresh("LabResultReported"), fresh("LabResultReported")
+    _reserve(database_url, released, "0 seconds")
+    _reserve(database_url, published, "0 seconds")
+
+    async def run(base: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            posts = [
+                asyncio.ensure_future(client.post("/v1/events", json=twin(e), headers=township))
+                for e in (released, published)
+            ]
+            await asyncio.sleep(0.5)  # both wait (the gateway waits up to 15 s)
+            await asyncio.to_thread(_holder_ends, database_url, released, False)
+            await asyncio.to_thread(_holder_ends, database_url, published, True)
+            return list(await asyncio.gather(*posts))
+
+    with serving(create_app(config)) as base:
+        went_ahead, conflict = asyncio.run(run(base))
+    assert went_ahead.status_code == 202, went_ahead.text
+    assert conflict.status_code == 409, conflict.text
+    assert "already published" in conflict.json()["errors"][0]["detail"]
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == 1

@@ -261,9 +261,10 @@ class Ingest:
         of those another request published meanwhile with the same content (to replay). Another
         request's reservation is waited for (its publish takes milliseconds), whatever its
         content: 409 once it holds other content published (or lapsed: perhaps published), taken
-        once released, and 503 if it is neither within the wait."""
+        once released, and 503 if it is neither within the wait. While it waits, this request
+        holds none of its ids: two requests resending overlapping batches would otherwise each
+        hold what the other waits for, and both answer 503 with Kafka fine."""
         wanted = {e.envelope.event_id: e for e in fresh}
-        ours: set[UUID] = set()
         others: Recorded = {}
         deadline = time.monotonic() + self._wait_s
         pause = 0.005
@@ -271,10 +272,9 @@ class Ingest:
             rows = [
                 (eid, digests[first[eid]], e.envelope.source)
                 for eid, e in wanted.items()
-                if eid not in ours and eid not in others
+                if eid not in others
             ]
-            taken, seen = await self._reserve_rows(rows)
-            ours |= taken
+            ours, seen = await self._reserve_rows(rows)
             clashes = {
                 eid: held.delivery is None
                 for eid, held in seen.items()
@@ -293,8 +293,8 @@ class Ingest:
             )
             if len(ours) + len(others) == len(wanted):
                 return [e for eid, e in wanted.items() if eid in ours], others
+            await self._release(ours)  # all of them are asked for again after the pause
             if time.monotonic() + pause > deadline:
-                await self._release(ours)
                 raise ProblemError(
                     503,
                     "Service unavailable",

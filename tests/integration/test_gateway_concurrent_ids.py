@@ -205,3 +205,27 @@ def test_other_content_waits_for_a_live_reservation_then_goes_ahead_or_conflicts
     assert conflict.status_code == 409, conflict.text
     assert "already published" in conflict.json()["errors"][0]["detail"]
     assert end_offsets(config.bootstrap_servers, config.consortium_id) == 1
+
+
+def test_resends_of_a_batch_in_flight_never_hold_what_each_other_waits_for(
+    config: GatewayConfig, database_url: str, township: dict[str, str]
+) -> None:
+    """P = [x, y] reserves x and waits for y, which R holds; R's publish fails (released) and a
+    resend Q of the batch arrives. Before, P kept x while it waited, so Q took y and each held
+    what the other waited for: P answered 503 in progress with Kafka fine."""
+    x, y = fresh("LabResultReported"), fresh("LabResultReported")
+    _reserve(database_url, y, "0 seconds")  # R
+
+    async def run(base: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            p = asyncio.ensure_future(client.post("/v1/events", json=[x, y], headers=township))
+            await asyncio.sleep(0.5)  # P waits for y (the gateway waits up to 15 s)
+            await asyncio.to_thread(_holder_ends, database_url, y, False)
+            q = asyncio.ensure_future(client.post("/v1/events", json=[x, y], headers=township))
+            return list(await asyncio.gather(p, q))
+
+    with serving(create_app(config)) as base:
+        answers = asyncio.run(run(base))
+    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+    assert answers[0].json() == answers[1].json()
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == 2

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
@@ -243,7 +243,7 @@ class Ingest:
         fresh = [events[i] for i in first.values() if events[i].envelope.event_id not in known]
         if fresh:
             # Concurrent requests with these ids (any process) may have published them since.
-            fresh, others = await self._reserve(fresh, digests, first, batch)
+            fresh, others = await self._reserve(fresh, digests, first, batch, known)
             known = {**known, **others}
         by_id = {eid: rec[1] for eid, rec in known.items()}
         if fresh:
@@ -255,13 +255,19 @@ class Ingest:
         )
 
     async def _reserve(
-        self, fresh: list[Event], digests: list[bytes], first: dict[UUID, int], batch: bool
+        self,
+        fresh: list[Event],
+        digests: list[bytes],
+        first: dict[UUID, int],
+        batch: bool,
+        known: Recorded,
     ) -> tuple[list[Event], Recorded]:
         """Reserve the ids of `fresh`: those this request now holds (to publish), and the records
         of those another request published meanwhile with the same content (to replay). Another
         request's reservation is waited for (its publish takes milliseconds), whatever its
         content: 409 once it holds other content published (or lapsed: perhaps published), taken
-        once released, and 503 if it is neither within the wait. While it waits, this request
+        once released, and 503 if it is neither within the wait (saying which of the request's
+        events are stored: `known` and those replayed). While it waits, this request
         holds none of its ids: two requests resending overlapping batches would otherwise each
         hold what the other waits for, and both answer 503 with Kafka fine."""
         wanted = {e.envelope.event_id: e for e in fresh}
@@ -293,14 +299,23 @@ class Ingest:
             )
             if len(ours) + len(others) == len(wanted):
                 return [e for eid, e in wanted.items() if eid in ours], others
+            busy = wanted.keys() - ours - others.keys()
             await self._release(ours)  # all of them are asked for again after the pause
             if time.monotonic() + pause > deadline:
-                raise ProblemError(
-                    503,
-                    "Service unavailable",
-                    "another request is publishing some of these event ids; retry later",
-                    kind="publish-in-progress",
-                    headers={"Retry-After": self._retry_after},
+                stored = {eid: rec[1] for eid, rec in {**known, **others}.items()}
+                raise self._unavailable(
+                    "publish-in-progress",
+                    f"another request is publishing {len(busy)} of these event ids; "
+                    f"{len(stored)} of {len(first)} events are stored, retry the others later "
+                    "with the same event ids",
+                    [stored[eid] for eid in first if eid in stored],
+                    {
+                        eid: "another request is publishing this event_id"
+                        if eid in busy
+                        else "not published while others of the request were in progress"
+                        for eid in first
+                        if eid not in stored
+                    },
                 )
             await asyncio.sleep(pause)
             pause = min(2 * pause, 0.2)
@@ -407,21 +422,30 @@ class Ingest:
                         for eid, why in exc.failed.items()
                         if eid in exc.rejected
                     ],
-                    stored=[delivery_json(d) for d in [*known.values(), *exc.stored]],
-                    failed=[{"event_id": str(k), "reason": v} for k, v in exc.failed.items()],
+                    **_settled([*known.values(), *exc.stored], exc.failed),
                 ) from exc
-            raise ProblemError(
-                503,
-                "Service unavailable",
+            raise self._unavailable(
+                "kafka-unavailable",
                 f"Kafka acknowledged {len(exc.stored) + len(known)} of "
                 f"{len(fresh) + len(known)} events; retry the others with the same event ids",
-                kind="kafka-unavailable",
-                headers={"Retry-After": self._retry_after},
-                stored=[delivery_json(d) for d in [*known.values(), *exc.stored]],
-                failed=[{"event_id": str(k), "reason": v} for k, v in exc.failed.items()],
+                [*known.values(), *exc.stored],
+                exc.failed,
             ) from exc
         await self._record(stored, fresh, digests, first)
         return stored
+
+    def _unavailable(
+        self, kind: str, detail: str, stored: list[Delivery], failed: Mapping[UUID, str]
+    ) -> ProblemError:
+        """503 with Retry-After, saying which events are stored and why the others are not."""
+        return ProblemError(
+            503,
+            "Service unavailable",
+            detail,
+            kind=kind,
+            headers={"Retry-After": self._retry_after},
+            **_settled(stored, failed),
+        )
 
     async def _record_refusal(
         self,
@@ -525,6 +549,14 @@ class Ingest:
                 [list(column) for column in columns],
             )
         return [None for _ in requests]
+
+
+def _settled(stored: list[Delivery], failed: Mapping[UUID, str]) -> dict[str, Any]:
+    """The `stored` and `failed` members of an answer that is not a success."""
+    return {
+        "stored": [delivery_json(d) for d in stored],
+        "failed": [{"event_id": str(k), "reason": v} for k, v in failed.items()],
+    }
 
 
 def delivery_json(d: Delivery) -> dict[str, object]:

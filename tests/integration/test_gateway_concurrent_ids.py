@@ -229,3 +229,26 @@ def test_resends_of_a_batch_in_flight_never_hold_what_each_other_waits_for(
     assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
     assert answers[0].json() == answers[1].json()
     assert end_offsets(config.bootstrap_servers, config.consortium_id) == 2
+
+
+def test_a_503_in_progress_says_which_events_are_stored(
+    quick: GatewayConfig, database_url: str, township: dict[str, str]
+) -> None:
+    """Before, this 503 had neither `stored` nor `failed`, though x of [x, y] was in Kafka."""
+    x, y = fresh("LabResultReported"), fresh("LabResultReported")
+    with serving(create_app(quick)) as base:
+        first = httpx.post(f"{base}/v1/events", json=x, headers=township, timeout=60)
+        assert first.status_code == 202, first.text
+        _reserve(database_url, y, "0 seconds")  # another request is publishing y
+        busy = httpx.post(f"{base}/v1/events", json=[x, y], headers=township, timeout=60)
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["Retry-After"] == "5"
+    assert busy.json()["type"].endswith("/publish-in-progress")
+    assert busy.json()["stored"] == first.json()["deliveries"]
+    assert busy.json()["failed"] == [
+        {
+            "event_id": y["envelope"]["event_id"],
+            "reason": "another request is publishing this event_id",
+        }
+    ]
+    assert end_offsets(quick.bootstrap_servers, quick.consortium_id) == 1

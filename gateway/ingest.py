@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
@@ -271,54 +271,72 @@ class Ingest:
         holds none of its ids: two requests resending overlapping batches would otherwise each
         hold what the other waits for, and both answer 503 with Kafka fine."""
         wanted = {e.envelope.event_id: e for e in fresh}
+        ours: set[UUID] = set()
         others: Recorded = {}
         deadline = time.monotonic() + self._wait_s
         pause = 0.005
-        while True:
-            rows = [
-                (eid, digests[first[eid]], e.envelope.source)
-                for eid, e in wanted.items()
-                if eid not in others
-            ]
-            ours, seen = await self._reserve_rows(rows)
-            clashes = {
-                eid: held.delivery is None
-                for eid, held in seen.items()
-                if held.digest != digests[first[eid]] and (held.delivery is not None or held.lapsed)
-            }
-            if clashes:
-                await self._release(ours)
-                raise _id_conflict(
-                    [
-                        _published_otherwise(first[eid] if batch else None, clashes[eid])
-                        for eid in sorted(clashes, key=first.__getitem__)
-                    ]
-                )
-            others.update(
-                {eid: (h.digest, h.delivery) for eid, h in seen.items() if h.delivery is not None}
-            )
-            if len(ours) + len(others) == len(wanted):
-                return [e for eid, e in wanted.items() if eid in ours], others
-            busy = wanted.keys() - ours - others.keys()
-            await self._release(ours)  # all of them are asked for again after the pause
-            if time.monotonic() + pause > deadline:
-                stored = {eid: rec[1] for eid, rec in {**known, **others}.items()}
-                raise self._unavailable(
-                    "publish-in-progress",
-                    f"another request is publishing {len(busy)} of these event ids; "
-                    f"{len(stored)} of {len(first)} events are stored, retry the others later "
-                    "with the same event ids",
-                    [stored[eid] for eid in first if eid in stored],
+        try:
+            while True:
+                rows = [
+                    (eid, digests[first[eid]], e.envelope.source)
+                    for eid, e in wanted.items()
+                    if eid not in others
+                ]
+                taken, seen = await self._reserve_rows(rows)
+                ours |= taken
+                clashes = {
+                    eid: held.delivery is None
+                    for eid, held in seen.items()
+                    if held.digest != digests[first[eid]]
+                    and (held.delivery is not None or held.lapsed)
+                }
+                if clashes:
+                    raise _id_conflict(
+                        [
+                            _published_otherwise(first[eid] if batch else None, clashes[eid])
+                            for eid in sorted(clashes, key=first.__getitem__)
+                        ]
+                    )
+                others.update(
                     {
-                        eid: "another request is publishing this event_id"
-                        if eid in busy
-                        else "not published while others of the request were in progress"
-                        for eid in first
-                        if eid not in stored
-                    },
+                        eid: (h.digest, h.delivery)
+                        for eid, h in seen.items()
+                        if h.delivery is not None
+                    }
                 )
-            await asyncio.sleep(pause)
-            pause = min(2 * pause, 0.2)
+                if len(ours) + len(others) == len(wanted):
+                    return [e for eid, e in wanted.items() if eid in ours], others
+                busy = wanted.keys() - ours - others.keys()
+                # All are asked for again after the pause; forgotten first, so that a release
+                # is never repeated after another request may have reserved them.
+                given_up, ours = ours, set()
+                await self._release(given_up)
+                if time.monotonic() + pause > deadline:
+                    raise self._in_progress(busy, first, {**known, **others})
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 0.2)
+        except BaseException:  # a conflict, a 503, a failed statement, a cancelled request
+            await self._release(ours)
+            raise
+
+    def _in_progress(
+        self, busy: Set[UUID], first: dict[UUID, int], recorded: Recorded
+    ) -> ProblemError:
+        """503: `busy` still in progress elsewhere after the wait; `recorded` stored."""
+        stored = {eid: rec[1] for eid, rec in recorded.items()}
+        return self._unavailable(
+            "publish-in-progress",
+            f"another request is publishing {len(busy)} of these event ids; {len(stored)} of"
+            f" {len(first)} events are stored, retry the others later with the same event ids",
+            [stored[eid] for eid in first if eid in stored],
+            {
+                eid: "another request is publishing this event_id"
+                if eid in busy
+                else "not published while others of the request were in progress"
+                for eid in first
+                if eid not in stored
+            },
+        )
 
     async def _reserve_rows(self, rows: list[Wanted]) -> Reserved:
         if len(rows) > INLINE_EVENTS:  # a batch is a group already
@@ -431,6 +449,11 @@ class Ingest:
                 [*known.values(), *exc.stored],
                 exc.failed,
             ) from exc
+        except BaseException:
+            # Anything else (a bug, a cancelled request) answers nothing that a retry could
+            # replay: the ids must not stay reserved, answering 503 in progress until they lapse.
+            await self._release(e.envelope.event_id for e in fresh)
+            raise
         await self._record(stored, fresh, digests, first)
         return stored
 

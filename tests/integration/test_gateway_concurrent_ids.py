@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from test_gateway_publish import end_offsets, fresh
 
 from consortium.topics import ensure_topics
@@ -22,6 +23,7 @@ from events.topics import EVENT_TOPICS
 from examples import TOWNSHIP, VILLAGE
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from gateway.delivery import AsyncPublisher
 from gateway.ingest import content_digest
 from gateway.testing import issue_token, serving
 
@@ -251,4 +253,24 @@ def test_a_503_in_progress_says_which_events_are_stored(
             "reason": "another request is publishing this event_id",
         }
     ]
+    assert end_offsets(quick.bootstrap_servers, quick.consortium_id) == 1
+
+
+def test_a_publish_that_raises_unexpectedly_leaves_no_reservation_behind(
+    quick: GatewayConfig, township: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, an exception other than PublishError/UnpublishableError (a bug, a cancelled
+    request) left the reservation: the retry got 503 in progress until it lapsed."""
+    event = fresh("LabResultReported")
+    publish = AsyncPublisher.publish
+
+    async def broken(self: AsyncPublisher, events: Any, timeout: float) -> Any:
+        raise RuntimeError("a bug")
+
+    with TestClient(create_app(quick), raise_server_exceptions=False) as client:
+        monkeypatch.setattr(AsyncPublisher, "publish", broken)
+        assert client.post("/v1/events", json=event, headers=township).status_code == 500
+        monkeypatch.setattr(AsyncPublisher, "publish", publish)
+        retried = client.post("/v1/events", json=event, headers=township)
+    assert retried.status_code == 202, retried.text
     assert end_offsets(quick.bootstrap_servers, quick.consortium_id) == 1

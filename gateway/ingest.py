@@ -50,9 +50,10 @@ RECORDED_ROWS_BINARY = RECORDED_ROWS.replace("ANY(%s)", "ANY(%b::uuid[])")
 # opposite orders.
 #
 # Committed without waiting for the WAL flush (synchronous_commit off, for this statement's
-# transaction only): a reservation guards against concurrent requests while they run, so one
-# lost with a crash of PostgreSQL loses nothing (what records an answer, after Kafka's ack,
-# still commits synchronously); waiting for the flush cost every publish an fsync.
+# transaction, whatever the session says): a reservation guards against concurrent requests while
+# they run, so one lost with a crash of PostgreSQL loses nothing; waiting for the flush cost every
+# publish an fsync. (The record written after Kafka's ack does not wait for it either: the pool's
+# sessions set it off, gateway/state.py; a lost record costs a republish on retry.)
 RESERVE = (
     "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),"
     " want AS (SELECT w.* FROM async, unnest(%b::uuid[], %b::bytea[], %b::text[])"

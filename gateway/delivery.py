@@ -141,8 +141,13 @@ class AsyncPublisher:
             span.set_attribute("messaging.batch.message_count", len(events))
             traceparent = traceparent_header()
             pending = _Pending(loop.create_future(), len(events), self._settled_all)
-            deadline = time.monotonic() + timeout
+            start = time.monotonic()
+            deadline = start + timeout
             queue_until = deadline - self._delivery_timeout_s - TIMEOUT_SCAN_S
+            if queue_until <= start:
+                # A timeout within librdkafka's cannot make a failure final (the identity
+                # router's): its events may be queued until its deadline, not after.
+                queue_until = deadline
             if len(events) <= INLINE_EVENTS:
                 values = self._encode_all(events)
                 # On the event loop: a full local queue hands the rest to a thread that waits.
@@ -224,8 +229,12 @@ class AsyncPublisher:
         wait: bool = True,
     ) -> int:
         """Queue events[start:]; the index of the first one left unqueued (a full queue and not
-        `wait`), else len(events). Waiting for room ends at `queue_until`."""
+        `wait`), else len(events). Nothing is queued from `queue_until` on, whether the queue
+        stayed full until then or the events came late (encoded in a busy worker thread):
+        librdkafka could deliver them after the 503 that listed them as failed."""
         for index in range(start, len(events)):
+            if time.monotonic() >= queue_until:
+                return _settle_rest(pending, index, len(events), "not queued before the deadline")
             try:
                 if not self._produce(
                     producer,
@@ -237,6 +246,10 @@ class AsyncPublisher:
                     queue_until,
                     wait,
                 ):
+                    if wait:  # the queue stayed full until the deadline
+                        return _settle_rest(
+                            pending, index, len(events), "local producer queue full"
+                        )
                     return index
             except Exception as exc:  # after a first produce: report it as this event's failure
                 pending.settle(index, f"could not be queued: {type(exc).__name__}")
@@ -253,7 +266,8 @@ class AsyncPublisher:
         queue_until: float,
         wait: bool,
     ) -> bool:
-        """Queue one event (or settle it as failed): False if the queue is full and not `wait`."""
+        """Queue one event (or settle it as failed): False if the queue is full and not `wait`,
+        or stayed full until `queue_until`."""
         envelope = event.envelope
         schema_id = self._schema_ids.get(value[1:5])
         if schema_id is None:
@@ -283,12 +297,18 @@ class AsyncPublisher:
                 if not wait:
                     return False
                 if time.monotonic() >= queue_until:
-                    pending.settle(index, "local producer queue full")
-                    return True
+                    return False
                 time.sleep(0.01)
             except KafkaException as exc:
                 pending.settle(index, _failure(exc))
                 return True
+
+
+def _settle_rest(pending: _Pending, index: int, end: int, reason: str) -> int:
+    """Fail events[index:end] unqueued, for `reason`; `end` (nothing is left to queue)."""
+    for late in range(index, end):
+        pending.settle(late, reason)
+    return end
 
 
 class _Pending:

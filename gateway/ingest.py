@@ -6,9 +6,9 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from psycopg_pool import AsyncConnectionPool
@@ -44,15 +44,18 @@ RECORDED_ROWS_BINARY = RECORDED_ROWS.replace("ANY(%s)", "ANY(%b::uuid[])")
 # Reserve event ids before publishing them (one statement for a group of requests). Rows come
 # back only for the ids the statement did not take (usually none: the common case parses
 # nothing): with the row that held the id when the statement started if it was committed by
-# then (topic and offset NULL while still reserved), else all NULL — reserved by a statement
-# that committed meanwhile, in progress. An id is taken when it was new, or its reservation is
-# older than %s seconds (its holder is gone). Sorted, so that two statements never wait on each
-# other's rows in opposite orders.
+# then (topic and offset NULL while still reserved; whether the reservation had lapsed), else
+# all NULL — reserved by a statement that committed meanwhile, in progress. An id is taken when
+# it was new, or its reservation is older than %s seconds (its holder is gone) and holds the
+# same content and source: the holder may have published before it died, so other content never
+# takes its id over (409). Sorted, so that two statements never wait on each other's rows in
+# opposite orders.
 #
 # Committed without waiting for the WAL flush (synchronous_commit off, for this statement's
-# transaction only): a reservation guards against concurrent requests while they run, so one
-# lost with a crash of PostgreSQL loses nothing (what records an answer, after Kafka's ack,
-# still commits synchronously); waiting for the flush cost every publish an fsync.
+# transaction, whatever the session says): a reservation guards against concurrent requests while
+# they run, so one lost with a crash of PostgreSQL loses nothing; waiting for the flush cost every
+# publish an fsync. (The record written after Kafka's ack does not wait for it either: the pool's
+# sessions set it off, gateway/state.py; a lost record costs a republish on retry.)
 RESERVE = (
     "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),"
     " want AS (SELECT w.* FROM async, unnest(%b::uuid[], %b::bytea[], %b::text[])"
@@ -60,19 +63,31 @@ RESERVE = (
     " taken AS (INSERT INTO gateway_published_events AS g"
     " (event_id, content_sha256, source, reserved_at)"
     " SELECT event_id, content_sha256, source, now() FROM want ORDER BY event_id"
-    " ON CONFLICT (event_id) DO UPDATE SET content_sha256 = EXCLUDED.content_sha256,"
-    " source = EXCLUDED.source, reserved_at = EXCLUDED.reserved_at"
+    " ON CONFLICT (event_id) DO UPDATE SET reserved_at = EXCLUDED.reserved_at"
     " WHERE g.kafka_offset IS NULL AND g.reserved_at < now() - make_interval(secs => %s)"
+    " AND g.content_sha256 = EXCLUDED.content_sha256 AND g.source = EXCLUDED.source"
     " RETURNING g.event_id)"
-    " SELECT w.event_id, g.content_sha256, g.topic, g.kafka_partition, g.kafka_offset"
+    " SELECT w.event_id, g.content_sha256, g.topic, g.kafka_partition, g.kafka_offset,"
+    " g.reserved_at < now() - make_interval(secs => %s)"
     " FROM want w LEFT JOIN gateway_published_events g ON g.event_id = w.event_id"
     " WHERE w.event_id NOT IN (SELECT event_id FROM taken)"
 )
 # One reservation: id, content digest, source.
 Wanted = tuple[UUID, bytes, str]
-# What a reservation found for one request: the ids it holds now, and the rows of the others
-# (digest, and the delivery once published, None while another request's publish is running).
-Reserved = tuple[set[UUID], dict[UUID, tuple[bytes, Delivery | None]]]
+
+
+class Held(NamedTuple):
+    """Another request's row of an id: its content digest, its delivery once published (None
+    while a publish runs), and whether an unpublished reservation lapsed (its holder is gone,
+    perhaps after Kafka acknowledged it)."""
+
+    digest: bytes
+    delivery: Delivery | None
+    lapsed: bool
+
+
+# What a reservation found for one request: the ids it holds now, and the rows of the others.
+Reserved = tuple[set[UUID], dict[UUID, Held]]
 
 
 def reservation_shares(
@@ -82,12 +97,12 @@ def reservation_shares(
     the group want is given to the first only (the statement reserves it once); the second
     finds it in progress."""
     refused: set[UUID] = set()
-    seen: dict[UUID, tuple[bytes, Delivery | None]] = {}
-    for eid, digest, topic, partition, offset in rows:
+    seen: dict[UUID, Held] = {}
+    for eid, digest, topic, partition, offset, lapsed in rows:
         refused.add(eid)
         if digest is not None:
             delivery = None if offset is None else Delivery(eid, topic, partition, offset)
-            seen[eid] = (bytes(digest), delivery)
+            seen[eid] = Held(bytes(digest), delivery, bool(lapsed))
     given: set[UUID] = set()
     shares: list[Reserved] = []
     for wanted in requests:
@@ -137,9 +152,13 @@ def _located(index: int | None, detail: str, *field: str) -> FieldError:
     return FieldError(pointer=pointer(loc), path=jsonpath(loc), detail=detail)
 
 
-def _published_otherwise(index: int | None) -> FieldError:
-    """The error of an event whose id the record holds with other content."""
-    detail = "this event_id was already published with different content"
+def _published_otherwise(index: int | None, maybe: bool = False) -> FieldError:
+    """The error of an event whose id the record holds with other content (`maybe`: in a
+    reservation whose holder is gone, perhaps after publishing it)."""
+    if maybe:
+        detail = "this event_id may already have been published with different content"
+    else:
+        detail = "this event_id was already published with different content"
     return _located(index, detail, "envelope", "event_id")
 
 
@@ -228,7 +247,7 @@ class Ingest:
         await self._claim_referrals(principal, events, fresh, batch)
         if fresh:
             # Concurrent requests with these ids (any process) may have published them since.
-            fresh, others = await self._reserve(fresh, digests, first, batch)
+            fresh, others = await self._reserve(fresh, digests, first, batch, known)
             known = {**known, **others}
         by_id = {eid: rec[1] for eid, rec in known.items()}
         if fresh:
@@ -265,48 +284,88 @@ class Ingest:
             )
 
     async def _reserve(
-        self, fresh: list[Event], digests: list[bytes], first: dict[UUID, int], batch: bool
+        self,
+        fresh: list[Event],
+        digests: list[bytes],
+        first: dict[UUID, int],
+        batch: bool,
+        known: Recorded,
     ) -> tuple[list[Event], Recorded]:
         """Reserve the ids of `fresh`: those this request now holds (to publish), and the records
         of those another request published meanwhile with the same content (to replay). Another
-        request's reservation with other content is 409; one with the same content is waited for
-        (its publish takes milliseconds), and 503 if it is not published within the wait."""
+        request's reservation is waited for (its publish takes milliseconds), whatever its
+        content: 409 once it holds other content published (or lapsed: perhaps published), taken
+        once released, and 503 if it is neither within the wait (saying which of the request's
+        events are stored: `known` and those replayed). While it waits, this request
+        holds none of its ids: two requests resending overlapping batches would otherwise each
+        hold what the other waits for, and both answer 503 with Kafka fine."""
         wanted = {e.envelope.event_id: e for e in fresh}
         ours: set[UUID] = set()
         others: Recorded = {}
         deadline = time.monotonic() + self._wait_s
         pause = 0.005
-        while True:
-            rows = [
-                (eid, digests[first[eid]], e.envelope.source)
-                for eid, e in wanted.items()
-                if eid not in ours and eid not in others
-            ]
-            taken, seen = await self._reserve_rows(rows)
-            ours |= taken
-            clashes = [eid for eid, (digest, _) in seen.items() if digest != digests[first[eid]]]
-            if clashes:
-                await self._release(ours)
-                raise _id_conflict(
-                    [
-                        _published_otherwise(first[eid] if batch else None)
-                        for eid in sorted(clashes, key=first.__getitem__)
-                    ]
+        try:
+            while True:
+                rows = [
+                    (eid, digests[first[eid]], e.envelope.source)
+                    for eid, e in wanted.items()
+                    if eid not in others
+                ]
+                taken, seen = await self._reserve_rows(rows)
+                ours |= taken
+                clashes = {
+                    eid: held.delivery is None
+                    for eid, held in seen.items()
+                    if held.digest != digests[first[eid]]
+                    and (held.delivery is not None or held.lapsed)
+                }
+                if clashes:
+                    raise _id_conflict(
+                        [
+                            _published_otherwise(first[eid] if batch else None, clashes[eid])
+                            for eid in sorted(clashes, key=first.__getitem__)
+                        ]
+                    )
+                others.update(
+                    {
+                        eid: (h.digest, h.delivery)
+                        for eid, h in seen.items()
+                        if h.delivery is not None
+                    }
                 )
-            others.update({eid: (digest, d) for eid, (digest, d) in seen.items() if d is not None})
-            if len(ours) + len(others) == len(wanted):
-                return [e for eid, e in wanted.items() if eid in ours], others
-            if time.monotonic() + pause > deadline:
-                await self._release(ours)
-                raise ProblemError(
-                    503,
-                    "Service unavailable",
-                    "another request is publishing some of these event ids; retry later",
-                    kind="publish-in-progress",
-                    headers={"Retry-After": self._retry_after},
-                )
-            await asyncio.sleep(pause)
-            pause = min(2 * pause, 0.2)
+                if len(ours) + len(others) == len(wanted):
+                    return [e for eid, e in wanted.items() if eid in ours], others
+                busy = wanted.keys() - ours - others.keys()
+                # All are asked for again after the pause; forgotten first, so that a release
+                # is never repeated after another request may have reserved them.
+                given_up, ours = ours, set()
+                await self._release(given_up)
+                if time.monotonic() + pause > deadline:
+                    raise self._in_progress(busy, first, {**known, **others})
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 0.2)
+        except BaseException:  # a conflict, a 503, a failed statement, a cancelled request
+            await self._release(ours)
+            raise
+
+    def _in_progress(
+        self, busy: Set[UUID], first: dict[UUID, int], recorded: Recorded
+    ) -> ProblemError:
+        """503: `busy` still in progress elsewhere after the wait; `recorded` stored."""
+        stored = {eid: rec[1] for eid, rec in recorded.items()}
+        return self._unavailable(
+            "publish-in-progress",
+            f"another request is publishing {len(busy)} of these event ids; {len(stored)} of"
+            f" {len(first)} events are stored, retry the others later with the same event ids",
+            [stored[eid] for eid in first if eid in stored],
+            {
+                eid: "another request is publishing this event_id"
+                if eid in busy
+                else "not published while others of the request were in progress"
+                for eid in first
+                if eid not in stored
+            },
+        )
 
     async def _reserve_rows(self, rows: list[Wanted]) -> Reserved:
         if len(rows) > INLINE_EVENTS:  # a batch is a group already
@@ -321,7 +380,7 @@ class Ingest:
                 unique.setdefault(w[0], w)
         columns = [list(c) for c in zip(*unique.values(), strict=True)] or [[], [], []]
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(RESERVE, [*columns, self._stale_s])
+            cursor = await conn.execute(RESERVE, [*columns, self._stale_s, self._stale_s])
             rows = await cursor.fetchall()
         return reservation_shares(requests, rows)
 
@@ -410,21 +469,35 @@ class Ingest:
                         for eid, why in exc.failed.items()
                         if eid in exc.rejected
                     ],
-                    stored=[delivery_json(d) for d in [*known.values(), *exc.stored]],
-                    failed=[{"event_id": str(k), "reason": v} for k, v in exc.failed.items()],
+                    **_settled([*known.values(), *exc.stored], exc.failed),
                 ) from exc
-            raise ProblemError(
-                503,
-                "Service unavailable",
+            raise self._unavailable(
+                "kafka-unavailable",
                 f"Kafka acknowledged {len(exc.stored) + len(known)} of "
                 f"{len(fresh) + len(known)} events; retry the others with the same event ids",
-                kind="kafka-unavailable",
-                headers={"Retry-After": self._retry_after},
-                stored=[delivery_json(d) for d in [*known.values(), *exc.stored]],
-                failed=[{"event_id": str(k), "reason": v} for k, v in exc.failed.items()],
+                [*known.values(), *exc.stored],
+                exc.failed,
             ) from exc
+        except BaseException:
+            # Anything else (a bug, a cancelled request) answers nothing that a retry could
+            # replay: the ids must not stay reserved, answering 503 in progress until they lapse.
+            await self._release(e.envelope.event_id for e in fresh)
+            raise
         await self._record(stored, fresh, digests, first)
         return stored
+
+    def _unavailable(
+        self, kind: str, detail: str, stored: list[Delivery], failed: Mapping[UUID, str]
+    ) -> ProblemError:
+        """503 with Retry-After, saying which events are stored and why the others are not."""
+        return ProblemError(
+            503,
+            "Service unavailable",
+            detail,
+            kind=kind,
+            headers={"Retry-After": self._retry_after},
+            **_settled(stored, failed),
+        )
 
     async def _record_refusal(
         self,
@@ -515,8 +588,8 @@ class Ingest:
                 unique.setdefault(row[0], row)
         columns = list(zip(*unique.values(), strict=True))
         async with self._pool.connection() as conn:
-            # Fills this request's reservations (unless a later request took one over with other
-            # content); a published id keeps its first row.
+            # Fills this request's reservations (a takeover keeps the content, so the digest
+            # check is only a guard); a published id keeps its first row.
             await conn.execute(
                 "INSERT INTO gateway_published_events AS g"
                 " (event_id, content_sha256, source, topic, kafka_partition, kafka_offset)"
@@ -528,6 +601,14 @@ class Ingest:
                 [list(column) for column in columns],
             )
         return [None for _ in requests]
+
+
+def _settled(stored: list[Delivery], failed: Mapping[UUID, str]) -> dict[str, Any]:
+    """The `stored` and `failed` members of an answer that is not a success."""
+    return {
+        "stored": [delivery_json(d) for d in stored],
+        "failed": [{"event_id": str(k), "reason": v} for k, v in failed.items()],
+    }
 
 
 def delivery_json(d: Delivery) -> dict[str, object]:

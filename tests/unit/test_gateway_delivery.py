@@ -19,7 +19,7 @@ from events.codec import Codec
 from events.publisher import PublishError, UnpublishableError
 from examples import EXAMPLES
 from gateway import delivery
-from gateway.delivery import AsyncPublisher
+from gateway.delivery import INLINE_EVENTS, AsyncPublisher
 
 
 class _Message:
@@ -275,5 +275,31 @@ def test_a_full_local_queue_never_blocks_the_event_loop_and_its_503_is_final() -
         # (its timeout scan runs about once a second, so allow it that): nothing of the request
         # is left to be delivered after its 503.
         assert made._producer.flush(1.5) == 0
+    finally:
+        made.close(1)
+
+
+def test_a_batch_encoded_after_the_queueing_deadline_is_not_queued_so_its_503_is_final() -> None:
+    """librdkafka without a broker; the worker thread encodes slowly (a loaded machine), so the
+    batch is ready only after the last moment it could be queued and still expire by the answer.
+    Before, it was produced anyway: the 503 listed every event as failed while librdkafka still
+    held them, to deliver once the broker answered (and a retry published them again)."""
+    from gateway.testing import free_port
+
+    codec = Codec(Catalog.load())
+    made = AsyncPublisher(f"127.0.0.1:{free_port()}", "t", codec, {"delivery.timeout.ms": 2000})
+    encode = codec.encode_event
+
+    def slow(event: Any) -> bytes:  # 21 events: 3.15 s, past queueing's end (4 - 2 - 1 = 1 s)
+        time.sleep(0.15)
+        return encode(event)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(codec, "encode_event", slow)
+            with pytest.raises(PublishError) as caught:
+                asyncio.run(made.publish(_events(INLINE_EVENTS + 1), 4.0))
+        assert set(caught.value.failed.values()) == {"not queued before the deadline"}
+        assert made._bulk.flush(0) == 0  # nothing of the answered request is left to deliver
     finally:
         made.close(1)

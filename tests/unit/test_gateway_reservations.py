@@ -17,21 +17,23 @@ IDS = [uuid.UUID(int=i) for i in range(6)]
     taken=st.sets(st.sampled_from(IDS)),
     published=st.sets(st.sampled_from(IDS)),
     committed_meanwhile=st.sets(st.sampled_from(IDS)),
+    lapsed=st.sets(st.sampled_from(IDS)),
 )
 def test_an_id_reserved_once_goes_to_the_first_request_that_wants_it(
     requests: list[list[uuid.UUID]],
     taken: set[uuid.UUID],
     published: set[uuid.UUID],
     committed_meanwhile: set[uuid.UUID],
+    lapsed: set[uuid.UUID],
 ) -> None:
     wanted = [[(eid, b"d" * 32, "S") for eid in ids] for ids in requests]
     wanted_ids = {eid for ids in requests for eid in ids}
     # Rows only for what the statement did not take: the row it saw (published or reserved),
     # or nothing but the id when another statement reserved it meanwhile (not yet visible).
     rows = [
-        (eid, None, None, None, None)
+        (eid, None, None, None, None, None)
         if eid in committed_meanwhile
-        else (eid, b"d" * 32, "t", 0, 7 if eid in published else None)
+        else (eid, b"d" * 32, "t", 0, 7 if eid in published else None, eid in lapsed)
         for eid in wanted_ids - taken
     ]
     shares = reservation_shares(wanted, rows)
@@ -49,6 +51,6 @@ def test_an_id_reserved_once_goes_to_the_first_request_that_wants_it(
             elif eid in committed_meanwhile:
                 assert eid not in mine and eid not in seen  # in progress: asked again
             else:
-                delivery = seen[eid][1]
-                assert (delivery is not None) == (eid in published)
+                assert (seen[eid].delivery is not None) == (eid in published)
+                assert seen[eid].lapsed == (eid in lapsed)
     assert set(holders) == taken & wanted_ids

@@ -28,6 +28,7 @@ from gateway.routers import (
     referrals,
     registry,
     reports,
+    transfers,
 )
 from gateway.state import Gateway
 
@@ -113,18 +114,22 @@ def create_app(
     app.state.catalog = catalog
     app.state.consortium_id = config.consortium_id if config else get_settings().consortium_id
     app.state.gateway = None
-    app.include_router(events.router)
-    app.include_router(hl7v2.router)
-    app.include_router(registry.router)
-    app.include_router(asyncapi.router)
-    app.include_router(reports.router)
-    app.include_router(dashboard.router)
-    app.include_router(referrals.router)
-    app.include_router(identity.router)
-    app.include_router(persons.router)
-    app.include_router(audit_review.router)
-    app.include_router(record.router)
-    app.include_router(fhir.router)
+    for module in (
+        events,
+        hl7v2,
+        registry,
+        asyncapi,
+        reports,
+        dashboard,
+        referrals,
+        transfers,
+        identity,
+        persons,
+        audit_review,
+        record,
+        fhir,
+    ):
+        app.include_router(module.router)
     problems.install(app)
     openapi.install(app)
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
@@ -16,6 +15,7 @@ from pydantic import BaseModel
 
 from gateway import streams
 from gateway.audit import Outcome, Subject, audit
+from gateway.cursors import aware, decode_cursor, next_cursor
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
@@ -39,7 +39,6 @@ State = Literal[
     "requested", "accepted", "rejected", "cancelled", "expired", "arrived", "completed",
 ]  # fmt: skip
 assert {v.upper() for v in get_args(State)} == set(ReferralState) - {"AWAITING_REQUEST"}
-MAX_CURSOR = 200  # characters; ours are ~80
 READERS = frozenset({Role.REFERRAL_DESK, Role.CLINICIAN})
 PURPOSE = "COC"  # HL7 v3 PurposeOfUse: coordination of care
 POLL_S = 0.5
@@ -109,40 +108,16 @@ def subjects_of(row: dict[str, Any]) -> list[Subject]:
     return list(found.values())
 
 
+async def audit_parties(
+    request: Request, principal: Principal, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Audit both parties of every row of a page (`from_…`/`to_…` columns) before it is sent."""
+    await audit(request, principal, [s for r in rows for s in subjects_of(r)], purpose=PURPOSE)
+
+
 def _may_read(principal: Principal) -> None:
     if principal.role not in READERS:
         raise ProblemError(403, "Forbidden", f"role {principal.role.value} reads no referrals")
-
-
-def _encode_cursor(row: dict[str, Any]) -> str:
-    raw = json.dumps([row["requested_at"].isoformat(), str(row["referral_id"])])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(token: str) -> tuple[datetime, UUID]:
-    """The position a `next` cursor names; anything else we did not issue is a 400."""
-    refused = ProblemError(400, "Bad request", "the page cursor is not one we issued")
-    if len(token) > MAX_CURSOR:
-        raise refused
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: "[[[[…"
-        raise refused from exc
-    if not (
-        isinstance(decoded, list) and len(decoded) == 2 and all(isinstance(v, str) for v in decoded)
-    ):
-        raise refused
-    try:
-        return _aware(datetime.fromisoformat(decoded[0])), UUID(decoded[1])
-    except ValueError as exc:
-        raise refused from exc
-
-
-def _aware(at: datetime) -> datetime:
-    """A cursor's time, which must carry its offset (ours always do): naive is refused."""
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError("a cursor's time carries its UTC offset")
-    return at
 
 
 @router.get("", summary="The referrals from or to the caller's institution")
@@ -161,7 +136,7 @@ async def list_referrals(
 ) -> ReferralPage:
     """Newest request first; every person on the page is audited before it is returned."""
     _may_read(principal)
-    cursor = _decode_cursor(after) if after else None
+    cursor = decode_cursor(after) if after else None
     async with gateway.pool.connection() as conn:
         stream_cursor = await reads.change_horizon(conn)
         rows = await reads.referral_page(
@@ -173,10 +148,10 @@ async def list_referrals(
             after=cursor,
             limit=limit,
         )
-    await audit(request, principal, [s for r in rows for s in subjects_of(r)], purpose=PURPOSE)
+    await audit_parties(request, principal, rows)
     return ReferralPage(
         items=[Referral.model_validate(r) for r in rows],
-        next=_encode_cursor(rows[-1]) if len(rows) == limit else None,
+        next=next_cursor(rows, limit, "requested_at", "referral_id"),
         stream_cursor=stream_cursor,
     )
 
@@ -201,7 +176,7 @@ async def stream_referrals(
         raise ProblemError(400, "Bad request", "the cursor must carry its UTC offset")
     if last_event_id:
         try:
-            since = _aware(datetime.fromisoformat(last_event_id))
+            since = aware(datetime.fromisoformat(last_event_id))
         except ValueError as exc:
             raise ProblemError(400, "Bad request", "Last-Event-ID is not a cursor") from exc
     if since is None:

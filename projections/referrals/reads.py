@@ -9,6 +9,7 @@ from uuid import UUID
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
+from projections.empi.links import party_persons
 from projections.referrals.queries import INCOMING, OUTGOING
 
 # Each party's consortium person, when the patient index has linked the local record.
@@ -19,11 +20,7 @@ SELECT r.referral_id, r.state, r.direction, r.from_institution, r.to_institution
        r.arrived_at, r.closed_at, r.overdue, r.parked_events, r.projected_at,
        f.person_id AS from_person_id, t.person_id AS to_person_id
 FROM referrals.referrals r
-LEFT JOIN empi.records f
-       ON f.institution = r.from_institution AND f.local_id = r.from_patient_local_id
-LEFT JOIN empi.records t
-       ON t.institution = r.to_institution AND t.local_id = r.to_patient_local_id
-"""
+""" + party_persons("r")
 # Placeholder rows of referrals whose request has not arrived yet are nobody's referral.
 _KNOWN = sql.SQL("r.state <> 'AWAITING_REQUEST'")
 _MINE = sql.SQL("(r.from_institution = %(inst)s OR r.to_institution = %(inst)s)")

@@ -31,6 +31,7 @@ from gateway.config import GatewayConfig
 from gateway.principals import Role
 from gateway.testing import issue_token, serving
 from infra.migrate import apply_migrations
+from paging import all_pages
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor, Target, fixed_target
 from projections.frame.records import DeadLetter, Record
@@ -104,28 +105,12 @@ def bearer(url: str, institution: str, role: Role) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(url, institution, role)}"}
 
 
-def all_pages(
-    client: httpx.Client | TestClient, headers: dict[str, str], **params: Any
-) -> list[dict[str, Any]]:
-    """Every item of a listing, following `next`."""
-    items: list[dict[str, Any]] = []
-    query = {k: v for k, v in params.items() if v is not None}
-    while True:
-        response = client.get("/v1/referrals", params=query, headers=headers)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        items += body["items"]
-        if body["next"] is None:
-            return items
-        query["after"] = body["next"]
-
-
 def test_a_desk_sees_only_referrals_from_or_to_its_institution(
     client: TestClient, board_url: str
 ) -> None:
     for institution in (TOWNSHIP, COUNTY, VILLAGE):
         desk = bearer(board_url, institution, Role.REFERRAL_DESK)
-        items = all_pages(client, desk, limit=17)
+        items = all_pages(client, "/v1/referrals", desk, limit=17)
         assert items
         assert all(institution in (i["from_institution"], i["to_institution"]) for i in items)
         with psycopg.connect(board_url) as conn:
@@ -139,14 +124,14 @@ def test_one_referral_with_its_timeline_and_404_when_it_is_not_theirs(
 ) -> None:
     county = bearer(board_url, COUNTY, Role.REFERRAL_DESK)
     village = bearer(board_url, VILLAGE, Role.CLINICIAN)
-    completed = all_pages(client, county, state="COMPLETED")[0]
+    completed = all_pages(client, "/v1/referrals", county, state="COMPLETED")[0]
     found = client.get(f"/v1/referrals/{completed['referral_id']}", headers=county)
     assert found.status_code == 200, found.text
     kinds = [t["kind"] for t in found.json()["timeline"]]
     assert kinds[0] == "ReferralRequested" and kinds[-1] == "ReferralCompleted"
     not_theirs = next(
         i
-        for i in all_pages(client, county)
+        for i in all_pages(client, "/v1/referrals", county)
         if VILLAGE not in (i["from_institution"], i["to_institution"])
     )
     hidden = client.get(f"/v1/referrals/{not_theirs['referral_id']}", headers=village)
@@ -185,7 +170,15 @@ def test_filters_and_paging_return_exactly_the_desks_matching_referrals(
     limit: int,
 ) -> None:
     desk = bearer(board_url, institution, Role.REFERRAL_DESK)
-    items = all_pages(client, desk, state=state, direction=direction, overdue=overdue, limit=limit)
+    items = all_pages(
+        client,
+        "/v1/referrals",
+        desk,
+        state=state,
+        direction=direction,
+        overdue=overdue,
+        limit=limit,
+    )
     with psycopg.connect(board_url) as conn:
         expected = list_referrals(conn, institution, state and state.upper(), direction, overdue)
     shown = sorted(
@@ -314,7 +307,7 @@ def test_a_switch_to_a_rebuilt_generation_sends_its_rows_to_the_stream(
         cursor = http.get("/v1/referrals", headers=desk).json()["stream_cursor"]
         with psycopg.connect(board_url) as conn, conn.transaction(), conn.cursor() as cur:
             generations.switch(cur, REFERRALS, rebuilt)
-        shown = {item["referral_id"] for item in all_pages(http, desk, limit=500)}
+        shown = {item["referral_id"] for item in all_pages(http, "/v1/referrals", desk, limit=500)}
         with http.stream(
             "GET", "/v1/referrals/stream", params={"cursor": cursor}, headers=desk
         ) as response:

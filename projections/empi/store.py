@@ -416,18 +416,22 @@ def relay_outbox(
     publish: Callable[[list[StoredDecision]], object],
     limit: int = 2_000,
 ) -> int:
-    """Publish unpublished decisions in order, as stored, and mark them; how many were published."""
+    """Publish unpublished decisions in order, as stored, and mark them; how many were published.
+
+    Rows are marked by event id, not seq: seq values are a generation's own (a rebuilt outbox
+    numbers the same decisions otherwise), and a switch waits for this transaction (it locks
+    the live outbox), so the marks always land in the outbox the rows were read from."""
     with conn.transaction(), conn.cursor() as cur:
         rows = cur.execute(
-            "SELECT seq, event_id, person_id, event_type, payload FROM empi.outbox"
+            "SELECT event_id, person_id, event_type, payload FROM empi.outbox"
             " WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
             (limit,),
         ).fetchall()
         if not rows:
             return 0
-        publish([StoredDecision(e, p, t, bytes(v)) for _, e, p, t, v in rows])
+        publish([StoredDecision(e, p, t, bytes(v)) for e, p, t, v in rows])
         cur.execute(
-            "UPDATE empi.outbox SET published_at = now() WHERE seq = ANY(%s)",
-            ([seq for seq, *_ in rows],),
+            "UPDATE empi.outbox SET published_at = now() WHERE event_id = ANY(%s::uuid[])",
+            ([e for e, *_ in rows],),
         )
     return len(rows)

@@ -11,40 +11,16 @@ from typing import Any
 
 import psycopg
 
+from empi_reviews import answer, until_review
 from events.catalog import default_catalog
 from events.codec import Codec
-from events.envelope import Event
 from events.person import MatchReviewRequested, ReviewDecision
 from infra.migrate import apply_migrations
-from projections.empi.evaluation import evaluation_config, labelled_identities
-from projections.empi.index import IndexState, apply, new_state
-from projections.empi.reviews import review_decision
+from projections.empi.evaluation import evaluation_config
+from projections.empi.index import IndexState
 from projections.empi.store import EmpiStore, load_state, open_reviews, use_schema
 
 CODEC = Codec(default_catalog())
-
-
-def _first_review(events: list[Event]) -> MatchReviewRequested:
-    state = new_state(evaluation_config())
-    for event in events:
-        state, out = apply(state, event)
-        request = next((d for d in out if isinstance(d, MatchReviewRequested)), None)
-        if request is not None:
-            return request
-    raise AssertionError("no review in the labelled county")
-
-
-def _answer(request: MatchReviewRequested, decision: ReviewDecision, by: str) -> Event:
-    return review_decision(
-        review_id=request.review_id,
-        person_id=request.person_id,
-        institution=request.institution,
-        local_id=request.local_id,
-        decision=decision,
-        decided_by=by,
-        administrator_institution=request.envelope.source,
-        decided_at=request.envelope.occurred_at,
-    )
 
 
 def _reloaded(conn: psycopg.Connection[Any]) -> IndexState:
@@ -67,12 +43,11 @@ def test_an_early_answer_applied_when_its_request_comes_closes_the_review_in_pos
     scratch_database_url: str,
 ) -> None:
     apply_migrations(scratch_database_url)
-    events: list[Event] = list(labelled_identities(1500, seed=22).registrations)
-    request = _first_review(events)
+    _, events, request = until_review()
     store = EmpiStore(evaluation_config(), CODEC)
     with psycopg.connect(scratch_database_url) as conn:
         # Read first (another partition, an earlier batch): parked.
-        store.apply_batch(conn, [_answer(request, ReviewDecision.DIFFERENT_PERSONS, "ADM-1")])
+        store.apply_batch(conn, [answer(request, ReviewDecision.DIFFERENT_PERSONS, 1)])
         store.apply_batch(conn, events)  # the request comes; the parked answer is applied
         kept = store._state
         assert kept is not None and request.review_id not in kept.reviews
@@ -87,16 +62,15 @@ def test_an_early_answer_applied_when_its_request_comes_closes_the_review_in_pos
 
 def test_a_second_answer_changes_nothing_in_postgresql(scratch_database_url: str) -> None:
     apply_migrations(scratch_database_url)
-    events: list[Event] = list(labelled_identities(1500, seed=22).registrations)
-    request = _first_review(events)
+    _, events, request = until_review()
     store = EmpiStore(evaluation_config(), CODEC)
     with psycopg.connect(scratch_database_url) as conn:
         store.apply_batch(conn, events)
-        store.apply_batch(conn, [_answer(request, ReviewDecision.SAME_PERSON, "ADM-1")])
+        store.apply_batch(conn, [answer(request, ReviewDecision.SAME_PERSON, 1)])
         before = _stored(conn, request)
         assert before[0] == ("same_person", "ADM-1") and before[1] == []
         # A second administrator's answer, accepted while the first was on its way.
-        second = _answer(request, ReviewDecision.DIFFERENT_PERSONS, "ADM-2")
+        second = answer(request, ReviewDecision.DIFFERENT_PERSONS, 2)
         assert store.apply_batch(conn, [second]) == []
         assert _stored(conn, request) == before  # not parked, no apart pair
         reloaded = _reloaded(conn)

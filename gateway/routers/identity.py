@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 from events.membership import CODE_PATTERN
 from events.person import ReviewDecision
 from events.publisher import PublishError
+from gateway import review_claims
 from gateway.audit import Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
@@ -30,6 +32,8 @@ router = APIRouter(
         409: {**PROBLEM_RESPONSES[401], "description": "The review was already decided."},
     },
 )
+
+log = logging.getLogger(__name__)
 
 PURPOSE = "HOPERAT"  # HL7 v3 PurposeOfUse: healthcare operations
 
@@ -111,7 +115,8 @@ async def list_reviews(
 async def decide_review(
     review_id: uuid.UUID, decision: Decision, gateway: GatewayDep, principal: PrincipalDep
 ) -> DecisionAccepted:
-    """202 once Kafka acknowledged the decision; 409 when the review is no longer open."""
+    """202 once Kafka acknowledged the decision; 409 when the review is no longer open or
+    another decision of it was accepted (or is being published) already."""
     _administrator(principal)
     if decision.decision is ReviewDecision.UNKNOWN:
         raise ProblemError(422, "Unprocessable content", "decide SAME_PERSON or DIFFERENT_PERSONS")
@@ -138,15 +143,24 @@ async def decide_review(
         decided_at=datetime.now(UTC),
         note=decision.note,
     )
+    # The review's row stays open until the index has read an answer: one claim per review id.
+    stale_s = 2 * (gateway.config.publish_timeout_s + 5.0)
+    if not await review_claims.claim(gateway.pool, event, stale_s):
+        raise ProblemError(409, "Conflict", "another decision of this review was accepted")
     try:
         [delivery] = await gateway.publisher.publish([event], gateway.config.publish_timeout_s)
     except PublishError as exc:
+        await review_claims.release(gateway.pool, event.envelope.event_id)
         raise ProblemError(
             503,
             "Service unavailable",
             "Kafka did not acknowledge the decision; it was not recorded",
             headers={"Retry-After": str(gateway.config.retry_after_s)},
         ) from exc
+    try:
+        await review_claims.published(gateway.pool, event.envelope.event_id, delivery.offset)
+    except Exception:  # published all the same: the claim stands until stale, then may be taken
+        log.exception("review %s: decision published, its claim not marked", review_id)
     return DecisionAccepted(
         event_id=delivery.event_id,
         topic=delivery.topic,

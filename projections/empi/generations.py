@@ -64,9 +64,15 @@ def switch(cur: Cursor[Any], built: str) -> str:
 
     Decisions the live generation already published are marked published in the new one (same
     event ids); the others are left for the relay. Returns the retired schema's name.
+
+    The live outbox is locked first: a relay round holds its rows (FOR UPDATE) from its select
+    through Kafka's acknowledgement to its marks, and those marks must be in the live outbox
+    before they are copied. EXCLUSIVE waits for that round to commit and keeps the next one out
+    until the switch commits (it then reads the new generation's outbox).
     """
     retired = built.replace(f"{LIVE_SCHEMA}_g", f"{LIVE_SCHEMA}_retired_", 1)
     new, live = sql.Identifier(built), sql.Identifier(LIVE_SCHEMA)
+    cur.execute(sql.SQL("LOCK TABLE {}.outbox IN EXCLUSIVE MODE").format(live))
     cur.execute(
         sql.SQL(
             "UPDATE {}.outbox b SET published_at = o.published_at FROM {}.outbox o"

@@ -71,11 +71,32 @@ class IndexState:
     apart: set[tuple[RecordKey, uuid.UUID]] = field(default_factory=set)
     parked_updates: dict[RecordKey, list[PatientDemographicsUpdated]] = field(default_factory=dict)
     parked_decisions: dict[uuid.UUID, MatchReviewDecided] = field(default_factory=dict)
+    # Reviews answered (same or different persons): a later answer to one of them is not parked.
+    decided_reviews: set[uuid.UUID] = field(default_factory=set)
     # When each record was last placed in its blocks and in its person: block and member order
     # decide ties, so a state reloaded from PostgreSQL sorts by these to decide the same way.
     serial: int = 0
     indexed_at: dict[RecordKey, int] = field(default_factory=dict)
     assigned_at: dict[RecordKey, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A review decision the index applied, and the pair it keeps apart (DIFFERENT_PERSONS)."""
+
+    decision: MatchReviewDecided
+    apart: tuple[RecordKey, uuid.UUID] | None
+
+
+class Outcome(Decisions):
+    """What one event did: its decisions, the review decisions it applied — its own or one
+    parked until the review's request came — and the answers it ignored (the review was
+    answered already, or the answer decides nothing). The store persists all of them."""
+
+    def __init__(self, cause: Event, index_institution: str) -> None:
+        super().__init__(cause, index_institution)
+        self.decided: list[Decided] = []
+        self.ignored: list[MatchReviewDecided] = []
 
 
 def new_state(config: IndexConfig) -> IndexState:
@@ -97,18 +118,23 @@ def current_person(state: IndexState, person_id: uuid.UUID) -> uuid.UUID:
 
 def apply(state: IndexState, event: Event) -> tuple[IndexState, list[Event]]:
     """Apply one event; return the state and the decisions it caused (other events: none)."""
+    state, outcome = apply_outcome(state, event)
+    return state, outcome.events
+
+
+def apply_outcome(state: IndexState, event: Event) -> tuple[IndexState, Outcome]:
+    """Apply one event; return the state and all it did (`Outcome`)."""
+    outcome = Outcome(event, state.config.index_institution)
     handler = _HANDLERS.get(type(event))
-    if handler is None:
-        return state, []
-    decisions = Decisions(event, state.config.index_institution)
-    handler(state, event, decisions)
-    return state, decisions.events
+    if handler is not None:
+        handler(state, event, outcome)
+    return state, outcome
 
 
 # --- registrations -----------------------------------------------------------------------------
 
 
-def _registered(state: IndexState, event: Any, out: Decisions) -> None:
+def _registered(state: IndexState, event: Any, out: Outcome) -> None:
     key: RecordKey = (event.envelope.source, event.envelope.patient_local_id)
     demographics = Demographics.of(event, state.config.hasher)
     parked = state.parked_updates.pop(key, None)
@@ -140,7 +166,7 @@ def _registered(state: IndexState, event: Any, out: Decisions) -> None:
         _request_review(state, key, ranked[0], out)
 
 
-def _updated(state: IndexState, event: Any, out: Decisions) -> None:
+def _updated(state: IndexState, event: Any, out: Outcome) -> None:
     key: RecordKey = (event.envelope.source, event.envelope.patient_local_id)
     known = state.demographics.get(key)
     if known is None:
@@ -150,9 +176,7 @@ def _updated(state: IndexState, event: Any, out: Decisions) -> None:
     _restated(state, key, known.updated(event, state.config.hasher), out)
 
 
-def _restated(
-    state: IndexState, key: RecordKey, demographics: Demographics, out: Decisions
-) -> None:
+def _restated(state: IndexState, key: RecordKey, demographics: Demographics, out: Outcome) -> None:
     """A known record's demographics changed: re-index it and see whether it belongs elsewhere."""
     before = state.identities[key]
     blocks = _index(state, key, demographics)
@@ -185,7 +209,7 @@ def _restated(
 # --- source merges and reviews -----------------------------------------------------------------
 
 
-def _merged(state: IndexState, event: Any, out: Decisions) -> None:
+def _merged(state: IndexState, event: Any, out: Outcome) -> None:
     source = event.envelope.source
     surviving: RecordKey = (source, event.surviving_local_id)
     retired: RecordKey = (source, event.retired_local_id)
@@ -199,19 +223,32 @@ def _merged(state: IndexState, event: Any, out: Decisions) -> None:
         _merge(state, keep, gone, MatchMethod.SOURCE_MERGE, None, surviving, out)
 
 
-def _decided(state: IndexState, event: Any, out: Decisions) -> None:
-    review = state.reviews.pop(event.review_id, None)
+def _decided(state: IndexState, event: Any, out: Outcome) -> None:
+    review_id = event.review_id
+    if (
+        event.decision not in _ANSWERS
+        or review_id in state.decided_reviews
+        or review_id in state.parked_decisions
+    ):
+        # Decides nothing, or a second answer (two administrators, a double click): the first
+        # answer read stands. Never parked — its request came long ago, or a first answer waits.
+        out.ignored.append(event)
+        return
+    review = state.reviews.pop(review_id, None)
     if review is None:
         # The decision was read before the request that it answers: apply it when that comes.
-        state.parked_decisions[event.review_id] = event
+        state.parked_decisions[review_id] = event
         return
+    state.decided_reviews.add(review_id)
     state.open_pairs.pop((review.record, review.person_id), None)
     person = current_person(state, review.person_id)
     current = state.person_of.get(review.record)
     if event.decision is ReviewDecision.DIFFERENT_PERSONS:
         state.apart.add((review.record, person))
+        out.decided.append(Decided(event, (review.record, person)))
         return
-    if event.decision is not ReviewDecision.SAME_PERSON or current is None or current == person:
+    out.decided.append(Decided(event, None))
+    if current is None or current == person:
         return
     if len(state.members[current]) == 1:
         _merge(state, person, current, MatchMethod.REVIEW, None, None, out)
@@ -228,7 +265,9 @@ def _decided(state: IndexState, event: Any, out: Decisions) -> None:
     _link(state, review.record, person, MatchMethod.REVIEW, 0.0, None, None, out)
 
 
-_HANDLERS: Mapping[type[Event], Callable[[IndexState, Any, Decisions], None]] = MappingProxyType(
+_ANSWERS = frozenset({ReviewDecision.SAME_PERSON, ReviewDecision.DIFFERENT_PERSONS})
+
+_HANDLERS: Mapping[type[Event], Callable[[IndexState, Any, Outcome], None]] = MappingProxyType(
     {
         PatientRegistered: _registered,
         PatientDemographicsUpdated: _updated,
@@ -372,7 +411,7 @@ def _link(
     score: float,
     matched: RecordKey | None,
     comparison: Comparison | None,
-    out: Decisions,
+    out: Outcome,
 ) -> None:
     _assign(state, key, person)
     out.add(
@@ -389,7 +428,7 @@ def _link(
 
 
 def _move(
-    state: IndexState, key: RecordKey, target: Candidate, reason: UnlinkReason, out: Decisions
+    state: IndexState, key: RecordKey, target: Candidate, reason: UnlinkReason, out: Outcome
 ) -> None:
     person, comparison, matched = target
     current = state.person_of[key]
@@ -413,7 +452,7 @@ def _merge(
     method: MatchMethod,
     score: float | None,
     cause: RecordKey | None,
-    out: Decisions,
+    out: Outcome,
 ) -> None:
     """Every record of `gone` joins `keep`; `gone` is retired for good."""
     out.add(
@@ -430,9 +469,7 @@ def _merge(
     state.merged_into[gone] = keep
 
 
-def _request_review(
-    state: IndexState, key: RecordKey, candidate: Candidate, out: Decisions
-) -> None:
+def _request_review(state: IndexState, key: RecordKey, candidate: Candidate, out: Outcome) -> None:
     person, comparison, matched = candidate
     if (key, person) in state.open_pairs:
         return

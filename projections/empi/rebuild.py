@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from projections.empi.index import IndexConfig
 from projections.empi.store import LIVE_SCHEMA, EmpiStore
 from projections.frame.deadletters import DeadLetterSink
 from projections.frame.records import Record
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (batches replayed, batches the live index has)
 Journal = list[tuple[int, dict[Partition, int]]]  # (batch, end offset per partition)
@@ -92,7 +95,10 @@ def rebuild(
     )
     total, replayed, retired = Applied(), 0, None
     try:
-        reader = _Reader(consumer, partitions_of(consumer, index_topics(consortium_id)))
+        topics = index_topics(consortium_id)
+        reader = _Reader(
+            consumer, partitions_of(consumer, topics), lambda: partitions_of(consumer, topics)
+        )
         with psycopg.connect(database_url, autocommit=True) as live:
             while True:
                 pending = _journal(live, after=replayed)
@@ -116,16 +122,37 @@ def rebuild(
 
 
 class _Reader:
-    """Reads the index's partitions from offset 0 and hands out records up to given ends."""
+    """Reads the index's partitions from offset 0 and hands out records up to given ends.
 
-    def __init__(self, consumer: Consumer, partitions: list[Partition]) -> None:
+    Partitions added to the topics while the rebuild runs are read from offset 0 when a journal
+    entry first names one (the live runner reads them after its restart): `discover` lists the
+    topics' partitions again (and refreshes the consumer's metadata)."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        partitions: list[Partition],
+        discover: Callable[[], list[Partition]] | None = None,
+    ) -> None:
         self._consumer = consumer
+        self._discover = discover
         self._buffers: dict[Partition, deque[Record]] = {tp: deque() for tp in partitions}
         self._read: dict[Partition, int] = dict.fromkeys(partitions, 0)
         consumer.assign([TopicPartition(t, p, 0) for t, p in partitions])
 
+    def _take_new(self, named: list[Partition]) -> None:
+        """Read the partitions added since the rebuild began from offset 0."""
+        now = self._discover() if self._discover is not None else []
+        added = sorted((set(now) | set(named)) - self._read.keys())  # named: they exist
+        log.info("empi rebuild reads partitions added meanwhile: %s", added)
+        for tp in added:
+            self._buffers[tp], self._read[tp] = deque(), 0
+        self._consumer.incremental_assign([TopicPartition(t, p, 0) for t, p in added])
+
     def take(self, ends: dict[Partition, int]) -> list[Record]:
         """Every record before each partition's end offset not handed out yet."""
+        if unknown := [tp for tp in ends if tp not in self._read]:
+            self._take_new(unknown)
         while due := sum(max(0, end - self._read[tp]) for tp, end in ends.items()):
             # At most what is still due: asked for more than the log holds, librdkafka waits out
             # the whole timeout before it returns (0.5 s at the end of every replay).

@@ -9,6 +9,7 @@ schema (`generations.py`), so the batch SQL names tables through the transaction
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,11 +35,12 @@ from events.registry import from_record
 from projections.empi.encoding import encoded
 from projections.empi.identity import Demographics, HashedId, RecordKey, identity_of
 from projections.empi.index import (
+    Decided,
     IndexConfig,
     IndexState,
+    Outcome,
     Review,
-    apply,
-    current_person,
+    apply_outcome,
     new_state,
 )
 from projections.empi.matcher import blocking_keys
@@ -46,6 +48,7 @@ from projections.empi.relay import StoredDecision
 from projections.frame.claims import Claims, ClaimTable, claim, content_digest
 
 LIVE_SCHEMA = "empi"
+log = logging.getLogger(__name__)
 Cursor = psycopg.Cursor[Any]
 
 
@@ -90,9 +93,9 @@ class EmpiStore:
                 with conn.pipeline():
                     for event in claimed:
                         parked = _had_parked(state, event)
-                        state, out = apply(state, event)
-                        _write(cur, state, event, out, later, parked)
-                        decisions += out
+                        state, outcome = apply_outcome(state, event)
+                        _write(cur, state, event, outcome, later, parked)
+                        decisions += outcome.events
                     later.flush(cur, state, self.codec)
                     cur.execute("UPDATE state SET version = version + 1")
                 self._state, self._version = state, (version[0], version[1] + 1)
@@ -196,7 +199,7 @@ def _write(
     cur: Cursor,
     state: IndexState,
     cause: Event,
-    decisions: list[Event],
+    outcome: Outcome,
     later: _Later,
     parked: bool,
 ) -> None:
@@ -213,11 +216,23 @@ def _write(
     if isinstance(cause, PatientIdentifiersMerged):
         _partners(cur, source, cause.surviving_local_id, cause.retired_local_id)
         _partners(cur, source, cause.retired_local_id, cause.surviving_local_id)
-    if isinstance(cause, MatchReviewDecided):
-        _decided(cur, state, cause)
-    for decision in decisions:
+    waiting = state.parked_decisions  # an answer whose request is still to come
+    if isinstance(cause, MatchReviewDecided) and waiting.get(cause.review_id) is cause:
+        _park(cur, cause, None, None, cause.review_id)
+    for decision in outcome.events:
         _decision(cur, state, decision, touched)
         later.outbox.append(decision)
+    # After the decisions: a parked answer applied now closes the review its request just opened.
+    for decided in outcome.decided:
+        _decided(cur, decided)
+    for ignored in outcome.ignored:
+        log.warning(
+            "review %s: answer %s (%s) ignored, the review was answered already or it decides"
+            " nothing",
+            ignored.review_id,
+            ignored.envelope.event_id,
+            ignored.decision,
+        )
 
 
 def _decision(
@@ -249,16 +264,12 @@ def _decision(
         cur.execute("DELETE FROM parked WHERE review_id = %s", (decision.review_id,))
 
 
-def _decided(cur: Cursor, state: IndexState, decision: MatchReviewDecided) -> None:
-    if decision.review_id in state.parked_decisions:
-        _park(cur, decision, None, None, decision.review_id)
-        return
+def _decided(cur: Cursor, decided: Decided) -> None:
+    decision = decided.decision
     status = {
         ReviewDecision.SAME_PERSON: "same_person",
         ReviewDecision.DIFFERENT_PERSONS: "different_persons",
-    }.get(decision.decision)
-    if status is None:
-        return
+    }[decision.decision]
     cur.execute(
         "UPDATE reviews SET status = %s, decided_by = %s, decided_at = %s, note = %s"
         " WHERE review_id = %s AND status = 'open'",
@@ -270,10 +281,11 @@ def _decided(cur: Cursor, state: IndexState, decision: MatchReviewDecided) -> No
             decision.review_id,
         ),
     )
-    if decision.decision is ReviewDecision.DIFFERENT_PERSONS:
+    if decided.apart is not None:
+        (institution, local_id), person = decided.apart
         cur.execute(
             "INSERT INTO apart VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            (decision.institution, decision.local_id, current_person(state, decision.person_id)),
+            (institution, local_id, person),
         )
 
 
@@ -368,6 +380,9 @@ def load_state(cur: Cursor, config: IndexConfig) -> IndexState:
     ):
         state.reviews[review_id] = Review(review_id, (institution, local_id), person)
         state.open_pairs[((institution, local_id), person)] = review_id
+    state.decided_reviews.update(
+        r for (r,) in cur.execute("SELECT review_id FROM reviews WHERE status <> 'open'")
+    )
     apart = cur.execute("SELECT institution, local_id, person_id FROM apart").fetchall()
     state.apart.update(((institution, local_id), person) for institution, local_id, person in apart)
     for (data,) in cur.execute("SELECT event FROM parked ORDER BY seq"):
@@ -416,18 +431,22 @@ def relay_outbox(
     publish: Callable[[list[StoredDecision]], object],
     limit: int = 2_000,
 ) -> int:
-    """Publish unpublished decisions in order, as stored, and mark them; how many were published."""
+    """Publish unpublished decisions in order, as stored, and mark them; how many were published.
+
+    Rows are marked by event id, not seq: seq values are a generation's own (a rebuilt outbox
+    numbers the same decisions otherwise), and a switch waits for this transaction (it locks
+    the live outbox), so the marks always land in the outbox the rows were read from."""
     with conn.transaction(), conn.cursor() as cur:
         rows = cur.execute(
-            "SELECT seq, event_id, person_id, event_type, payload FROM empi.outbox"
+            "SELECT event_id, person_id, event_type, payload FROM empi.outbox"
             " WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
             (limit,),
         ).fetchall()
         if not rows:
             return 0
-        publish([StoredDecision(e, p, t, bytes(v)) for _, e, p, t, v in rows])
+        publish([StoredDecision(e, p, t, bytes(v)) for e, p, t, v in rows])
         cur.execute(
-            "UPDATE empi.outbox SET published_at = now() WHERE seq = ANY(%s)",
-            ([seq for seq, *_ in rows],),
+            "UPDATE empi.outbox SET published_at = now() WHERE event_id = ANY(%s::uuid[])",
+            ([e for e, *_ in rows],),
         )
     return len(rows)

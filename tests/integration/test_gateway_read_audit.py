@@ -28,6 +28,7 @@ from gateway.deps import PrincipalDep
 from gateway.principals import Role
 from gateway.testing import issue_token
 from infra.migrate import apply_migrations
+from projections.empi.store import open_reviews
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor
 from projections.frame.records import DeadLetter, Record
@@ -369,6 +370,40 @@ def test_the_review_queue_is_an_administrators_and_a_decision_becomes_an_event(
         )
     again = client.post(path, json={"decision": "DIFFERENT_PERSONS"}, headers=admin)
     assert again.status_code == 409
+
+
+def test_a_second_decision_of_a_review_is_refused_while_the_index_has_not_read_the_first(
+    client: TestClient, board_url: str
+) -> None:
+    review, other = open_review(board_url), open_review(board_url)
+    admin = bearer(board_url, COUNTY, Role.ADMINISTRATOR)
+    second_admin = bearer(board_url, TOWNSHIP, Role.ADMINISTRATOR)
+    path = f"/v1/identity/reviews/{review}/decision"
+    first = client.post(path, json={"decision": "DIFFERENT_PERSONS"}, headers=admin)
+    assert first.status_code == 202, first.text
+    # The index has not read the first answer: the queue's row still says open.
+    assert review in {r["review_id"] for r in open_reviews_of(board_url)}
+    for headers in (admin, second_admin):  # a double click, another administrator
+        again = client.post(path, json={"decision": "SAME_PERSON"}, headers=headers)
+        assert again.status_code == 409, again.text
+    elsewhere = client.post(
+        f"/v1/identity/reviews/{other}/decision", json={"decision": "SAME_PERSON"}, headers=admin
+    )
+    assert elsewhere.status_code == 202, elsewhere.text
+    with psycopg.connect(board_url) as conn:
+        claims = conn.execute(
+            "SELECT review_id, event_id, decision, kafka_offset IS NOT NULL"
+            " FROM gateway_review_decisions ORDER BY claimed_at"
+        ).fetchall()
+    assert claims == [
+        (review, uuid.UUID(first.json()["event_id"]), "DIFFERENT_PERSONS", True),
+        (other, uuid.UUID(elsewhere.json()["event_id"]), "SAME_PERSON", True),
+    ]
+
+
+def open_reviews_of(url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(url) as conn:
+        return open_reviews(conn)
 
 
 def test_break_glass_is_recorded_with_its_reason_and_refused_without_one(

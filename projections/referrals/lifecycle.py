@@ -206,6 +206,16 @@ def _canonical(fact: Fact) -> tuple[datetime, UUID]:
     return fact.occurred_at, fact.event_id
 
 
+def referral_of(referral_id: UUID, facts: Iterable[Fact]) -> Referral:
+    """The aggregate of a set of facts (another projection's copy of the events, e.g. the
+    record's entries): one fact per event id, in canonical order, as evolve keeps them. Of two
+    facts with one event id the least is kept, so the set decides, not the order it came in."""
+    distinct: dict[UUID, Fact] = {}
+    for f in sorted(facts, key=lambda f: (*_canonical(f), f.source, f.kind, repr(f))):
+        distinct.setdefault(f.event_id, f)
+    return Referral(referral_id, tuple(sorted(distinct.values(), key=_canonical)))
+
+
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     """One line of a referral's timeline."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -252,10 +252,16 @@ class Board:
     timeline: tuple[TimelineEntry, ...] = field(default=())
 
 
+def may_send(kind: str, source: str, request: Mapping[str, Any]) -> bool:
+    """Whether `source` may send an event of `kind`, by the parties the request named
+    (`request` maps from_institution and to_institution to them; a request is always its own)."""
+    parties = SENDERS.get(kind)
+    return parties is None or any(source == request.get(p) for p in parties)
+
+
 def _by_a_party(fact: Fact, row: dict[str, Any]) -> bool:
     """Whether the fact's source may send it, by the parties the request named (row's)."""
-    parties = SENDERS.get(fact.kind)
-    return parties is None or any(fact.source == row.get(p) for p in parties)
+    return may_send(fact.kind, fact.source, row)
 
 
 def _next_applicable(pending: list[Fact], state: ReferralState, row: dict[str, Any]) -> Fact | None:

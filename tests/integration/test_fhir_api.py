@@ -171,6 +171,16 @@ def test_an_unaccepted_request_opens_only_the_senders_record_to_the_receiver(
     assert receiver.status_code == 200 and members_in(receiver.json()) == {COUNTY, TOWNSHIP}
 
 
+def test_a_member_that_sent_a_stray_event_is_no_party(client: TestClient, record_url: str) -> None:
+    tasks = f"/fhir/Task?patient={ASKED}"
+    assert (
+        client.get(tasks, headers=auth(record_url, VILLAGE, Role.REFERRAL_DESK)).status_code == 403
+    )
+    county = client.get(tasks, headers=auth(record_url, COUNTY, Role.REFERRAL_DESK))
+    (task,) = [e["resource"] for e in county.json()["entry"]]
+    assert task["status"] == "requested" and "statusReason" not in task
+
+
 def test_own_record_only_without_consent_or_referral(client: TestClient, record_url: str) -> None:
     response = client.get(f"/fhir/Encounter?patient={PRIVATE}", headers=auth(record_url, COUNTY))
     assert response.status_code == 200

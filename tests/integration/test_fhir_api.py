@@ -181,6 +181,21 @@ def test_a_member_that_sent_a_stray_event_is_no_party(client: TestClient, record
     assert task["status"] == "requested" and "statusReason" not in task
 
 
+def test_a_break_glass_reason_with_a_nul_is_refused_before_any_audit(
+    client: TestClient, record_url: str
+) -> None:
+    before = len(audit_rows(record_url))
+    nul = auth(record_url, VILLAGE, extra={"X-Break-Glass": "a%00b"})
+    glass = client.get(f"/fhir/Patient/{PRIVATE}", headers=nul)
+    assert glass.status_code == 400 and "control" in glass.text
+    assert len(audit_rows(record_url)) == before
+    ok = client.get(
+        f"/fhir/Patient/{PRIVATE}",
+        headers=auth(record_url, VILLAGE, extra={"X-Break-Glass": "a%20b"}),
+    )
+    assert ok.status_code == 200 and len(audit_rows(record_url)) == before + 1
+
+
 def test_own_record_only_without_consent_or_referral(client: TestClient, record_url: str) -> None:
     response = client.get(f"/fhir/Encounter?patient={PRIVATE}", headers=auth(record_url, COUNTY))
     assert response.status_code == 200

@@ -27,7 +27,7 @@ from events.encounter import OutpatientVisitCompleted, OutpatientVisitStarted
 from events.envelope import Envelope, Event
 from events.order import OrderPlaced
 from events.person import MatchMethod, PersonLinked
-from events.referral import ReferralRequested
+from events.referral import ReferralAccepted, ReferralRequested
 from events.result import LabResultReported
 from events.topics import event_topic
 from projections.frame import generations
@@ -138,10 +138,17 @@ def consent(institution: str, local_id: str, at: datetime = START) -> ConsentGra
     )
 
 
-def referral(sender: str, local_id: str, receiver: str, direction: str) -> ReferralRequested:
-    """The sender refers the patient to the receiver (active until answered otherwise)."""
+def referral(
+    sender: str,
+    local_id: str,
+    receiver: str,
+    direction: str,
+    at: datetime = START + timedelta(days=1),
+) -> ReferralRequested:
+    """The sender refers the patient to the receiver: the receiver may read the sender's record
+    until the request is answered or expires (7 days unanswered, docs/record.md)."""
     return ReferralRequested(
-        envelope=_env("ReferralRequested", sender, local_id, START + timedelta(days=1)),
+        envelope=_env("ReferralRequested", sender, local_id, at),
         referral_id=uuid.uuid4(),
         direction=direction,
         from_institution=sender,
@@ -151,6 +158,17 @@ def referral(sender: str, local_id: str, receiver: str, direction: str) -> Refer
         requested_service="心内科",
         clinical_summary="血压控制不佳",
         requesting_clinician_id="D1",
+    )
+
+
+def accepted(request: ReferralRequested, local_id: str) -> ReferralAccepted:
+    """The receiver accepts the request an hour after it (both members then read each other's
+    record until the referral ends)."""
+    at = request.envelope.occurred_at + timedelta(hours=1)
+    return ReferralAccepted(
+        envelope=_env("ReferralAccepted", request.to_institution, local_id, at),
+        referral_id=request.referral_id,
+        accepted_by="D2",
     )
 
 

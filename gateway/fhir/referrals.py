@@ -20,6 +20,7 @@ from gateway.fhir.systems import (
 )
 from projections.record.entries import EntryKind
 from projections.record.queries import TimelineEntry
+from projections.referrals.lifecycle import may_send
 
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 _STATUS = {
@@ -47,23 +48,39 @@ class Referral:
 
     @property
     def parties(self) -> frozenset[str]:
-        """The sending and receiving members, and every member that recorded an event of it."""
-        found = {e.institution for e in self.lines}
-        if (r := self.request) is not None:
-            found |= {str(r.detail.get("from_institution")), str(r.detail.get("to_institution"))}
-        return frozenset(found)
+        """The sending and receiving members the request names; none while it is not visible.
+
+        Only the request says who the parties are (as on the referral board): a member that
+        recorded an event of the referral is not a party for that."""
+        if (r := self.request) is None:
+            return frozenset()
+        return frozenset(
+            {str(r.detail.get("from_institution")), str(r.detail.get("to_institution"))}
+        )
 
 
 def referrals_of(entries: Iterable[TimelineEntry]) -> list[Referral]:
-    """The referrals among these entries, by id."""
+    """The referrals among these entries, by id; once the request is visible, only its lines
+    and those its parties may send (lifecycle.SENDERS), so an outsider's line is not served."""
     by_id: dict[str, list[TimelineEntry]] = defaultdict(list)
     for e in entries:
         if e.kind is EntryKind.REFERRAL and e.subject_id:
             by_id[e.subject_id].append(e)
-    return [
-        Referral(rid, tuple(sorted(lines, key=lambda e: (e.at, e.entry_id))))
-        for rid, lines in sorted(by_id.items())
-    ]
+    found = []
+    for rid, lines in sorted(by_id.items()):
+        referral = Referral(rid, tuple(sorted(lines, key=lambda e: (e.at, e.entry_id))))
+        if (request := referral.request) is not None:
+            kept = tuple(e for e in referral.lines if _by_a_party(e, request))
+            referral = Referral(rid, kept)
+        found.append(referral)
+    return found
+
+
+def _by_a_party(line: TimelineEntry, request: TimelineEntry) -> bool:
+    """Whether the line is the request, or an event that one of its parties may send."""
+    if line.status == "REQUESTED":
+        return line is request
+    return may_send(line.event_type, line.institution, request.detail)
 
 
 def referral_request_id(referral_id: str) -> str:

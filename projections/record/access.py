@@ -1,8 +1,9 @@
 """Who may read what another member recorded about a person: one pure decision with its reason.
 
 A clinician of member B reads what member A recorded when B is A, or the person has an active
-consent covering B (checked against `now`, at read time), or an active referral joins A and B,
-or the clinician breaks the glass with a stated reason (allowed and flagged for review).
+consent covering B (checked against `now`, at read time), or an active referral between A and B
+lets B read A (the receiver from the request, the sender once the receiver accepted), or the
+clinician breaks the glass with a stated reason (allowed and flagged for review).
 Anything else is denied. The caller audits every decision, denied ones too.
 """
 
@@ -78,12 +79,12 @@ def decide(request: AccessRequest, inputs: AccessInputs) -> AccessDecision:
         reason = f"consent {c.consent_id} ({c.scope.value}) covers {reader} for {request.purpose}"
         return AccessDecision(True, Basis.CONSENT, reason, consent_id=c.consent_id)
     referrals = sorted(
-        (r for r in inputs.referrals if r.joins(reader, recorder) and r.active_at(now)),
+        (r for r in inputs.referrals if r.lets(reader, recorder, now)),
         key=lambda r: (r.requested_at, r.referral_id),
     )
     if referrals:
         r = referrals[-1]
-        reason = f"referral {r.referral_id} ({r.status}) joins {recorder} and {reader}"
+        reason = f"referral {r.referral_id} ({r.state_at(now)}) lets {reader} read {recorder}"
         return AccessDecision(True, Basis.REFERRAL, reason, referral_id=r.referral_id)
     why = (request.break_glass_reason or "").strip()
     if why:
@@ -102,7 +103,14 @@ def _denial(request: AccessRequest, inputs: AccessInputs) -> str:
                 f"consent {c.consent_id} does not cover {request.reader} for {request.purpose}"
             )
     for r in inputs.referrals:
-        if r.joins(request.reader, request.recorder):
-            misses.append(f"referral {r.referral_id} is {r.status.lower()} and no longer active")
+        if not r.joins(request.reader, request.recorder):
+            continue
+        state = r.state_at(request.now).lower()
+        if r.active_at(request.now):  # the sender, before the receiver accepted
+            misses.append(
+                f"referral {r.referral_id} is {state}: {request.recorder} has not accepted it"
+            )
+        else:
+            misses.append(f"referral {r.referral_id} is {state} and not active")
     detail = "; ".join(misses) if misses else "no consent, no referral between the two members"
     return f"{request.reader} may not read {request.recorder}'s record: {detail}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -206,6 +206,16 @@ def _canonical(fact: Fact) -> tuple[datetime, UUID]:
     return fact.occurred_at, fact.event_id
 
 
+def referral_of(referral_id: UUID, facts: Iterable[Fact]) -> Referral:
+    """The aggregate of a set of facts (another projection's copy of the events, e.g. the
+    record's entries): one fact per event id, in canonical order, as evolve keeps them. Of two
+    facts with one event id the least is kept, so the set decides, not the order it came in."""
+    distinct: dict[UUID, Fact] = {}
+    for f in sorted(facts, key=lambda f: (*_canonical(f), f.source, f.kind, repr(f))):
+        distinct.setdefault(f.event_id, f)
+    return Referral(referral_id, tuple(sorted(distinct.values(), key=_canonical)))
+
+
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     """One line of a referral's timeline."""
@@ -242,10 +252,16 @@ class Board:
     timeline: tuple[TimelineEntry, ...] = field(default=())
 
 
+def may_send(kind: str, source: str, request: Mapping[str, Any]) -> bool:
+    """Whether `source` may send an event of `kind`, by the parties the request named
+    (`request` maps from_institution and to_institution to them; a request is always its own)."""
+    parties = SENDERS.get(kind)
+    return parties is None or any(source == request.get(p) for p in parties)
+
+
 def _by_a_party(fact: Fact, row: dict[str, Any]) -> bool:
     """Whether the fact's source may send it, by the parties the request named (row's)."""
-    parties = SENDERS.get(fact.kind)
-    return parties is None or any(fact.source == row.get(p) for p in parties)
+    return may_send(fact.kind, fact.source, row)
 
 
 def _next_applicable(pending: list[Fact], state: ReferralState, row: dict[str, Any]) -> Fact | None:

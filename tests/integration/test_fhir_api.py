@@ -13,10 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
 
-from bench.fhir import consent, linked, load_record, referral, visits
+from bench.fhir import _env, accepted, consent, linked, load_record, referral, visits
 from consortium.topics import ensure_topics
 from events.consent import ConsentRevoked
 from events.envelope import Event
+from events.referral import ReferralCancelled
 from events.topics import READ_AUDIT_TOPIC
 from fhir_r4 import r4_errors
 from gateway.app import create_app
@@ -28,8 +29,11 @@ from gateway.testing import issue_token
 from own_databases import own_database
 
 TOWNSHIP, COUNTY, VILLAGE = "439901-T03", "439901-C01", "439901-V017"
-SHARED, REFERRED, PRIVATE, BUSY = (uuid.uuid4() for _ in range(4))
+SHARED, REFERRED, PRIVATE, BUSY, ASKED = (uuid.uuid4() for _ in range(5))
 RECENT = datetime.now(UTC) - timedelta(days=2)
+# ASKED: township → county, requested a day ago and never accepted; the village (no party)
+# sent a stray cancellation of it.
+ASKED_REQUEST = referral(TOWNSHIP, "TA", COUNTY, "UP", at=RECENT + timedelta(days=1))
 BUSY_VISITS = 23  # 115 entries at one member: several pages at _count=7
 
 
@@ -42,8 +46,18 @@ def people() -> list[Event]:
         # A blood count two days ago at each member: still recognisable (7-day window).
         made += visits(TOWNSHIP, f"T{tag}", 1, RECENT) + visits(COUNTY, f"C{tag}", 1, RECENT)
     made.append(consent(TOWNSHIP, "TS"))
-    made.append(referral(TOWNSHIP, "TR", COUNTY, "UP"))
+    request = referral(TOWNSHIP, "TR", COUNTY, "UP")
+    made += [request, accepted(request, "CR")]  # accepted: both members read both records
     made += [linked(BUSY, TOWNSHIP, "TB"), *visits(TOWNSHIP, "TB", BUSY_VISITS)]
+    for member, local_id in ((TOWNSHIP, "TA"), (COUNTY, "CA"), (VILLAGE, "VA")):
+        made += [linked(ASKED, member, local_id), *visits(member, local_id, 1)]
+    stray = ReferralCancelled(
+        envelope=_env("ReferralCancelled", VILLAGE, "VA", ASKED_REQUEST.envelope.occurred_at),
+        referral_id=ASKED_REQUEST.referral_id,
+        reason="误操作",
+        cancelled_by="RECEIVING_INSTITUTION",
+    )
+    made += [ASKED_REQUEST, stray]
     return made
 
 
@@ -134,12 +148,52 @@ def test_referral_allows_only_its_two_members(client: TestClient, record_url: st
     county = client.get(f"/fhir/Observation?patient={REFERRED}", headers=auth(record_url, COUNTY))
     assert county.status_code == 200
     assert members_in(county.json()) == {TOWNSHIP, COUNTY}
+    township = client.get(
+        f"/fhir/Observation?patient={REFERRED}", headers=auth(record_url, TOWNSHIP)
+    )
+    assert members_in(township.json()) == {TOWNSHIP, COUNTY}  # the sender, after acceptance
     village = client.get(f"/fhir/Observation?patient={REFERRED}", headers=auth(record_url, VILLAGE))
     assert village.status_code == 403
     assert village.headers["content-type"].startswith("application/fhir+json")
     outcome = village.json()
     valid(outcome)
     assert outcome["issue"][0]["code"] == "forbidden"
+
+
+def test_an_unaccepted_request_opens_only_the_senders_record_to_the_receiver(
+    client: TestClient, record_url: str
+) -> None:
+    everything = f"/fhir/Patient/{ASKED}/$everything?_count=500"
+    sender = client.get(everything, headers=auth(record_url, TOWNSHIP))
+    assert sender.status_code == 200 and members_in(sender.json()) == {TOWNSHIP}
+    # The stray cancellation of a member that is no party does not end the receiver's access.
+    receiver = client.get(everything, headers=auth(record_url, COUNTY))
+    assert receiver.status_code == 200 and members_in(receiver.json()) == {COUNTY, TOWNSHIP}
+
+
+def test_a_member_that_sent_a_stray_event_is_no_party(client: TestClient, record_url: str) -> None:
+    tasks = f"/fhir/Task?patient={ASKED}"
+    assert (
+        client.get(tasks, headers=auth(record_url, VILLAGE, Role.REFERRAL_DESK)).status_code == 403
+    )
+    county = client.get(tasks, headers=auth(record_url, COUNTY, Role.REFERRAL_DESK))
+    (task,) = [e["resource"] for e in county.json()["entry"]]
+    assert task["status"] == "requested" and "statusReason" not in task
+
+
+def test_a_break_glass_reason_with_a_nul_is_refused_before_any_audit(
+    client: TestClient, record_url: str
+) -> None:
+    before = len(audit_rows(record_url))
+    nul = auth(record_url, VILLAGE, extra={"X-Break-Glass": "a%00b"})
+    glass = client.get(f"/fhir/Patient/{PRIVATE}", headers=nul)
+    assert glass.status_code == 400 and "control" in glass.text
+    assert len(audit_rows(record_url)) == before
+    ok = client.get(
+        f"/fhir/Patient/{PRIVATE}",
+        headers=auth(record_url, VILLAGE, extra={"X-Break-Glass": "a%20b"}),
+    )
+    assert ok.status_code == 200 and len(audit_rows(record_url)) == before + 1
 
 
 def test_own_record_only_without_consent_or_referral(client: TestClient, record_url: str) -> None:

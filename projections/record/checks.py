@@ -179,13 +179,13 @@ def recheck(
     s = sql.Identifier(schema)
     patients = sorted(set(patients))
     persons = sorted(set(persons))
-    survivors = _survivors(cur, s, persons)
+    survivors = merge_survivors(cur, schema, persons)
     touched = {m for p in persons for m in members(survivors, p)}
     if not touched and not patients:
         return
     _lock_persons(cur, s, sorted(touched | {resolve(survivors, p) for p in touched}))
     # A merge may have committed while this batch waited.
-    survivors = _survivors(cur, s, sorted(touched))
+    survivors = merge_survivors(cur, schema, sorted(touched))
     wanted = {resolve(survivors, p) for p in touched}
     ids = sorted({m for p in wanted for m in members(survivors, p)})
     linked = cur.execute(
@@ -221,9 +221,11 @@ def recheck(
     outbox.announce(cur, schema, VIEW, revised, revision)
 
 
-def _survivors(cur: Cursor[Any], s: sql.Identifier, ids: Sequence[str]) -> dict[str, str]:
+def merge_survivors(db: Reader, schema: str, ids: Sequence[str]) -> dict[str, str]:
     """The merges (retired → survivor) of the merge groups these ids belong to, and no others
     (projections/persons.merge_group), walked from the client, one indexed statement per step.
+    The one way the record reads merges: the re-checks (the store's schema) and the reads
+    (`RECORD_VIEWS`) both resolve ids with `persons.resolve`/`members` over this map.
     (A recursive CTE did it in one, but its row estimate grows with the table until PostgreSQL
     JIT-compiles it: 130–190 ms per batch with 200,000 merges, for a 15 ms query.)"""
     from projections.persons import merge_group
@@ -232,8 +234,8 @@ def _survivors(cur: Cursor[Any], s: sql.Identifier, ids: Sequence[str]) -> dict[
         "SELECT retired_person_id, survivor_person_id FROM {}.merged_persons"
         " WHERE survivor_person_id IS NOT NULL"
         " AND (retired_person_id = ANY(%(ids)s) OR survivor_person_id = ANY(%(ids)s))"
-    ).format(s)
-    return merge_group(ids, lambda frontier: cur.execute(query, {"ids": frontier}).fetchall())
+    ).format(sql.Identifier(schema))
+    return merge_group(ids, lambda frontier: db.execute(query, {"ids": frontier}).fetchall())
 
 
 def _lock_persons(cur: Cursor[Any], s: sql.Identifier, ids: list[str]) -> None:

@@ -15,8 +15,9 @@ from typing import Any
 from psycopg import Connection
 
 from events.consent import ConsentPurpose, ConsentScope
+from projections.persons import members, resolve
 from projections.record.access import AccessInputs
-from projections.record.checks import RECORD_VIEWS, read_orders, read_priors
+from projections.record.checks import RECORD_VIEWS, merge_survivors, read_orders, read_priors
 from projections.record.consents import Consent
 from projections.record.entries import RESULT_KINDS, EntryKind
 from projections.record.recognition import (
@@ -60,26 +61,14 @@ class Person:
 
 
 def person(conn: Connection[Any], person_id: str) -> Person:
-    """Resolve a person id through merges and list the local patients linked to it."""
-    current = conn.execute(
-        "WITH RECURSIVE up(p, n) AS (SELECT %s::text, 0 UNION ALL"
-        " SELECT m.survivor_person_id, up.n + 1 FROM record.merged_persons m"
-        " JOIN up ON m.retired_person_id = up.p"
-        " WHERE m.survivor_person_id IS NOT NULL AND up.n < 64)"
-        " SELECT p FROM up ORDER BY n DESC LIMIT 1",
-        (person_id,),
-    ).fetchone()
-    survivor = current[0] if current else person_id
-    ids = [
-        row[0]
-        for row in conn.execute(
-            "WITH RECURSIVE down(p) AS (SELECT %s::text UNION"
-            " SELECT m.retired_person_id FROM record.merged_persons m"
-            " JOIN down ON m.survivor_person_id = down.p)"
-            " SELECT p FROM down ORDER BY p",
-            (survivor,),
-        ).fetchall()
-    ]
+    """Resolve a person id through merges and list the local patients linked to it.
+
+    The same rule as the repeat checks' (checks.recheck): the id's merge group
+    (`checks.merge_survivors`) resolved by `persons.resolve`/`members`, so a chain reads its end
+    and every id of a cycle reads the cycle's smallest id, whichever id is asked."""
+    survivors = merge_survivors(conn, RECORD_VIEWS, [person_id])
+    survivor = resolve(survivors, person_id)
+    ids = sorted(members(survivors, person_id))
     patients = conn.execute(
         "SELECT institution, local_id FROM record.local_patients WHERE person_id = ANY(%s)"
         " ORDER BY institution, local_id",

@@ -1,6 +1,6 @@
 """The record's re-check reads only the merge groups a batch touches, with the same answers.
 
-`checks._survivors(ids)` returns the merges of the groups of `ids` (ids connected by merges in
+`checks.merge_survivors(ids)` returns the merges of the groups of `ids` (ids connected by merges in
 either direction). For every asked id, `resolve` and `members` over that map must equal what
 they give over the whole `merged_persons` table, whatever the merge graph (chains, trees, rows
 whose survivor is not known yet, cycles written by a damaged history).
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from projections.persons import members, resolve
-from projections.record.checks import _survivors
+from projections.record.checks import merge_survivors
 from projections.record.tables import MERGED_PERSONS
 
 SCHEMA = "merge_groups"
@@ -58,7 +58,7 @@ def test_a_batch_sees_its_merge_groups_as_the_whole_table_does(
             )
     whole = {r: v for r, v in graph.items() if v is not None}
     with conn.cursor() as cur:
-        part = _survivors(cur, s, sorted(set(asked)))
+        part = merge_survivors(cur, SCHEMA, sorted(set(asked)))
     assert set(part.items()) <= set(whole.items())
     for p in asked:
         assert resolve(part, p) == resolve(whole, p)
@@ -70,4 +70,4 @@ def test_a_batch_sees_its_merge_groups_as_the_whole_table_does(
 
 def test_no_ids_read_nothing(conn: psycopg.Connection[Any]) -> None:
     with conn.cursor() as cur:
-        assert _survivors(cur, sql.Identifier(SCHEMA), []) == {}
+        assert merge_survivors(cur, SCHEMA, []) == {}

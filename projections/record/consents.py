@@ -55,15 +55,19 @@ class Consent:
 def current_consent(statements: Iterable[Entry]) -> Consent | None:
     """The consent after its grants and revocations; None until a grant is known.
 
-    A grant sent twice keeps the latest (by time, then event id); the earliest revocation
-    counts. Both rules are functions of the set, so arrival order does not matter.
+    A consent id belongs to the member and local patient of its first grant (by time, then
+    event id): a grant of the same id from another member or local patient is ignored, so no
+    one can move a person's consent to its own patient by re-granting its id. Of the owner's
+    grants the latest counts (a grant sent twice, a renewal); the earliest revocation counts.
+    Every rule is a function of the set, so arrival order does not matter.
     """
     ordered = sorted(statements, key=lambda e: (e.occurred_at, e.event_id))
     grants = [e for e in ordered if e.status == "GRANTED"]
     revokes = [e for e in ordered if e.status == "REVOKED"]
     if not grants:
         return None
-    grant = grants[-1]
+    owner = (grants[0].institution, grants[0].local_id)
+    grant = [g for g in grants if (g.institution, g.local_id) == owner][-1]
     d = grant.detail
     return Consent(
         consent_id=grant.subject_id or "",

@@ -639,3 +639,17 @@ def example(event_type: str) -> Event:
 def example_data(event_type: str) -> dict[str, Any]:
     """A valid example as JSON-like data (what a publisher would send)."""
     return example(event_type).model_dump(mode="json")
+
+
+def same_number_results(
+    number: str = "R1",
+) -> tuple[LabResultReported, ImagingReportIssued, ResultAmended]:
+    """A lab result and an imaging report with the same number at one member (LIS and RIS
+    number apart), and an amendment of the lab result an hour later."""
+    lab = lab_result_reported().model_copy(update={"result_id": number, "order_id": None})
+    imaging = imaging_report_issued().model_copy(
+        update={"report_id": number, "order_id": None, "envelope": envelope("ImagingReportIssued")}
+    )
+    later = envelope("ResultAmended", occurred_at=OCCURRED_AT + timedelta(hours=1))
+    amended = result_amended().model_copy(update={"result_id": number, "envelope": later})
+    return lab, imaging, amended

@@ -32,7 +32,7 @@ from projections.record.recognition import (
 )
 from projections.record.referrals import ReferralLink, referral_links
 from projections.record.results import CurrentOrder, CurrentResult, current_order, current_result
-from projections.record.subjects import CONSENT, ORDER, RESULT, statements_of, touched
+from projections.record.subjects import CONSENT, ORDER, RESULTS, statements_of, touched
 
 LocalKey = tuple[str, str]
 
@@ -95,19 +95,19 @@ class MemoryRecord:
         entries = self.person_entries(person_id)
         plain = {e.entry_id for e in entries if e.kind not in RESULT_KINDS}
         results = {
-            f"{r.institution}|{r.result_id}"
+            f"{r.institution}|{r.kind.value}|{r.result_id}"
             for r in self.results().values()
             if (r.institution, r.local_id) in self.local_patients_of(person_id)
         }
         return plain | results
 
-    def results(self) -> dict[tuple[str, str], CurrentResult]:
-        """Current results by (institution, result id)."""
+    def results(self) -> dict[tuple[str, str, str], CurrentResult]:
+        """Current results by (institution, kind, result id)."""
         entries = self.entries()
         found = {}
         for s in touched(entries):
-            if s[0] == RESULT and (r := current_result(statements_of(s, entries))) is not None:
-                found[(s[1], s[2])] = r
+            if s[0] in RESULTS and (r := current_result(statements_of(s, entries))) is not None:
+                found[(s[1], s[0], s[2])] = r
         return found
 
     def orders(self) -> dict[tuple[str, str], CurrentOrder]:

@@ -116,7 +116,7 @@ WITH mine AS (
     FROM record.entries e JOIN mine USING (institution, local_id)
     WHERE e.kind <> ALL(%(result_kinds)s)
     UNION ALL
-    SELECT r.institution || '|' || r.result_id, r.kind, r.institution, r.local_id,
+    SELECT r.institution || '|' || r.kind || '|' || r.result_id, r.kind, r.institution, r.local_id,
            r.effective_at,
            CASE r.kind WHEN 'LAB_RESULT' THEN 'LabResultReported' ELSE 'ImagingReportIssued' END,
            r.result_id, r.status, r.code_system, r.code, r.display,
@@ -187,14 +187,20 @@ def _parse_cursor(cursor: str | None) -> tuple[datetime | None, str | None]:
     return datetime.fromisoformat(at), entry_id
 
 
-def result_history(conn: Connection[Any], institution: str, result_id: str) -> list[TimelineEntry]:
-    """Every statement of one result (reports and amendments), oldest first: its history."""
+def result_history(
+    conn: Connection[Any], institution: str, result_id: str, kind: EntryKind | None = None
+) -> list[TimelineEntry]:
+    """Every statement of one result (reports and amendments), oldest first: its history.
+
+    `kind` (LAB_RESULT or IMAGING_REPORT) picks one of a lab result and a report that share
+    the id at this member; None lists both."""
     columns = ", ".join(ENTRY_COLUMNS)
+    kinds = _RESULT_KINDS if kind is None else [EntryKind(kind).value]
     rows = conn.execute(
         f"SELECT {columns} FROM record.entries"
         " WHERE institution = %s AND subject_id = %s AND kind = ANY(%s)"
         " ORDER BY occurred_at, event_id, seq",
-        (institution, result_id, _RESULT_KINDS),
+        (institution, result_id, kinds),
     ).fetchall()
     history = []
     for row in rows:

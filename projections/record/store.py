@@ -30,7 +30,7 @@ from projections.record.checks import recheck
 from projections.record.consents import Consent, current_consent
 from projections.record.entries import RESULT_KINDS, Entry, EntryKind
 from projections.record.results import CurrentOrder, CurrentResult, current_order, current_result
-from projections.record.subjects import CONSENT, ORDER, RESULT, Subject, touched
+from projections.record.subjects import CONSENT, ORDER, RESULTS, Subject, subjects_of, touched
 from projections.record.tables import ENTRY_COLUMNS
 
 _RESULT_KINDS = sorted(k.value for k in RESULT_KINDS)
@@ -113,7 +113,7 @@ class RecordStore:
         subjects = touched(e for p in patients for e in p.added)
         if subjects:
             _lock_subjects(cur, s, subjects)
-            _refold_results(cur, s, [x for x in subjects if x[0] == RESULT])
+            _refold_results(cur, s, [x for x in subjects if x[0] in RESULTS])
             _refold_orders(cur, s, [x for x in subjects if x[0] == ORDER])
             _refold_consents(cur, s, [x for x in subjects if x[0] == CONSENT])
         if persons or patients:
@@ -279,12 +279,9 @@ def _lock_subjects(cur: Cursor[Any], s: sql.Identifier, subjects: Sequence[Subje
 
 def _statements(
     cur: Cursor[Any], s: sql.Identifier, kinds: Sequence[str], subjects: Sequence[Subject]
-) -> dict[tuple[str, str], list[Entry]]:
-    """The stored entries of these kinds about these subjects, by (institution, subject id).
-
-    Consent ids are consortium-wide (a consent may be revoked at another member): "" stands
-    for their institution, as in the subject.
-    """
+) -> dict[Subject, list[Entry]]:
+    """The stored entries of these kinds about these subjects, by subject (`subjects_of`: a
+    result's names its kind; a consent's institution is "", its id consortium-wide)."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in ENTRY_COLUMNS)
     if all(x[0] == CONSENT for x in subjects):
         query = sql.SQL("SELECT {} FROM {}.entries WHERE subject_id = ANY(%s) AND kind = ANY(%s)")
@@ -294,12 +291,12 @@ def _statements(
             "SELECT {} FROM {}.entries JOIN unnest(%b::text[], %b::text[])"
             " AS u(institution, subject_id) USING (institution, subject_id) WHERE kind = ANY(%s)"
         )
-        args = ([x[1] for x in subjects], [x[2] for x in subjects], list(kinds))
-    found: dict[tuple[str, str], list[Entry]] = {}
+        pairs = sorted({x[1:] for x in subjects})  # a lab result and a report may share one
+        args = ([p[0] for p in pairs], [p[1] for p in pairs], list(kinds))
+    found: dict[Subject, list[Entry]] = {}
     for row in cur.execute(query.format(columns, s), args).fetchall():
         e = entry_of_row(row)
-        key = ("" if subjects[0][0] == CONSENT else e.institution, e.subject_id or "")
-        found.setdefault(key, []).append(e)
+        found.setdefault(subjects_of(e)[0], []).append(e)
     return found
 
 
@@ -307,8 +304,15 @@ def _refold_results(cur: Cursor[Any], s: sql.Identifier, subjects: Sequence[Subj
     if not subjects:
         return
     statements = _statements(cur, s, _RESULT_KINDS, subjects)
-    current = [r for x in subjects if (r := current_result(statements.get(x[1:], []))) is not None]
-    _delete(cur, s, "results", "result_id", subjects)
+    current = [r for x in subjects if (r := current_result(statements.get(x, []))) is not None]
+    cur.execute(
+        sql.SQL(
+            "DELETE FROM {}.results t USING unnest(%b::text[], %b::text[], %b::text[])"
+            " AS u(kind, institution, id)"
+            " WHERE t.institution = u.institution AND t.kind = u.kind AND t.result_id = u.id"
+        ).format(s),
+        ([x[0] for x in subjects], [x[1] for x in subjects], [x[2] for x in subjects]),
+    )
     if current:
         _copy(cur, s, "results", [_result_row(r) for r in current])
 
@@ -350,7 +354,7 @@ def _refold_orders(cur: Cursor[Any], s: sql.Identifier, subjects: Sequence[Subje
         answers.setdefault((institution, order_id), []).append(status)
     current = []
     for x in subjects:
-        order = current_order(statements.get(x[1:], []), answers.get(x[1:], []))
+        order = current_order(statements.get(x, []), answers.get(x[1:], []))
         if order is not None:
             current.append(order)
     _delete(cur, s, "orders", "order_id", subjects)
@@ -379,9 +383,7 @@ def _refold_consents(cur: Cursor[Any], s: sql.Identifier, subjects: Sequence[Sub
     if not subjects:
         return
     statements = _statements(cur, s, [EntryKind.CONSENT.value], subjects)
-    current = [
-        c for x in subjects if (c := current_consent(statements.get(("", x[2]), []))) is not None
-    ]
+    current = [c for x in subjects if (c := current_consent(statements.get(x, []))) is not None]
     cur.execute(
         sql.SQL("DELETE FROM {}.consents WHERE consent_id = ANY(%s)").format(s),
         ([x[2] for x in subjects],),

@@ -6,9 +6,12 @@ from collections.abc import Iterable
 
 from projections.record.entries import RESULT_KINDS, Entry, EntryKind
 
-RESULT, ORDER, CONSENT = "result", "order", "consent"
-# (RESULT|ORDER, institution, id) or (CONSENT, "", consent id): ids are unique per member,
-# consent ids across the consortium (a consent may be revoked at another member).
+ORDER, CONSENT = "order", "consent"
+# A result's subject names its kind: a member numbers lab results and imaging reports apart.
+RESULTS = frozenset(k.value for k in RESULT_KINDS)
+# (LAB_RESULT|IMAGING_REPORT|ORDER, institution, id) or (CONSENT, "", consent id): ids are unique
+# per member (a result id per kind), consent ids across the consortium (a consent may be revoked
+# at another member).
 Subject = tuple[str, str, str]
 
 
@@ -17,7 +20,7 @@ def subjects_of(entry: Entry) -> list[Subject]:
     if entry.subject_id is None:
         return []
     if entry.kind in RESULT_KINDS:
-        found = [(RESULT, entry.institution, entry.subject_id)]
+        found = [(entry.kind.value, entry.institution, entry.subject_id)]
         order_id = entry.detail.get("order_id")
         if order_id:
             found.append((ORDER, entry.institution, str(order_id)))
@@ -37,13 +40,11 @@ def touched(entries: Iterable[Entry]) -> list[Subject]:
 def statements_of(subject: Subject, entries: Iterable[Entry]) -> list[Entry]:
     """The entries a subject is folded from."""
     kind, institution, subject_id = subject
-    if kind == RESULT:
+    if kind in RESULTS:
         return [
             e
             for e in entries
-            if e.kind in RESULT_KINDS
-            and e.institution == institution
-            and e.subject_id == subject_id
+            if e.kind.value == kind and e.institution == institution and e.subject_id == subject_id
         ]
     if kind == ORDER:
         return [

@@ -99,7 +99,7 @@ CREATE TABLE {schema}.results (
     amendments      integer NOT NULL,
     amended_at      timestamptz,
     report_event_id uuid NOT NULL,
-    PRIMARY KEY (institution, result_id)
+    PRIMARY KEY (institution, kind, result_id)  -- lab and imaging are numbered apart
 );
 CREATE INDEX ON {schema}.results (institution, local_id);
 CREATE INDEX ON {schema}.results (institution, order_id);
@@ -121,7 +121,7 @@ CREATE INDEX ON {schema}.results (institution, order_id);
         "amended_at",
         "report_event_id",
     ),
-    order_by=("institution", "result_id"),
+    order_by=("institution", "kind", "result_id"),
 )
 
 ORDERS = Table(

@@ -90,7 +90,8 @@ def stored(url: str, schema: str = "record") -> dict[str, Any]:
             f"SELECT institution, local_id, person_id FROM {schema}.local_patients"
         ).fetchall()
         results = conn.execute(
-            f"SELECT institution, result_id, status, content, amendments FROM {schema}.results"
+            "SELECT institution, kind, result_id, status, content, amendments"
+            f" FROM {schema}.results"
         ).fetchall()
         orders = conn.execute(
             f"SELECT institution, order_id, status, results FROM {schema}.orders"
@@ -106,7 +107,7 @@ def stored(url: str, schema: str = "record") -> dict[str, Any]:
         ).fetchall()
     return {
         "links": {(i, lid): p for i, lid, p in links},
-        "results": {(i, r): (s, c, n) for i, r, s, c, n in results},
+        "results": {(i, k, r): (s, c, n) for i, k, r, s, c, n in results},
         "orders": {(i, o): (s, n) for i, o, s, n in orders},
         "consents": {c: (s.upper(), e, r) for c, s, e, r in consents},
         "survivors": dict(merges),

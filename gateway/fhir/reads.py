@@ -2,6 +2,9 @@
 
 The record's queries (projections/record/queries.py) are synchronous psycopg; the gateway runs
 them on its own small pool of synchronous connections, one worker-thread hop per request.
+Each read — resolving the person, deciding access, reading what it releases — is one
+REPEATABLE READ, READ ONLY transaction (`projections.snapshot`): a consent revoked, a referral
+ended or a merge committed meanwhile is wholly in the read or wholly out (docs/record.md).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from projections.record import queries
 from projections.record.entries import EntryKind
 from projections.record.queries import Person, TimelineEntry
 from projections.record.recognition import PossibleRepeat, Recognizable
+from projections.snapshot import snapshot
 
 POOL_SIZE = 4
 T = TypeVar("T")
@@ -72,7 +76,8 @@ def all_entries(
     institutions: Iterable[str],
     kinds: Iterable[EntryKind] | None = None,
 ) -> tuple[TimelineEntry, ...]:
-    """Every timeline entry of the person recorded by these members, newest first."""
+    """Every timeline entry of the person recorded by these members, newest first (several
+    queries: call it inside the read's snapshot)."""
     allowed, wanted = list(institutions), None if kinds is None else list(kinds)
     found: list[TimelineEntry] = []
     cursor: str | None = None
@@ -95,7 +100,7 @@ def read_as_clinician(
     pool: ConnectionPool, person_id: str, reader: Reader, now: datetime
 ) -> RecordRead:
     """The person's entries from every member whose record access.decide lets the reader see."""
-    with pool.connection() as conn:
+    with pool.connection() as conn, snapshot(conn):
         person = queries.person(conn, person_id)
         if not person.local_patients:
             return RecordRead(person, denied("no member's record is linked to this person"))
@@ -107,7 +112,7 @@ def read_as_clinician(
 
 def read_as_desk(pool: ConnectionPool, person_id: str, reader: Reader) -> RecordRead:
     """The person's referrals that the desk's member sends or receives."""
-    with pool.connection() as conn:
+    with pool.connection() as conn, snapshot(conn):
         person = queries.person(conn, person_id)
         if not person.local_patients:
             return RecordRead(person, denied("no member's record is linked to this person"))
@@ -129,7 +134,7 @@ def _clinician_read(
 ) -> tuple[RecordRead, list[T]]:
     """A clinician's verdict on the person, and what `find` reads of them, kept where every
     member an item comes from is one the reader may see."""
-    with pool.connection() as conn:
+    with pool.connection() as conn, snapshot(conn):
         person = queries.person(conn, person_id)
         if not person.local_patients:
             none = denied("no member's record is linked to this person")

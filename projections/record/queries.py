@@ -3,6 +3,10 @@
 Every function reads through the stable views (`record.<table>`). A person id may be one the
 index has since merged away: it is resolved to its survivor, and the person's local patients are
 those linked to the survivor or to any person merged into it.
+
+Most functions make several queries (each re-resolves the person): for one committed state
+across them — and across a decision and the reads it allows — run them inside
+`projections.snapshot.snapshot(conn)`, as the gateway does per read (docs/record.md).
 """
 
 from __future__ import annotations

@@ -442,15 +442,31 @@ def person_of(conn: psycopg.Connection[Any], institution: str, local_id: str) ->
 def open_reviews(
     conn: psycopg.Connection[Any], limit: int = 100, institution: str | None = None
 ) -> list[dict[str, Any]]:
-    """The review queue, oldest first; optionally only reviews of one member's records."""
+    """The review queue, oldest first; optionally only reviews of one member's records.
+
+    The persons are those of now, as the index will apply an answer: `person_id` the candidate
+    person followed through merges, `current_person_id` the record's person (the request's
+    ids may have been merged away since)."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute(
-            "SELECT review_id, institution, local_id, person_id, current_person_id,"
-            " candidate_institution, candidate_local_id, score, agreement, requested_at"
-            " FROM empi.reviews WHERE status = 'open'"
-            " AND (%(institution)s::text IS NULL OR institution = %(institution)s"
-            "      OR candidate_institution = %(institution)s)"
-            " ORDER BY requested_at, review_id LIMIT %(limit)s",
+            "WITH RECURSIVE queue AS ("
+            "  SELECT * FROM empi.reviews WHERE status = 'open'"
+            "  AND (%(institution)s::text IS NULL OR institution = %(institution)s"
+            "       OR candidate_institution = %(institution)s)"
+            "  ORDER BY requested_at, review_id LIMIT %(limit)s),"
+            " chain (review_id, person_id) AS ("
+            "  SELECT review_id, person_id FROM queue UNION"
+            "  SELECT c.review_id, m.person_id FROM chain c"
+            "  JOIN empi.merged_persons m ON m.retired_person_id = c.person_id)"
+            " SELECT q.review_id, q.institution, q.local_id,"
+            "  (SELECT c.person_id FROM chain c WHERE c.review_id = q.review_id AND NOT EXISTS"
+            "   (SELECT FROM empi.merged_persons m WHERE m.retired_person_id = c.person_id))"
+            "  AS person_id,"
+            "  coalesce(r.person_id, q.current_person_id) AS current_person_id,"
+            "  q.candidate_institution, q.candidate_local_id, q.score, q.agreement, q.requested_at"
+            " FROM queue q LEFT JOIN empi.records r"
+            "  ON r.institution = q.institution AND r.local_id = q.local_id"
+            " ORDER BY q.requested_at, q.review_id",
             {"institution": institution, "limit": limit},
         ).fetchall()
 

@@ -114,7 +114,14 @@ def test_a_different_persons_answer_for_records_joined_meanwhile_is_superseded(
         source_merge(FATHER, township_son, "joined", 3),
     ]
     with psycopg.connect(scratch_database_url) as conn:
-        _batches(conn, [father(), son()], joined, [son_answer(DIFFERENT, 9)])
+        _batches(conn, [father(), son()], joined)
+        # The queue shows the persons of now: the son's person was merged into his father's.
+        [queued] = open_reviews(conn)
+        assert queued["review_id"] == son_review_id()
+        assert queued["current_person_id"] == queued["person_id"] == first_person(FATHER)
+        stored = conn.execute("SELECT current_person_id FROM empi.reviews").fetchone()
+        assert stored == (first_person(SON),)  # the request's, merged away
+        _batches(conn, [son_answer(DIFFERENT, 9)])
         assert _review(conn) == ("superseded", "ADM-9")
         assert conn.execute("SELECT count(*) FROM empi.apart").fetchone() == (0,)
         assert _person(conn, SON) == _person(conn, FATHER)
@@ -135,3 +142,18 @@ def test_a_pair_kept_apart_stays_apart_across_a_merge_and_a_reload(
         assert _reloaded(conn).apart == {(SON, first_person(DUPLICATE))}
         row = conn.execute("SELECT institution, local_id, person_id FROM empi.apart").fetchall()
         assert row == [(*SON, first_person(FATHER))]  # the row: the person the answer found
+
+
+def test_the_queue_shows_the_candidate_person_of_now(scratch_database_url: str) -> None:
+    apply_migrations(scratch_database_url)
+    duplicate = registered(DUPLICATE, "duplicate", 4, name="某某", **BARE)
+    retired = source_merge(DUPLICATE, FATHER, "father retired", 5)
+    with psycopg.connect(scratch_database_url) as conn:
+        _batches(conn, [father(), duplicate, son()], [retired])
+        [queued] = open_reviews(conn)  # the father's person followed to its survivor
+        assert queued["person_id"] == first_person(DUPLICATE)
+        assert queued["current_person_id"] == first_person(SON)
+        assert open_reviews(conn, institution=SON[0]) == [queued]
+        assert open_reviews(conn, institution="439901-S01") == []
+        [merged] = _batches(conn, [son_answer(SAME, 9)])
+        assert [d.person_id for d in merged] == [first_person(DUPLICATE)]

@@ -73,7 +73,8 @@ class IndexState:
     apart: set[tuple[RecordKey, uuid.UUID]] = field(default_factory=set)
     parked_updates: dict[RecordKey, list[PatientDemographicsUpdated]] = field(default_factory=dict)
     parked_decisions: dict[uuid.UUID, MatchReviewDecided] = field(default_factory=dict)
-    # Reviews answered (same or different persons): a later answer to one of them is not parked.
+    # Reviews answered (same or different persons) or superseded: a later answer to one of them
+    # is ignored, not parked.
     decided_reviews: set[uuid.UUID] = field(default_factory=set)
     # When each record was last placed in its blocks and in its person: block and member order
     # decide ties, so a state reloaded from PostgreSQL sorts by these to decide the same way.

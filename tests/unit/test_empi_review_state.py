@@ -125,6 +125,18 @@ def test_a_same_person_answer_does_not_split_a_record_from_its_corrected_id_link
     assert son_review_id() in state.decided_reviews
 
 
+def test_a_same_person_answer_does_not_move_back_a_record_its_corrected_id_moved() -> None:
+    """The son had company (a bare village record linked by score): the corrected id moved him
+    alone (`PersonUnlinked` DEMOGRAPHICS_CHANGED) to his own record; the old question's answer
+    moved him on to his father's person."""
+    second = registered(SECOND, "second", 2, name="李子轩", **BARE)
+    answer = son_answer(SAME, 9)
+    state, outcomes = run(father(), son(), second, OWN_RECORD, SON_FIXED, answer)
+    assert decisions(outcomes[-2]) == [PersonUnlinked, PersonLinked]
+    assert outcomes[-1].events == [] and outcomes[-1].ignored == [answer]
+    assert state.person_of[SON] == state.person_of[OWN] != state.person_of[FATHER]
+
+
 def test_a_different_persons_answer_after_a_source_merge_joined_record_and_candidate() -> None:
     """The township registers the son with the father's card too (linked to the son's person by
     the id) and then merges that local id into the father's: the son's record is now in his

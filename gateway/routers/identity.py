@@ -29,7 +29,10 @@ router = APIRouter(
     tags=["identity"],
     responses={
         404: {**PROBLEM_RESPONSES[401], "description": "No such review."},
-        409: {**PROBLEM_RESPONSES[401], "description": "The review was already decided."},
+        409: {
+            **PROBLEM_RESPONSES[401],
+            "description": "The review is closed (decided or superseded).",
+        },
     },
 )
 
@@ -131,7 +134,7 @@ async def decide_review(
         raise ProblemError(404, "Not found", "no such review")
     person_id, institution, local_id, status = row
     if status != "open":
-        raise ProblemError(409, "Conflict", f"the review was already decided: {status}")
+        raise ProblemError(409, "Conflict", f"the review is no longer open: {status}")
     event = review_decision(
         review_id=review_id,
         person_id=person_id,

@@ -68,10 +68,13 @@ class IndexState:
     source_partners: dict[RecordKey, list[RecordKey]] = field(default_factory=dict)
     reviews: dict[uuid.UUID, Review] = field(default_factory=dict)
     open_pairs: dict[tuple[RecordKey, uuid.UUID], uuid.UUID] = field(default_factory=dict)
+    # The open reviews of each record (of its own, not as a candidate): superseded together.
+    open_of: dict[RecordKey, dict[uuid.UUID, None]] = field(default_factory=dict)
     apart: set[tuple[RecordKey, uuid.UUID]] = field(default_factory=set)
     parked_updates: dict[RecordKey, list[PatientDemographicsUpdated]] = field(default_factory=dict)
     parked_decisions: dict[uuid.UUID, MatchReviewDecided] = field(default_factory=dict)
-    # Reviews answered (same or different persons): a later answer to one of them is not parked.
+    # Reviews answered (same or different persons) or superseded: a later answer to one of them
+    # is ignored, not parked.
     decided_reviews: set[uuid.UUID] = field(default_factory=set)
     # When each record was last placed in its blocks and in its person: block and member order
     # decide ties, so a state reloaded from PostgreSQL sorts by these to decide the same way.
@@ -88,14 +91,25 @@ class Decided:
     apart: tuple[RecordKey, uuid.UUID] | None
 
 
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """An open review closed because its question no longer stands, and the answer that found
+    it so (None when the record's own event closed it)."""
+
+    review_id: uuid.UUID
+    answer: MatchReviewDecided | None
+
+
 class Outcome(Decisions):
     """What one event did: its decisions, the review decisions it applied — its own or one
-    parked until the review's request came — and the answers it ignored (the review was
-    answered already, or the answer decides nothing). The store persists all of them."""
+    parked until the review's request came — the reviews it closed as superseded, and the
+    answers it ignored (the review was answered or superseded already, or the answer decides
+    nothing). The store persists all of them."""
 
     def __init__(self, cause: Event, index_institution: str) -> None:
         super().__init__(cause, index_institution)
         self.decided: list[Decided] = []
+        self.superseded: list[Superseded] = []
         self.ignored: list[MatchReviewDecided] = []
 
 
@@ -182,6 +196,9 @@ def _restated(state: IndexState, key: RecordKey, demographics: Demographics, out
     blocks = _index(state, key, demographics)
     if state.identities[key] == before:
         return
+    # Its open reviews asked about the old demographics: their answers would apply to a
+    # question nobody asked (docs/empi.md, "Review decided").
+    _supersede(state, (key,), out)
     current = state.person_of[key]
     ranked = _ranked(state, key, blocks, exclude=current)
     if not ranked:
@@ -215,6 +232,7 @@ def _merged(state: IndexState, event: Any, out: Outcome) -> None:
     retired: RecordKey = (source, event.retired_local_id)
     state.source_partners.setdefault(surviving, []).append(retired)
     state.source_partners.setdefault(retired, []).append(surviving)
+    _supersede(state, (surviving, retired), out)  # the source said who these records are
     keep, gone = state.person_of.get(surviving), state.person_of.get(retired)
     if keep is None and gone is not None:
         # The survivor's registration is still to come: it will join the retired id's person.
@@ -239,10 +257,14 @@ def _decided(state: IndexState, event: Any, out: Outcome) -> None:
         # The decision was read before the request that it answers: apply it when that comes.
         state.parked_decisions[review_id] = event
         return
-    state.decided_reviews.add(review_id)
-    state.open_pairs.pop((review.record, review.person_id), None)
+    _close(state, review)
     person = current_person(state, review.person_id)
     current = state.person_of.get(review.record)
+    if event.decision is ReviewDecision.DIFFERENT_PERSONS and current == person:
+        # Other records' evidence made record and candidate one person since the request:
+        # keeping them apart now would contradict a link the index stands by.
+        out.superseded.append(Superseded(review_id, event))
+        return
     if event.decision is ReviewDecision.DIFFERENT_PERSONS:
         state.apart.add((review.record, person))
         out.decided.append(Decided(event, (review.record, person)))
@@ -467,6 +489,36 @@ def _merge(
     for record in list(state.members.pop(gone, {})):
         _assign(state, record, keep)
     state.merged_into[gone] = keep
+    if state.apart:  # a record kept apart from `gone` stays apart from the person it joined
+        moved = [pair for pair in state.apart if pair[1] == gone]
+        for record, _ in moved:
+            state.apart.discard((record, gone))
+            state.apart.add((record, keep))
+
+
+def _supersede(state: IndexState, records: tuple[RecordKey, ...], out: Outcome) -> None:
+    """Close the open reviews of these records: their questions no longer stand."""
+    for record in records:
+        for review_id in list(state.open_of.get(record, ())):
+            _close(state, state.reviews.pop(review_id))
+            out.superseded.append(Superseded(review_id, None))
+
+
+def open_review(state: IndexState, review: Review) -> None:
+    """Hold a review as open (requested now, or reloaded)."""
+    state.reviews[review.review_id] = review
+    state.open_pairs[(review.record, review.person_id)] = review.review_id
+    state.open_of.setdefault(review.record, {})[review.review_id] = None
+
+
+def _close(state: IndexState, review: Review) -> None:
+    """Forget an open review (already taken out of `reviews`): decided or superseded."""
+    state.decided_reviews.add(review.review_id)
+    state.open_pairs.pop((review.record, review.person_id), None)
+    own = state.open_of[review.record]
+    del own[review.review_id]
+    if not own:
+        del state.open_of[review.record]
 
 
 def _request_review(state: IndexState, key: RecordKey, candidate: Candidate, out: Outcome) -> None:
@@ -475,8 +527,7 @@ def _request_review(state: IndexState, key: RecordKey, candidate: Candidate, out
         return
     cause = out.cause.envelope.event_id
     review_id = _review_id(f"{cause}|{person}")
-    state.reviews[review_id] = Review(review_id, key, person)
-    state.open_pairs[(key, person)] = review_id
+    open_review(state, Review(review_id, key, person))
     out.add(
         MatchReviewRequested,
         person,

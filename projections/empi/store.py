@@ -40,8 +40,11 @@ from projections.empi.index import (
     IndexState,
     Outcome,
     Review,
+    Superseded,
     apply_outcome,
+    current_person,
     new_state,
+    open_review,
 )
 from projections.empi.matcher import blocking_keys
 from projections.empi.relay import StoredDecision
@@ -225,6 +228,8 @@ def _write(
     # After the decisions: a parked answer applied now closes the review its request just opened.
     for decided in outcome.decided:
         _decided(cur, decided)
+    for superseded in outcome.superseded:
+        _superseded(cur, superseded)
     for ignored in outcome.ignored:
         log.warning(
             "review %s: answer %s (%s) ignored, the review was answered already or it decides"
@@ -287,6 +292,27 @@ def _decided(cur: Cursor, decided: Decided) -> None:
             "INSERT INTO apart VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
             (institution, local_id, person),
         )
+
+
+def _superseded(cur: Cursor, superseded: Superseded) -> None:
+    answer = superseded.answer
+    if answer is not None:
+        log.warning(
+            "review %s: answer %s (%s) not applied, record and candidate are one person now",
+            superseded.review_id,
+            answer.envelope.event_id,
+            answer.decision,
+        )
+    cur.execute(
+        "UPDATE reviews SET status = 'superseded', decided_by = %s, decided_at = %s, note = %s"
+        " WHERE review_id = %s AND status = 'open'",
+        (
+            None if answer is None else answer.decided_by,
+            None if answer is None else answer.envelope.occurred_at,
+            None if answer is None else answer.note,
+            superseded.review_id,
+        ),
+    )
 
 
 def _partners(cur: Cursor, institution: str, local_id: str, partner: str) -> None:
@@ -378,13 +404,16 @@ def load_state(cur: Cursor, config: IndexConfig) -> IndexState:
         "SELECT review_id, institution, local_id, person_id FROM reviews"
         " WHERE status = 'open' ORDER BY requested_at, review_id"
     ):
-        state.reviews[review_id] = Review(review_id, (institution, local_id), person)
-        state.open_pairs[((institution, local_id), person)] = review_id
+        open_review(state, Review(review_id, (institution, local_id), person))
     state.decided_reviews.update(
         r for (r,) in cur.execute("SELECT review_id FROM reviews WHERE status <> 'open'")
     )
     apart = cur.execute("SELECT institution, local_id, person_id FROM apart").fetchall()
-    state.apart.update(((institution, local_id), person) for institution, local_id, person in apart)
+    # A row names the person as the answer found it; the index holds the person it is now.
+    state.apart.update(
+        ((institution, local_id), current_person(state, person))
+        for institution, local_id, person in apart
+    )
     for (data,) in cur.execute("SELECT event FROM parked ORDER BY seq"):
         _unpark(state, from_record(data))
     return state
@@ -413,15 +442,31 @@ def person_of(conn: psycopg.Connection[Any], institution: str, local_id: str) ->
 def open_reviews(
     conn: psycopg.Connection[Any], limit: int = 100, institution: str | None = None
 ) -> list[dict[str, Any]]:
-    """The review queue, oldest first; optionally only reviews of one member's records."""
+    """The review queue, oldest first; optionally only reviews of one member's records.
+
+    The persons are those of now, as the index will apply an answer: `person_id` the candidate
+    person followed through merges, `current_person_id` the record's person (the request's
+    ids may have been merged away since)."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute(
-            "SELECT review_id, institution, local_id, person_id, current_person_id,"
-            " candidate_institution, candidate_local_id, score, agreement, requested_at"
-            " FROM empi.reviews WHERE status = 'open'"
-            " AND (%(institution)s::text IS NULL OR institution = %(institution)s"
-            "      OR candidate_institution = %(institution)s)"
-            " ORDER BY requested_at, review_id LIMIT %(limit)s",
+            "WITH RECURSIVE queue AS ("
+            "  SELECT * FROM empi.reviews WHERE status = 'open'"
+            "  AND (%(institution)s::text IS NULL OR institution = %(institution)s"
+            "       OR candidate_institution = %(institution)s)"
+            "  ORDER BY requested_at, review_id LIMIT %(limit)s),"
+            " chain (review_id, person_id) AS ("
+            "  SELECT review_id, person_id FROM queue UNION"
+            "  SELECT c.review_id, m.person_id FROM chain c"
+            "  JOIN empi.merged_persons m ON m.retired_person_id = c.person_id)"
+            " SELECT q.review_id, q.institution, q.local_id,"
+            "  (SELECT c.person_id FROM chain c WHERE c.review_id = q.review_id AND NOT EXISTS"
+            "   (SELECT FROM empi.merged_persons m WHERE m.retired_person_id = c.person_id))"
+            "  AS person_id,"
+            "  coalesce(r.person_id, q.current_person_id) AS current_person_id,"
+            "  q.candidate_institution, q.candidate_local_id, q.score, q.agreement, q.requested_at"
+            " FROM queue q LEFT JOIN empi.records r"
+            "  ON r.institution = q.institution AND r.local_id = q.local_id"
+            " ORDER BY q.requested_at, q.review_id",
             {"institution": institution, "limit": limit},
         ).fetchall()
 

@@ -372,6 +372,23 @@ def test_the_review_queue_is_an_administrators_and_a_decision_becomes_an_event(
     assert again.status_code == 409
 
 
+def test_a_superseded_review_leaves_the_queue_and_is_not_decided(
+    client: TestClient, board_url: str
+) -> None:
+    """The index closes a review whose record's own evidence changed (docs/empi.md)."""
+    review = open_review(board_url)
+    with psycopg.connect(board_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE empi.reviews SET status = 'superseded' WHERE review_id = %s", (review,)
+        )
+    admin = bearer(board_url, COUNTY, Role.ADMINISTRATOR)
+    queue = client.get("/v1/identity/reviews", headers=admin)
+    assert queue.status_code == 200 and str(review) not in {r["review_id"] for r in queue.json()}
+    path = f"/v1/identity/reviews/{review}/decision"
+    refused = client.post(path, json={"decision": "SAME_PERSON"}, headers=admin)
+    assert refused.status_code == 409 and "superseded" in refused.json()["detail"]
+
+
 def test_a_second_decision_of_a_review_is_refused_while_the_index_has_not_read_the_first(
     client: TestClient, board_url: str
 ) -> None:

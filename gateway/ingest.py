@@ -485,7 +485,7 @@ class Ingest:
                         for eid, why in exc.failed.items()
                         if eid in exc.rejected
                     ],
-                    **_settled([*known.values(), *exc.stored], exc.failed),
+                    **settled([*known.values(), *exc.stored], exc.failed),
                 ) from exc
             raise self.unavailable(
                 "kafka-unavailable",
@@ -513,7 +513,7 @@ class Ingest:
             detail,
             kind=kind,
             headers={"Retry-After": self._retry_after},
-            **_settled(stored, failed),
+            **settled(stored, failed),
         )
 
     async def _record_refusal(
@@ -620,7 +620,7 @@ class Ingest:
         return [None for _ in requests]
 
 
-def _settled(stored: list[Delivery], failed: Mapping[UUID, str]) -> dict[str, Any]:
+def settled(stored: list[Delivery], failed: Mapping[UUID, str]) -> dict[str, Any]:
     """The `stored` and `failed` members of an answer that is not a success."""
     return {
         "stored": [delivery_json(d) for d in stored],

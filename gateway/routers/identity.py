@@ -18,6 +18,7 @@ from events.publisher import PublishError
 from gateway import review_claims
 from gateway.audit import Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
+from gateway.ingest import settled
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
 from gateway.problems import ProblemError
@@ -116,7 +117,9 @@ async def decide_review(
     review_id: uuid.UUID, decision: Decision, gateway: GatewayDep, principal: PrincipalDep
 ) -> DecisionAccepted:
     """202 once Kafka acknowledged the decision; 409 when the review is no longer open or
-    another decision of it was accepted (or is being published) already."""
+    another decision of it was accepted (or is being published) already; 503 with Retry-After
+    when Kafka did not take it (final: never delivered later, the review may be answered
+    again), 422 when Kafka refused it for good."""
     _administrator(principal)
     if decision.decision is ReviewDecision.UNKNOWN:
         raise ProblemError(422, "Unprocessable content", "decide SAME_PERSON or DIFFERENT_PERSONS")
@@ -157,6 +160,14 @@ async def decide_review(
         # Final: the review may be answered again (docs/empi.md; one that timed out in flight
         # may have been written all the same, and then the first answer read stands).
         await review_claims.release(gateway.pool, event.envelope.event_id)
+        if exc.rejected:  # refused for good (too large for the topic): no retry can cure it
+            raise ProblemError(
+                422,
+                "Unprocessable content",
+                "Kafka refused the decision for good; it was not recorded",
+                kind="event-rejected-by-kafka",
+                **settled(exc.stored, exc.failed),
+            ) from exc
         raise gateway.ingest.unavailable(
             "kafka-unavailable",
             "Kafka did not acknowledge the decision; it was not recorded, answer again later",

@@ -6,7 +6,9 @@ resumed, as a broker that hangs and then comes back)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import select
 import socket
 import threading
@@ -219,3 +221,33 @@ def test_after_a_503_the_retried_answer_is_the_only_one_kafka_holds(
     ]
     assert claims_of(database_url, review) == [(uuid.UUID(retried), "DIFFERENT_PERSONS", True)]
     assert held == 0
+
+
+def test_an_answer_kafka_refuses_for_good_is_422_without_retry_after_and_releases_the_claim(
+    kafka_bootstrap: str, database_url: str, fresh_consortium_id: str
+) -> None:
+    """As on the events path, a refusal no retry can cure is 422, never 503 with Retry-After
+    (before: 503, and every retry the same)."""
+    # A person topic that takes less than the answer with its note (random characters: lz4
+    # cannot shrink them under the topic's limit).
+    small = dataclasses.replace(PERSONS, extra_config={"max.message.bytes": "1000"})
+    ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=[small])
+    rng = random.Random(7)
+    note = "".join(chr(0x4E00 + rng.randrange(0x5000)) for _ in range(2000))
+    config = GatewayConfig(fresh_consortium_id, kafka_bootstrap, database_url)
+    review, admin = open_review(database_url), administrator(database_url)
+    path = f"/v1/identity/reviews/{review}/decision"
+    with TestClient(create_app(config)) as client:
+        refused = client.post(path, json={"decision": "SAME_PERSON", "note": note}, headers=admin)
+        assert refused.status_code == 422, refused.text
+        assert "Retry-After" not in refused.headers
+        problem = refused.json()
+        assert problem["type"].endswith("event-rejected-by-kafka")
+        assert problem["stored"] == [] and len(problem["failed"]) == 1
+        assert claims_of(database_url, review) == []
+        # Released: answered again without the note, the review is decided.
+        short = client.post(path, json={"decision": "SAME_PERSON"}, headers=admin)
+        assert short.status_code == 202, short.text
+    assert decisions_in_kafka(kafka_bootstrap, fresh_consortium_id) == [
+        (short.json()["event_id"], str(review), "SAME_PERSON")
+    ]

@@ -145,8 +145,8 @@ class AsyncPublisher:
             deadline = start + timeout
             queue_until = deadline - self._delivery_timeout_s - TIMEOUT_SCAN_S
             if queue_until <= start:
-                # A timeout within librdkafka's cannot make a failure final (the identity
-                # router's): its events may be queued until its deadline, not after.
+                # A timeout within librdkafka's cannot make a failure final (the routers
+                # publish through Ingest.deliver, whose wait is longer): queued until it.
                 queue_until = deadline
             if len(events) <= INLINE_EVENTS:
                 values = self._encode_all(events)

@@ -194,7 +194,8 @@ class Ingest:
     ) -> None:
         self._publisher = publisher
         self._pool = pool
-        # The producer gives up at publish_timeout_s; waiting a little longer sees its verdict.
+        # The producer gives up at publish_timeout_s; waiting a little longer sees its verdict,
+        # and leaves the publisher time to stop queuing before librdkafka's own deadline.
         self._wait_s = publish_timeout_s + 5.0
         self._retry_after = str(retry_after_s)
         # Concurrent requests share their lookups and inserts (docs/gateway.md, Performance).
@@ -203,6 +204,21 @@ class Ingest:
         # A reservation older than this lost its holder (crash): its publish gave up long ago.
         self._stale_s = 2 * self._wait_s
         self._inserts: Grouped[list[Row], None] = Grouped(self._insert_records)
+
+    @property
+    def stale_s(self) -> float:
+        """How old a claim of a publish in progress must be before its holder counts as gone:
+        by then its publish gave up long ago (twice the wait for Kafka)."""
+        return self._stale_s
+
+    async def deliver(self, events: Sequence[Event]) -> list[Delivery]:
+        """Publish events and wait for Kafka's verdict on each: their deliveries, or
+        PublishError. The one way the gateway's routers publish (the events path's and the
+        identity router's): its wait outlasts librdkafka's delivery timeout, so queuing ends
+        while librdkafka can still give up on every event before the answer, and a failure
+        is final: an event PublishError lists as failed is never delivered after it
+        (docs/gateway.md, "503 is final"). UnpublishableError: nothing was produced."""
+        return await self._publisher.publish(events, self._wait_s)
 
     async def submit(
         self,
@@ -353,7 +369,7 @@ class Ingest:
     ) -> ProblemError:
         """503: `busy` still in progress elsewhere after the wait; `recorded` stored."""
         stored = {eid: rec[1] for eid, rec in recorded.items()}
-        return self._unavailable(
+        return self.unavailable(
             "publish-in-progress",
             f"another request is publishing {len(busy)} of these event ids; {len(stored)} of"
             f" {len(first)} events are stored, retry the others later with the same event ids",
@@ -437,7 +453,7 @@ class Ingest:
         batch: bool,
     ) -> list[Delivery]:
         try:
-            stored = await self._publisher.publish(fresh, self._wait_s)
+            stored = await self.deliver(fresh)
         except UnpublishableError as exc:
             # Raised before the first produce: nothing of the request is in Kafka.
             await self._release(e.envelope.event_id for e in fresh)
@@ -469,9 +485,9 @@ class Ingest:
                         for eid, why in exc.failed.items()
                         if eid in exc.rejected
                     ],
-                    **_settled([*known.values(), *exc.stored], exc.failed),
+                    **settled([*known.values(), *exc.stored], exc.failed),
                 ) from exc
-            raise self._unavailable(
+            raise self.unavailable(
                 "kafka-unavailable",
                 f"Kafka acknowledged {len(exc.stored) + len(known)} of "
                 f"{len(fresh) + len(known)} events; retry the others with the same event ids",
@@ -486,17 +502,18 @@ class Ingest:
         await self._record(stored, fresh, digests, first)
         return stored
 
-    def _unavailable(
+    def unavailable(
         self, kind: str, detail: str, stored: list[Delivery], failed: Mapping[UUID, str]
     ) -> ProblemError:
-        """503 with Retry-After, saying which events are stored and why the others are not."""
+        """503 with Retry-After, saying which events are stored and why the others are not
+        (after `deliver`: final, nothing of `failed` is delivered later)."""
         return ProblemError(
             503,
             "Service unavailable",
             detail,
             kind=kind,
             headers={"Retry-After": self._retry_after},
-            **_settled(stored, failed),
+            **settled(stored, failed),
         )
 
     async def _record_refusal(
@@ -603,7 +620,7 @@ class Ingest:
         return [None for _ in requests]
 
 
-def _settled(stored: list[Delivery], failed: Mapping[UUID, str]) -> dict[str, Any]:
+def settled(stored: list[Delivery], failed: Mapping[UUID, str]) -> dict[str, Any]:
     """The `stored` and `failed` members of an answer that is not a success."""
     return {
         "stored": [delivery_json(d) for d in stored],

@@ -3,8 +3,10 @@
 The review queue's row (`empi.reviews.status`) changes only when the index has read an answer, so
 a second POST in between passed the status check and published a second answer. The gateway now
 claims the review id before publishing (migration 0012); a second claim is refused (409). A claim
-is released if Kafka refused the decision, and may be taken over once stale (its holder crashed
-before it knew Kafka's verdict). The index ignores any second answer that still reaches it.
+is released when Kafka did not take the decision (a 503, final: the answer is published with the
+events path's deadline, so it is never delivered after it; or a 422), and may be taken over once
+stale (its holder crashed or was cancelled before it knew Kafka's verdict; by then librdkafka
+gave up on the answer long ago). The index ignores any second answer that still reaches it.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from events.publisher import PublishError
 from gateway import review_claims
 from gateway.audit import Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
+from gateway.ingest import settled
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
 from gateway.problems import ProblemError
@@ -119,7 +120,9 @@ async def decide_review(
     review_id: uuid.UUID, decision: Decision, gateway: GatewayDep, principal: PrincipalDep
 ) -> DecisionAccepted:
     """202 once Kafka acknowledged the decision; 409 when the review is no longer open or
-    another decision of it was accepted (or is being published) already."""
+    another decision of it was accepted (or is being published) already; 503 with Retry-After
+    when Kafka did not take it (final: never delivered later, the review may be answered
+    again), 422 when Kafka refused it for good."""
     _administrator(principal)
     if decision.decision is ReviewDecision.UNKNOWN:
         raise ProblemError(422, "Unprocessable content", "decide SAME_PERSON or DIFFERENT_PERSONS")
@@ -146,19 +149,33 @@ async def decide_review(
         decided_at=datetime.now(UTC),
         note=decision.note,
     )
-    # The review's row stays open until the index has read an answer: one claim per review id.
-    stale_s = 2 * (gateway.config.publish_timeout_s + 5.0)
-    if not await review_claims.claim(gateway.pool, event, stale_s):
-        raise ProblemError(409, "Conflict", "another decision of this review was accepted")
-    try:
-        [delivery] = await gateway.publisher.publish([event], gateway.config.publish_timeout_s)
-    except PublishError as exc:
-        await review_claims.release(gateway.pool, event.envelope.event_id)
+    # The review's row stays open until the index has read an answer: one claim per review id,
+    # taken over only once stale (its holder crashed: its publish gave up long before).
+    if not await review_claims.claim(gateway.pool, event, gateway.ingest.stale_s):
         raise ProblemError(
-            503,
-            "Service unavailable",
-            "Kafka did not acknowledge the decision; it was not recorded",
-            headers={"Retry-After": str(gateway.config.retry_after_s)},
+            409, "Conflict", "another decision of this review was accepted or is being published"
+        )
+    try:
+        # The events path's publish and deadline: a failure is final, nothing of it is
+        # delivered after the 503 (before, librdkafka's own timeout: it still held the answer).
+        [delivery] = await gateway.ingest.deliver([event])
+    except PublishError as exc:
+        # Final: the review may be answered again (docs/empi.md; one that timed out in flight
+        # may have been written all the same, and then the first answer read stands).
+        await review_claims.release(gateway.pool, event.envelope.event_id)
+        if exc.rejected:  # refused for good (too large for the topic): no retry can cure it
+            raise ProblemError(
+                422,
+                "Unprocessable content",
+                "Kafka refused the decision for good; it was not recorded",
+                kind="event-rejected-by-kafka",
+                **settled(exc.stored, exc.failed),
+            ) from exc
+        raise gateway.ingest.unavailable(
+            "kafka-unavailable",
+            "Kafka did not acknowledge the decision; it was not recorded, answer again later",
+            exc.stored,
+            exc.failed,
         ) from exc
     try:
         await review_claims.published(gateway.pool, event.envelope.event_id, delivery.offset)

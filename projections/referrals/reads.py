@@ -61,8 +61,12 @@ async def referral_page(
         return await cur.fetchall()
 
 
-async def referral(conn: AsyncConnection[Any], referral_id: UUID) -> dict[str, Any] | None:
-    """One referral with its timeline, whoever it belongs to (the caller checks access).
+async def referral(
+    conn: AsyncConnection[Any], referral_id: UUID, *, timeline_for: str | None
+) -> dict[str, Any] | None:
+    """One referral, whoever it belongs to (the caller checks access), with its timeline when
+    it is from or to `timeline_for` (None: never). A denied read thus costs the one query an
+    unknown id costs, not a second one for a timeline nobody is shown.
 
     The row and its timeline are read in one snapshot (a batch between two autocommit reads
     gave a row of one write and the timeline of the next)."""
@@ -73,8 +77,9 @@ async def referral(conn: AsyncConnection[Any], referral_id: UUID) -> dict[str, A
             (referral_id,),
         )
         row = await cur.fetchone()
-        if row is None:
-            return None
+        parties = (row["from_institution"], row["to_institution"]) if row else ()
+        if row is None or timeline_for is None or timeline_for not in parties:
+            return row
         await cur.execute(
             "SELECT at, kind, status, event_id, source FROM referrals.referral_timeline"
             " WHERE referral_id = %s ORDER BY seq",

@@ -395,7 +395,84 @@ def test_a_role_that_reads_no_referrals_gets_403_for_any_id_so_ids_cannot_be_pro
     }
     with psycopg.connect(board_url) as conn:
         audited = conn.execute(
-            "SELECT DISTINCT resource_id, outcome FROM read_audit WHERE credential_id = %s",
+            "SELECT DISTINCT resource_id, outcome, person_id IS NULL AND subject_local_id IS NULL"
+            " FROM read_audit WHERE credential_id = %s",
             (credential_id,),
         ).fetchall()
-    assert audited == [(str(rid), "DENIED")]  # the attempt on an existing referral, as before
+    # Both attempts are denied records: the existing referral's names its persons, the unknown
+    # id's names nobody (docs/audit.md).
+    assert sorted(audited) == sorted(
+        [(str(rid), "DENIED", False), (missing.request.url.path.rsplit("/", 1)[1], "DENIED", True)]
+    )
+
+
+def _answer(response: httpx.Response) -> tuple[int, str | None, str | None, dict[str, Any]]:
+    """What a caller can tell apart: status, type, Retry-After and body (not `instance`)."""
+    body = {k: v for k, v in response.json().items() if k != "instance"}
+    return (
+        response.status_code,
+        response.headers.get("content-type"),
+        response.headers.get("retry-after"),
+        body,
+    )
+
+
+@pytest.mark.parametrize(
+    ("institution", "role"),
+    [(VILLAGE, Role.CLINICIAN), (COUNTY, Role.BUREAU_ANALYST)],
+    ids=["not-a-party", "not-a-reading-role"],
+)
+def test_an_audit_outage_does_not_tell_an_existing_id_of_others_from_an_unknown_one(
+    client: TestClient, board_url: str, institution: str, role: Role
+) -> None:
+    """A denied read of an existing referral wrote an audit record before its 404 (or 403), an
+    unknown id none: with the audit down the first answered 503, the second 404 (403), so a
+    non-party could probe which referral ids exist. Both are now refused alike."""
+    with psycopg.connect(board_url) as conn:
+        row = conn.execute(
+            "SELECT referral_id FROM referrals.referrals WHERE state <> 'AWAITING_REQUEST'"
+            " AND %s NOT IN (from_institution, to_institution) ORDER BY referral_id LIMIT 1",
+            (VILLAGE,),
+        ).fetchone()
+    assert row is not None
+    headers = bearer(board_url, institution, role)
+    with psycopg.connect(board_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE read_audit ADD CONSTRAINT refuse CHECK (false) NOT VALID")
+    existing = client.get(f"/v1/referrals/{row[0]}", headers=headers)
+    unknown = client.get(f"/v1/referrals/{uuid.uuid4()}", headers=headers)
+    assert _answer(existing) == _answer(unknown)
+    assert existing.status_code == 503  # neither attempt could be recorded: both refused so
+
+
+def test_every_denied_attempt_is_recorded_an_unknown_ids_naming_nobody(
+    client: TestClient, board_url: str
+) -> None:
+    """An attempt at another institution's referral is a DENIED record of its persons, one at
+    an id that does not exist a single DENIED record naming no one; released reads name theirs."""
+    token = issue_token(board_url, VILLAGE, Role.REFERRAL_DESK)
+    [credential_id] = credentials.credential_ids([token])
+    headers = {"Authorization": f"Bearer {token}"}
+    with psycopg.connect(board_url) as conn:
+        row = conn.execute(
+            "SELECT referral_id FROM referrals.referrals WHERE state <> 'AWAITING_REQUEST'"
+            " AND %s NOT IN (from_institution, to_institution)"
+            " AND from_patient_local_id IS NOT NULL ORDER BY referral_id LIMIT 1",
+            (VILLAGE,),
+        ).fetchone()
+    assert row is not None
+    unknown = uuid.uuid4()
+    assert client.get(f"/v1/referrals/{row[0]}", headers=headers).status_code == 404
+    assert client.get(f"/v1/referrals/{unknown}", headers=headers).status_code == 404
+    with psycopg.connect(board_url) as conn:
+        audited = conn.execute(
+            "SELECT resource_id, outcome, reason, person_id, subject_local_id FROM read_audit"
+            " WHERE credential_id = %s ORDER BY resource_id",
+            (credential_id,),
+        ).fetchall()
+    others = [a for a in audited if a[0] == str(row[0])]
+    assert others and all(a[1:3] == ("DENIED", "not its institution's") for a in others)
+    assert all(a[3] is not None or a[4] is not None for a in others)
+    assert [a for a in audited if a[0] == str(unknown)] == [
+        (str(unknown), "DENIED", "no such referral", None, None)
+    ]
+

@@ -106,16 +106,20 @@ async def changes_since(
 async def change_horizon(conn: AsyncConnection[Any]) -> datetime:
     """A time before which every referral change is committed and visible (docs/read-api.md).
 
-    `projected_at` is its writer's transaction start, so a row committed after a read may carry
-    an earlier time; no transaction still open started before the oldest open one did.
+    `projected_at` is the clock of its writing statement (CHANGED_NOW), which runs inside a
+    transaction pg_stat_activity already shows, and a row committed after a read may carry an
+    earlier time: no transaction still open started before the oldest open one did. The clock
+    is read *before* the scan: a writer the scan misses stamps its rows later still.
     """
     async with conn.cursor() as cur:
+        await cur.execute("SELECT clock_timestamp()")
+        clock = await cur.fetchone()
         await cur.execute(
-            "SELECT least(clock_timestamp(), min(xact_start)) FROM pg_stat_activity"
+            "SELECT min(xact_start) FROM pg_stat_activity"
             " WHERE xact_start IS NOT NULL AND state IS DISTINCT FROM 'idle'"
             " AND pid <> pg_backend_pid()"
         )
-        row = await cur.fetchone()
-    assert row is not None
-    horizon: datetime = row[0]
+        oldest = await cur.fetchone()
+    assert clock is not None and oldest is not None
+    horizon: datetime = clock[0] if oldest[0] is None else min(clock[0], oldest[0])
     return horizon

@@ -9,6 +9,7 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -35,6 +36,7 @@ from paging import all_pages
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor, Target, fixed_target
 from projections.frame.records import DeadLetter, Record
+from projections.referrals import reads
 from projections.referrals.projection import REFERRALS
 from projections.referrals.queries import list_referrals
 from projections.referrals.synthetic import referral_flows
@@ -476,3 +478,72 @@ def test_every_denied_attempt_is_recorded_an_unknown_ids_naming_nobody(
         (str(unknown), "DENIED", "no such referral", None, None)
     ]
 
+
+async def _poll(url: str, institution: str, since: datetime) -> tuple[datetime, set[str]]:
+    """One poll of the stream's loop: the horizon, then the rows changed at or after `since`."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        horizon = await reads.change_horizon(conn)
+        rows = await reads.changes_since(conn, institution, since)
+    return horizon, {str(r["referral_id"]) for r in rows}
+
+
+def test_a_writer_not_yet_in_pg_stat_activity_is_not_skipped_by_the_stream(
+    board_url: str,
+) -> None:
+    """A transaction's `now()` is stamped when its first statement arrives, and shown as
+    `xact_start` in pg_stat_activity a moment later (StartTransaction). A poll in between took
+    a horizon past that `now()` without seeing the writer; with `projected_at = now()` the
+    writer's row, committed after the poll, lay before every later cursor: never sent.
+
+    The moment is stretched here, deterministically: the writer's session hides its activity
+    (`track_activities = off`) while its message, the one that stamps the time, waits on a lock;
+    it turns it back on before its transaction starts (stamped with that message's arrival), and
+    only then writes, with the store's own code. A poll runs while it waits."""
+    flow = next(referral_flows(31, 1))
+    rid = flow[0].referral_id  # type: ignore[attr-defined]
+    institution = flow[0].from_institution  # type: ignore[attr-defined]
+    since, _ = asyncio.run(_poll(board_url, institution, datetime.now(UTC)))
+    gate = 0x68727A6E  # "hrzn"
+    with (
+        psycopg.connect(board_url, autocommit=True) as holder,
+        psycopg.connect(board_url, autocommit=True) as writer,
+        psycopg.connect(board_url, autocommit=True) as watcher,
+    ):
+        holder.execute("SELECT pg_advisory_lock(%s)", (gate,))
+        writer.execute("SET track_activities = off")
+        stamped = threading.Thread(
+            target=writer.execute,
+            args=(
+                f"SELECT pg_advisory_xact_lock({gate}); SET track_activities = on; COMMIT; BEGIN",
+            ),
+        )
+        stamped.start()
+        while not watcher.execute(  # the writer's message arrived and waits on the gate
+            "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted",
+            (writer.info.backend_pid,),
+        ).fetchone()[0]:  # type: ignore[index]
+            threading.Event().wait(0.01)
+        horizon, seen = asyncio.run(_poll(board_url, institution, since))
+        holder.execute("SELECT pg_advisory_unlock(%s)", (gate,))
+        stamped.join()
+        [(started, shown_from)] = watcher.execute(
+            "SELECT a.xact_start, now() FROM pg_stat_activity a WHERE a.pid = %s",
+            (writer.info.backend_pid,),
+        ).fetchall()
+        [(writers_now,)] = writer.execute("SELECT now()").fetchall()
+        # The scenario: the writer's transaction began (its now()) before the poll's horizon,
+        # and pg_stat_activity shows it (the same value) only now, after the poll.
+        assert writers_now == started < horizon < shown_from
+        with writer.cursor() as cur:
+            generation = generations.live(cur, REFERRALS.name, share=True)
+            assert generation is not None
+            states = REFERRALS.store.lock(cur, generation.schema, [rid])
+            referral = states.get(rid)
+            for event in flow:
+                referral = REFERRALS.evolve(referral, event)
+            assert referral is not None
+            REFERRALS.store.save(cur, generation.schema, {rid: referral}, None)
+        writer.execute("COMMIT")
+    assert str(rid) not in seen  # not committed at the first poll
+    _, later = asyncio.run(_poll(board_url, institution, max(since, horizon)))
+    assert str(rid) in later  # the next poll, from the cursor the stream moved on to

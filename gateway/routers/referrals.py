@@ -171,9 +171,10 @@ async def stream_referrals(
 ) -> StreamingResponse:
     """Each changed referral as a `referral` event (audited before it is sent); resumable."""
     _may_read(principal)
-    since = cursor
-    if since is not None and (since.tzinfo is None or since.utcoffset() is None):
-        raise ProblemError(400, "Bad request", "the cursor must carry its UTC offset")
+    try:
+        since = None if cursor is None else aware(cursor)
+    except ValueError as exc:
+        raise ProblemError(400, "Bad request", "the cursor must carry its UTC offset") from exc
     if last_event_id:
         try:
             since = aware(datetime.fromisoformat(last_event_id))

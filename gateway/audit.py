@@ -42,14 +42,21 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class Subject:
-    """Whose data a read touched: a consortium person, a member's local record, or both."""
+    """Whose data a read touched: a consortium person, a member's local record, or both.
+
+    `NOBODY` is the subject of a denied read of an id that names no one (an unknown referral
+    id): recorded like a denied read of an existing item, so the two cannot be told apart."""
 
     person_id: uuid.UUID | None = None
     institution: str | None = None
     local_id: str | None = None
+    nobody: bool = False
 
     def __post_init__(self) -> None:
-        if self.person_id is None and self.local_id is None:
+        if self.nobody:
+            if (self.person_id, self.institution, self.local_id) != (None, None, None):
+                raise ValueError("the subject nobody names no person and no local record")
+        elif self.person_id is None and self.local_id is None:
             raise ValueError("a subject names a person id or a local patient id")
 
     def key(self) -> bytes:
@@ -57,6 +64,9 @@ class Subject:
         if self.person_id is not None:
             return str(self.person_id).encode()
         return f"{self.institution or ''}|{self.local_id or ''}".encode()
+
+
+NOBODY = Subject(nobody=True)
 
 
 class AuditLog:
@@ -199,6 +209,8 @@ async def audit(
         return
     if outcome is Outcome.BREAK_GLASS and not reason:
         raise ProblemError(400, "Bad request", "break-glass needs a stated reason")
+    if outcome is not Outcome.DENIED and any(s.nobody for s in subjects):
+        raise ValueError("only a denied read names nobody: a released read names its subject")
     gateway: Gateway | None = request.app.state.gateway
     if gateway is None:
         raise _unavailable("this gateway was started without Kafka")

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from gateway import streams
-from gateway.audit import Outcome, Subject, audit
+from gateway.audit import NOBODY, Outcome, Subject, audit
 from gateway.cursors import aware, decode_cursor, next_cursor
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
@@ -171,9 +171,10 @@ async def stream_referrals(
 ) -> StreamingResponse:
     """Each changed referral as a `referral` event (audited before it is sent); resumable."""
     _may_read(principal)
-    since = cursor
-    if since is not None and (since.tzinfo is None or since.utcoffset() is None):
-        raise ProblemError(400, "Bad request", "the cursor must carry its UTC offset")
+    try:
+        since = None if cursor is None else aware(cursor)
+    except ValueError as exc:
+        raise ProblemError(400, "Bad request", "the cursor must carry its UTC offset") from exc
     if last_event_id:
         try:
             since = aware(datetime.fromisoformat(last_event_id))
@@ -237,27 +238,34 @@ async def get_referral(
     referral_id: UUID, request: Request, gateway: GatewayDep, principal: PrincipalDep
 ) -> ReferralWithTimeline:
     """403 for a role that reads no referrals, whatever the id (so ids cannot be probed); 404
-    for a referral neither from nor to the caller's institution (its existence is not
-    revealed). Either attempt on an existing referral is audited as denied."""
-    async with gateway.pool.connection() as conn:
-        row = await reads.referral(conn, referral_id)
+    for a referral neither from nor to the caller's institution, as for an unknown id (its
+    existence is not revealed). Every denied attempt is audited as denied, on an unknown id too
+    (naming nobody): the same audit write, so the same answer also when the audit fails."""
     reader = principal.role in READERS
-    if row is None:
-        _may_read(principal)  # the role first: 403 as for an existing referral
-        raise ProblemError(404, "Not found", "no such referral")
-    subjects = subjects_of(row)
-    mine = principal.institution in (row["from_institution"], row["to_institution"])
+    async with gateway.pool.connection() as conn:
+        row = await reads.referral(
+            conn, referral_id, timeline_for=principal.institution if reader else None
+        )
+    mine = row is not None and principal.institution in (
+        row["from_institution"],
+        row["to_institution"],
+    )
     if not reader or not mine:
+        if not reader:
+            reason = "not a reading role"
+        else:
+            reason = "no such referral" if row is None else "not its institution's"
         await audit(
             request,
             principal,
-            subjects,
+            (subjects_of(row) if row is not None else []) or [NOBODY],
             purpose=PURPOSE,
             outcome=Outcome.DENIED,
-            reason="not its institution's" if reader else "not a reading role",
+            reason=reason,
             resource_id=str(referral_id),
         )
-        _may_read(principal)
+        _may_read(principal)  # the role first: 403 whatever the id
         raise ProblemError(404, "Not found", "no such referral")
-    await audit(request, principal, subjects, purpose=PURPOSE, resource_id=str(referral_id))
+    assert row is not None
+    await audit(request, principal, subjects_of(row), purpose=PURPOSE, resource_id=str(referral_id))
     return ReferralWithTimeline.model_validate(row)

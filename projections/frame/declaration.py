@@ -35,6 +35,12 @@ class Table:
     changed_at: str = ""
 
 
+# What a `changed_at` column is set to: the clock while the writing statement runs, once per
+# statement — not now(), the transaction's start, which is stamped before pg_stat_activity
+# shows the transaction, so a change feed's horizon could pass it unseen (docs/read-api.md).
+CHANGED_NOW = "(SELECT clock_timestamp())"
+
+
 class Store(Protocol[K, A]):
     """Loads and saves a projection's aggregates inside the batch's transaction."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg import Connection, Cursor, sql
 
-from projections.frame.declaration import Projection
+from projections.frame.declaration import CHANGED_NOW, Projection
 
 # Any constant: serialises generation changes of all projections (they are rare).
 GENERATION_LOCK = 0x70726F6A  # "proj"
@@ -109,13 +109,15 @@ def switch(cur: Cursor[Any], projection: Projection[Any, Any], generation: Gener
     )
     # The rows a rebuild wrote carry their own write times, earlier than a change feed's cursor:
     # stamped with the switch's, the feed sends the new generation once (its rows may differ).
+    # The stamp is the clock of the statement, as in the stores' writes (CHANGED_NOW).
     for table in projection.tables:
         if table.changed_at:
             cur.execute(
-                sql.SQL("UPDATE {}.{} SET {} = now()").format(
+                sql.SQL("UPDATE {}.{} SET {} = {}").format(
                     sql.Identifier(generation.schema),
                     sql.Identifier(table.name),
                     sql.Identifier(table.changed_at),
+                    sql.SQL(CHANGED_NOW),
                 )
             )
     _point_readers(cur, projection, generation)

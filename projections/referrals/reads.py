@@ -61,8 +61,12 @@ async def referral_page(
         return await cur.fetchall()
 
 
-async def referral(conn: AsyncConnection[Any], referral_id: UUID) -> dict[str, Any] | None:
-    """One referral with its timeline, whoever it belongs to (the caller checks access).
+async def referral(
+    conn: AsyncConnection[Any], referral_id: UUID, *, timeline_for: str | None
+) -> dict[str, Any] | None:
+    """One referral, whoever it belongs to (the caller checks access), with its timeline when
+    it is from or to `timeline_for` (None: never). A denied read thus costs the one query an
+    unknown id costs, not a second one for a timeline nobody is shown.
 
     The row and its timeline are read in one snapshot (a batch between two autocommit reads
     gave a row of one write and the timeline of the next)."""
@@ -73,8 +77,9 @@ async def referral(conn: AsyncConnection[Any], referral_id: UUID) -> dict[str, A
             (referral_id,),
         )
         row = await cur.fetchone()
-        if row is None:
-            return None
+        parties = (row["from_institution"], row["to_institution"]) if row else ()
+        if row is None or timeline_for is None or timeline_for not in parties:
+            return row
         await cur.execute(
             "SELECT at, kind, status, event_id, source FROM referrals.referral_timeline"
             " WHERE referral_id = %s ORDER BY seq",
@@ -101,16 +106,20 @@ async def changes_since(
 async def change_horizon(conn: AsyncConnection[Any]) -> datetime:
     """A time before which every referral change is committed and visible (docs/read-api.md).
 
-    `projected_at` is its writer's transaction start, so a row committed after a read may carry
-    an earlier time; no transaction still open started before the oldest open one did.
+    `projected_at` is the clock of its writing statement (CHANGED_NOW), which runs inside a
+    transaction pg_stat_activity already shows, and a row committed after a read may carry an
+    earlier time: no transaction still open started before the oldest open one did. The clock
+    is read *before* the scan: a writer the scan misses stamps its rows later still.
     """
     async with conn.cursor() as cur:
+        await cur.execute("SELECT clock_timestamp()")
+        clock = await cur.fetchone()
         await cur.execute(
-            "SELECT least(clock_timestamp(), min(xact_start)) FROM pg_stat_activity"
+            "SELECT min(xact_start) FROM pg_stat_activity"
             " WHERE xact_start IS NOT NULL AND state IS DISTINCT FROM 'idle'"
             " AND pid <> pg_backend_pid()"
         )
-        row = await cur.fetchone()
-    assert row is not None
-    horizon: datetime = row[0]
+        oldest = await cur.fetchone()
+    assert clock is not None and oldest is not None
+    horizon: datetime = clock[0] if oldest[0] is None else min(clock[0], oldest[0])
     return horizon

@@ -11,6 +11,7 @@ from uuid import UUID
 from psycopg import Cursor, sql
 
 from projections.frame.claims import uuid_array
+from projections.frame.declaration import CHANGED_NOW
 from projections.referrals.lifecycle import Board, Fact, Referral, derive
 
 _BOARD_COLUMNS = (
@@ -120,9 +121,9 @@ def _write(cur: Cursor[Any], schema: str, boards: Sequence[tuple[Referral, Board
     )
     cur.execute(
         sql.SQL(
-            "UPDATE {}.referrals AS t SET {}, projected_at = now() FROM referral_rows AS r"
+            "UPDATE {}.referrals AS t SET {}, projected_at = {} FROM referral_rows AS r"
             " WHERE t.referral_id = r.referral_id"
-        ).format(s, assignments)
+        ).format(s, assignments, sql.SQL(CHANGED_NOW))
     )
     ids = uuid_array(referral.referral_id for referral, _ in boards)
     cur.execute(

@@ -156,7 +156,11 @@ READERS = st.sampled_from(
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     requests=st.lists(
-        st.tuples(READERS, st.sampled_from(["list", "detail", "access-log"]), st.integers(0, 99)),
+        st.tuples(
+            READERS,
+            st.sampled_from(["list", "detail", "unknown", "access-log"]),
+            st.integers(0, 99),
+        ),
         min_size=1,
         max_size=12,
     )
@@ -191,6 +195,11 @@ def test_every_read_is_audited_denied_reads_included(
                 assert response.status_code in (403, 404)
                 assert "timeline" not in response.json()
                 denied += persons_shown(referral_of(board_url, rid))
+        elif kind == "unknown":  # denied like another's referral: one record naming nobody
+            response = client.get(f"/v1/referrals/{uuid.uuid4()}", headers=headers)
+            assert response.status_code in (403, 404)
+            reads += 1
+            denied += 1
         else:
             response = client.get(f"/v1/persons/{uuid.uuid4()}/access-log", headers=headers)
             reads += 1

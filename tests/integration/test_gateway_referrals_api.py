@@ -9,6 +9,7 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -35,6 +36,7 @@ from paging import all_pages
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor, Target, fixed_target
 from projections.frame.records import DeadLetter, Record
+from projections.referrals import reads
 from projections.referrals.projection import REFERRALS
 from projections.referrals.queries import list_referrals
 from projections.referrals.synthetic import referral_flows
@@ -395,7 +397,160 @@ def test_a_role_that_reads_no_referrals_gets_403_for_any_id_so_ids_cannot_be_pro
     }
     with psycopg.connect(board_url) as conn:
         audited = conn.execute(
-            "SELECT DISTINCT resource_id, outcome FROM read_audit WHERE credential_id = %s",
+            "SELECT DISTINCT resource_id, outcome, person_id IS NULL AND subject_local_id IS NULL"
+            " FROM read_audit WHERE credential_id = %s",
             (credential_id,),
         ).fetchall()
-    assert audited == [(str(rid), "DENIED")]  # the attempt on an existing referral, as before
+    # Both attempts are denied records: the existing referral's names its persons, the unknown
+    # id's names nobody (docs/audit.md).
+    assert sorted(audited) == sorted(
+        [(str(rid), "DENIED", False), (missing.request.url.path.rsplit("/", 1)[1], "DENIED", True)]
+    )
+
+
+def _answer(response: httpx.Response) -> tuple[int, str | None, str | None, dict[str, Any]]:
+    """What a caller can tell apart: status, type, Retry-After and body (not `instance`)."""
+    body = {k: v for k, v in response.json().items() if k != "instance"}
+    return (
+        response.status_code,
+        response.headers.get("content-type"),
+        response.headers.get("retry-after"),
+        body,
+    )
+
+
+@pytest.mark.parametrize(
+    ("institution", "role"),
+    [(VILLAGE, Role.CLINICIAN), (COUNTY, Role.BUREAU_ANALYST)],
+    ids=["not-a-party", "not-a-reading-role"],
+)
+def test_an_audit_outage_does_not_tell_an_existing_id_of_others_from_an_unknown_one(
+    client: TestClient, board_url: str, institution: str, role: Role
+) -> None:
+    """A denied read of an existing referral wrote an audit record before its 404 (or 403), an
+    unknown id none: with the audit down the first answered 503, the second 404 (403), so a
+    non-party could probe which referral ids exist. Both are now refused alike."""
+    with psycopg.connect(board_url) as conn:
+        row = conn.execute(
+            "SELECT referral_id FROM referrals.referrals WHERE state <> 'AWAITING_REQUEST'"
+            " AND %s NOT IN (from_institution, to_institution) ORDER BY referral_id LIMIT 1",
+            (VILLAGE,),
+        ).fetchone()
+    assert row is not None
+    headers = bearer(board_url, institution, role)
+    with psycopg.connect(board_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE read_audit ADD CONSTRAINT refuse CHECK (false) NOT VALID")
+    existing = client.get(f"/v1/referrals/{row[0]}", headers=headers)
+    unknown = client.get(f"/v1/referrals/{uuid.uuid4()}", headers=headers)
+    assert _answer(existing) == _answer(unknown)
+    assert existing.status_code == 503  # neither attempt could be recorded: both refused so
+
+
+def test_every_denied_attempt_is_recorded_an_unknown_ids_naming_nobody(
+    client: TestClient, board_url: str
+) -> None:
+    """An attempt at another institution's referral is a DENIED record of its persons, one at
+    an id that does not exist a single DENIED record naming no one; released reads name theirs."""
+    token = issue_token(board_url, VILLAGE, Role.REFERRAL_DESK)
+    [credential_id] = credentials.credential_ids([token])
+    headers = {"Authorization": f"Bearer {token}"}
+    with psycopg.connect(board_url) as conn:
+        row = conn.execute(
+            "SELECT referral_id FROM referrals.referrals WHERE state <> 'AWAITING_REQUEST'"
+            " AND %s NOT IN (from_institution, to_institution)"
+            " AND from_patient_local_id IS NOT NULL ORDER BY referral_id LIMIT 1",
+            (VILLAGE,),
+        ).fetchone()
+    assert row is not None
+    unknown = uuid.uuid4()
+    assert client.get(f"/v1/referrals/{row[0]}", headers=headers).status_code == 404
+    assert client.get(f"/v1/referrals/{unknown}", headers=headers).status_code == 404
+    with psycopg.connect(board_url) as conn:
+        audited = conn.execute(
+            "SELECT resource_id, outcome, reason, person_id, subject_local_id FROM read_audit"
+            " WHERE credential_id = %s ORDER BY resource_id",
+            (credential_id,),
+        ).fetchall()
+    others = [a for a in audited if a[0] == str(row[0])]
+    assert others and all(a[1:3] == ("DENIED", "not its institution's") for a in others)
+    assert all(a[3] is not None or a[4] is not None for a in others)
+    assert [a for a in audited if a[0] == str(unknown)] == [
+        (str(unknown), "DENIED", "no such referral", None, None)
+    ]
+
+
+async def _poll(url: str, institution: str, since: datetime) -> tuple[datetime, set[str]]:
+    """One poll of the stream's loop: the horizon, then the rows changed at or after `since`."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        horizon = await reads.change_horizon(conn)
+        rows = await reads.changes_since(conn, institution, since)
+    return horizon, {str(r["referral_id"]) for r in rows}
+
+
+def test_a_writer_not_yet_in_pg_stat_activity_is_not_skipped_by_the_stream(
+    board_url: str,
+) -> None:
+    """A transaction's `now()` is stamped when its first statement arrives, and shown as
+    `xact_start` in pg_stat_activity a moment later (StartTransaction). A poll in between took
+    a horizon past that `now()` without seeing the writer; with `projected_at = now()` the
+    writer's row, committed after the poll, lay before every later cursor: never sent.
+
+    The moment is stretched here, deterministically: the writer's session hides its activity
+    (`track_activities = off`) while its message, the one that stamps the time, waits on a lock;
+    it turns it back on before its transaction starts (stamped with that message's arrival), and
+    only then writes, with the store's own code. The stream's polls run while it waits."""
+    flow = next(referral_flows(31, 1))
+    rid = flow[0].referral_id  # type: ignore[attr-defined]
+    institution = flow[0].from_institution  # type: ignore[attr-defined]
+    since, _ = asyncio.run(_poll(board_url, institution, datetime.now(UTC)))
+    gate = 0x68727A6E  # "hrzn"
+    with (
+        psycopg.connect(board_url, autocommit=True) as holder,
+        psycopg.connect(board_url, autocommit=True) as writer,
+        psycopg.connect(board_url, autocommit=True) as watcher,
+    ):
+        holder.execute("SELECT pg_advisory_lock(%s)", (gate,))
+        writer.execute("SET track_activities = off")
+        stamped = threading.Thread(
+            target=writer.execute,
+            args=(
+                f"SELECT pg_advisory_xact_lock({gate}); SET track_activities = on; COMMIT; BEGIN",
+            ),
+        )
+        stamped.start()
+        waited = None
+        while waited is None:  # until the writer's message arrived and waits on the gate
+            waiting = watcher.execute(
+                "SELECT waitstart FROM pg_locks WHERE pid = %s AND NOT granted",
+                (writer.info.backend_pid,),
+            ).fetchone()
+            waited = None if waiting is None else waiting[0]  # null for a moment at first
+        # Polls while it waits, as the stream's loop does, until the horizon passes the wait's
+        # start (another open transaction — autovacuum's — may hold it back for a moment).
+        cursor, seen = since, set()
+        while cursor <= waited:
+            horizon, rows = asyncio.run(_poll(board_url, institution, cursor))
+            cursor, seen = max(cursor, horizon), seen | rows
+        holder.execute("SELECT pg_advisory_unlock(%s)", (gate,))
+        stamped.join()
+        [(started, shown_from)] = watcher.execute(
+            "SELECT a.xact_start, now() FROM pg_stat_activity a WHERE a.pid = %s",
+            (writer.info.backend_pid,),
+        ).fetchall()
+        [(writers_now,)] = writer.execute("SELECT now()").fetchall()
+        # The scenario: the writer's transaction began (its now()) before the poll's horizon,
+        # and pg_stat_activity shows it (the same value) only now, after the poll.
+        assert writers_now == started < cursor < shown_from
+        with writer.cursor() as cur:
+            generation = generations.live(cur, REFERRALS.name, share=True)
+            assert generation is not None
+            states = REFERRALS.store.lock(cur, generation.schema, [rid])
+            referral = states.get(rid)
+            for event in flow:
+                referral = REFERRALS.evolve(referral, event)
+            assert referral is not None
+            REFERRALS.store.save(cur, generation.schema, {rid: referral}, None)
+        writer.execute("COMMIT")
+    assert str(rid) not in seen  # not committed during the polls while it waited
+    _, later = asyncio.run(_poll(board_url, institution, cursor))
+    assert str(rid) in later  # the next poll, from the cursor the stream moved on to

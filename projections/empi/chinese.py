@@ -30,7 +30,10 @@ SURNAME_READINGS: dict[str, str] = {
 # Dialect confusions of the south (平翘舌, 前后鼻音, n/l): what a clerk may hear and type.
 _FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"), ("r", "l"), ("f", "h"))
 _FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"))
-_SEPARATORS = str.maketrans("", "", " \t·•・.-_'’,，")
+# Separators dropped after NFKC (which maps ･ to ・, ‑ to ‐, ． to ., － to -, ㆍ to ᆞ): the dot
+# of minority names (买买提·艾力) comes as ·, ‧ (Big5), •, ・, ⋅, ∙, ꞏ, ⸱ or ᆞ depending on the
+# input method and code page, or as a hyphen or dash.
+_SEPARATORS = str.maketrans("", "", " \t·‧•・⋅∙ꞏ⸱ᆞ.-‐‒–—―_'’,，")
 
 
 @lru_cache(maxsize=1)

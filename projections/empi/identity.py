@@ -64,10 +64,18 @@ class HashedId:
 
 
 def hash_resident_id(value: str | None, hasher: IdHasher) -> HashedId | None:
-    """The keyed hashes of a resident id number; None when absent or not 18 characters."""
+    """The keyed hashes of a resident id number; None when absent or unreadable.
+
+    A first-generation 15-digit number is hashed as the 18-digit one that replaced it (GB
+    11643-1999: "19" after the division code, then the check character), so a person's old and
+    new cards agree.
+    """
     if not value:
         return None
     text = chinese.fold(value).upper()
+    if len(text) == 15 and text.isascii() and text.isdigit():
+        first17 = f"{text[:6]}19{text[6:]}"
+        return HashedId(hasher(first17 + resident_id_check_char(first17)), hasher(first17), True)
     if len(text) != 18 or not text[:17].isdigit():
         return None
     valid = resident_id_check_char(text[:17]) == text[17]

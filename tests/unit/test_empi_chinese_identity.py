@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from examples import resident_id
 from projections.empi import chinese
 from projections.empi.identity import (
     Demographics,
@@ -50,3 +51,26 @@ def test_every_middle_dot_of_a_minority_name_folds_away(dot: str) -> None:
     assert chinese.fold(f"买买提{dot}艾力") == "买买提艾力"
     stated = person(name=f"买买提{dot}艾力")
     assert compare(stated, person(name="买买提·艾力")).cells[2] == "name.exact"
+
+
+def test_a_first_generation_15_digit_id_is_the_same_as_its_18_digit_successor() -> None:
+    # GB 11643-1999: the 15-digit number (1984-2004 cards) gains the century "19" after the
+    # division code and a check character; the card in the wallet may be either.
+    eighteen = resident_id(born=date(1949, 12, 31), sequence=0, male=False)
+    fifteen = eighteen[:6] + eighteen[8:17]
+    assert len(fifteen) == 15
+    assert hash_resident_id(fifteen, HASHER) == hash_resident_id(eighteen, HASHER)
+    old, new = person(resident_id_number=fifteen), person(resident_id_number=eighteen)
+    assert compare(old, new).cells[0] == "id.agree"
+
+
+@pytest.mark.parametrize("junk", ["11010549123100", "1101054912310021", "11010549123100X"])
+def test_ids_of_other_lengths_or_letters_stay_unread(junk: str) -> None:
+    assert hash_resident_id(junk, HASHER) is None
+
+
+def test_full_width_digits_and_a_lower_case_x_are_the_same_id() -> None:
+    eighteen = next(i for i in (resident_id(sequence=n) for n in range(100)) if i.endswith("X"))
+    full_width = eighteen[:17].translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    assert hash_resident_id(full_width + "x", HASHER) == hash_resident_id(eighteen, HASHER)
+    assert hash_resident_id(eighteen.lower(), HASHER) == hash_resident_id(eighteen, HASHER)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass, replace
 from datetime import date
 from enum import Enum
@@ -197,12 +199,36 @@ def _name_features(
     return name, surname, given, full, surname_reading, "".join(given_syllables), fuzzy
 
 
+# What follows a phone's last 7 or 8 digits to name an extension: 转 123, 分机 12, ext. 12, x12,
+# #12, or -8021 after a full landline.
+_EXTENSION = re.compile(r"^(.*?\d{7,8})\s*(?:转|分机|ext\.?|x|#|-)\s*\d{1,6}\s*$")
+
+
 def _phone(value: str | None) -> str | None:
-    """Digits of a phone, without the +86 / 0086 country prefix."""
+    """A phone in one form: a mobile's 11 digits, a landline's trunk 0, area code and number.
+
+    The country code (+86, 0086, 86) goes, and a landline written after it without its trunk 0
+    (+86 571 8888 1234) gets it back; a mobile dialled with the long-distance 0 (0138…) loses it;
+    an extension goes.
+    """
     if not value:
         return None
-    number = chinese.digits(value)
-    for prefix in ("0086", "86"):
-        if len(number) == len(prefix) + 11 and number.startswith(prefix):
-            number = number[len(prefix) :]
+    if len(value) == 11 and value[0] == "1" and value.isascii() and value.isdigit():
+        return value  # a mobile as it should be written: the common case
+    text = unicodedata.normalize("NFKC", value).lower()
+    extended = _EXTENSION.match(text)
+    number = chinese.digits(extended.group(1) if extended else text)
+    if number.startswith("0086"):
+        number = _national(number[4:])
+    elif number.startswith("86") and len(number) >= 11:  # a national number is 10+ digits
+        number = _national(number[2:])
+    if len(number) == 12 and number.startswith("01") and number[2] in "3456789":
+        number = number[1:]  # 010 is Beijing's only 01x area code: 01[3-9]… is 0 + a mobile
     return number or None
+
+
+def _national(number: str) -> str:
+    """A number after its country code: a mobile as it is, a landline with its trunk 0."""
+    if not number or number[0] == "0" or (len(number) == 11 and number[0] == "1"):
+        return number
+    return "0" + number  # Beijing's 10 too: +86 10 8888 1234 is 010 8888 1234

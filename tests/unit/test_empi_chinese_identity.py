@@ -6,6 +6,8 @@ from datetime import date
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from examples import resident_id
 from projections.empi import chinese
@@ -74,3 +76,55 @@ def test_full_width_digits_and_a_lower_case_x_are_the_same_id() -> None:
     full_width = eighteen[:17].translate(str.maketrans("0123456789", "０１２３４５６７８９"))
     assert hash_resident_id(full_width + "x", HASHER) == hash_resident_id(eighteen, HASHER)
     assert hash_resident_id(eighteen.lower(), HASHER) == hash_resident_id(eighteen, HASHER)
+
+
+@pytest.mark.parametrize(
+    ("written", "same_as"),
+    [
+        ("+86 138 0737 0001", "13807370001"),
+        ("0086-138-0737-0001", "13807370001"),
+        ("8613807370001", "13807370001"),
+        ("１３８０７３７０００１", "13807370001"),
+        ("013807370001", "13807370001"),  # a mobile dialled with the long-distance 0
+        ("+86 571 8888 1234", "0571-88881234"),  # no trunk 0 after the country code
+        ("+86 (0)571 88881234", "0571-88881234"),
+        ("86-21-88881234", "021-88881234"),
+        ("+86 10 8888 1234", "010-88881234"),
+        ("(0571)88881234", "0571-88881234"),
+        ("0571-88881234转123", "0571-88881234"),
+        ("0571-88881234-8021", "0571-88881234"),
+        ("0571-88881234 ext. 12", "0571-88881234"),
+        ("0571 88881234 分机 12", "0571-88881234"),
+        ("0571-88881234#12", "0571-88881234"),
+    ],
+)
+def test_one_phone_written_the_ways_clerks_write_it_agrees(written: str, same_as: str) -> None:
+    assert compare(person(phone=written), person(phone=same_as)).cells[5] == "phone.agree"
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("13807370001", "13807370002"),
+        ("0571-88881234", "0571-88881235"),
+        ("021-88881234", "0571-88881234"),  # another area code
+        ("010-88881234", "0571-88881234"),
+    ],
+)
+def test_other_phones_still_disagree(one: str, other: str) -> None:
+    assert compare(person(phone=one), person(phone=other)).cells[5] == "phone.disagree"
+
+
+@given(
+    st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
+    st.sampled_from(["", "+86", "+86 ", "0086", "0086-", "86", "0"]),
+    st.sampled_from(["", " ", "-", "－", "　"]),
+    st.booleans(),
+)
+def test_a_mobile_with_any_prefix_spacing_and_width_is_one_phone(
+    mobile: str, prefix: str, gap: str, full_width: bool
+) -> None:
+    written = f"{prefix}{mobile[:3]}{gap}{mobile[3:7]}{gap}{mobile[7:]}"
+    if full_width:
+        written = written.translate(str.maketrans("0123456789+", "０１２３４５６７８９＋"))
+    assert person(phone=written).phone == mobile

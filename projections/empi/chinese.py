@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import lru_cache
 
@@ -50,11 +51,24 @@ def fold(text: str) -> str:
     return _fold_unicode(text)
 
 
+# Simplified characters OpenCC's t2s takes for traditional ones: in names 乾 is qian (乾坤, the
+# surname 乾), not 干 (gan); 於 and 麴 are surnames of their own, not 于 and 曲. Kept as written.
+_KEPT = re.compile("([乾於麴])")
+# Variants t2s leaves apart: 锺 is the surname 鍾 as the 2013 table of standard characters
+# (通用规范汉字表) simplifies it; t2s makes 鍾 钟.
+_VARIANTS = str.maketrans("锺", "钟")
+
+
 @lru_cache(maxsize=65536)
 def _fold_unicode(text: str) -> str:
     half = unicodedata.normalize("NFKC", text)
-    simplified: str = _to_simplified().convert(half)
-    return simplified.translate(_SEPARATORS).lower()
+    convert = _to_simplified().convert
+    if _KEPT.search(half):
+        parts = _KEPT.split(half)  # the kept characters at the odd positions
+        simplified = "".join(p if i % 2 else convert(p) for i, p in enumerate(parts))
+    else:
+        simplified = convert(half)
+    return simplified.translate(_VARIANTS).translate(_SEPARATORS).lower()
 
 
 def split_name(folded: str) -> tuple[str, str]:

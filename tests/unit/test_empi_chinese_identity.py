@@ -128,3 +128,23 @@ def test_a_mobile_with_any_prefix_spacing_and_width_is_one_phone(
     if full_width:
         written = written.translate(str.maketrans("0123456789+", "０１２３４５６７８９＋"))
     assert person(phone=written).phone == mobile
+
+
+def test_qian_stays_qian_and_yu_stays_a_surname_of_its_own() -> None:
+    # OpenCC's t2s reads 乾 as the traditional 干 (dry) and 於 as the traditional 于 (at); in
+    # names 乾 is qian (乾坤, the surname 乾) and 於 is the surname Yu, distinct from 于.
+    assert chinese.fold("乾") == "乾"
+    assert person(name="乾明").surname_pinyin == "qian"
+    assert compare(person(name="乾明"), person(name="钱明")).cells[2] == "name.pinyin"
+    assert compare(person(name="张乾"), person(name="張乾")).cells[2] == "name.exact"
+    assert person(name="王乾坤").given_pinyin == "qiankun"
+    assert chinese.fold("於梨华") == "於梨华"
+    assert compare(person(name="於梨华"), person(name="于梨华")).cells[2] == "name.pinyin"
+    assert compare(person(name="於梨華"), person(name="於梨华")).cells[2] == "name.exact"
+
+
+def test_zhong_in_its_three_forms_is_one_surname() -> None:
+    # 鍾 (traditional), 钟 (OpenCC's simplified) and 锺 (the surname's form in the 2013 table of
+    # standard characters, 通用规范汉字表).
+    assert compare(person(name="锺建国"), person(name="钟建国")).cells[2] == "name.exact"
+    assert compare(person(name="锺建国"), person(name="鍾建國")).cells[2] == "name.exact"

@@ -84,11 +84,31 @@ def syllables(text: str) -> tuple[str, ...]:
     return tuple(lazy_pinyin(text, style=Style.NORMAL, v_to_u=False))
 
 
+# The syllables of the compound surnames SURNAME_READINGS reads.
+_COMPOUND_SYLLABLES: dict[str, tuple[str, ...]] = {
+    "长孙": ("zhang", "sun"), "尉迟": ("yu", "chi"), "万俟": ("mo", "qi"),
+    "单于": ("chan", "yu"), "澹台": ("tan", "tai"),
+}  # fmt: skip
+
+
 def surname_pinyin(surname: str) -> str:
     """The surname's reading as a surname, not the character's most common reading."""
     if surname in SURNAME_READINGS:
         return SURNAME_READINGS[surname]
     return "".join(syllables(surname))
+
+
+def surname_syllables(surname: str) -> tuple[str, ...]:
+    """The surname's reading syllable by syllable: a compound surname has two.
+
+    A name's pinyin is compared syllable by syllable, so that 欧阳修 and a clerk's 欧杨修 (split
+    as 欧 + 杨修) agree.
+    """
+    if len(surname) == 1:
+        return (surname_pinyin(surname),)
+    if surname in _COMPOUND_SYLLABLES:
+        return _COMPOUND_SYLLABLES[surname]
+    return syllables(surname)
 
 
 @lru_cache(maxsize=65536)

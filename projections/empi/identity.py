@@ -194,7 +194,7 @@ def _name_features(
     surname, given = chinese.split_name(name)
     given_syllables = chinese.syllables(given)
     surname_reading = chinese.surname_pinyin(surname)
-    full = (surname_reading, *given_syllables)
+    full = (*chinese.surname_syllables(surname), *given_syllables)
     fuzzy = " ".join(chinese.fuzzy(s) for s in full)
     return name, surname, given, full, surname_reading, "".join(given_syllables), fuzzy
 

@@ -148,3 +148,34 @@ def test_zhong_in_its_three_forms_is_one_surname() -> None:
     # standard characters, 通用规范汉字表).
     assert compare(person(name="锺建国"), person(name="钟建国")).cells[2] == "name.exact"
     assert compare(person(name="锺建国"), person(name="鍾建國")).cells[2] == "name.exact"
+
+
+@pytest.mark.parametrize(
+    ("written", "heard"),
+    [
+        ("欧阳修", "欧杨修"),
+        ("司马光", "司码光"),
+        ("上官婉儿", "尚官婉儿"),
+        ("诸葛亮", "朱葛亮"),
+        ("尉迟恭", "玉迟恭"),
+        ("长孙无忌", "张孙无忌"),
+    ],
+)
+def test_a_homophone_in_a_compound_surname_still_agrees_in_pinyin(written: str, heard: str) -> None:
+    # The second name splits as a one-character surname (欧 + 杨修): same syllables all the same.
+    assert compare(person(name=written), person(name=heard)).cells[2] == "name.pinyin"
+    assert person(name=written).fuzzy_pinyin == person(name=heard).fuzzy_pinyin
+
+
+def test_compound_surnames_keep_their_surname_readings() -> None:
+    assert person(name="欧阳娜娜").surname_pinyin == "ouyang"
+    assert person(name="万俟卨").name_pinyin == ("mo", "qi", "xie")
+    assert person(name="单于洋").name_pinyin == ("chan", "yu", "yang")
+    assert person(name="单雄信").name_pinyin == ("shan", "xiong", "xin")
+
+
+@pytest.mark.parametrize("surname", sorted(chinese.COMPOUND_SURNAMES))
+def test_a_compound_surnames_syllables_spell_its_reading(surname: str) -> None:
+    syllables = chinese.surname_syllables(surname)
+    assert len(syllables) == 2
+    assert "".join(syllables) == chinese.surname_pinyin(surname)

@@ -124,6 +124,38 @@ def fuzzy(syllable: str) -> str:
     return syllable
 
 
+# What a clerk may leave out of an address without changing it: the suffix of a province, city,
+# district or county (浙江省杭州市余杭区 = 浙江杭州余杭), an autonomous region's full title
+# (广西壮族自治区 = 广西). A suffix goes only after two characters: 城区 and 市场 stay.
+_DIVISION_TITLES = re.compile("特别行政区|(?:壮族|回族|维吾尔)?自治区")
+_DIVISION_SUFFIXES = re.compile("(?<=[\u3400-\u9fff]{2})[省市区县]")
+# House, group and flat numbers in Chinese numerals (三组十二号, 二〇三室) as digits.
+_NUMERAL_VALUES = {c: n for n, c in enumerate("〇一二三四五六七八九")} | {"零": 0, "两": 2}
+_NUMBERED = re.compile("([〇零一两二三四五六七八九十百千]+)(?=组|号|栋|幢|单元|楼|室|层|弄|巷)")
+
+
+@lru_cache(maxsize=65536)
+def address_core(folded: str) -> str:
+    """A folded address without division suffixes and with its numbers in digits."""
+    core = _NUMBERED.sub(_numeral, _DIVISION_TITLES.sub("", folded))
+    return _DIVISION_SUFFIXES.sub("", core)
+
+
+def _numeral(match: re.Match[str]) -> str:
+    """A number in Chinese numerals as digits: 十二 12, 一百六十九 169, 二〇三 203."""
+    text = match.group(1)
+    if not any(unit in text for unit in "十百千"):
+        return "".join(str(_NUMERAL_VALUES[c]) for c in text)
+    total = current = 0
+    for c in text:
+        if c in _NUMERAL_VALUES:
+            current = _NUMERAL_VALUES[c]
+        else:
+            total += (current or 1) * {"十": 10, "百": 100, "千": 1000}[c]
+            current = 0
+    return str(total + current)
+
+
 def digits(text: str) -> str:
     """The ASCII digits of a text after full-width folding (phones, insurance numbers)."""
     if text.isascii() and text.isdigit():  # the common case, ASCII digits only: as it is

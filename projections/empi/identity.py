@@ -149,6 +149,7 @@ class Identity:
     phone: str | None
     address: str | None
     township: str | None
+    address_core: str | None  # without division suffixes, numbers in digits
 
 
 def identity_of(demographics: Demographics) -> Identity:
@@ -178,6 +179,7 @@ def identity_of(demographics: Demographics) -> Identity:
         phone,
         address or None,
         demographics.township_division_code,  # township
+        chinese.address_core(address) if address else None,  # address_core
     )
 
 

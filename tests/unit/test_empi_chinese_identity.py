@@ -179,3 +179,43 @@ def test_a_compound_surnames_syllables_spell_its_reading(surname: str) -> None:
     syllables = chinese.surname_syllables(surname)
     assert len(syllables) == 2
     assert "".join(syllables) == chinese.surname_pinyin(surname)
+
+
+@pytest.mark.parametrize(
+    ("written", "same_as"),
+    [
+        ("湖南省常德市石门县石门镇杨溪村3组12号", "湖南常德石门县石门镇杨溪村3组12号"),
+        ("湖南省常德市石门县石门镇杨溪村3组12号", "常德石门石门镇杨溪村3组12号"),
+        ("浙江省杭州市余杭区良渚街道良渚村5组", "浙江杭州余杭良渚街道良渚村5组"),
+        ("广西壮族自治区南宁市武鸣区双桥镇", "广西南宁武鸣双桥镇"),
+        ("内蒙古自治区包头市", "内蒙古包头"),
+        ("石门镇杨溪村三组十二号", "石门镇杨溪村3组12号"),
+        ("石门镇杨溪村一百六十九号", "石门镇杨溪村169号"),
+        ("石门镇杨溪村2栋二〇三室", "石门镇杨溪村2栋203室"),
+        ("石门镇杨溪村十组二十号", "石门镇杨溪村10组20号"),
+    ],
+)
+def test_an_address_with_or_without_division_suffixes_agrees(written: str, same_as: str) -> None:
+    cell = compare(person(address=written), person(address=same_as)).cells[6]
+    assert cell in ("address.exact", "address.contains")
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("石门县杨溪村3组12号", "石门镇杨溪村3组12号"),  # a county is not a township
+        ("石门镇杨溪村3组12号", "石门镇杨溪村3组13号"),
+        ("石门镇杨溪村三组", "石门镇杨溪村四组"),
+        ("城区街道建设路1号", "城关镇建设路1号"),
+    ],
+)
+def test_other_addresses_still_disagree(one: str, other: str) -> None:
+    assert compare(person(address=one), person(address=other)).cells[6] == "address.disagree"
+
+
+def test_a_township_named_with_a_division_character_still_contains_its_village() -> None:
+    # 新市镇 (a township, 市 in its name) within its county's address, written short.
+    assert (
+        compare(person(address="石门县新市镇西山村5组"), person(address="新市镇西山村5组")).cells[6]
+        == "address.contains"
+    )

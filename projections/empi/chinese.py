@@ -55,8 +55,9 @@ def fold(text: str) -> str:
 # surname 乾), not 干 (gan); 於 and 麴 are surnames of their own, not 于 and 曲. Kept as written.
 _KEPT = re.compile("([乾於麴])")
 # Variants t2s leaves apart: 锺 is the surname 鍾 as the 2013 table of standard characters
-# (通用规范汉字表) simplifies it; t2s makes 鍾 钟.
-_VARIANTS = str.maketrans("锺", "钟")
+# (通用规范汉字表) simplifies it (t2s makes 鍾 钟); rare variants that systems without the glyph
+# type as the common character: 𠮷 (U+20BB7) 吉, 𡈽 (U+2123D) 土, 﨑 (U+FA11, no NFKC mapping) 崎.
+_VARIANTS = str.maketrans({"锺": "钟", "\U00020bb7": "吉", "\U0002123d": "土", "\ufa11": "崎"})
 
 
 @lru_cache(maxsize=65536)

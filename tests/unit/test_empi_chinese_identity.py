@@ -219,3 +219,24 @@ def test_a_township_named_with_a_division_character_still_contains_its_village()
         compare(person(address="石门县新市镇西山村5组"), person(address="新市镇西山村5组")).cells[6]
         == "address.contains"
     )
+
+
+@pytest.mark.parametrize(
+    ("rare", "typed"),
+    [
+        ("𠮷祥", "吉祥"),  # U+20BB7 (Extension B), typed 吉 where the system lacks it
+        ("张𡈽生", "张土生"),  # U+2123D (Extension B), a variant of 土
+        ("李﨑", "李崎"),  # U+FA11, a unified ideograph of the compatibility block
+    ],
+)
+def test_a_rare_variant_and_the_character_typed_for_it_are_one_name(rare: str, typed: str) -> None:
+    assert compare(person(name=rare), person(name=typed)).cells[2] == "name.exact"
+
+
+def test_compatibility_ideographs_and_radicals_fold_to_the_unified_character() -> None:
+    # NFKC: U+F9B5 (a compatibility 例), U+2F1F (the Kangxi radical 土), U+2F8B8 (the
+    # supplement's compatibility form of U+22B0C, outside the BMP on both sides).
+    assert chinese.fold("\uf9b5") == "例"
+    assert chinese.fold("\u2f1f") == "土"
+    assert chinese.fold("\U0002f8b8") == "\U00022b0c"
+    assert compare(person(name="王\u2f1f生"), person(name="王土生")).cells[2] == "name.exact"

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from events.patient import PatientDemographicsUpdated, PatientRegistered
-from events.validation import resident_id_check_char
+from events.validation import ResidentIdentity, parse_resident_id, resident_id_check_char
 from projections.empi import chinese
 
 RecordKey = tuple[str, str]  # (institution code, local patient id)
@@ -117,7 +117,22 @@ class Demographics:
         changes = {f: _plain(getattr(event, f)) for f in _DEMOGRAPHICS}
         if event.resident_id_number is not None:
             changes["resident_id"] = hash_resident_id(event.resident_id_number, hasher)
+            # The card's birth date and sex win over what was stated before it (a clinic's
+            # swapped day and month, an unknown sex): a registration must agree with its id, an
+            # update is checked only against the fields it states itself.
+            encoded = _encoded(event.resident_id_number)
+            if encoded is not None:
+                changes["birth_date"] = changes["birth_date"] or encoded.birth_date
+                changes["sex"] = changes["sex"] or ("MALE" if encoded.male else "FEMALE")
         return replace(self, **{f: v for f, v in changes.items() if v is not None})
+
+
+def _encoded(resident_id: str) -> ResidentIdentity | None:
+    """The birth date and sex a resident id encodes; None when it encodes none."""
+    try:
+        return parse_resident_id(chinese.fold(resident_id).upper())
+    except ValueError:
+        return None
 
 
 def _plain(value: Any) -> Any:

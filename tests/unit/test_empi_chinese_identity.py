@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import examples
+from events.patient import PatientDemographicsUpdated
 from examples import resident_id
 from projections.empi import chinese
 from projections.empi.identity import (
@@ -240,3 +242,31 @@ def test_compatibility_ideographs_and_radicals_fold_to_the_unified_character() -
     assert chinese.fold("\u2f1f") == "土"
     assert chinese.fold("\U0002f8b8") == "\U00022b0c"
     assert compare(person(name="王\u2f1f生"), person(name="王土生")).cells[2] == "name.exact"
+
+
+def test_an_id_added_later_brings_its_birth_date_and_sex_with_it() -> None:
+    # Registered at a village clinic without the card: day and month swapped, sex unknown. The
+    # admission desk adds the id from the card later, stating nothing else: the contracts check
+    # a birth date against the id only within one event, so the card's facts must win here.
+    clinic = examples.patient_registered().model_copy(
+        update={"resident_id_number": None, "birth_date": date(1968, 12, 3), "sex": "UNKNOWN"}
+    )
+    fix = PatientDemographicsUpdated(
+        envelope=examples.envelope("PatientDemographicsUpdated"),
+        resident_id_number=resident_id(born=BORN).lower(),
+    )
+    known = Demographics.of(clinic, HASHER).updated(fix, HASHER)
+    assert (known.birth_date, known.sex) == (BORN, "MALE")
+    assert compare(identity_of(known), person()).cells[3:5] == ("birth.exact", "sex.agree")
+
+
+def test_an_id_added_with_its_birth_date_and_sex_keeps_them() -> None:
+    clinic = examples.patient_registered().model_copy(update={"resident_id_number": None})
+    fix = PatientDemographicsUpdated(
+        envelope=examples.envelope("PatientDemographicsUpdated"),
+        resident_id_number=resident_id(born=date(1968, 3, 21), male=False),
+        birth_date=date(1968, 3, 21),
+        sex="FEMALE",
+    )
+    known = Demographics.of(clinic, HASHER).updated(fix, HASHER)
+    assert (known.birth_date, known.sex) == (date(1968, 3, 21), "FEMALE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 from typing import Any
 
@@ -13,6 +14,7 @@ import examples
 from events.patient import PatientDemographicsUpdated
 from examples import resident_id
 from projections.empi import chinese
+from projections.empi.evaluation import WRITTEN_FORMS, _chinese_numeral, labelled_identities
 from projections.empi.identity import (
     Demographics,
     Identity,
@@ -270,3 +272,15 @@ def test_an_id_added_with_its_birth_date_and_sex_keeps_them() -> None:
     )
     known = Demographics.of(clinic, HASHER).updated(fix, HASHER)
     assert (known.birth_date, known.sex) == (date(1968, 3, 21), "FEMALE")
+
+
+@given(st.integers(min_value=1, max_value=999), st.sampled_from(["组", "号", "室"]))
+def test_every_number_a_clerk_writes_in_chinese_numerals_reads_back(n: int, unit: str) -> None:
+    written = f"石门镇杨溪村{_chinese_numeral(n)}{unit}"
+    assert chinese.address_core(chinese.fold(written)) == f"石门镇杨溪村{n}{unit}"
+
+
+def test_the_evaluation_writes_phones_and_addresses_as_members_do() -> None:
+    county = labelled_identities(3000, seed=2)
+    forms = Counter(kind for kinds in county.noise.values() for kind in kinds)
+    assert min(forms[k] for k in WRITTEN_FORMS) > 0

@@ -17,14 +17,16 @@ COMPOUND_SURNAMES = frozenset((
 ))  # fmt: skip
 
 # Surnames read differently from the character's common reading (多音字姓氏). pypinyin reads
-# 单 as dan and 曾 as ceng; a clerk typing what the patient says writes shan and zeng.
+# 单 as dan and 曾 as ceng; a clerk typing what the patient says writes shan and zeng. 尉 alone
+# is Wèi (Yù only in 尉迟), 牟 is Móu (Mù is the place 牟平).
 SURNAME_READINGS: dict[str, str] = {
     "单": "shan", "曾": "zeng", "解": "xie", "仇": "qiu", "区": "ou", "查": "zha",
     "朴": "piao", "盖": "ge", "缪": "miao", "覃": "qin", "乐": "yue", "召": "shao",
-    "任": "ren", "华": "hua", "燕": "yan", "纪": "ji", "翟": "zhai", "尉": "yu",
+    "任": "ren", "华": "hua", "燕": "yan", "纪": "ji", "翟": "zhai", "尉": "wei",
     "繁": "po", "秘": "bi", "种": "chong", "员": "yun", "过": "guo", "句": "gou",
-    "莘": "shen", "牟": "mu", "祭": "zhai", "折": "she", "都": "du", "能": "nai",
+    "莘": "shen", "牟": "mou", "祭": "zhai", "折": "she", "都": "du", "能": "nai",
     "宿": "su", "柏": "bai", "沈": "shen", "曲": "qu", "藏": "zang",
+    "阚": "kan", "卜": "bu", "薄": "bo", "乜": "nie", "粘": "nian", "炅": "gui", "洗": "xian",
     "长孙": "zhangsun", "尉迟": "yuchi", "万俟": "moqi", "单于": "chanyu", "澹台": "tantai",
 }  # fmt: skip
 

@@ -284,3 +284,28 @@ def test_the_evaluation_writes_phones_and_addresses_as_members_do() -> None:
     county = labelled_identities(3000, seed=2)
     forms = Counter(kind for kinds in county.noise.values() for kind in kinds)
     assert min(forms[k] for k in WRITTEN_FORMS) > 0
+
+
+@pytest.mark.parametrize(
+    ("surname", "reading", "homophone"),
+    [
+        ("尉", "wei", "魏"),  # 尉健行: Wèi alone; Yù only in 尉迟
+        ("牟", "mou", "谋"),  # 牟其中: Móu (Mù is the place 牟平)
+        ("阚", "kan", "看"),  # 阚泽: Kàn (pypinyin: han)
+        ("卜", "bu", "补"),  # Bǔ (pypinyin: bo, as in 萝卜)
+        ("薄", "bo", "博"),  # Bó (pypinyin: bao)
+        ("乜", "nie", "聂"),  # Niè (pypinyin: mie)
+        ("粘", "nian", "年"),  # Nián (pypinyin: zhan)
+        ("炅", "gui", "桂"),  # Guì (pypinyin: jiong)
+        ("洗", "xian", "冼"),  # Xiǎn, beside 冼 (pypinyin: xi)
+    ],
+)
+def test_more_surnames_are_read_as_surnames(surname: str, reading: str, homophone: str) -> None:
+    assert chinese.surname_pinyin(surname) == reading
+    written, heard = person(name=f"{surname}健行"), person(name=f"{homophone}健行")
+    assert compare(written, heard).cells[2] == "name.pinyin"
+
+
+def test_yuchi_still_reads_yu() -> None:
+    assert chinese.surname_pinyin("尉迟") == "yuchi"
+    assert compare(person(name="尉健行"), person(name="于健行")).cells[2] != "name.pinyin"

@@ -35,11 +35,13 @@ SOFT_FIELDS = frozenset(
 SOFT_CAP, HARD_CAP = 8.0, 20.0
 # How members' systems write what they record, drawn apart from the simulator's noise: a mobile
 # with the country code or the long-distance 0, group and house numbers in Chinese numerals
-# (三组十二号), a hospital's address with the province and county, with or without 省/县.
+# (三组十二号), a hospital's address with the province and county, with or without 省/县, the
+# resident id recorded as the insurance number (the 社会保障号码 is the 公民身份号码).
 WRITTEN_FORMS: Mapping[str, float] = {
     "phone_format": 0.03,
     "chinese_numerals": 0.03,
     "division_prefix": 0.05,
+    "id_as_insurance": 0.03,
 }
 _PHONE_FORMS = ("+86 {p}", "0086-{p}", "0{p}", "86{p}")
 _NUMBER_IN_ADDRESS = re.compile(r"(\d+)(组|号)")
@@ -139,7 +141,10 @@ def labelled_identities(count: int, seed: int, rates: NoiseRates | None = None) 
 def _written(reg: Registration, rng: random.Random, hospital: bool) -> Registration:
     """The registration as a member's system writes it (see WRITTEN_FORMS)."""
     applied: list[str] = []
-    phone, address = reg.phone, reg.address
+    phone, address, insurance = reg.phone, reg.address, reg.insurance_number
+    if reg.id_number is not None and rng.random() < WRITTEN_FORMS["id_as_insurance"]:
+        applied.append("id_as_insurance")
+        insurance = reg.id_number
     if phone is not None and rng.random() < WRITTEN_FORMS["phone_format"]:
         applied.append("phone_format")
         phone = rng.choice(_PHONE_FORMS).format(p=phone)
@@ -153,7 +158,9 @@ def _written(reg: Registration, rng: random.Random, hospital: bool) -> Registrat
         address = rng.choice(_DIVISION_PREFIXES) + address
     if not applied:
         return reg
-    return replace(reg, phone=phone, address=address, noise=(*reg.noise, *applied))
+    return replace(
+        reg, phone=phone, address=address, insurance_number=insurance, noise=(*reg.noise, *applied)
+    )
 
 
 def _chinese_numeral(n: int) -> str:

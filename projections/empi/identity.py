@@ -100,13 +100,14 @@ class Demographics:
     @classmethod
     def of(cls, event: PatientRegistered, hasher: IdHasher) -> Demographics:
         """The demographics a registration states."""
+        resident_id = hash_resident_id(event.resident_id_number, hasher)
         # Field by field, not over `_DEMOGRAPHICS`: only the sex is an enum.
         return cls(  # by position, in the order of the fields (keywords cost more)
             event.name,
             _plain(event.sex),
             event.birth_date,
-            hash_resident_id(event.resident_id_number, hasher),  # resident_id
-            event.medical_insurance_number,
+            resident_id,
+            _insurance_number(event.medical_insurance_number, resident_id, hasher),
             event.phone,
             event.address,
             event.township_division_code,
@@ -124,7 +125,39 @@ class Demographics:
             if encoded is not None:
                 changes["birth_date"] = changes["birth_date"] or encoded.birth_date
                 changes["sex"] = changes["sex"] or ("MALE" if encoded.male else "FEMALE")
-        return replace(self, **{f: v for f, v in changes.items() if v is not None})
+        updated = replace(self, **{f: v for f, v in changes.items() if v is not None})
+        insurance = _insurance_number(updated.medical_insurance_number, updated.resident_id, hasher)
+        if insurance != updated.medical_insurance_number:  # a resident id, or now the record's own
+            return replace(updated, medical_insurance_number=insurance)
+        return updated
+
+
+# An insurance number that is a resident id, as `Demographics` keeps it: "id:" and the id's keyed
+# hash (the hash `HashedId.full` holds for the same id).
+_HASHED_INSURANCE = "id:"
+_ID_SHAPED = re.compile(r"\d{17}[\dX]", re.ASCII)
+
+
+def _insurance_number(
+    value: str | None, resident_id: HashedId | None, hasher: IdHasher
+) -> str | None:
+    """An insurance number as the index keeps it: a resident id never in clear.
+
+    Members often record the resident id as the insurance number (社会保障号码 = 公民身份号码):
+    a number shaped as one (17 digits and a digit or X, check digit right or not) is kept as its
+    keyed hash; beside the record's own resident id it is dropped (the same identifier again).
+    """
+    if not value:
+        return value
+    if value.startswith(_HASHED_INSURANCE):
+        hashed = value
+    else:
+        text = chinese.fold(value).upper()
+        if not _ID_SHAPED.fullmatch(text):  # 15 digits may be an insurance number of its own
+            return value
+        hashed = _HASHED_INSURANCE + hasher(text)
+    own = resident_id.full if resident_id is not None else None
+    return None if own is not None and hashed == _HASHED_INSURANCE + own else hashed
 
 
 def _encoded(resident_id: str) -> ResidentIdentity | None:
@@ -173,7 +206,8 @@ def identity_of(demographics: Demographics) -> Identity:
         demographics.name
     )
     hashed = demographics.resident_id
-    insurance = chinese.digits(demographics.medical_insurance_number or "") or None
+    stated = demographics.medical_insurance_number or ""
+    insurance = (stated if stated.startswith(_HASHED_INSURANCE) else chinese.digits(stated)) or None
     phone = _phone(demographics.phone)
     address = chinese.fold(demographics.address) if demographics.address else None
     # By position, in the order of the fields: keywords made the call ~2× dearer (~5 µs).

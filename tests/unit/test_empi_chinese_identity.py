@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import examples
-from events.patient import PatientDemographicsUpdated
+from events.patient import PatientDemographicsUpdated, PatientRegistered
+from events.person import MatchMethod
 from examples import resident_id
 from projections.empi import chinese
 from projections.empi.evaluation import WRITTEN_FORMS, _chinese_numeral, labelled_identities
@@ -22,7 +23,7 @@ from projections.empi.identity import (
     hash_resident_id,
     identity_of,
 )
-from projections.empi.matcher import compare
+from projections.empi.matcher import blocking_keys, compare
 
 HASHER = IdHasher(b"unit-test-key-of-sixteen-bytes!!")
 BORN = date(1968, 3, 12)
@@ -309,3 +310,60 @@ def test_more_surnames_are_read_as_surnames(surname: str, reading: str, homophon
 def test_yuchi_still_reads_yu() -> None:
     assert chinese.surname_pinyin("尉迟") == "yuchi"
     assert compare(person(name="尉健行"), person(name="于健行")).cells[2] != "name.pinyin"
+
+
+def _registered(**changes: Any) -> PatientRegistered:
+    return examples.patient_registered().model_copy(update=changes)
+
+
+def test_an_insurance_number_that_is_the_resident_id_is_never_kept_in_clear() -> None:
+    # Many members record the resident id as the insurance number (社会保障号码 = 公民身份号码).
+    rid = resident_id()
+    for stated in (rid, rid.lower(), f" {rid} "):
+        known = Demographics.of(_registered(medical_insurance_number=stated), HASHER)
+        alone = Demographics.of(
+            _registered(resident_id_number=None, medical_insurance_number=stated), HASHER
+        )
+        for demographics in (known, alone):
+            identity = identity_of(demographics)
+            kept = f"{demographics!r} {identity!r} {blocking_keys(identity)!r}"
+            assert rid[:17] not in kept
+            assert rid[6:14] + rid[14:17] not in kept
+        # Beside the same id it says nothing more: not a second identifier, never a conflict.
+        assert identity_of(known).insurance is None
+        assert identity_of(alone).insurance is not None
+
+
+def test_an_insurance_number_that_is_a_resident_id_still_agrees_with_itself() -> None:
+    rid = resident_id()
+    one = _registered(resident_id_number=None, medical_insurance_number=rid)
+    other = _registered(resident_id_number=None, medical_insurance_number=rid.lower())
+    compared = compare(
+        identity_of(Demographics.of(one, HASHER)), identity_of(Demographics.of(other, HASHER))
+    )
+    assert compared.cells[1] == "insurance.agree"
+    assert compared.deterministic is MatchMethod.INSURANCE_NUMBER
+
+
+def test_an_update_giving_the_id_as_insurance_number_keeps_it_hashed() -> None:
+    rid = resident_id()
+    fix = PatientDemographicsUpdated(
+        envelope=examples.envelope("PatientDemographicsUpdated"), medical_insurance_number=rid
+    )
+    known = Demographics.of(_registered(), HASHER).updated(fix, HASHER)
+    assert rid[:17] not in repr(known)
+    assert identity_of(known).insurance is None
+
+
+def test_an_ordinary_insurance_number_is_kept_as_stated() -> None:
+    known = Demographics.of(_registered(medical_insurance_number="H43990100012345"), HASHER)
+    assert known.medical_insurance_number == "H43990100012345"
+
+
+def test_a_mistyped_id_as_insurance_number_is_not_kept_in_clear_either() -> None:
+    rid = resident_id()
+    wrong = rid[:17] + ("1" if rid[17] != "1" else "2")
+    known = Demographics.of(_registered(medical_insurance_number=wrong), HASHER)
+    identity = identity_of(known)
+    assert rid[:17] not in f"{known!r} {identity!r} {blocking_keys(identity)!r}"
+    assert identity.insurance is not None  # not the record's own id: an identifier of its own

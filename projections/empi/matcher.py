@@ -180,7 +180,8 @@ def compare(  # noqa: PLR0912 - one body: a call per field cost more than the co
     if a.phone is None or b.phone is None:
         phone_cell = "phone.missing"
     else:
-        phone_cell = "phone.agree" if a.phone == b.phone else "phone.disagree"
+        x, y = a.phone, b.phone
+        phone_cell = "phone.agree" if x == y or _local(x, y) or _local(y, x) else "phone.disagree"
     cells = (
         id_cell,
         insurance_cell,
@@ -261,6 +262,17 @@ def _one_character_apart(x: str, y: str) -> bool:
         return x[0] != y[0] and x[1] == y[1]
     differing: int = sum(map(ne, x, y))
     return differing == 1  # one character (of one, or of four and more) differs
+
+
+def _local(short: str, full: str) -> bool:
+    """A landline written without its area code (88881234) and with it (0571 88881234): within
+    a county's members the area code is one."""
+    return (
+        len(short) in (7, 8)
+        and full[0] == "0"
+        and len(full) - len(short) in (3, 4)  # 0 and an area code of 2 or 3 digits
+        and full.endswith(short)
+    )
 
 
 def _birth(a: Identity, b: Identity) -> str:

@@ -101,6 +101,8 @@ def test_full_width_digits_and_a_lower_case_x_are_the_same_id() -> None:
         ("0571-88881234 ext. 12", "0571-88881234"),
         ("0571 88881234 分机 12", "0571-88881234"),
         ("0571-88881234#12", "0571-88881234"),
+        ("88881234", "0571-88881234"),  # a local number without the area code
+        ("8881234", "0736-8881234"),
     ],
 )
 def test_one_phone_written_the_ways_clerks_write_it_agrees(written: str, same_as: str) -> None:
@@ -114,6 +116,9 @@ def test_one_phone_written_the_ways_clerks_write_it_agrees(written: str, same_as
         ("0571-88881234", "0571-88881235"),
         ("021-88881234", "0571-88881234"),  # another area code
         ("010-88881234", "0571-88881234"),
+        ("88881234", "0571-98881234"),
+        ("88881234", "13888881234"),  # a mobile is no landline with an area code
+        ("8881234", "0571-88881234"),
     ],
 )
 def test_other_phones_still_disagree(one: str, other: str) -> None:

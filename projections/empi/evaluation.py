@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from events.patient import PatientRegistered
@@ -18,7 +19,7 @@ from projections.empi.index import IndexConfig, IndexState, apply, new_state
 from projections.empi.matcher import CELLS, WEIGHTS, Thresholds, blocking_keys, compare
 from simulator.clock import CHINA
 from simulator.county import County, SimulationConfig
-from simulator.noise import NoiseRates, register
+from simulator.noise import HOSPITAL, NoiseRates, Registration, register
 from simulator.population import Person
 from simulator.sites import Site
 
@@ -32,6 +33,19 @@ SOFT_FIELDS = frozenset(
     {MatchField.BIRTH_DATE, MatchField.SEX, MatchField.PHONE, MatchField.ADDRESS}
 )
 SOFT_CAP, HARD_CAP = 8.0, 20.0
+# How members' systems write what they record, drawn apart from the simulator's noise: a mobile
+# with the country code or the long-distance 0, group and house numbers in Chinese numerals
+# (三组十二号), a hospital's address with the province and county, with or without 省/县, the
+# resident id recorded as the insurance number (the 社会保障号码 is the 公民身份号码).
+WRITTEN_FORMS: Mapping[str, float] = {
+    "phone_format": 0.03,
+    "chinese_numerals": 0.03,
+    "division_prefix": 0.05,
+    "id_as_insurance": 0.03,
+}
+_PHONE_FORMS = ("+86 {p}", "0086-{p}", "0{p}", "86{p}")
+_NUMBER_IN_ADDRESS = re.compile(r"(\d+)(组|号)")
+_DIVISION_PREFIXES = ("湖南省云溪县", "湖南云溪", "湖南省云溪")
 # Weights for cells a training set cannot show (the contracts refuse a wrong check digit).
 PRIORS: Mapping[str, float] = {"id.first17": 8.0}
 
@@ -83,12 +97,15 @@ def labelled_identities(count: int, seed: int, rates: NoiseRates | None = None) 
     truth: dict[RecordKey, str] = {}
     garbled: dict[RecordKey, tuple[str, ...]] = {}
     noise = rates or NoiseRates()
+    # A draw of its own: the identities and their noise stay those of the seed before it.
+    forms = random.Random(f"empi-evaluation-forms:{seed}")
     for n, (person, site) in enumerate(planned):
         at = START + timedelta(seconds=30 * n)
         # A swapped day and month must not move a birth past the registration's day in the
         # county (an infant born on 8 January registered in March would be "born" on 1 August).
         today = at.astimezone(CHINA).date()
         reg = register(person, site.noise_level, rng, noise, kin[person.household], today)
+        reg = _written(reg, forms, site.noise_level == HOSPITAL)
         local_id = site.new_patient_id()
         registrations.append(
             PatientRegistered.model_validate(
@@ -119,6 +136,43 @@ def labelled_identities(count: int, seed: int, rates: NoiseRates | None = None) 
         truth[(site.code, local_id)] = person.key
         garbled[(site.code, local_id)] = reg.noise
     return LabelledSet(registrations, truth, garbled)
+
+
+def _written(reg: Registration, rng: random.Random, hospital: bool) -> Registration:
+    """The registration as a member's system writes it (see WRITTEN_FORMS)."""
+    applied: list[str] = []
+    phone, address, insurance = reg.phone, reg.address, reg.insurance_number
+    if reg.id_number is not None and rng.random() < WRITTEN_FORMS["id_as_insurance"]:
+        applied.append("id_as_insurance")
+        insurance = reg.id_number
+    if phone is not None and rng.random() < WRITTEN_FORMS["phone_format"]:
+        applied.append("phone_format")
+        phone = rng.choice(_PHONE_FORMS).format(p=phone)
+    if address is not None and rng.random() < WRITTEN_FORMS["chinese_numerals"]:
+        written = _NUMBER_IN_ADDRESS.sub(lambda m: _chinese_numeral(int(m[1])) + m[2], address)
+        if written != address:  # a village alone has no number
+            applied.append("chinese_numerals")
+            address = written
+    if address is not None and hospital and rng.random() < WRITTEN_FORMS["division_prefix"]:
+        applied.append("division_prefix")
+        address = rng.choice(_DIVISION_PREFIXES) + address
+    if not applied:
+        return reg
+    return replace(
+        reg, phone=phone, address=address, insurance_number=insurance, noise=(*reg.noise, *applied)
+    )
+
+
+def _chinese_numeral(n: int) -> str:
+    """1 to 999 in Chinese numerals as a clerk writes them: 十二, 二十, 一百零五, 一百六十九."""
+    digits = "〇一二三四五六七八九"
+    hundreds, tens, units = n // 100, n // 10 % 10, n % 10
+    text = f"{digits[hundreds]}百" if hundreds else ""
+    if tens:
+        text += f"{digits[tens]}十" if hundreds or tens > 1 else "十"
+    elif hundreds and units:
+        text += "零"
+    return text + (digits[units] if units else "")
 
 
 def _sites(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass, replace
 from datetime import date
 from enum import Enum
@@ -10,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from events.patient import PatientDemographicsUpdated, PatientRegistered
-from events.validation import resident_id_check_char
+from events.validation import ResidentIdentity, parse_resident_id, resident_id_check_char
 from projections.empi import chinese
 
 RecordKey = tuple[str, str]  # (institution code, local patient id)
@@ -64,10 +66,18 @@ class HashedId:
 
 
 def hash_resident_id(value: str | None, hasher: IdHasher) -> HashedId | None:
-    """The keyed hashes of a resident id number; None when absent or not 18 characters."""
+    """The keyed hashes of a resident id number; None when absent or unreadable.
+
+    A first-generation 15-digit number is hashed as the 18-digit one that replaced it (GB
+    11643-1999: "19" after the division code, then the check character), so a person's old and
+    new cards agree.
+    """
     if not value:
         return None
     text = chinese.fold(value).upper()
+    if len(text) == 15 and text.isascii() and text.isdigit():
+        first17 = f"{text[:6]}19{text[6:]}"
+        return HashedId(hasher(first17 + resident_id_check_char(first17)), hasher(first17), True)
     if len(text) != 18 or not text[:17].isdigit():
         return None
     valid = resident_id_check_char(text[:17]) == text[17]
@@ -90,13 +100,14 @@ class Demographics:
     @classmethod
     def of(cls, event: PatientRegistered, hasher: IdHasher) -> Demographics:
         """The demographics a registration states."""
+        resident_id = hash_resident_id(event.resident_id_number, hasher)
         # Field by field, not over `_DEMOGRAPHICS`: only the sex is an enum.
         return cls(  # by position, in the order of the fields (keywords cost more)
             event.name,
             _plain(event.sex),
             event.birth_date,
-            hash_resident_id(event.resident_id_number, hasher),  # resident_id
-            event.medical_insurance_number,
+            resident_id,
+            _insurance_number(event.medical_insurance_number, resident_id, hasher),
             event.phone,
             event.address,
             event.township_division_code,
@@ -107,7 +118,54 @@ class Demographics:
         changes = {f: _plain(getattr(event, f)) for f in _DEMOGRAPHICS}
         if event.resident_id_number is not None:
             changes["resident_id"] = hash_resident_id(event.resident_id_number, hasher)
-        return replace(self, **{f: v for f, v in changes.items() if v is not None})
+            # The card's birth date and sex win over what was stated before it (a clinic's
+            # swapped day and month, an unknown sex): a registration must agree with its id, an
+            # update is checked only against the fields it states itself.
+            encoded = _encoded(event.resident_id_number)
+            if encoded is not None:
+                changes["birth_date"] = changes["birth_date"] or encoded.birth_date
+                changes["sex"] = changes["sex"] or ("MALE" if encoded.male else "FEMALE")
+        updated = replace(self, **{f: v for f, v in changes.items() if v is not None})
+        insurance = _insurance_number(updated.medical_insurance_number, updated.resident_id, hasher)
+        if insurance != updated.medical_insurance_number:  # a resident id, or now the record's own
+            return replace(updated, medical_insurance_number=insurance)
+        return updated
+
+
+# An insurance number that is a resident id, as `Demographics` keeps it: "id:" and the id's keyed
+# hash (the hash `HashedId.full` holds for the same id).
+_HASHED_INSURANCE = "id:"
+_ID_SHAPED = re.compile(r"\d{17}[\dX]", re.ASCII)
+
+
+def _insurance_number(
+    value: str | None, resident_id: HashedId | None, hasher: IdHasher
+) -> str | None:
+    """An insurance number as the index keeps it: a resident id never in clear.
+
+    Members often record the resident id as the insurance number (社会保障号码 = 公民身份号码):
+    a number shaped as one (17 digits and a digit or X, check digit right or not) is kept as its
+    keyed hash; beside the record's own resident id it is dropped (the same identifier again).
+    """
+    if not value:
+        return value
+    if value.startswith(_HASHED_INSURANCE):
+        hashed = value
+    else:
+        text = chinese.fold(value).upper()
+        if not _ID_SHAPED.fullmatch(text):  # 15 digits may be an insurance number of its own
+            return value
+        hashed = _HASHED_INSURANCE + hasher(text)
+    own = resident_id.full if resident_id is not None else None
+    return None if own is not None and hashed == _HASHED_INSURANCE + own else hashed
+
+
+def _encoded(resident_id: str) -> ResidentIdentity | None:
+    """The birth date and sex a resident id encodes; None when it encodes none."""
+    try:
+        return parse_resident_id(chinese.fold(resident_id).upper())
+    except ValueError:
+        return None
 
 
 def _plain(value: Any) -> Any:
@@ -139,6 +197,7 @@ class Identity:
     phone: str | None
     address: str | None
     township: str | None
+    address_core: str | None  # without division suffixes, numbers in digits
 
 
 def identity_of(demographics: Demographics) -> Identity:
@@ -147,7 +206,8 @@ def identity_of(demographics: Demographics) -> Identity:
         demographics.name
     )
     hashed = demographics.resident_id
-    insurance = chinese.digits(demographics.medical_insurance_number or "") or None
+    stated = demographics.medical_insurance_number or ""
+    insurance = (stated if stated.startswith(_HASHED_INSURANCE) else chinese.digits(stated)) or None
     phone = _phone(demographics.phone)
     address = chinese.fold(demographics.address) if demographics.address else None
     # By position, in the order of the fields: keywords made the call ~2× dearer (~5 µs).
@@ -168,6 +228,7 @@ def identity_of(demographics: Demographics) -> Identity:
         phone,
         address or None,
         demographics.township_division_code,  # township
+        chinese.address_core(address) if address else None,  # address_core
     )
 
 
@@ -184,17 +245,41 @@ def _name_features(
     surname, given = chinese.split_name(name)
     given_syllables = chinese.syllables(given)
     surname_reading = chinese.surname_pinyin(surname)
-    full = (surname_reading, *given_syllables)
+    full = (*chinese.surname_syllables(surname), *given_syllables)
     fuzzy = " ".join(chinese.fuzzy(s) for s in full)
     return name, surname, given, full, surname_reading, "".join(given_syllables), fuzzy
 
 
+# What follows a phone's last 7 or 8 digits to name an extension: 转 123, 分机 12, ext. 12, x12,
+# #12, or -8021 after a full landline.
+_EXTENSION = re.compile(r"^(.*?\d{7,8})\s*(?:转|分机|ext\.?|x|#|-)\s*\d{1,6}\s*$")
+
+
 def _phone(value: str | None) -> str | None:
-    """Digits of a phone, without the +86 / 0086 country prefix."""
+    """A phone in one form: a mobile's 11 digits, a landline's trunk 0, area code and number.
+
+    The country code (+86, 0086, 86) goes, and a landline written after it without its trunk 0
+    (+86 571 8888 1234) gets it back; a mobile dialled with the long-distance 0 (0138…) loses it;
+    an extension goes.
+    """
     if not value:
         return None
-    number = chinese.digits(value)
-    for prefix in ("0086", "86"):
-        if len(number) == len(prefix) + 11 and number.startswith(prefix):
-            number = number[len(prefix) :]
+    if len(value) == 11 and value[0] == "1" and value.isascii() and value.isdigit():
+        return value  # a mobile as it should be written: the common case
+    text = unicodedata.normalize("NFKC", value).lower()
+    extended = _EXTENSION.match(text)
+    number = chinese.digits(extended.group(1) if extended else text)
+    if number.startswith("0086"):
+        number = _national(number[4:])
+    elif number.startswith("86") and len(number) >= 11:  # a national number is 10+ digits
+        number = _national(number[2:])
+    if len(number) == 12 and number.startswith("01") and number[2] in "3456789":
+        number = number[1:]  # 010 is Beijing's only 01x area code: 01[3-9]… is 0 + a mobile
     return number or None
+
+
+def _national(number: str) -> str:
+    """A number after its country code: a mobile as it is, a landline with its trunk 0."""
+    if not number or number[0] == "0" or (len(number) == 11 and number[0] == "1"):
+        return number
+    return "0" + number  # Beijing's 10 too: +86 10 8888 1234 is 010 8888 1234

@@ -287,10 +287,13 @@ def _numeric(kind: str | None, value: str) -> float | None:
 def _results(ctx: Context) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     obr: Any = None
-    orc = ctx.first("ORC")
+    orc: Any = None  # the ORC of the current OBR's group ({ [ORC] OBR {OBX} }), if it has one
+    pending: Any = None
     for segment in ctx.message.children:
+        if segment.name == "ORC":
+            pending = segment
         if segment.name == "OBR":
-            obr = segment
+            obr, orc, pending = segment, pending, None
         if segment.name != "OBX":
             continue
         if obr is None:

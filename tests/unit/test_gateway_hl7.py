@@ -280,3 +280,24 @@ def test_acks_echo_the_control_id_and_escape_error_texts() -> None:
 def test_gb18030_bodies_are_read() -> None:
     assert decode("张三".encode("gb18030")) == "张三"
     assert decode("张三".encode()) == "张三"
+
+
+def test_an_oru_with_several_orders_files_each_result_under_its_own_orc() -> None:
+    """ORU^R01 repeats { [ORC] OBR {OBX} }: an OBR without OBR-2/OBR-3 takes its numbers from
+    the ORC of its own group, not from the message's first ORC (two LIS orders, OBX-1 = 1 in
+    each, must not become one result id and one order)."""
+    drafts = mapped(
+        msh("ORU^R01^ORU_R01", "LAB2", source=TOWNSHIP),
+        PID.replace("ZY20240001", "P0001234"),
+        "ORC|RE|JY-0310|LIS-7781",
+        "OBR|1|||1558-6^空腹血糖^LN|||20240501070000+0800",
+        "OBX|1|NM|1558-6^空腹血糖^LN||7.8|mmol/L|3.9-6.1|H|||F",
+        "ORC|RE|JY-0311|LIS-7782",
+        "OBR|2|||2093-3^总胆固醇^LN|||20240501070000+0800",
+        "OBX|1|NM|2093-3^总胆固醇^LN||5.1|mmol/L|2.8-5.2|N|||F",
+    )
+    events = [parse_event(d).model_dump(mode="json") for d in drafts]
+    assert [(e["result_id"], e["order_id"]) for e in events] == [
+        ("LIS-7781-1", "JY-0310"),
+        ("LIS-7782-1", "JY-0311"),
+    ]

@@ -42,6 +42,15 @@ ABNORMAL = {
     "A": "ABNORMAL",
     "AA": "ABNORMAL",
 }
+# OBX-11 (HL7 table 0085) that withdraw a result or carry no value: no event says that yet, and
+# a LabResultReported would file a retraction (or an empty value) as a new result.
+WITHDRAWN = {
+    "W": "posted to the wrong patient: is not mapped, no retraction event",
+    "D": "delete the observation: is not mapped, no retraction event",
+    "X": "the result cannot be obtained: is not a result",
+    "N": "not asked: is not a result",
+    "U": "final without the value resent: resend the value with OBX-11 = F",
+}
 LAB_SECTIONS = {"LAB", "HM", "CH", "MB", "SR", "BLB", "CP", "HEM", "IMM", "SP"}
 IMAGING_SECTIONS = {"RAD", "CT", "MR", "US", "NMR", "RX", "XRC", "CUS", "NMS", "VUS"}
 _RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*[-~–]\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -309,6 +318,8 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
             text(obr.obr_7), "OBR-7"
         )
         status = (text(segment.obx_11) or "").upper()
+        if status in WITHDRAWN:
+            raise Hl7ValueError(f"{where}-11", f"OBX-11 = {status} ({WITHDRAWN[status]})", "103")
         flag = ABNORMAL.get((text(segment.obx_8) or "").upper(), "UNKNOWN")
         if status == "C":
             fields = {

@@ -67,7 +67,7 @@ def _map(message: Any, membership: Membership | None = None) -> list[dict[str, A
     except UnsupportedMessage as exc:
         return _answer(message, AckCode.REJECT, [Hl7Error("200", str(exc), "MSH-9")], 422)
     except Hl7ValueError as exc:
-        return _answer(message, AckCode.ERROR, [Hl7Error("101", str(exc), exc.where)], 422)
+        return _answer(message, AckCode.ERROR, [Hl7Error(exc.code, str(exc), exc.where)], 422)
     except Exception as exc:
         log.exception("HL7 mapping failed")
         reason = f"the message could not be mapped: {type(exc).__name__}"

@@ -47,9 +47,10 @@ CODE_SYSTEMS = {
 class Hl7ValueError(ValueError):
     """A value of the message cannot be read; names the field in HL7 terms (e.g. PID-7)."""
 
-    def __init__(self, where: str, detail: str) -> None:
+    def __init__(self, where: str, detail: str, code: str = "101") -> None:
         super().__init__(f"{where}: {detail}")
         self.where = where
+        self.code = code  # HL7 table 0357: 101 required field missing, 103 table value not found
 
 
 def text(element: Any) -> str | None:

@@ -301,3 +301,27 @@ def test_an_oru_with_several_orders_files_each_result_under_its_own_orc() -> Non
         ("LIS-7781-1", "JY-0310"),
         ("LIS-7782-1", "JY-0311"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("status", "value"),
+    [
+        ("W", "7.8"),  # posted to the wrong patient: a retraction, not a result
+        ("D", ""),  # delete this observation
+        ("X", ""),  # the result cannot be obtained
+        ("N", ""),  # not asked
+        ("U", ""),  # now final, value not resent: an empty result would replace the value
+    ],
+)
+def test_an_obx_status_that_withdraws_or_sends_no_value_is_refused_not_reported(
+    status: str, value: str
+) -> None:
+    answer = refused(
+        msh("ORU^R01^ORU_R01", f"LAB-{status}", source=TOWNSHIP),
+        PID.replace("ZY20240001", "P0001234"),
+        "OBR|1|JY20240501-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+        f"OBX|1|NM|1558-6^空腹血糖^LN||{value}|mmol/L|3.9-6.1|H|||{status}",
+    )
+    assert answer.code is AckCode.ERROR
+    assert "ERR||OBX^1^11|103^Table value not found^HL70357" in answer.ack
+    assert f"OBX-11 = {status}" in answer.ack

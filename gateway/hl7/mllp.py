@@ -53,7 +53,9 @@ async def _serve(
             too_large = Hl7Error("207", f"the message exceeds {gateway.config.max_hl7_bytes} bytes")
             await _send(writer, frame(build_ack(None, AckCode.REJECT, [too_large])))
             return
-        start = data.find(START_BLOCK)
+        # The last start block: a frame the sender abandoned for a new one (0x0b again before
+        # 0x1c 0x0d) is dropped unanswered, not read as the head of the next message's data.
+        start = data.rfind(START_BLOCK)
         if start < 0:
             missing = Hl7Error("207", "no MLLP start block (0x0b) before the end block")
             answer = build_ack(None, AckCode.REJECT, [missing])

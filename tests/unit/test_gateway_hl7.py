@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from events.registry import parse_event
 from examples import COUNTY_HOSPITAL, TOWNSHIP, VILLAGE, resident_id
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
-from gateway.hl7.service import Answer, _prepare, decode
+from gateway.hl7.service import Answer, _prepare, decode, prepare_bytes
 from gateway.hl7.values import unescape
 
 RID = resident_id()
@@ -325,3 +325,40 @@ def test_an_obx_status_that_withdraws_or_sends_no_value_is_refused_not_reported(
     assert answer.code is AckCode.ERROR
     assert "ERR||OBX^1^11|103^Table value not found^HL70357" in answer.ack
     assert f"OBX-11 = {status}" in answer.ack
+
+
+def gb18030_update(name: bytes, charset: str = "GB 18030-2000") -> bytes:
+    """An ADT^A08 from a GB 18030 HIS, whose only non-ASCII bytes are the patient's name."""
+    header = msh("ADT^A08^ADT_A01", "UPD-GB").replace("UNICODE UTF-8", charset)
+    return (
+        "\r".join([header, "EVN|A08|20240502", "PID|1||ZY20240001^^^^MR||{name}||19680312|M"])
+        .encode("ascii")
+        .replace(b"{name}", name)
+    )
+
+
+def test_msh_18_gb18030_is_honoured_even_when_the_bytes_happen_to_be_valid_utf8() -> None:
+    """叶伟 in GB 18030 (D2 B6, CE B0) is also valid UTF-8 (Ҷ, ΰ): read as UTF-8 first, the
+    patient's name was stored as mojibake and acknowledged AA."""
+    raw = gb18030_update("叶^伟".encode("gb18030"))
+    assert "叶^伟".encode("gb18030").decode("utf-8")  # the trap: it decodes
+    _, drafts = prepare_bytes(raw)
+    assert not isinstance(drafts, Answer), drafts.ack
+    assert parse_event(drafts[0]).model_dump()["name"] == "叶伟"
+    assert decode(raw) == raw.decode("gb18030")
+    # Without MSH-18 (or with UTF-8 declared) valid UTF-8 is still read as UTF-8.
+    assert decode("叶伟".encode()) == "叶伟"
+
+
+@pytest.mark.parametrize("charset", ["GB 18030-2000", "UNICODE UTF-8", ""])
+def test_bytes_that_are_neither_utf8_nor_gb18030_are_refused_not_stored_with_u_fffd(
+    charset: str,
+) -> None:
+    raw = gb18030_update(b"\xff\xfe\x80", charset)
+    _, answer = prepare_bytes(raw)
+    assert isinstance(answer, Answer)
+    assert answer.code is AckCode.ERROR
+    segments = answer.ack.split("\r")
+    assert segments[1] == "MSA|AE|UPD-GB"
+    assert segments[2].startswith("ERR||MSH^1^18|102^Data type error^HL70357|E")
+    assert "neither UTF-8 nor GB 18030" in segments[2]

@@ -102,7 +102,7 @@ class Context:
 
     def patient_id(self) -> str:
         """The patient's local id at the source (PID-3 of type MR/PI)."""
-        return p.identifiers(self.require("PID"))["local_id"]
+        return p.identifiers(self.require("PID"), self.source, self.membership)["local_id"]
 
     def event(self, event_type: str, fields: dict[str, Any], **envelope: Any) -> dict[str, Any]:
         """An event dict with a deterministic id; None values are left out."""

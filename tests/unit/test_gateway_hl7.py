@@ -362,3 +362,44 @@ def test_bytes_that_are_neither_utf8_nor_gb18030_are_refused_not_stored_with_u_f
     assert segments[1] == "MSA|AE|UPD-GB"
     assert segments[2].startswith("ERR||MSH^1^18|102^Data type error^HL70357|E")
     assert "neither UTF-8 nor GB 18030" in segments[2]
+
+
+@pytest.mark.parametrize(
+    "pid_3",
+    [
+        # A referred patient: the referring hospital's record number first, then the sender's.
+        f"ZY20240001^^^{COUNTY_HOSPITAL}^MR~P0001234^^^{TOWNSHIP}^MR",
+        f"ZY20240001^^^{COUNTY_HOSPITAL}^PI~P0001234^^^^MR",
+        f"ZY20240001^^^{COUNTY_HOSPITAL}^MR~P0001234^^^HIS^PI",
+        f"ZY20240001^^^^MR^{COUNTY_HOSPITAL}~{RID}^^^CHN^NNCHN~P0001234^^^^MR^{TOWNSHIP}",
+    ],
+)
+def test_the_local_id_is_the_senders_not_another_members_record_number(pid_3: str) -> None:
+    """PID-3 may carry the numbers other members gave the patient (CX.4 assigning authority or
+    CX.6 assigning facility = another institution code): patient_local_id is the sending
+    facility's own id, else one no other member assigned, before another hospital's."""
+    drafts = mapped(
+        msh("ADT^A08^ADT_A01", "UPD-MR", source=TOWNSHIP),
+        "EVN|A08|20240502",
+        f"PID|1||{pid_3}||张^三丰||19680312|M",
+    )
+    assert drafts[0]["envelope"]["patient_local_id"] == "P0001234"
+
+
+
+@pytest.mark.parametrize(
+    "pid_5",
+    [
+        "ZHANG^SANFENG^^^^^A~张^三丰^^^^^L",  # an alias (XPN.7 = A) before the legal name
+        "小张^^^^^^N~张^三丰",  # a nickname before the untyped name
+        "ZHANG^SANFENG^^^^^L^P~张^三丰^^^^^L^I",  # pinyin (XPN.8 = P) before the characters
+        "~张^三丰^^^^^L",  # a blank first repetition
+    ],
+)
+def test_the_name_is_the_legal_one_in_characters_whatever_comes_first(pid_5: str) -> None:
+    drafts = mapped(
+        msh("ADT^A08^ADT_A01", "UPD-NAME"),
+        "EVN|A08|20240502",
+        f"PID|1||ZY20240001^^^{COUNTY_HOSPITAL}^MR||{pid_5}||19680312|M",
+    )
+    assert parse_event(drafts[0]).model_dump()["name"] == "张三丰"

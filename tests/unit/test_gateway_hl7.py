@@ -386,7 +386,6 @@ def test_the_local_id_is_the_senders_not_another_members_record_number(pid_3: st
     assert drafts[0]["envelope"]["patient_local_id"] == "P0001234"
 
 
-
 @pytest.mark.parametrize(
     "pid_5",
     [

@@ -57,7 +57,12 @@ _RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*[-~–]\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
 class UnsupportedMessage(ValueError):  # noqa: N818 - an HL7 condition, answered AR
-    """A message type or trigger the gateway does not map."""
+    """A message type or trigger the gateway does not map (or a processing id it refuses)."""
+
+    def __init__(self, detail: str, code: str = "200", where: str = "MSH-9") -> None:
+        super().__init__(detail)
+        self.code = code  # HL7 table 0357: 200 unsupported message type, 202 processing id
+        self.where = where
 
 
 class Context:
@@ -462,4 +467,10 @@ def map_message(message: Any, membership: Membership) -> list[dict[str, Any]]:
     mapper = MAPPERS.get(kind)
     if mapper is None:
         raise UnsupportedMessage(f"message type {'^'.join(kind)} is not mapped")
+    # MSH-11 (HL7 table 0103): the backbone is production; a hospital's training or debugging
+    # messages must not become clinical events. Empty is read as P (many HIS leave it out).
+    processing = (component(message.msh.msh_11, 1) or "P").upper()
+    if processing != "P":
+        detail = f"MSH-11 processing id {processing!r} is not accepted: only P (production)"
+        raise UnsupportedMessage(detail, "202", "MSH-11")
     return mapper(Context(message, membership))

@@ -14,7 +14,7 @@ from events.membership import Membership, load_membership
 from events.validation import Checks
 from gateway.config import INLINE_BYTES
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
-from gateway.hl7.er7 import Message, ParseError, parse
+from gateway.hl7.er7 import Message, ParseError, header, parse
 from gateway.hl7.mapping import UnsupportedMessage, map_message
 from gateway.hl7.values import Hl7ValueError, text
 from gateway.ingest import Known
@@ -97,7 +97,9 @@ def _prepare(
         message = parse(er7)
     except ParseError as exc:
         reason = f"the message cannot be parsed as HL7 v2 ER7: {exc}"
-        return None, _answer(None, AckCode.REJECT, [Hl7Error("102", reason)], 400)
+        # A readable MSH still names the message in the ACK (MSA-2), though nothing is mapped.
+        readable = header(er7)
+        return None, _answer(readable, AckCode.REJECT, [Hl7Error("102", reason)], 400)
     return message, _map(message, (checks or {}).get("membership"))
 
 
@@ -118,7 +120,7 @@ def _map(message: Any, membership: Membership | None = None) -> list[dict[str, A
     try:
         return map_message(message, membership or load_membership())
     except UnsupportedMessage as exc:
-        return _answer(message, AckCode.REJECT, [Hl7Error("200", str(exc), "MSH-9")], 422)
+        return _answer(message, AckCode.REJECT, [Hl7Error(exc.code, str(exc), exc.where)], 422)
     except Hl7ValueError as exc:
         return _answer(message, AckCode.ERROR, [Hl7Error(exc.code, str(exc), exc.where)], 422)
     except Exception as exc:

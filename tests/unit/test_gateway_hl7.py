@@ -12,7 +12,7 @@ from events.registry import parse_event
 from examples import COUNTY_HOSPITAL, TOWNSHIP, VILLAGE, resident_id
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
 from gateway.hl7.service import Answer, _prepare, decode, prepare_bytes
-from gateway.hl7.values import unescape
+from gateway.hl7.values import text, unescape
 
 RID = resident_id()
 
@@ -402,3 +402,65 @@ def test_the_name_is_the_legal_one_in_characters_whatever_comes_first(pid_5: str
         f"PID|1||ZY20240001^^^{COUNTY_HOSPITAL}^MR||{pid_5}||19680312|M",
     )
     assert parse_event(drafts[0]).model_dump()["name"] == "张三丰"
+
+
+def test_the_ack_echoes_the_messages_delimiters_version_and_processing_id() -> None:
+    """HL7 v2.5 2.9: the ACK answers in the message's own encoding characters, version (a
+    v2.3.1 HIS is not told 2.5) and processing id; MSH-3/MSH-4 come back whole as MSH-5/MSH-6
+    (HD with its universal id), MSA-2 is MSH-10, and ERR text escapes with the message's escape
+    character."""
+    from gateway.hl7.service import _parse
+
+    message = _parse(
+        "MSH#!@%$#HIS!2.16.156.1!ISO#439901-C01#CONSORTIUM#439901#20240501093015+0800##"
+        "ADT!A01!ADT_A01#C%F%1#P#2.3.1\rPID#1##ZY1!!!!MR"
+    )
+    ack = build_ack(message, AckCode.ERROR, [Hl7Error("102", "a#b!c%d", "PID-7")])
+    msh, msa, err = ack.split("\r")
+    fields = msh.split("#")
+    assert fields[:4] == ["MSH", "!@%$", "CONSORTIUM", "GATEWAY"]
+    assert fields[4:6] == ["HIS!2.16.156.1!ISO", "439901-C01"]
+    assert fields[8:12] == ["ACK!A01!ACK", fields[9], "P", "2.3.1"]
+    assert msa == "MSA#AE#C%F%1"
+    assert err.startswith("ERR##PID!1!7#102!Data type error!HL70357#E")
+    assert err.endswith("a%F%b%S%c%E%d")
+    read = _parse(ack)
+    assert read.delimiters == message.delimiters
+    assert text(read.msa.msa_2) == "C#1" and text(read.err.err_8) == "a#b!c%d"
+
+
+def test_an_unparseable_message_with_a_readable_header_is_answered_for_its_control_id() -> None:
+    """A LIS that writes a raw line break inside OBX-5 sends a message the parser refuses; the
+    AR must still name its MSH-10 (MSA-2 is required) and its sender, or the interface engine
+    cannot match it to the message it sent."""
+    answer = refused(
+        msh("ORU^R01^ORU_R01", "LAB-NL", source=TOWNSHIP),
+        PID.replace("ZY20240001", "P0001234"),
+        "OBR|1|JY20240501-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+        "OBX|1|TX|COMMENT^备注^L||标本溶血\n建议复查|||N|||F",
+    )
+    assert answer.code is AckCode.REJECT
+    header, msa, err = answer.ack.split("\r")
+    assert header.split("|")[4:6] == ["HIS", TOWNSHIP]
+    assert msa == "MSA|AR|LAB-NL"
+    assert "segment 5 does not start with a segment id" in err
+
+
+@pytest.mark.parametrize("processing", ["T", "D", "T^T"])
+def test_a_training_or_debugging_message_is_rejected_not_stored_as_clinical_data(
+    processing: str,
+) -> None:
+    """MSH-11 = T (training) or D (debugging): a hospital's interface test against the
+    production backbone must not publish its test patients (HL7 v2.5 2.9.2: AR, ERR 202)."""
+    header = msh("ADT^A01^ADT_A01", "ADM-T").replace("|ADM-T|P|", f"|ADM-T|{processing}|")
+    answer = refused(header, *ADMIT[1:])
+    assert answer.code is AckCode.REJECT
+    assert "\rMSA|AR|ADM-T" in answer.ack
+    assert "\rERR||MSH^1^11|202^Unsupported processing id^HL70357|E" in answer.ack
+    assert f"|{processing}|2.5|" in answer.ack.split("\r")[0]
+
+
+def test_production_messages_archive_and_initial_loads_are_read() -> None:
+    for processing in ("P", "P^A", "P^I", ""):
+        header = msh("ADT^A01^ADT_A01", "ADM-P").replace("|ADM-P|P|", f"|ADM-P|{processing}|")
+        assert mapped(header, *ADMIT[1:])

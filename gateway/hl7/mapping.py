@@ -53,6 +53,9 @@ WITHDRAWN = {
 }
 LAB_SECTIONS = {"LAB", "HM", "CH", "MB", "SR", "BLB", "CP", "HEM", "IMM", "SP"}
 IMAGING_SECTIONS = {"RAD", "CT", "MR", "US", "NMR", "RX", "XRC", "CUS", "NMS", "VUS"}
+_NM = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+_COMPARED = re.compile(r"(<=|>=|<|>)\s*(.+)")
+CODED_VALUES = {"CE", "CWE", "CNE", "CF"}
 _RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*[-~–]\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
@@ -289,13 +292,47 @@ def _range(value: str | None) -> dict[str, Any] | None:
     return {"low": float(match.group(1)), "high": float(match.group(2)), "text": value}
 
 
-def _numeric(kind: str | None, value: str) -> float | None:
+def _nm(value: str) -> float | None:
+    """An HL7 NM ([+-] digits [. digits]) as a float; None when it is not one."""
+    value = value.strip()
+    return float(value) if _NM.fullmatch(value) else None
+
+
+def _sn(rep: Any, where: str) -> tuple[str, float | None]:
+    """An SN (comparator ^ num1 [^ separator/suffix ^ num2]) as its text (`<0.5`, `1:128`) and,
+    when it is one plain number (no comparator but =, no second number), that number."""
+    comparator, first, separator, second = (component(rep, n) or "" for n in (1, 2, 3, 4))
+    for number in (first, second):
+        if number and _nm(number) is None:
+            raise Hl7ValueError(where, f"{text(rep)!r} is not a structured numeric (SN)")
+    shown = ("" if comparator == "=" else comparator) + first + separator + second
+    plain = comparator in ("", "=") and not separator and not second
+    return shown, (_nm(first) if plain and first else None)
+
+
+def _value(kind: str, segment: Any, where: str) -> tuple[str, float | None]:
+    """OBX-5 as text (repetitions joined by ~) and, for NM and plain SN, as a number.
+
+    Coded values (CE/CWE/CNE) read as their text (component 2, else alternate text 5, else the
+    code), SN as written out (`<0.5`); never with the message's own separators in them. NM
+    with a leading comparator (`<0.5`, which some LIS send as NM) keeps its text, no number."""
+    reps = list(segment.obx_5) if segment.obx_5 else []
+    if kind == "SN":
+        read = [_sn(r, f"{where}-5") for r in reps]
+        shown = "~".join(t for t, _ in read)
+        return shown, read[0][1] if len(read) == 1 else None
+    if kind in CODED_VALUES:
+        texts = (next(filter(None, (component(r, n) for n in (2, 5, 1, 4))), "") for r in reps)
+        return "~".join(texts), None
+    value = "~".join(text(r) or "" for r in reps)
     if kind != "NM":
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise Hl7ValueError("OBX-5", f"{value!r} is not a number though OBX-2 is NM") from None
+        return value, None
+    number = _nm(value)
+    if number is None:
+        bounded = _COMPARED.fullmatch(value.strip())
+        if bounded is None or _nm(bounded.group(2)) is None:
+            raise Hl7ValueError(f"{where}-5", f"{value!r} is not a number though OBX-2 is NM")
+    return value, number
 
 
 def _results(ctx: Context) -> list[dict[str, Any]]:
@@ -317,21 +354,22 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
         if not filler:
             raise Hl7ValueError("OBR-3", "the filler order number (result id) is required")
         result_id = f"{filler}-{text(segment.obx_1) or len(out) + 1}"
-        value = "~".join(text(r) or "" for r in segment.obx_5) if segment.obx_5 else ""
+        status = (text(segment.obx_11) or "").upper()
+        if status in WITHDRAWN:
+            raise Hl7ValueError(f"{where}-11", f"OBX-11 = {status} ({WITHDRAWN[status]})", "103")
+        kind = (text(segment.obx_2) or "").upper()
+        value, numeric = _value(kind, segment, where)
         unit = component(segment.obx_6, 1)
         observed = timestamp(text(segment.obx_14), f"{where}-14") or timestamp(
             text(obr.obr_7), "OBR-7"
         )
-        status = (text(segment.obx_11) or "").upper()
-        if status in WITHDRAWN:
-            raise Hl7ValueError(f"{where}-11", f"OBX-11 = {status} ({WITHDRAWN[status]})", "103")
         flag = ABNORMAL.get((text(segment.obx_8) or "").upper(), "UNKNOWN")
         if status == "C":
             fields = {
                 "result_id": result_id,
                 "kind": "LAB",
                 "value_string": value or None,
-                "value_numeric": _numeric(text(segment.obx_2), value),
+                "value_numeric": numeric,
                 "unit": unit,
                 "reference_range": _range(text(segment.obx_7)),
                 "abnormal_flag": flag,
@@ -350,7 +388,7 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
             else "UNKNOWN",
             "code": coded(segment.obx_3, f"{where}-3"),
             "value_string": value,
-            "value_numeric": _numeric(text(segment.obx_2), value),
+            "value_numeric": numeric,
             "unit": unit,
             "reference_range": _range(text(segment.obx_7)),
             "abnormal_flag": flag,

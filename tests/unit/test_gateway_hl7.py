@@ -464,3 +464,54 @@ def test_production_messages_archive_and_initial_loads_are_read() -> None:
     for processing in ("P", "P^A", "P^I", ""):
         header = msh("ADT^A01^ADT_A01", "ADM-P").replace("|ADM-P|P|", f"|ADM-P|{processing}|")
         assert mapped(header, *ADMIT[1:])
+
+
+def result_value(kind: str, value: str) -> tuple[str, float | None] | Answer:
+    _, drafts = _prepare(
+        "\r".join(
+            [
+                msh("ORU^R01^ORU_R01", "LAB-V", source=TOWNSHIP),
+                PID.replace("ZY20240001", "P0001234"),
+                "OBR|1|JY-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+                f"OBX|1|{kind}|1558-6^空腹血糖^LN||{value}|mmol/L|3.9-6.1|N|||F",
+            ]
+        )
+    )
+    if isinstance(drafts, Answer):
+        return drafts
+    event = parse_event(drafts[0]).model_dump(mode="json")
+    return event["value_string"], event["value_numeric"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "expected"),
+    [
+        # SN (structured numeric): comparator ^ number [^ separator ^ number]
+        ("SN", "<^0.5", ("<0.5", None)),
+        ("SN", ">=^1000", (">=1000", None)),
+        ("SN", "^182", ("182", 182.0)),
+        ("SN", "=^7.8", ("7.8", 7.8)),
+        ("SN", "^1^:^128", ("1:128", None)),
+        ("SN", "^10^-^20", ("10-20", None)),
+        # CE/CWE: the text a clinician reads, not the code triple with its separators
+        ("CWE", "260385009^阴性^SCT", ("阴性", None)),
+        ("CE", "POS^^L", ("POS", None)),
+        ("CWE", "NEG^阴性^L~TRACE^微量^L", ("阴性~微量", None)),
+        # NM as HL7 writes numbers; a comparator some LIS put in NM keeps the text, not a number
+        ("NM", "+7.80", ("+7.80", 7.8)),
+        ("NM", ".5", (".5", 0.5)),
+        ("NM", "<0.5", ("<0.5", None)),
+        ("NM", "> 1000", ("> 1000", None)),
+    ],
+)
+def test_structured_and_coded_values_read_as_their_meaning_not_their_separators(
+    kind: str, value: str, expected: tuple[str, float | None]
+) -> None:
+    assert result_value(kind, value) == expected
+
+
+@pytest.mark.parametrize("value", ["1_000", "1e3", "7.8.1", "阳性", "<"])
+def test_a_value_that_is_no_hl7_number_in_nm_is_an_error_naming_obx_5(value: str) -> None:
+    answer = result_value("NM", value)
+    assert isinstance(answer, Answer) and answer.code is AckCode.ERROR
+    assert "ERR||OBX^1^5|101^" in answer.ack and "not a number" in answer.ack

@@ -108,12 +108,16 @@ class Context:
             raise Hl7ValueError(name, f"the message has no {name} segment")
         return found
 
-    def patient_id(self) -> str:
-        """The patient's local id at the source (PID-3 of type MR/PI)."""
-        return p.identifiers(self.require("PID"), self.source, self.membership)["local_id"]
+    def patient_id(self, pid: Any | None = None) -> str:
+        """The patient's local id at the source (PID-3 of type MR/PI) in `pid`, else the first."""
+        found = pid if pid is not None else self.require("PID")
+        return p.identifiers(found, self.source, self.membership)["local_id"]
 
-    def event(self, event_type: str, fields: dict[str, Any], **envelope: Any) -> dict[str, Any]:
-        """An event dict with a deterministic id; None values are left out."""
+    def event(
+        self, event_type: str, fields: dict[str, Any], pid: Any | None = None, **envelope: Any
+    ) -> dict[str, Any]:
+        """An event dict with a deterministic id, of the patient of `pid` (else the message's
+        first PID); None values are left out."""
         self._count += 1
         event_id = uuid.uuid5(HL7_EVENTS, f"{self.source}|{self.control_id}|{self._count}")
         head = {
@@ -122,7 +126,7 @@ class Context:
             "occurred_at": self.occurred_at.isoformat(),
             "recorded_at": self.recorded_at.isoformat(),
             "source": self.source,
-            "patient_local_id": self.patient_id(),
+            "patient_local_id": self.patient_id(pid),
             **envelope,
         }
         return {"envelope": head, **{k: v for k, v in fields.items() if v is not None}}
@@ -340,7 +344,10 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
     obr: Any = None
     orc: Any = None  # the ORC of the current OBR's group ({ [ORC] OBR {OBX} }), if it has one
     pending: Any = None
+    pid: Any = None  # ORU^R01 repeats { PID … { [ORC] OBR {OBX} } }: each OBX is its PID's
     for segment in ctx.message.children:
+        if segment.name == "PID":
+            pid, obr, orc, pending = segment, None, None, None
         if segment.name == "ORC":
             pending = segment
         if segment.name == "OBR":
@@ -376,7 +383,7 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
                 "reason": "corrected result (OBX-11 = C)",
                 "amending_clinician_id": p.clinician(segment.obx_16) or p.clinician(obr.obr_32),
             }
-            out.append(ctx.event("ResultAmended", fields))
+            out.append(ctx.event("ResultAmended", fields, pid))
             continue
         fields = {
             "result_id": result_id,
@@ -395,7 +402,7 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
             "specimen": coded(getattr(obr, "obr_15", None), "OBR-15", default_system="HL70487"),
             "observed_at": observed.isoformat() if observed else ctx.occurred_at.isoformat(),
         }
-        out.append(ctx.event("LabResultReported", fields))
+        out.append(ctx.event("LabResultReported", fields, pid))
     if not out:
         raise Hl7ValueError("OBX", "the message holds no OBX segment")
     return out

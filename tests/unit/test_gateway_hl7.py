@@ -515,3 +515,36 @@ def test_a_value_that_is_no_hl7_number_in_nm_is_an_error_naming_obx_5(value: str
     answer = result_value("NM", value)
     assert isinstance(answer, Answer) and answer.code is AckCode.ERROR
     assert "ERR||OBX^1^5|101^" in answer.ack and "not a number" in answer.ack
+
+
+def test_an_oru_with_several_patients_files_each_result_under_its_own_patient() -> None:
+    """ORU^R01 repeats { PID … { [ORC] OBR {OBX} } }: a LIS that batches the morning's results
+    sends several patients in one message; each OBX belongs to the PID above it, not the first."""
+    drafts = mapped(
+        msh("ORU^R01^ORU_R01", "LAB-BATCH", source=TOWNSHIP),
+        f"PID|1||P0001234^^^{TOWNSHIP}^MR||张^三丰||19680312|M",
+        "OBR|1|JY-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+        "OBX|1|NM|1558-6^空腹血糖^LN||7.8|mmol/L|3.9-6.1|H|||F",
+        f"PID|2||P0005678^^^{TOWNSHIP}^MR||李^四||19750101|F",
+        "PV1|1|O",
+        "OBR|1|JY-0311|LIS-7782|1558-6^空腹血糖^LN|||20240501070000+0800",
+        "OBX|1|NM|1558-6^空腹血糖^LN||5.1|mmol/L|3.9-6.1|N|||F",
+        "OBX|2|NM|2093-3^总胆固醇^LN||6.4|mmol/L|2.8-5.2|H|||C|||||T03-D001",
+    )
+    events = [parse_event(d).model_dump(mode="json") for d in drafts]
+    assert [(e["envelope"]["patient_local_id"], e["result_id"]) for e in events] == [
+        ("P0001234", "LIS-7781-1"),
+        ("P0005678", "LIS-7782-1"),
+        ("P0005678", "LIS-7782-2"),
+    ]
+
+
+def test_an_obr_before_the_second_patients_pid_is_not_read_as_the_seconds() -> None:
+    answer = refused(
+        msh("ORU^R01^ORU_R01", "LAB-BATCH2", source=TOWNSHIP),
+        f"PID|1||P0001234^^^{TOWNSHIP}^MR||张^三丰||19680312|M",
+        "OBR|1|JY-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+        f"PID|2||P0005678^^^{TOWNSHIP}^MR||李^四||19750101|F",
+        "OBX|1|NM|1558-6^空腹血糖^LN||5.1|mmol/L|3.9-6.1|N|||F",
+    )
+    assert answer.code is AckCode.ERROR and "an OBX must follow its OBR" in answer.ack

@@ -12,8 +12,9 @@ from events.membership import Membership
 from gateway.hl7 import patient as p
 from gateway.hl7.values import Hl7ValueError, coded, component, text, timestamp
 
-# event_id = uuid5(HL7_EVENTS, "<source>|<MSH-10>|<n>"): a resent message gets the same ids,
-# so the gateway's idempotency answers it without publishing again.
+# event_id = uuid5(HL7_EVENTS, "<source>|<MSH-3.1>|<MSH-10>|<n>") ("<source>|<MSH-10>|<n>"
+# without MSH-3): a resent message gets the same ids, so the gateway's idempotency answers it
+# without publishing again; another application's message with the same MSH-10 gets others.
 HL7_EVENTS = uuid.UUID("6c1d8f1e-3b1e-4c55-9a7e-2f0c1b7d9e41")
 HL7_REFERRALS = uuid.UUID("0b6f3f2a-5d2c-4a8e-8f64-7e3d2c1b0a95")
 
@@ -76,6 +77,9 @@ class Context:
         self.membership = membership
         msh = message.msh
         self.source = component(msh.msh_4, 1) or ""
+        # MSH-10 is unique per sending application (MSH-3), not per hospital: a HIS and a LIS
+        # count their control ids each on their own.
+        self.application = component(msh.msh_3, 1) or ""
         self.receiver = component(msh.msh_6, 1)
         self.control_id = text(msh.msh_10) or ""
         if not self.source:
@@ -119,7 +123,8 @@ class Context:
         """An event dict with a deterministic id, of the patient of `pid` (else the message's
         first PID); None values are left out."""
         self._count += 1
-        event_id = uuid.uuid5(HL7_EVENTS, f"{self.source}|{self.control_id}|{self._count}")
+        sender = f"{self.source}|{self.application}" if self.application else self.source
+        event_id = uuid.uuid5(HL7_EVENTS, f"{sender}|{self.control_id}|{self._count}")
         head = {
             "event_id": str(event_id),
             "event_type": event_type,

@@ -548,3 +548,18 @@ def test_an_obr_before_the_second_patients_pid_is_not_read_as_the_seconds() -> N
         "OBX|1|NM|1558-6^空腹血糖^LN||5.1|mmol/L|3.9-6.1|N|||F",
     )
     assert answer.code is AckCode.ERROR and "an OBX must follow its OBR" in answer.ack
+
+
+def test_two_applications_of_one_hospital_may_use_the_same_control_id() -> None:
+    """MSH-10 is unique per sending application (MSH-3): the HIS's ADT 1000 and the LIS's ORU
+    1000 of the same hospital are two messages, not a resend or an id conflict (AE 205)."""
+    his = mapped(*[msh("ADT^A01^ADT_A01", "1000"), *ADMIT[1:]])
+    lis = mapped(
+        msh("ORU^R01^ORU_R01", "1000").replace("|HIS|", "|LIS|"),
+        PID,
+        "OBR|1|JY-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+        "OBX|1|NM|1558-6^空腹血糖^LN||7.8|mmol/L|3.9-6.1|H|||F",
+    )
+    assert his[0]["envelope"]["event_id"] != lis[0]["envelope"]["event_id"]
+    # The same application's resend keeps its ids (the gateway answers it from the record).
+    assert mapped(*[msh("ADT^A01^ADT_A01", "1000"), *ADMIT[1:]]) == his

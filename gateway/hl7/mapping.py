@@ -221,7 +221,8 @@ def _discharged(ctx: Context) -> list[dict[str, Any]]:
 
 
 def _registered(ctx: Context) -> list[dict[str, Any]]:
-    out = [ctx.event("PatientRegistered", p.demographics(ctx.require("PID")))]
+    registered = p.demographics(ctx.require("PID"), "a registration needs")
+    out = [ctx.event("PatientRegistered", registered)]
     pv1 = ctx.first("PV1")
     if pv1 is not None and component(getattr(pv1, "pv1_19", None), 1):
         code, name = _department(pv1)

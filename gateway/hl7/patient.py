@@ -99,14 +99,15 @@ def _address(pid: Any) -> str | None:
     return "".join(p for p in parts if p) or None
 
 
-def demographics(pid: Any) -> dict[str, Any]:
-    """The PatientRegistered/DemographicsUpdated fields PID carries (absent ones omitted)."""
+def demographics(pid: Any, birth_day_needed: str | None = None) -> dict[str, Any]:
+    """The PatientRegistered/DemographicsUpdated fields PID carries (absent ones omitted; a
+    birth date of year or month precision too, unless `birth_day_needed` names who needs it)."""
     ids = identifiers(pid)
     fields: dict[str, Any] = {
         "resident_id_number": ids.get("resident_id_number"),
         "medical_insurance_number": ids.get("medical_insurance_number"),
         "name": _name(pid),
-        "birth_date": day(text(getattr(pid, "pid_7", None)), "PID-7"),
+        "birth_date": day(text(getattr(pid, "pid_7", None)), "PID-7", birth_day_needed),
         "phone": next(
             (component(r, 1) or component(r, 12) for r in _repetitions(pid, "pid_13")), None
         ),

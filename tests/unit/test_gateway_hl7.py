@@ -563,3 +563,22 @@ def test_two_applications_of_one_hospital_may_use_the_same_control_id() -> None:
     assert his[0]["envelope"]["event_id"] != lis[0]["envelope"]["event_id"]
     # The same application's resend keeps its ids (the gateway answers it from the record).
     assert mapped(*[msh("ADT^A01^ADT_A01", "1000"), *ADMIT[1:]]) == his
+
+
+@pytest.mark.parametrize("born", ["1950", "195003"])
+def test_a_birth_date_of_year_or_month_precision_does_not_refuse_a_demographics_update(
+    born: str,
+) -> None:
+    """PID-7 is a DTM: `1950` (an elderly villager who knows only the year) is valid HL7. An
+    A08 keeps its other updates and leaves the birth date out (no invented day); a
+    registration, which needs the whole date, is refused naming PID-7's precision."""
+    pid = f"PID|1||ZY20240001^^^{COUNTY_HOSPITAL}^MR||张^三丰||{born}|M|||||13900000000"
+    [update] = mapped(msh("ADT^A08^ADT_A01", "UPD-BORN"), "EVN|A08|20240502", pid)
+    event = parse_event(update).model_dump(mode="json")
+    assert event["phone"] == "13900000000" and event["birth_date"] is None
+    answer = refused(msh("ADT^A04^ADT_A01", "REG-BORN"), "EVN|A04|20240502", pid)
+    assert answer.code is AckCode.ERROR
+    assert "ERR||PID^1^7|101^" in answer.ack and "a registration needs the day" in answer.ack
+    bad = pid.replace(f"||{born}|", "||195013|")
+    answer = refused(msh("ADT^A08^ADT_A01", "UPD-BORN2"), "EVN|A08|20240502", bad)
+    assert "ERR||PID^1^7|101^" in answer.ack and "not a valid date" in answer.ack

@@ -350,6 +350,7 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
     obr: Any = None
     orc: Any = None  # the ORC of the current OBR's group ({ [ORC] OBR {OBX} }), if it has one
     pending: Any = None
+    in_group = 0
     pid: Any = None  # ORU^R01 repeats { PID … { [ORC] OBR {OBX} } }: each OBX is its PID's
     for segment in ctx.message.children:
         if segment.name == "PID":
@@ -357,16 +358,17 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
         if segment.name == "ORC":
             pending = segment
         if segment.name == "OBR":
-            obr, orc, pending = segment, pending, None
+            obr, orc, pending, in_group = segment, pending, None, 0
         if segment.name != "OBX":
             continue
+        in_group += 1  # the OBX's place under its OBR: its number when OBX-1 is empty
         if obr is None:
             raise Hl7ValueError("OBX", "an OBX must follow its OBR")
         where = f"OBX({len(out) + 1})"
         filler = component(obr.obr_3, 1) or (component(orc.orc_3, 1) if orc else None)
         if not filler:
             raise Hl7ValueError("OBR-3", "the filler order number (result id) is required")
-        result_id = f"{filler}-{text(segment.obx_1) or len(out) + 1}"
+        result_id = f"{filler}-{text(segment.obx_1) or in_group}"
         status = (text(segment.obx_11) or "").upper()
         if status in WITHDRAWN:
             raise Hl7ValueError(f"{where}-11", f"OBX-11 = {status} ({WITHDRAWN[status]})", "103")

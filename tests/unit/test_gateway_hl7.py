@@ -582,3 +582,24 @@ def test_a_birth_date_of_year_or_month_precision_does_not_refuse_a_demographics_
     bad = pid.replace(f"||{born}|", "||195013|")
     answer = refused(msh("ADT^A08^ADT_A01", "UPD-BORN2"), "EVN|A08|20240502", bad)
     assert "ERR||PID^1^7|101^" in answer.ack and "not a valid date" in answer.ack
+
+
+def test_an_obx_without_set_id_is_numbered_within_its_own_order() -> None:
+    """Without OBX-1 the result id is `<filler>-<n>` with n counted in the OBX's own OBR, so
+    the same order's correction, sent alone later, names the same result."""
+    both = mapped(
+        msh("ORU^R01^ORU_R01", "LAB-NOSET", source=TOWNSHIP),
+        PID.replace("ZY20240001", "P0001234"),
+        "OBR|1|JY-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+        "OBX||NM|1558-6^空腹血糖^LN||7.8|mmol/L|3.9-6.1|H|||F",
+        "OBR|2|JY-0311|LIS-7782|2093-3^总胆固醇^LN|||20240501070000+0800",
+        "OBX||NM|2093-3^总胆固醇^LN||5.1|mmol/L|2.8-5.2|N|||F",
+    )
+    alone = mapped(
+        msh("ORU^R01^ORU_R01", "LAB-NOSET2", source=TOWNSHIP),
+        PID.replace("ZY20240001", "P0001234"),
+        "OBR|1|JY-0311|LIS-7782|2093-3^总胆固醇^LN|||20240501070000+0800",
+        "OBX||NM|2093-3^总胆固醇^LN||5.3|mmol/L|2.8-5.2|H|||C|||||T03-D001",
+    )
+    assert [d["result_id"] for d in both] == ["LIS-7781-1", "LIS-7782-1"]
+    assert alone[0]["result_id"] == both[1]["result_id"]

@@ -38,6 +38,7 @@ class Answer:
 # MSH-18 (HL7 table 0211 and the names Chinese HIS write there), spaces and hyphens removed.
 _GB18030 = ("GB18030", "GBK", "GB2312", "ISOIR58", "CP936")
 _UTF8 = ("UNICODEUTF8", "UTF8")
+_BOM = b"\xef\xbb\xbf"
 
 
 def declared_charset(raw: bytes) -> str | None:
@@ -61,7 +62,11 @@ def declared_charset(raw: bytes) -> str | None:
 def decode_strictly(raw: bytes) -> tuple[str, str | None]:
     """The text in MSH-18's character set, else the other of UTF-8 and GB 18030 that reads
     it; with the reason when neither does (the text then has U+FFFD for the bad bytes)."""
-    declared = declared_charset(raw)
+    if raw.startswith(_BOM):  # a .NET HIS's Encoding.UTF8 writes one before MSH
+        raw = raw[len(_BOM) :]
+        declared = "utf-8"
+    else:
+        declared = declared_charset(raw)
     order = ("gb18030", "utf-8") if declared == "gb18030" else ("utf-8", "gb18030")
     problem: UnicodeDecodeError | None = None
     for codec in order:

@@ -603,3 +603,12 @@ def test_an_obx_without_set_id_is_numbered_within_its_own_order() -> None:
     )
     assert [d["result_id"] for d in both] == ["LIS-7781-1", "LIS-7782-1"]
     assert alone[0]["result_id"] == both[1]["result_id"]
+
+
+def test_a_utf8_byte_order_mark_before_msh_is_read_as_utf8_not_refused() -> None:
+    """A .NET HIS writing with Encoding.UTF8 puts EF BB BF before MSH; it was AR 102 ("does
+    not start with an MSH segment")."""
+    raw = b"\xef\xbb\xbf" + "\r".join(ADMIT).encode()
+    _, drafts = prepare_bytes(raw)
+    assert not isinstance(drafts, Answer), drafts.ack
+    assert drafts == mapped(*ADMIT)

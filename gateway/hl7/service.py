@@ -62,9 +62,9 @@ def declared_charset(raw: bytes) -> str | None:
 def decode_strictly(raw: bytes) -> tuple[str, str | None]:
     """The text in MSH-18's character set, else the other of UTF-8 and GB 18030 that reads
     it; with the reason when neither does (the text then has U+FFFD for the bad bytes)."""
+    declared: str | None = "utf-8"
     if raw.startswith(_BOM):  # a .NET HIS's Encoding.UTF8 writes one before MSH
         raw = raw[len(_BOM) :]
-        declared = "utf-8"
     else:
         declared = declared_charset(raw)
     order = ("gb18030", "utf-8") if declared == "gb18030" else ("utf-8", "gb18030")

@@ -220,6 +220,16 @@ def _delimiters(header: str) -> Delimiters:
     return Delimiters(field, encoding[0], encoding[1], encoding[2], encoding[3])
 
 
+def header(er7: str) -> Message | None:
+    """The MSH of a message `parse` refuses, when it can be read on its own (for the ACK to name
+    the message: MSA-2 = MSH-10, MSH-5/6 = MSH-3/4); None when not."""
+    text = er7.strip("\r\n\x00 \t").replace("\r\n", "\r").replace("\n", "\r")
+    try:
+        return parse(text.split("\r", 1)[0])
+    except ParseError:
+        return None
+
+
 def parse(er7: str) -> Message:
     """Parse one ER7 message; raises ParseError when its structure is not HL7 v2."""
     # Segment separators as interface engines send them: \r by the standard, \n and \r\n in

@@ -12,8 +12,9 @@ from events.membership import Membership
 from gateway.hl7 import patient as p
 from gateway.hl7.values import Hl7ValueError, coded, component, text, timestamp
 
-# event_id = uuid5(HL7_EVENTS, "<source>|<MSH-10>|<n>"): a resent message gets the same ids,
-# so the gateway's idempotency answers it without publishing again.
+# event_id = uuid5(HL7_EVENTS, "<source>|<MSH-3.1>|<MSH-10>|<n>") ("<source>|<MSH-10>|<n>"
+# without MSH-3): a resent message gets the same ids, so the gateway's idempotency answers it
+# without publishing again; another application's message with the same MSH-10 gets others.
 HL7_EVENTS = uuid.UUID("6c1d8f1e-3b1e-4c55-9a7e-2f0c1b7d9e41")
 HL7_REFERRALS = uuid.UUID("0b6f3f2a-5d2c-4a8e-8f64-7e3d2c1b0a95")
 
@@ -42,13 +43,30 @@ ABNORMAL = {
     "A": "ABNORMAL",
     "AA": "ABNORMAL",
 }
+# OBX-11 (HL7 table 0085) that withdraw a result or carry no value: no event says that yet, and
+# a LabResultReported would file a retraction (or an empty value) as a new result.
+WITHDRAWN = {
+    "W": "posted to the wrong patient: is not mapped, no retraction event",
+    "D": "delete the observation: is not mapped, no retraction event",
+    "X": "the result cannot be obtained: is not a result",
+    "N": "not asked: is not a result",
+    "U": "final without the value resent: resend the value with OBX-11 = F",
+}
 LAB_SECTIONS = {"LAB", "HM", "CH", "MB", "SR", "BLB", "CP", "HEM", "IMM", "SP"}
 IMAGING_SECTIONS = {"RAD", "CT", "MR", "US", "NMR", "RX", "XRC", "CUS", "NMS", "VUS"}
+_NM = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+_COMPARED = re.compile(r"(<=|>=|<|>)\s*(.+)")
+CODED_VALUES = {"CE", "CWE", "CNE", "CF"}
 _RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*[-~–]\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
 class UnsupportedMessage(ValueError):  # noqa: N818 - an HL7 condition, answered AR
-    """A message type or trigger the gateway does not map."""
+    """A message type or trigger the gateway does not map (or a processing id it refuses)."""
+
+    def __init__(self, detail: str, code: str = "200", where: str = "MSH-9") -> None:
+        super().__init__(detail)
+        self.code = code  # HL7 table 0357: 200 unsupported message type, 202 processing id
+        self.where = where
 
 
 class Context:
@@ -59,6 +77,9 @@ class Context:
         self.membership = membership
         msh = message.msh
         self.source = component(msh.msh_4, 1) or ""
+        # MSH-10 is unique per sending application (MSH-3), not per hospital: a HIS and a LIS
+        # count their control ids each on their own.
+        self.application = component(msh.msh_3, 1) or ""
         self.receiver = component(msh.msh_6, 1)
         self.control_id = text(msh.msh_10) or ""
         if not self.source:
@@ -91,21 +112,26 @@ class Context:
             raise Hl7ValueError(name, f"the message has no {name} segment")
         return found
 
-    def patient_id(self) -> str:
-        """The patient's local id at the source (PID-3 of type MR/PI)."""
-        return p.identifiers(self.require("PID"))["local_id"]
+    def patient_id(self, pid: Any | None = None) -> str:
+        """The patient's local id at the source (PID-3 of type MR/PI) in `pid`, else the first."""
+        found = pid if pid is not None else self.require("PID")
+        return p.identifiers(found, self.source, self.membership)["local_id"]
 
-    def event(self, event_type: str, fields: dict[str, Any], **envelope: Any) -> dict[str, Any]:
-        """An event dict with a deterministic id; None values are left out."""
+    def event(
+        self, event_type: str, fields: dict[str, Any], pid: Any | None = None, **envelope: Any
+    ) -> dict[str, Any]:
+        """An event dict with a deterministic id, of the patient of `pid` (else the message's
+        first PID); None values are left out."""
         self._count += 1
-        event_id = uuid.uuid5(HL7_EVENTS, f"{self.source}|{self.control_id}|{self._count}")
+        sender = f"{self.source}|{self.application}" if self.application else self.source
+        event_id = uuid.uuid5(HL7_EVENTS, f"{sender}|{self.control_id}|{self._count}")
         head = {
             "event_id": str(event_id),
             "event_type": event_type,
             "occurred_at": self.occurred_at.isoformat(),
             "recorded_at": self.recorded_at.isoformat(),
             "source": self.source,
-            "patient_local_id": self.patient_id(),
+            "patient_local_id": self.patient_id(pid),
             **envelope,
         }
         return {"envelope": head, **{k: v for k, v in fields.items() if v is not None}}
@@ -195,7 +221,8 @@ def _discharged(ctx: Context) -> list[dict[str, Any]]:
 
 
 def _registered(ctx: Context) -> list[dict[str, Any]]:
-    out = [ctx.event("PatientRegistered", p.demographics(ctx.require("PID")))]
+    registered = p.demographics(ctx.require("PID"), "a registration needs")
+    out = [ctx.event("PatientRegistered", registered)]
     pv1 = ctx.first("PV1")
     if pv1 is not None and component(getattr(pv1, "pv1_19", None), 1):
         code, name = _department(pv1)
@@ -275,51 +302,96 @@ def _range(value: str | None) -> dict[str, Any] | None:
     return {"low": float(match.group(1)), "high": float(match.group(2)), "text": value}
 
 
-def _numeric(kind: str | None, value: str) -> float | None:
+def _nm(value: str) -> float | None:
+    """An HL7 NM ([+-] digits [. digits]) as a float; None when it is not one."""
+    value = value.strip()
+    return float(value) if _NM.fullmatch(value) else None
+
+
+def _sn(rep: Any, where: str) -> tuple[str, float | None]:
+    """An SN (comparator ^ num1 [^ separator/suffix ^ num2]) as its text (`<0.5`, `1:128`) and,
+    when it is one plain number (no comparator but =, no second number), that number."""
+    comparator, first, separator, second = (component(rep, n) or "" for n in (1, 2, 3, 4))
+    for number in (first, second):
+        if number and _nm(number) is None:
+            raise Hl7ValueError(where, f"{text(rep)!r} is not a structured numeric (SN)")
+    shown = ("" if comparator == "=" else comparator) + first + separator + second
+    plain = comparator in ("", "=") and not separator and not second
+    return shown, (_nm(first) if plain and first else None)
+
+
+def _value(kind: str, segment: Any, where: str) -> tuple[str, float | None]:
+    """OBX-5 as text (repetitions joined by ~) and, for NM and plain SN, as a number.
+
+    Coded values (CE/CWE/CNE) read as their text (component 2, else alternate text 5, else the
+    code), SN as written out (`<0.5`); never with the message's own separators in them. NM
+    with a leading comparator (`<0.5`, which some LIS send as NM) keeps its text, no number."""
+    reps = list(segment.obx_5) if segment.obx_5 else []
+    if kind == "SN":
+        read = [_sn(r, f"{where}-5") for r in reps]
+        shown = "~".join(t for t, _ in read)
+        return shown, read[0][1] if len(read) == 1 else None
+    if kind in CODED_VALUES:
+        texts = (next(filter(None, (component(r, n) for n in (2, 5, 1, 4))), "") for r in reps)
+        return "~".join(texts), None
+    value = "~".join(text(r) or "" for r in reps)
     if kind != "NM":
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise Hl7ValueError("OBX-5", f"{value!r} is not a number though OBX-2 is NM") from None
+        return value, None
+    number = _nm(value)
+    if number is None:
+        bounded = _COMPARED.fullmatch(value.strip())
+        if bounded is None or _nm(bounded.group(2)) is None:
+            raise Hl7ValueError(f"{where}-5", f"{value!r} is not a number though OBX-2 is NM")
+    return value, number
 
 
 def _results(ctx: Context) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     obr: Any = None
-    orc = ctx.first("ORC")
+    orc: Any = None  # the ORC of the current OBR's group ({ [ORC] OBR {OBX} }), if it has one
+    pending: Any = None
+    in_group = 0
+    pid: Any = None  # ORU^R01 repeats { PID … { [ORC] OBR {OBX} } }: each OBX is its PID's
     for segment in ctx.message.children:
+        if segment.name == "PID":
+            pid, obr, orc, pending = segment, None, None, None
+        if segment.name == "ORC":
+            pending = segment
         if segment.name == "OBR":
-            obr = segment
+            obr, orc, pending, in_group = segment, pending, None, 0
         if segment.name != "OBX":
             continue
+        in_group += 1  # the OBX's place under its OBR: its number when OBX-1 is empty
         if obr is None:
             raise Hl7ValueError("OBX", "an OBX must follow its OBR")
         where = f"OBX({len(out) + 1})"
         filler = component(obr.obr_3, 1) or (component(orc.orc_3, 1) if orc else None)
         if not filler:
             raise Hl7ValueError("OBR-3", "the filler order number (result id) is required")
-        result_id = f"{filler}-{text(segment.obx_1) or len(out) + 1}"
-        value = "~".join(text(r) or "" for r in segment.obx_5) if segment.obx_5 else ""
+        result_id = f"{filler}-{text(segment.obx_1) or in_group}"
+        status = (text(segment.obx_11) or "").upper()
+        if status in WITHDRAWN:
+            raise Hl7ValueError(f"{where}-11", f"OBX-11 = {status} ({WITHDRAWN[status]})", "103")
+        kind = (text(segment.obx_2) or "").upper()
+        value, numeric = _value(kind, segment, where)
         unit = component(segment.obx_6, 1)
         observed = timestamp(text(segment.obx_14), f"{where}-14") or timestamp(
             text(obr.obr_7), "OBR-7"
         )
-        status = (text(segment.obx_11) or "").upper()
         flag = ABNORMAL.get((text(segment.obx_8) or "").upper(), "UNKNOWN")
         if status == "C":
             fields = {
                 "result_id": result_id,
                 "kind": "LAB",
                 "value_string": value or None,
-                "value_numeric": _numeric(text(segment.obx_2), value),
+                "value_numeric": numeric,
                 "unit": unit,
                 "reference_range": _range(text(segment.obx_7)),
                 "abnormal_flag": flag,
                 "reason": "corrected result (OBX-11 = C)",
                 "amending_clinician_id": p.clinician(segment.obx_16) or p.clinician(obr.obr_32),
             }
-            out.append(ctx.event("ResultAmended", fields))
+            out.append(ctx.event("ResultAmended", fields, pid))
             continue
         fields = {
             "result_id": result_id,
@@ -331,14 +403,14 @@ def _results(ctx: Context) -> list[dict[str, Any]]:
             else "UNKNOWN",
             "code": coded(segment.obx_3, f"{where}-3"),
             "value_string": value,
-            "value_numeric": _numeric(text(segment.obx_2), value),
+            "value_numeric": numeric,
             "unit": unit,
             "reference_range": _range(text(segment.obx_7)),
             "abnormal_flag": flag,
             "specimen": coded(getattr(obr, "obr_15", None), "OBR-15", default_system="HL70487"),
             "observed_at": observed.isoformat() if observed else ctx.occurred_at.isoformat(),
         }
-        out.append(ctx.event("LabResultReported", fields))
+        out.append(ctx.event("LabResultReported", fields, pid))
     if not out:
         raise Hl7ValueError("OBX", "the message holds no OBX segment")
     return out
@@ -448,4 +520,10 @@ def map_message(message: Any, membership: Membership) -> list[dict[str, Any]]:
     mapper = MAPPERS.get(kind)
     if mapper is None:
         raise UnsupportedMessage(f"message type {'^'.join(kind)} is not mapped")
+    # MSH-11 (HL7 table 0103): the backbone is production; a hospital's training or debugging
+    # messages must not become clinical events. Empty is read as P (many HIS leave it out).
+    processing = (component(message.msh.msh_11, 1) or "P").upper()
+    if processing != "P":
+        detail = f"MSH-11 processing id {processing!r} is not accepted: only P (production)"
+        raise UnsupportedMessage(detail, "202", "MSH-11")
     return mapper(Context(message, membership))

@@ -12,8 +12,12 @@ from gateway.state import Gateway
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
 # A sender that stops mid-frame (or says nothing), or stops reading its ACKs, loses its connection
-# instead of holding a task forever.
+# instead of holding a task forever. The timeout is for silence: a large message on a slow link
+# may take longer in all, as long as its bytes keep coming; a frame still has FRAME_TIMEOUT_S in
+# all (a sender trickling a byte now and then cannot hold a connection for ever).
 IDLE_TIMEOUT_S = 60.0
+FRAME_TIMEOUT_S = 600.0
+READ_BYTES = 65536
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +43,54 @@ async def _send(writer: asyncio.StreamWriter, data: bytes) -> bool:
     return True
 
 
+async def _frame(reader: asyncio.StreamReader, buffer: bytearray, limit: int) -> bytes | None:
+    """The next frame's bytes up to its end block (taken out of `buffer`); None when the peer
+    closed, fell silent for IDLE_TIMEOUT_S or took FRAME_TIMEOUT_S; LimitOverrunError when
+    more than `limit` bytes came without an end block."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FRAME_TIMEOUT_S
+    searched = 0  # the end block is not in buffer[:searched] (it may straddle the boundary)
+    while True:
+        end = buffer.find(END_BLOCK, max(searched - len(END_BLOCK) + 1, 0))
+        if end >= 0:
+            data = bytes(buffer[: end + len(END_BLOCK)])
+            del buffer[: end + len(END_BLOCK)]
+            return data
+        if len(buffer) > limit:
+            raise asyncio.LimitOverrunError("no end block within the frame limit", len(buffer))
+        searched = len(buffer)
+        wait = min(IDLE_TIMEOUT_S, deadline - loop.time())
+        if wait <= 0:
+            return None
+        try:
+            async with asyncio.timeout(wait):
+                chunk = await reader.read(READ_BYTES)
+        except (TimeoutError, ConnectionError):
+            return None
+        if not chunk:
+            return None  # closed (or half-closed) by the peer: a partial frame is dropped
+        buffer += chunk
+
+
 async def _serve(
     gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     peer = writer.get_extra_info("peername")
     client = str(peer[0]) if isinstance(peer, tuple) and peer else None
+    limit = gateway.config.max_hl7_bytes + len(START_BLOCK) + len(END_BLOCK)
+    buffer = bytearray()
     while True:
         try:
-            data = await asyncio.wait_for(reader.readuntil(END_BLOCK), IDLE_TIMEOUT_S)
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            return
+            data = await _frame(reader, buffer, limit)
         except asyncio.LimitOverrunError:
             too_large = Hl7Error("207", f"the message exceeds {gateway.config.max_hl7_bytes} bytes")
             await _send(writer, frame(build_ack(None, AckCode.REJECT, [too_large])))
             return
-        start = data.find(START_BLOCK)
+        if data is None:
+            return
+        # The last start block: a frame the sender abandoned for a new one (0x0b again before
+        # 0x1c 0x0d) is dropped unanswered, not read as the head of the next message's data.
+        start = data.rfind(START_BLOCK)
         if start < 0:
             missing = Hl7Error("207", "no MLLP start block (0x0b) before the end block")
             answer = build_ack(None, AckCode.REJECT, [missing])
@@ -84,7 +121,7 @@ async def start_listener(gateway: Gateway, host: str, port: int) -> asyncio.Serv
             except ConnectionError:
                 pass
 
-    # The stream limit bounds one frame: a larger one raises LimitOverrunError, not a big buffer.
+    # The stream limit bounds what the reader buffers ahead (_frame bounds one frame).
     limit = gateway.config.max_hl7_bytes + len(START_BLOCK) + len(END_BLOCK)
     # reuse_port: the workers of `consortium serve --workers N` share one MLLP port.
     return await asyncio.start_server(on_connection, host, port, limit=limit, reuse_port=True)

@@ -14,7 +14,7 @@ from events.membership import Membership, load_membership
 from events.validation import Checks
 from gateway.config import INLINE_BYTES
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
-from gateway.hl7.er7 import Message, ParseError, parse
+from gateway.hl7.er7 import Message, ParseError, header, parse
 from gateway.hl7.mapping import UnsupportedMessage, map_message
 from gateway.hl7.values import Hl7ValueError, text
 from gateway.ingest import Known
@@ -35,12 +35,58 @@ class Answer:
     http_status: int
 
 
+# MSH-18 (HL7 table 0211 and the names Chinese HIS write there), spaces and hyphens removed.
+_GB18030 = ("GB18030", "GBK", "GB2312", "ISOIR58", "CP936")
+_UTF8 = ("UNICODEUTF8", "UTF8")
+_BOM = b"\xef\xbb\xbf"
+
+
+def declared_charset(raw: bytes) -> str | None:
+    """The codec MSH-18 names ('utf-8' or 'gb18030'), read from the header's bytes (ASCII in
+    both); None when absent or another character set."""
+    head = raw.lstrip(b"\r\n\x00 \t")
+    if len(head) < 8 or not head.startswith(b"MSH"):
+        return None
+    separator, repetition = head[3:4], head[5:6]
+    line = head.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    fields = line.split(separator)
+    if len(fields) < 18:
+        return None
+    name = fields[17].split(repetition, 1)[0].decode("ascii", errors="replace")
+    name = name.upper().replace(" ", "").replace("-", "").replace("_", "")
+    if name.startswith(_GB18030):
+        return "gb18030"
+    return "utf-8" if name in _UTF8 else None
+
+
+def decode_strictly(raw: bytes) -> tuple[str, str | None]:
+    """The text in MSH-18's character set, else the other of UTF-8 and GB 18030 that reads
+    it; with the reason when neither does (the text then has U+FFFD for the bad bytes)."""
+    declared: str | None = "utf-8"
+    if raw.startswith(_BOM):  # a .NET HIS's Encoding.UTF8 writes one before MSH
+        raw = raw[len(_BOM) :]
+    else:
+        declared = declared_charset(raw)
+    order = ("gb18030", "utf-8") if declared == "gb18030" else ("utf-8", "gb18030")
+    problem: UnicodeDecodeError | None = None
+    for codec in order:
+        try:
+            return raw.decode(codec), None
+        except UnicodeDecodeError as exc:
+            problem = problem or exc
+    assert problem is not None
+    named = f"MSH-18 names {declared.upper()}" if declared else "MSH-18 names neither"
+    reason = (
+        f"the bytes are neither UTF-8 nor GB 18030 ({named}; byte {problem.start}"
+        f" is {raw[problem.start : problem.start + 1].hex()})"
+    )
+    return raw.decode(order[0], errors="replace"), reason
+
+
 def decode(raw: bytes) -> str:
-    """UTF-8 (MSH-18 UNICODE UTF-8), else GB 18030, which many Chinese HIS still send."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("gb18030", errors="replace")
+    """The text in MSH-18's character set (UNICODE UTF-8 or GB 18030, which many Chinese HIS
+    still send); without either, UTF-8, else GB 18030; bytes neither reads as U+FFFD."""
+    return decode_strictly(raw)[0]
 
 
 def _parse(er7: str) -> Message:
@@ -56,8 +102,22 @@ def _prepare(
         message = parse(er7)
     except ParseError as exc:
         reason = f"the message cannot be parsed as HL7 v2 ER7: {exc}"
-        return None, _answer(None, AckCode.REJECT, [Hl7Error("102", reason)], 400)
+        # A readable MSH still names the message in the ACK (MSA-2), though nothing is mapped.
+        readable = header(er7)
+        return None, _answer(readable, AckCode.REJECT, [Hl7Error("102", reason)], 400)
     return message, _map(message, (checks or {}).get("membership"))
+
+
+def prepare_bytes(
+    raw: bytes, checks: Checks | None = None
+) -> tuple[Message | None, list[dict[str, Any]] | Answer]:
+    """Decode, parse and map: bytes that no character set reads are AE 102 on MSH-18."""
+    er7, undecodable = decode_strictly(raw)
+    message, prepared = _prepare(er7, checks)
+    if undecodable is not None and message is not None:
+        error = Hl7Error("102", undecodable, "MSH-18")
+        return message, _answer(message, AckCode.ERROR, [error], 422)
+    return message, prepared
 
 
 def _map(message: Any, membership: Membership | None = None) -> list[dict[str, Any]] | Answer:
@@ -65,9 +125,9 @@ def _map(message: Any, membership: Membership | None = None) -> list[dict[str, A
     try:
         return map_message(message, membership or load_membership())
     except UnsupportedMessage as exc:
-        return _answer(message, AckCode.REJECT, [Hl7Error("200", str(exc), "MSH-9")], 422)
+        return _answer(message, AckCode.REJECT, [Hl7Error(exc.code, str(exc), exc.where)], 422)
     except Hl7ValueError as exc:
-        return _answer(message, AckCode.ERROR, [Hl7Error("101", str(exc), exc.where)], 422)
+        return _answer(message, AckCode.ERROR, [Hl7Error(exc.code, str(exc), exc.where)], 422)
     except Exception as exc:
         log.exception("HL7 mapping failed")
         reason = f"the message could not be mapped: {type(exc).__name__}"
@@ -118,14 +178,13 @@ async def handle(
     gateway: Gateway, raw: bytes, principal: Principal | None, client: str | None = None
 ) -> Answer:
     """Acknowledge one message: AA once Kafka has its events, else AE or AR with ERR segments."""
-    er7 = decode(raw)
     checks = request_checks()  # one membership lookup and clock reading for the message
     # Parsing and mapping a usual message takes ~0.1 ms, less than a hop to a worker thread;
     # only a large one leaves the event loop.
     if len(raw) <= INLINE_BYTES:
-        message, prepared = _prepare(er7, checks)
+        message, prepared = prepare_bytes(raw, checks)
     else:
-        message, prepared = await anyio.to_thread.run_sync(_prepare, er7, checks)
+        message, prepared = await anyio.to_thread.run_sync(prepare_bytes, raw, checks)
     known: Known | None = None
     # Over MLLP the credential is checked before any mapping error is told; a text that is not
     # HL7 (no message) is refused first, since MSH-8 cannot be read from it.

@@ -47,9 +47,10 @@ CODE_SYSTEMS = {
 class Hl7ValueError(ValueError):
     """A value of the message cannot be read; names the field in HL7 terms (e.g. PID-7)."""
 
-    def __init__(self, where: str, detail: str) -> None:
+    def __init__(self, where: str, detail: str, code: str = "101") -> None:
         super().__init__(f"{where}: {detail}")
         self.where = where
+        self.code = code  # HL7 table 0357: 101 required field missing, 103 table value not found
 
 
 def text(element: Any) -> str | None:
@@ -96,11 +97,20 @@ def timestamp(value: str | None, where: str) -> datetime | None:
         raise Hl7ValueError(where, f"{value!r} is not a valid date and time ({exc})") from None
 
 
-def day(value: str | None, where: str) -> date | None:
-    """An HL7 date (the calendar date as written, without time-zone conversion)."""
+def day(value: str | None, where: str, needed: str | None = None) -> date | None:
+    """An HL7 date (the calendar date as written, without time-zone conversion).
+
+    A DTM of year or month precision (`1950`, `195003`: valid HL7) gives no day: None, or,
+    when `needed` says what needs the day, the error naming it (no day is invented)."""
     if not value:
         return None
     value = value.split("^", 1)[0]
+    if re.fullmatch(r"\d{4}(\d{2})?", value, re.ASCII):
+        if len(value) == 6 and not 1 <= int(value[4:]) <= 12:
+            raise Hl7ValueError(where, f"{value!r} is not a valid date")
+        if needed is None:
+            return None
+        raise Hl7ValueError(where, f"{value!r} gives only the year or month: {needed} the day")
     if not re.fullmatch(r"\d{8}(\d{0,6})?(\.\d+)?([+-]\d{4})?", value, re.ASCII):
         raise Hl7ValueError(where, f"{value!r} is not an HL7 date (YYYYMMDD)")
     try:

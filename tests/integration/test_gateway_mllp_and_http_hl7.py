@@ -179,3 +179,17 @@ def test_an_hl7_message_whose_event_is_too_large_is_ae_naming_it_and_nothing_is_
         ack = exchange(port, b"\x0b" + oversized_result(token, "BIG2") + END_BLOCK)
         assert "\rMSA|AE|BIG2" in ack and "\rERR|" in ack and "LabResultReported" in ack
     assert result_offsets(kafka_bootstrap, consortium_id) == before
+
+
+def test_a_frame_cut_off_by_a_new_start_block_is_dropped_not_glued_to_the_next(
+    served: tuple[str, int], database_url: str
+) -> None:
+    """A sender that gives up on a frame mid-way and starts again (a new 0x0b) must get the
+    ACK of the message it sent whole; the cut one's header must not carry the new one's data."""
+    _, port = served
+    token = issue_token(database_url, COUNTY_HOSPITAL)
+    cut = ADMIT.replace("{token}", token).format(control="C1")
+    whole = ADMIT.replace("{token}", token).format(control="C2")
+    payload = b"\x0b" + cut[: cut.index("PV1|") + 12].encode() + frame(whole)
+    answer = exchange(port, payload)
+    assert "\rMSA|AA|C2" in answer, answer

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
-from projections.frame.claims import uuid_array
+from projections.frame.claims import array_literal
 
 _CLAIM = (
     "INSERT INTO gateway_referral_requesters (referral_id, institution)"
@@ -37,9 +37,9 @@ async def requested_by_others(
         return set()
     async with pool.connection() as conn:
         # In any order: the statement inserts in id order (no two claims wait on each other).
-        cur = await conn.execute(_CLAIM, (institution, uuid_array(wanted)))
+        cur = await conn.execute(_CLAIM, (institution, array_literal(wanted)))
         taken = wanted - {row[0] for row in await cur.fetchall()}
         if not taken:
             return set()
-        cur = await conn.execute(_HOLDERS, (uuid_array(taken), institution))
+        cur = await conn.execute(_HOLDERS, (array_literal(taken), institution))
         return {row[0] for row in await cur.fetchall()}

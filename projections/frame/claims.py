@@ -30,16 +30,12 @@ def content_digest(value: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(value, digest_size=8).digest(), signed=True)
 
 
-def uuid_array(ids: Iterable[UUID]) -> str:
-    """A PostgreSQL array literal of uuids (cast with ``%s::uuid[]``).
+def array_literal(values: Iterable[UUID | int]) -> str:
+    """A PostgreSQL array literal of uuids or bigints (cast with ``%s::uuid[]`` or
+    ``%s::bigint[]``).
 
-    psycopg dumps a list of UUID objects element by element in Python; the literal is one
-    string, and PostgreSQL parses it faster than the client can dump the list."""
-    return "{" + ",".join(map(str, ids)) + "}"
-
-
-def bigint_array(values: Iterable[int]) -> str:
-    """A PostgreSQL array literal of bigints (cast with ``%s::bigint[]``), as `uuid_array`."""
+    psycopg dumps a list element by element in Python; the literal is one string, and
+    PostgreSQL parses it faster than the client can dump the list."""
     return "{" + ",".join(map(str, values)) + "}"
 
 
@@ -84,12 +80,12 @@ def claim(cur: Cursor[Any], table: ClaimTable, items: Sequence[tuple[UUID, int, 
         return result
     rows = cur.execute(
         table.insert,
-        (uuid_array(first), bigint_array(d for d, _ in first.values()), *table.params),
+        (array_literal(first), array_literal(d for d, _ in first.values()), *table.params),
     ).fetchall()
     taken = {row[0] for row in rows}
     stored: dict[UUID, int | None] = {event_id: first[event_id][0] for event_id in first}
     if taken:
-        looked = cur.execute(table.lookup, (*table.params, uuid_array(taken))).fetchall()
+        looked = cur.execute(table.lookup, (*table.params, array_literal(taken))).fetchall()
         stored.update({row[0]: row[1] for row in looked})
     for event_id, (digest, item) in first.items():
         if event_id not in taken:

@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 
 from projections.empi.links import party_persons
 from projections.referrals.queries import INCOMING, OUTGOING
+from projections.snapshot import async_snapshot
 
 # Each party's consortium person, when the patient index has linked the local record.
 _SELECT = """
@@ -70,8 +71,7 @@ async def referral(
 
     The row and its timeline are read in one snapshot (a batch between two autocommit reads
     gave a row of one write and the timeline of the next)."""
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    async with async_snapshot(conn), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             sql.SQL("{} WHERE r.referral_id = %s AND {}").format(sql.SQL(_SELECT), _KNOWN),
             (referral_id,),

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from psycopg import Cursor, sql
 
-from projections.frame.claims import uuid_array
+from projections.frame.claims import array_literal
 from projections.frame.declaration import CHANGED_NOW
 from projections.referrals.lifecycle import Board, Fact, Referral, derive
 
@@ -44,7 +44,7 @@ class ReferralStore:
         if not keys:
             return {}
         s = sql.Identifier(schema)
-        ids = uuid_array(keys)  # one literal: psycopg dumps a list of uuids one by one
+        ids = array_literal(keys)  # one literal: psycopg dumps a list of uuids one by one
         cur.execute(
             sql.SQL(
                 "INSERT INTO {}.referrals (referral_id, state)"
@@ -125,7 +125,7 @@ def _write(cur: Cursor[Any], schema: str, boards: Sequence[tuple[Referral, Board
             " WHERE t.referral_id = r.referral_id"
         ).format(s, assignments, sql.SQL(CHANGED_NOW))
     )
-    ids = uuid_array(referral.referral_id for referral, _ in boards)
+    ids = array_literal(referral.referral_id for referral, _ in boards)
     cur.execute(
         sql.SQL("DELETE FROM {}.referral_timeline WHERE referral_id = ANY(%s::uuid[])").format(s),
         (ids,),

@@ -23,7 +23,7 @@ from events.topics import Family, event_topic, patient_key
 from infra.migrate import apply_migrations
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor, fixed_target
-from projections.frame.claims import uuid_array
+from projections.frame.claims import array_literal
 from projections.frame.deadletters import KafkaDeadLetters
 from projections.frame.digest import digest
 from projections.frame.records import DeadLetter, Record
@@ -194,8 +194,8 @@ def test_a_batch_at_an_unchanged_clock_skips_a_quiet_sweep_and_the_tick_does_not
 def test_uuid_array_literal_round_trips(url: str) -> None:
     ids = [e.envelope.event_id for e in FLOWS[:50]]
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT %s::uuid[]", (uuid_array(ids),)).fetchone()
-        empty = conn.execute("SELECT %s::uuid[]", (uuid_array([]),)).fetchone()
+        row = conn.execute("SELECT %s::uuid[]", (array_literal(ids),)).fetchone()
+        empty = conn.execute("SELECT %s::uuid[]", (array_literal([]),)).fetchone()
     assert row is not None and row[0] == ids
     assert empty is not None and empty[0] == []
 

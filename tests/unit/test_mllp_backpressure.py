@@ -8,6 +8,8 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -19,15 +21,13 @@ from gateway.hl7 import mllp
 from gateway.state import Gateway
 
 
-def test_a_sender_that_never_reads_its_acks_loses_the_connection(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(mllp, "IDLE_TIMEOUT_S", 0.5)
+@contextmanager
+def _listener() -> Iterator[int]:
+    """An MLLP listener on its own event loop in a thread, for a stand-in gateway; its port."""
     gateway = cast(Gateway, SimpleNamespace(config=SimpleNamespace(max_hl7_bytes=4096)))
     loop = asyncio.new_event_loop()
     started = threading.Event()
     served: dict[str, Any] = {}
-
     stop = asyncio.Event()
 
     async def listen() -> None:
@@ -42,19 +42,26 @@ def test_a_sender_that_never_reads_its_acks_loses_the_connection(
     thread.start()
     assert started.wait(10)
     try:
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.connect(("127.0.0.1", served["port"]))
-            # Without a deadline on the ACK writes the listener parks once its buffers are full,
-            # stops reading, and this send blocks until the socket timeout (a TimeoutError, not
-            # the reset asserted here): each 3-byte frame gets a ~150-byte AR never read.
-            sock.settimeout(30)
-            with pytest.raises(ConnectionError):
-                for _ in range(100):
-                    sock.sendall(b"x\x1c\r" * 20_000)
+        yield served["port"]
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
+
+
+def test_a_sender_that_never_reads_its_acks_loses_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mllp, "IDLE_TIMEOUT_S", 0.5)
+    with _listener() as port, socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        # Without a deadline on the ACK writes the listener parks once its buffers are full,
+        # stops reading, and this send blocks until the socket timeout (a TimeoutError, not
+        # the reset asserted here): each 3-byte frame gets a ~150-byte AR never read.
+        sock.settimeout(30)
+        with pytest.raises(ConnectionError):
+            for _ in range(100):
+                sock.sendall(b"x\x1c\r" * 20_000)
 
 
 def test_a_slow_sender_that_never_falls_silent_gets_its_ack(
@@ -65,25 +72,8 @@ def test_a_slow_sender_that_never_falls_silent_gets_its_ack(
     to its end block and answered (before, the connection was dropped mid-frame at the timeout,
     and the sender's every resend with it)."""
     monkeypatch.setattr(mllp, "IDLE_TIMEOUT_S", 2.0)
-    gateway = cast(Gateway, SimpleNamespace(config=SimpleNamespace(max_hl7_bytes=4096)))
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    served: dict[str, Any] = {}
-    stop = asyncio.Event()
-
-    async def listen() -> None:
-        server = await mllp.start_listener(gateway, "127.0.0.1", 0)
-        served["port"] = server.sockets[0].getsockname()[1]
-        started.set()
-        await stop.wait()
-        server.close()
-        await server.wait_closed()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(listen(),), daemon=True)
-    thread.start()
-    assert started.wait(10)
-    try:
-        with socket.create_connection(("127.0.0.1", served["port"]), timeout=30) as sock:
+    with _listener() as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             # 16 pieces 0.3 s apart: ~4.8 s in all, never 2 s silent. No start block, so the
             # listener answers AR itself without asking the (stand-in) gateway.
             for _ in range(16):
@@ -96,9 +86,6 @@ def test_a_slow_sender_that_never_falls_silent_gets_its_ack(
                 assert chunk, "the listener closed the connection before the ACK"
                 received += chunk
         assert b"MSA|AR|" in received and b"no MLLP start block" in received
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
 
 
 @settings(max_examples=100, deadline=None)

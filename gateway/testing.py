@@ -11,9 +11,14 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from psycopg import AsyncConnection
 
 from gateway import credentials
+from gateway.app import create_app
+from gateway.audit import close_audit_log
+from gateway.config import GatewayConfig
+from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
 
 
@@ -43,6 +48,19 @@ def serving(app: FastAPI, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@contextmanager
+def gateway_client(config: GatewayConfig) -> Iterator[TestClient]:
+    """An in-process client of the gateway for `config`; its audit log and record pool (which
+    outlive the app's lifespan) are closed after it, however the block ends."""
+    app = create_app(config)
+    try:
+        with TestClient(app) as client:
+            yield client
+    finally:
+        close_audit_log(app)
+        close_record_pool(app)
 
 
 def issue_token(database_url: str, institution: str, role: Role = Role.PUBLISHER) -> str:

@@ -27,6 +27,25 @@ def read_dead_letters(
     return found
 
 
+def topic_values(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
+    """Every value a topic holds now, partition by partition, each in offset order."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
+    found: list[bytes] = []
+    try:
+        for p in range(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high == low:
+                continue
+            consumer.assign([TopicPartition(topic, p, low)])
+            for _ in range(high - low):
+                message = consumer.poll(10)
+                assert message is not None and message.error() is None
+                found.append(message.value() or b"")
+    finally:
+        consumer.close()
+    return found
+
+
 def end_offsets(bootstrap: str, consortium_id: str) -> int:
     """How many messages the consortium's event topics hold."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets"})

@@ -20,12 +20,9 @@ from events.envelope import Event
 from events.referral import ReferralCancelled
 from events.topics import READ_AUDIT_TOPIC
 from fhir_r4 import r4_errors
-from gateway.app import create_app
-from gateway.audit import close_audit_log
 from gateway.config import GatewayConfig
-from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
-from gateway.testing import issue_token
+from gateway.testing import gateway_client, issue_token
 from own_databases import own_database
 
 TOWNSHIP, COUNTY, VILLAGE = "439901-T03", "439901-C01", "439901-V017"
@@ -72,11 +69,8 @@ def record_url(database_url: str) -> Iterator[str]:
 @pytest.fixture
 def client(kafka_bootstrap: str, record_url: str, fresh_consortium_id: str) -> Iterator[TestClient]:
     ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=[READ_AUDIT_TOPIC])
-    app = create_app(GatewayConfig(fresh_consortium_id, kafka_bootstrap, record_url))
-    with TestClient(app) as client:
+    with gateway_client(GatewayConfig(fresh_consortium_id, kafka_bootstrap, record_url)) as client:
         yield client
-    close_audit_log(app)
-    close_record_pool(app)
 
 
 TOKENS: dict[tuple[str, Role], str] = {}
@@ -384,14 +378,9 @@ def test_no_audit_topic_means_no_record_data(
 ) -> None:
     # This consortium's audit topic was never created (and the broker creates none).
     config = GatewayConfig(fresh_consortium_id, kafka_bootstrap, record_url, publish_timeout_s=2)
-    app = create_app(config)
     before = len(audit_rows(record_url))
-    try:
-        with TestClient(app) as client:
-            response = client.get(path.format(p=SHARED), headers=auth(record_url, VILLAGE))
-    finally:
-        close_audit_log(app)
-        close_record_pool(app)
+    with gateway_client(config) as client:
+        response = client.get(path.format(p=SHARED), headers=auth(record_url, VILLAGE))
     assert response.status_code == 503, response.text
     body = response.json()
     assert isinstance(body, dict) and "entry" not in body  # neither a Bundle nor a result list

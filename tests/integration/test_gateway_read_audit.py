@@ -28,6 +28,7 @@ from gateway.deps import PrincipalDep
 from gateway.principals import Role
 from gateway.testing import issue_token
 from infra.migrate import apply_migrations
+from kafka_reads import topic_values
 from projections.empi.store import open_reviews
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor
@@ -89,22 +90,9 @@ def audit_rows(url: str) -> list[dict[str, Any]]:
 
 def audit_topic(config: GatewayConfig) -> list[dict[str, Any]]:
     """Every record on the audit topic, decoded."""
-    consumer = Consumer({"bootstrap.servers": config.bootstrap_servers, "group.id": "audit"})
     topic = READ_AUDIT_TOPIC.name(config.consortium_id)
-    found: list[dict[str, Any]] = []
-    try:
-        for p in range(READ_AUDIT_TOPIC.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high == low:
-                continue
-            consumer.assign([TopicPartition(topic, p, low)])
-            for _ in range(high - low):
-                message = consumer.poll(10)
-                assert message is not None and message.error() is None
-                found.append(CODEC.decode(message.value() or b"").record)
-    finally:
-        consumer.close()
-    return found
+    values = topic_values(config.bootstrap_servers, topic, READ_AUDIT_TOPIC.partitions)
+    return [CODEC.decode(value).record for value in values]
 
 
 def topic_ends(config: GatewayConfig) -> dict[int, int]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -32,6 +31,7 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.principals import Role
 from gateway.testing import free_port, issue_token
+from kafka_reads import topic_values
 
 CODEC = Codec(Catalog.load())
 PERSONS = EVENT_TOPICS[Family.PERSON]
@@ -69,22 +69,10 @@ def claims_of(url: str, review: uuid.UUID) -> list[tuple[Any, ...]]:
 
 def decisions_in_kafka(bootstrap: str, consortium_id: str) -> list[tuple[str, str, str]]:
     """Every MatchReviewDecided on the consortium's person topic: (event id, review, decision)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
-    topic = PERSONS.name(consortium_id)
     found: list[tuple[str, str, str]] = []
-    try:
-        for p in range(PERSONS.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high == low:
-                continue
-            consumer.assign([TopicPartition(topic, p, low)])
-            for _ in range(high - low):
-                message = consumer.poll(10)
-                assert message is not None and message.error() is None
-                event: Any = CODEC.decode_event(message.value() or b"")
-                found.append((str(event.envelope.event_id), str(event.review_id), event.decision))
-    finally:
-        consumer.close()
+    for value in topic_values(bootstrap, PERSONS.name(consortium_id), PERSONS.partitions):
+        event: Any = CODEC.decode_event(value)
+        found.append((str(event.envelope.event_id), str(event.review_id), event.decision))
     return found
 
 

@@ -27,13 +27,10 @@ from events.envelope import Event
 from events.person import MatchMethod, PersonsMerged
 from events.referral import ReferralRejected
 from events.topics import READ_AUDIT_TOPIC
-from gateway.app import create_app
-from gateway.audit import close_audit_log
 from gateway.config import GatewayConfig
 from gateway.fhir import reads
-from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
-from gateway.testing import issue_token
+from gateway.testing import gateway_client, issue_token
 from own_databases import own_database
 from projections.record import queries
 
@@ -122,11 +119,8 @@ def record_url(database_url: str) -> Iterator[str]:
 @pytest.fixture
 def client(kafka_bootstrap: str, record_url: str, fresh_consortium_id: str) -> Iterator[TestClient]:
     ensure_topics(kafka_bootstrap, fresh_consortium_id, specs=[READ_AUDIT_TOPIC])
-    app = create_app(GatewayConfig(fresh_consortium_id, kafka_bootstrap, record_url))
-    with TestClient(app) as client:
+    with gateway_client(GatewayConfig(fresh_consortium_id, kafka_bootstrap, record_url)) as client:
         yield client
-    close_audit_log(app)
-    close_record_pool(app)
 
 
 def _load(url: str, events: list[Event]) -> None:

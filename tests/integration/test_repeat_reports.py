@@ -11,12 +11,9 @@ from fastapi.testclient import TestClient
 
 from bench.fhir import derived_in_outbox, linked, load_projection, load_record, visits
 from events.envelope import Event
-from gateway.app import create_app
-from gateway.audit import close_audit_log
 from gateway.config import GatewayConfig
-from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
-from gateway.testing import issue_token
+from gateway.testing import gateway_client, issue_token
 from own_databases import own_database
 from projections.reporting.projection import reporting_projection
 from projections.reporting.windows import day_start, local_date
@@ -45,11 +42,8 @@ def client(database_url: str, kafka_bootstrap: str) -> Iterator[tuple[TestClient
         load_record(url, county(), cid)
         # What the record's relay would publish, straight into the reporting projection.
         load_projection(reporting_projection(cid), url, derived_in_outbox(url, "record"), cid)
-        app = create_app(GatewayConfig(cid, kafka_bootstrap, url))
-        with TestClient(app) as test_client:
+        with gateway_client(GatewayConfig(cid, kafka_bootstrap, url)) as test_client:
             yield test_client, url
-        close_audit_log(app)
-        close_record_pool(app)
 
 
 def test_the_bureau_sees_repeats_flagged_with_small_counts_suppressed(

@@ -11,12 +11,9 @@ from fastapi.testclient import TestClient
 
 from bench.fhir import derived_in_outbox, load_projection
 from events.envelope import Event
-from gateway.app import create_app
-from gateway.audit import close_audit_log
 from gateway.config import GatewayConfig
-from gateway.fhir.reads import close_record_pool
 from gateway.principals import Role
-from gateway.testing import issue_token
+from gateway.testing import gateway_client, issue_token
 from own_databases import own_database
 from projections.reporting.projection import reporting_projection
 from projections.reporting.queries import TRANSFER_FIELDS
@@ -42,11 +39,8 @@ def served(database_url: str, kafka_bootstrap: str) -> Iterator[Served]:
         load_projection(TRANSFERS, url, events, cid)
         # What the transfers relay would publish, straight into the reporting projection.
         load_projection(reporting_projection(cid), url, derived_in_outbox(url, "transfers"), cid)
-        app = create_app(GatewayConfig(cid, kafka_bootstrap, url))
-        with TestClient(app) as client:
+        with gateway_client(GatewayConfig(cid, kafka_bootstrap, url)) as client:
             yield client, url, events, expected
-        close_audit_log(app)
-        close_record_pool(app)
 
 
 def test_the_bureau_sees_each_days_transfers_and_unreferred_ones(served: Served) -> None:

@@ -46,10 +46,37 @@ def ensure_up(nodes: int = 1, report: Report = _silent) -> Endpoints:
     )
     applied = apply_migrations(endpoints.database_url)
     report(f"migrations applied: {', '.join(applied)}" if applied else "migrations up to date")
-    env_file = settings.state_dir / "env"
-    env_file.parent.mkdir(parents=True, exist_ok=True)
-    env_file.write_text(endpoints.export_lines())
+    _record_own(settings, endpoints)
     return endpoints
+
+
+def _record_own(settings: Settings, endpoints: Endpoints) -> None:
+    """Write the servers into the state folder's `env` file (`infra env`, `. .state/env`).
+
+    A server named by an environment variable replaces the file's line only when the folder's
+    own server of that kind is not running: a bench run with `DATABASE_URL` at a scratch
+    database beside `infra up` once pointed every later `. .state/env` at that database. With no
+    servers of its own (Docker users), the file names the ones the variables name."""
+    env_file = settings.state_dir / "env"
+    lines: dict[str, str] = {}
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            lines[line.removeprefix("export ").partition("=")[0]] = line
+    kafka = KafkaCluster.existing(settings.state_dir / "kafka")
+    folder_runs = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka is not None and kafka.is_running(),
+        "DATABASE_URL": PostgresServer(settings.state_dir / "postgres").is_running(),
+    }
+    named = {
+        "KAFKA_BOOTSTRAP_SERVERS": bool(settings.kafka_bootstrap_servers),
+        "DATABASE_URL": settings.database_url is not None,
+    }
+    for line in endpoints.export_lines().splitlines():
+        name = line.removeprefix("export ").partition("=")[0]
+        if not (named[name] and folder_runs[name] and name in lines):
+            lines[name] = line
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.write_text("".join(f"{line}\n" for line in lines.values()))
 
 
 def _kafka(settings: Settings, nodes: int, report: Report, started: set[str]) -> str:

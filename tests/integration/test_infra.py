@@ -173,6 +173,21 @@ def test_cli_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
         assert "Kafka: left running" in visitor.stdout
         assert "PostgreSQL: left running" in visitor.stdout
         assert pid_alive(kafka_pid) and pid_alive(pg_pid) and "yes" in run("infra", "status")
+        # One that names a database of its own (a bench into a scratch database) leaves the
+        # folder's env file naming the folder's servers.
+        url = exports.split("export DATABASE_URL=")[1].strip()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE visited")
+        visited = subprocess.run(
+            [sys.executable, "-c", VISITOR],
+            env={**env, "DATABASE_URL": url.rsplit("/", 1)[0] + "/visited"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert visited.returncode == 0, visited.stdout + visited.stderr
+        assert run("infra", "env") == exports
     finally:
         stopped = run("infra", "down")
         pgdata = json.loads((tmp_path / "postgres" / "postgres.json").read_text())["pgdata"]
@@ -180,3 +195,23 @@ def test_cli_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
     assert "Kafka: stopped" in stopped and "PostgreSQL: stopped" in stopped
     assert not pid_alive(kafka_pid)
     assert not pid_alive(pg_pid)
+
+
+def test_with_no_servers_of_its_own_the_env_file_names_the_given_ones(
+    tmp_path: Path, kafka_bootstrap: str, database_url: str
+) -> None:
+    """Docker users: `infra up` with both variables set starts nothing and writes them down."""
+    env = {**os.environ, "STATE_DIR": str(tmp_path)}
+    env |= {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url}
+    done = subprocess.run(
+        [sys.executable, "-c", VISITOR],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "env").read_text() == (
+        f"export KAFKA_BOOTSTRAP_SERVERS={kafka_bootstrap}\nexport DATABASE_URL={database_url}\n"
+    )

@@ -133,6 +133,20 @@ shut_down(report=print, only=endpoints.started)
 """
 
 
+def visit(env: dict[str, str]) -> str:
+    """Run VISITOR (ensure_up, then stop what it started) with `env`; its output."""
+    done = subprocess.run(
+        [sys.executable, "-c", VISITOR],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def test_cli_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
     env = {
         k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
@@ -160,33 +174,17 @@ def test_cli_up_is_idempotent_and_down_stops_everything(tmp_path: Path) -> None:
         pg_pid = json.loads((tmp_path / "postgres" / "postgres.json").read_text())["pid"]
         assert "yes" in run("infra", "status")
         # A command that found them up (the demo beside `infra up`) leaves them running.
-        visitor = subprocess.run(
-            [sys.executable, "-c", VISITOR],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert visitor.returncode == 0, visitor.stdout + visitor.stderr
-        assert visitor.stdout.splitlines()[0] == "started: []"
-        assert "Kafka: left running" in visitor.stdout
-        assert "PostgreSQL: left running" in visitor.stdout
+        visited = visit(env)
+        assert visited.splitlines()[0] == "started: []"
+        assert "Kafka: left running" in visited
+        assert "PostgreSQL: left running" in visited
         assert pid_alive(kafka_pid) and pid_alive(pg_pid) and "yes" in run("infra", "status")
         # One that names a database of its own (a bench into a scratch database) leaves the
         # folder's env file naming the folder's servers.
         url = exports.split("export DATABASE_URL=")[1].strip()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE DATABASE visited")
-        visited = subprocess.run(
-            [sys.executable, "-c", VISITOR],
-            env={**env, "DATABASE_URL": url.rsplit("/", 1)[0] + "/visited"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert visited.returncode == 0, visited.stdout + visited.stderr
+        visit({**env, "DATABASE_URL": url.rsplit("/", 1)[0] + "/visited"})
         assert run("infra", "env") == exports
     finally:
         stopped = run("infra", "down")
@@ -203,15 +201,7 @@ def test_with_no_servers_of_its_own_the_env_file_names_the_given_ones(
     """Docker users: `infra up` with both variables set starts nothing and writes them down."""
     env = {**os.environ, "STATE_DIR": str(tmp_path)}
     env |= {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url}
-    done = subprocess.run(
-        [sys.executable, "-c", VISITOR],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    visit(env)
     assert (tmp_path / "env").read_text() == (
         f"export KAFKA_BOOTSTRAP_SERVERS={kafka_bootstrap}\nexport DATABASE_URL={database_url}\n"
     )

@@ -379,8 +379,14 @@ class _Tail:
         self._thread.start()
 
     def _hand(self, item: tuple[str, str, dict[str, Any]]) -> bool:
-        """Put one item on the queue; waits while the client is slow, gives up when stopped."""
-        future = asyncio.run_coroutine_threadsafe(self.queue.put(item), self._loop)
+        """Put one item on the queue; waits while the client is slow, gives up when stopped
+        or when the loop has gone (the stream ended while this thread held a message)."""
+        put = self.queue.put(item)
+        try:
+            future = asyncio.run_coroutine_threadsafe(put, self._loop)
+        except RuntimeError:  # the loop is closed: nobody reads the queue any more
+            put.close()  # never awaited: say so to nobody, not as a warning
+            return False
         while not self.stop.is_set():
             try:
                 future.result(timeout=0.5)

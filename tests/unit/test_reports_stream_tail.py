@@ -11,8 +11,8 @@ from gateway.routers.reports import _Tail
 
 def test_a_change_handed_after_the_loop_closed_is_dropped_quietly() -> None:
     """The thread may hold a message when the stream ends and its loop closes: handing it must
-    end the thread's loop (False), not raise in the thread with the consumer left open, nor
-    leave a coroutine never awaited."""
+    end the thread's loop (False), not raise out of the thread (a traceback on every such end)
+    and leave a coroutine never awaited."""
     loop = asyncio.new_event_loop()
     tail = object.__new__(_Tail)
     tail._loop = loop

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+import psycopg
 
 from events.envelope import Envelope, Event
 from events.patient import PatientDemographicsUpdated, PatientIdentifiersMerged, PatientRegistered
@@ -142,3 +145,24 @@ def son_answer(decision: ReviewDecision, minute: int) -> MatchReviewDecided:
         administrator_institution=COUNTY_HOSPITAL,
         decided_at=OCCURRED_AT + timedelta(minutes=minute),
     )
+
+
+def open_review(url: str) -> uuid.UUID:
+    """A review in the index's queue, as the index writes it (status open), at `url`."""
+    review = uuid.uuid4()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO empi.reviews (review_id, institution, local_id, person_id,"
+            " current_person_id, candidate_institution, candidate_local_id, score, agreement,"
+            " requested_at) VALUES (%s, %s, 'P1', %s, %s, %s, 'P9', 7.5, %s, %s)",
+            (
+                review,
+                VILLAGE,
+                uuid.uuid4(),
+                uuid.uuid4(),
+                TOWNSHIP,
+                json.dumps({"name": "agree"}),
+                datetime.now(UTC),
+            ),
+        )
+    return review

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -18,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consortium.topics import ensure_topics
+from empi_reviews import open_review
 from events.catalog import Catalog
 from events.codec import Codec
 from events.topics import EVENT_TOPICS, READ_AUDIT_TOPIC, Family, person_key
@@ -297,26 +296,6 @@ def test_the_access_log_shows_who_read_a_person_including_refusals_and_itself(
     assert all(e["client_address"] for e in entries)
     other = client.get(f"/v1/persons/{uuid.uuid4()}/access-log", headers=admin).json()
     assert [e["resource"] for e in other] == ["GET /v1/persons/{person_id}/access-log"]
-
-
-def open_review(url: str) -> uuid.UUID:
-    review, person, current = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO empi.reviews (review_id, institution, local_id, person_id,"
-            " current_person_id, candidate_institution, candidate_local_id, score, agreement,"
-            " requested_at) VALUES (%s, %s, 'P1', %s, %s, %s, 'P9', 7.5, %s, %s)",
-            (
-                review,
-                VILLAGE,
-                person,
-                current,
-                TOWNSHIP,
-                json.dumps({"name": "agree"}),
-                datetime.now(UTC),
-            ),
-        )
-    return review
 
 
 def test_the_review_queue_is_an_administrators_and_a_decision_becomes_an_event(

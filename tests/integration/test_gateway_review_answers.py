@@ -7,14 +7,12 @@ resumed, as a broker that hangs and then comes back)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import select
 import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -23,10 +21,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from consortium.topics import ensure_topics
+from empi_reviews import open_review
 from events.catalog import Catalog
 from events.codec import Codec
 from events.topics import EVENT_TOPICS, Family
-from examples import COUNTY_HOSPITAL, TOWNSHIP, VILLAGE
+from examples import COUNTY_HOSPITAL
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.principals import Role
@@ -35,27 +34,6 @@ from kafka_reads import topic_values
 
 CODEC = Codec(Catalog.load())
 PERSONS = EVENT_TOPICS[Family.PERSON]
-
-
-def open_review(url: str) -> uuid.UUID:
-    """A review in the index's queue, as the index writes it (status open)."""
-    review = uuid.uuid4()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO empi.reviews (review_id, institution, local_id, person_id,"
-            " current_person_id, candidate_institution, candidate_local_id, score, agreement,"
-            " requested_at) VALUES (%s, %s, 'P1', %s, %s, %s, 'P9', 7.5, %s, %s)",
-            (
-                review,
-                VILLAGE,
-                uuid.uuid4(),
-                uuid.uuid4(),
-                TOWNSHIP,
-                json.dumps({"name": "agree"}),
-                datetime.now(UTC),
-            ),
-        )
-    return review
 
 
 def claims_of(url: str, review: uuid.UUID) -> list[tuple[Any, ...]]:

@@ -35,14 +35,10 @@ class LinkFact:
         return cls(datetime.fromisoformat(at), UUID(event_id), str(person), bool(linked))
 
 
-def current_person(facts: Iterable[LinkFact]) -> str | None:
-    """The person of the latest link not undone by an unlink from that person at or after it.
-
-    The index unlinks from the old person and links to the new one with the cause's time, so a
-    move reads as unlink(A)@t + link(B)@t → B in any order; a link back later wins again.
-    """
+def standing_links(facts: Iterable[LinkFact]) -> list[LinkFact]:
+    """The links not undone by an unlink from their person at or after them, oldest first."""
     facts = sorted(facts)
-    standing = [
+    return [
         f
         for f in facts
         if f.linked
@@ -51,6 +47,15 @@ def current_person(facts: Iterable[LinkFact]) -> str | None:
             for u in facts
         )
     ]
+
+
+def current_person(facts: Iterable[LinkFact]) -> str | None:
+    """The person of the latest link not undone by an unlink from that person at or after it.
+
+    The index unlinks from the old person and links to the new one with the cause's time, so a
+    move reads as unlink(A)@t + link(B)@t → B in any order; a link back later wins again.
+    """
+    standing = standing_links(facts)
     return standing[-1].person_id if standing else None
 
 

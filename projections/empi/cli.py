@@ -137,6 +137,17 @@ def rebuild_index(
         f"{result.schema} {where}: {o.batches:,} batches, {o.indexed:,} events indexed,"
         f" {o.decisions:,} decisions, {o.dead_lettered:,} dead letters"
     )
+    if result.switched:
+        typer.echo(
+            f"{result.republished:,} decisions published for the person topic's readers"
+            " (a change of the index's logic; docs/empi.md)"
+        )
+    if result.stranded:
+        typer.echo(
+            f"{len(result.stranded):,} persons merged on the person topic are kept apart now and"
+            f" cannot be un-merged there: {', '.join(result.stranded)}",
+            err=True,
+        )
 
 
 @app.command("digest")

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
+from psycopg import sql
 
 from consortium.kafka_config import kafka_client_config
 from events.codec import Codec
+from events.envelope import Event
 from events.topics import Family, event_topic
+from events.validation import to_utc_millis
 from infra.security import EMPI, processor_principal
-from projections.empi import generations
+from projections.empi import generations, republish
 from projections.empi.batches import Applied, IndexBatches, Partition
+from projections.empi.decisions import DECISION_NAMESPACE
 from projections.empi.index import IndexConfig
-from projections.empi.store import LIVE_SCHEMA, EmpiStore
+from projections.empi.relay import DecisionRelay
+from projections.empi.store import LIVE_SCHEMA, EmpiStore, relay_outbox
 from projections.frame.deadletters import DeadLetterSink
 from projections.frame.records import Record
 
@@ -37,6 +44,8 @@ class Rebuilt:
     outcome: Applied
     switched: bool
     retired: str | None
+    republished: int = 0  # decisions published at the switch for a change of logic
+    stranded: tuple[str, ...] = ()  # persons merged on the topic that the new logic keeps apart
 
 
 def index_topics(consortium_id: str) -> list[str]:
@@ -85,20 +94,26 @@ def rebuild(
     with psycopg.connect(database_url) as conn:
         schema = generations.create(conn)
     batches = IndexBatches(EmpiStore(config, codec, schema), database_url, codec, dead_letters)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            **kafka_client_config(processor_principal(consortium_id, EMPI)),
-            "group.id": f"{consortium_id}.empi.rebuild.{uuid.uuid4().hex[:8]}",  # a label only
-            "enable.auto.commit": False,
-        }
-    )
-    total, replayed, retired = Applied(), 0, None
+    principal = processor_principal(consortium_id, EMPI)
+    settings = {
+        "bootstrap.servers": bootstrap_servers,
+        **kafka_client_config(principal),
+        "group.id": f"{consortium_id}.empi.rebuild.{uuid.uuid4().hex[:8]}",  # a label only
+        "enable.auto.commit": False,
+    }
+    consumer = Consumer(settings)
+    topic = _TopicFacts(event_topic(Family.PERSON, consortium_id), codec)
+    total, replayed, retired, planned = Applied(), 0, None, republish.Plan()
+    relay: DecisionRelay | None = None
     try:
         topics = index_topics(consortium_id)
         reader = _Reader(
-            consumer, partitions_of(consumer, topics), lambda: partitions_of(consumer, topics)
+            consumer,
+            partitions_of(consumer, topics),
+            lambda: partitions_of(consumer, topics),
+            seen=topic.see,
         )
+        decided = _OutboxFacts(schema, codec)
         with psycopg.connect(database_url, autocommit=True) as live:
             while True:
                 pending = _journal(live, after=replayed)
@@ -111,14 +126,169 @@ def rebuild(
                     continue
                 if not switch:
                     break
-                retired = _try_switch(live, schema, replayed)
-                if retired is not None:
+                decided.catch_up(live)  # the bulk outside the switch's locks
+                if relay is None:
+                    relay = DecisionRelay(
+                        bootstrap_servers, consortium_id, codec, principal=principal
+                    )
+                publishing = _Republishing(
+                    schema, codec, config.index_institution, relay, topic, decided, reader, settings
+                )
+                switched = _try_switch(live, schema, replayed, publishing)
+                if switched is not None:
+                    retired, planned = switched
                     break
     finally:
         consumer.close()
         batches.close()
+        if relay is not None:
+            relay.close()
     now = LIVE_SCHEMA if retired else schema
-    return Rebuilt(now, total, retired is not None, retired)
+    return Rebuilt(now, total, retired is not None, retired, len(planned), planned.stranded)
+
+
+class _TopicFacts:
+    """The person topic's link decisions, folded as its readers fold them (what they hold)."""
+
+    def __init__(self, topic: str, codec: Codec) -> None:
+        self.topic = topic
+        self.facts = republish.Facts()
+        self._codec = codec
+
+    def see(self, record: Record) -> None:
+        """Fold a record of the person topic if it is a link decision; other records pass."""
+        if record.topic != self.topic or record.value is None:
+            return
+        named = dict(record.headers).get("event_type")
+        if named is not None and named.decode() not in republish.LINK_DECISIONS:
+            return
+        try:
+            event = self._codec.decode_event(record.value)
+        except Exception:  # every reader dead-letters it: it is in no reader's fold
+            log.debug("empi rebuild: a person topic record at %s is not read", record.offset)
+            return
+        self.facts.add(event)
+
+
+class _OutboxFacts:
+    """A generation's own link decisions folded from its outbox, read on by seq."""
+
+    def __init__(self, schema: str, codec: Codec) -> None:
+        self.schema = schema
+        self.facts = republish.Facts()
+        self._codec = codec
+        self._seq = 0
+
+    def catch_up(self, conn: psycopg.Connection[Any]) -> None:
+        """Fold the generation's link decisions stored since the last call."""
+        query = sql.SQL(
+            "SELECT seq, payload FROM {}.outbox WHERE seq > %s AND event_type = ANY(%s)"
+            " AND NOT republished ORDER BY seq"
+        ).format(sql.Identifier(self.schema))
+        kinds = sorted(republish.LINK_DECISIONS)
+        for seq, payload in conn.execute(query, (self._seq, kinds)):
+            self.facts.add(self._codec.decode_event(bytes(payload)))
+            self._seq = int(seq)
+
+    def decisions(
+        self, conn: psycopg.Connection[Any], ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, Event]:
+        query = sql.SQL("SELECT payload FROM {}.outbox WHERE event_id = ANY(%s)").format(
+            sql.Identifier(self.schema)
+        )
+        found = [self._codec.decode_event(bytes(p)) for (p,) in conn.execute(query, (ids,))]
+        return {e.envelope.event_id: e for e in found}
+
+
+@dataclass
+class _Republishing:
+    """At the switch: what the topic's readers must gain for the new generation's links."""
+
+    schema: str
+    codec: Codec
+    source: str
+    relay: DecisionRelay
+    topic: _TopicFacts
+    decided: _OutboxFacts
+    reader: _Reader
+    settings: dict[str, Any]
+
+    def prepare(self, conn: psycopg.Connection[Any]) -> republish.Plan:
+        """Inside the switch's transaction, the live outbox locked: publish what the live index
+        has not published yet (the topic then holds every decision it made), read the topic to
+        its end, plan, and leave the plan in the new outbox for the relay; the new generation's
+        own decisions are not relayed (the topic's readers get the plan instead)."""
+        while relay_outbox(conn, self.relay.publish):
+            pass
+        self._read_tail()
+        self.decided.catch_up(conn)
+        planned = republish.plan(self.topic.facts, self.decided.facts)
+        wanted = [r.decision for r in planned.relinks if r.decision is not None]
+        wanted += [m.decision for m in planned.remerges]
+        made = republish.decisions_of(
+            planned,
+            self.decided.decisions(conn, wanted),
+            ids=(uuid.uuid5(DECISION_NAMESPACE, f"{self.schema}|{n}") for n in itertools.count()),
+            recorded_at=to_utc_millis(datetime.now(UTC)),
+            source=self.source,
+        )
+        new = sql.Identifier(self.schema)
+        conn.execute(
+            sql.SQL("UPDATE {}.outbox SET published_at = now() WHERE published_at IS NULL").format(
+                new
+            )
+        )
+        if made:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    sql.SQL(
+                        "INSERT INTO {}.outbox (event_id, person_id, event_type, payload,"
+                        " republished) VALUES (%s, %s, %s, %s, true)"
+                    ).format(new),
+                    [
+                        (
+                            e.envelope.event_id,
+                            uuid.UUID(e.envelope.patient_local_id or ""),
+                            e.event_type,
+                            self.codec.encode_event(e),
+                        )
+                        for e in made
+                    ],
+                )
+        if planned.stranded:
+            log.warning(
+                "empi switch: %d persons merged on the person topic are kept apart by the new"
+                " logic and cannot be un-merged there: %s",
+                len(planned.stranded),
+                ", ".join(planned.stranded[:20]),
+            )
+        log.info("empi switch: %d decisions published for the change of logic", len(made))
+        return planned
+
+    def _read_tail(self) -> None:
+        """Fold the person topic from where the replay's reader stopped to its end."""
+        partitions = [tp for tp in self.reader.partitions if tp[0] == self.topic.topic]
+        tail = Consumer(self.settings)
+        try:
+            ends = {
+                tp: tail.get_watermark_offsets(TopicPartition(*tp), timeout=10, cached=False)[1]
+                for tp in partitions
+            }
+            due = {tp: end for tp, end in ends.items() if end > self.reader.position(tp)}
+            if not due:
+                return
+            tail.assign([TopicPartition(t, p, self.reader.position((t, p))) for t, p in due])
+            read = {tp: self.reader.position(tp) for tp in due}
+            while any(read[tp] < end for tp, end in due.items()):
+                for message in tail.consume(2_000, timeout=0.5):
+                    if message.error() is None:
+                        record = record_of(message)
+                        tp = (record.topic, record.partition)
+                        if record.offset < due[tp]:
+                            self.topic.see(record)
+                        read[tp] = record.offset + 1
+        finally:
+            tail.close()
 
 
 class _Reader:
@@ -133,9 +303,11 @@ class _Reader:
         consumer: Consumer,
         partitions: list[Partition],
         discover: Callable[[], list[Partition]] | None = None,
+        seen: Callable[[Record], None] | None = None,
     ) -> None:
         self._consumer = consumer
         self._discover = discover
+        self._seen = seen
         self._buffers: dict[Partition, deque[Record]] = {tp: deque() for tp in partitions}
         self._read: dict[Partition, int] = dict.fromkeys(partitions, 0)
         consumer.assign([TopicPartition(t, p, 0) for t, p in partitions])
@@ -148,6 +320,15 @@ class _Reader:
         for tp in added:
             self._buffers[tp], self._read[tp] = deque(), 0
         self._consumer.incremental_assign([TopicPartition(t, p, 0) for t, p in added])
+
+    @property
+    def partitions(self) -> list[Partition]:
+        """The partitions read, those added meanwhile included."""
+        return sorted(self._read)
+
+    def position(self, tp: Partition) -> int:
+        """The next offset to read of a partition."""
+        return self._read.get(tp, 0)
 
     def take(self, ends: dict[Partition, int]) -> list[Record]:
         """Every record before each partition's end offset not handed out yet."""
@@ -162,6 +343,8 @@ class _Reader:
                     tp = (record.topic, record.partition)
                     self._buffers[tp].append(record)
                     self._read[tp] = record.offset + 1
+                    if self._seen is not None:
+                        self._seen(record)
         taken: list[Record] = []
         for tp, end in ends.items():
             buffer = self._buffers[tp]
@@ -184,12 +367,20 @@ def _journal(conn: psycopg.Connection[Any], after: int) -> Journal:
     return sorted(journal.items())
 
 
-def _try_switch(conn: psycopg.Connection[Any], schema: str, replayed: int) -> str | None:
-    """Switch if the live index wrote no batch since; the retired schema's name, else None."""
+def _try_switch(
+    conn: psycopg.Connection[Any], schema: str, replayed: int, publishing: _Republishing
+) -> tuple[str, republish.Plan] | None:
+    """Switch if the live index wrote no batch since: the retired schema's name and what was
+    published for the change of logic; else None."""
     with conn.transaction(), conn.cursor() as cur:
         # The lock every live batch takes first: none runs until the switch commits.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (generations.BATCH_LOCK,))
         row = cur.execute("SELECT coalesce(max(batch), 0) FROM empi.batches").fetchone()
         if row is None or int(row[0]) > replayed:
             return None
-        return generations.switch(cur, schema)
+        # A relay round in flight commits first; the next one waits for the switch.
+        cur.execute(
+            sql.SQL("LOCK TABLE {}.outbox IN EXCLUSIVE MODE").format(sql.Identifier(LIVE_SCHEMA))
+        )
+        planned = publishing.prepare(conn)
+        return generations.switch(cur, schema), planned

@@ -5,22 +5,29 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from itertools import combinations
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from consortium.topics import ensure_topics
+from empi_runs import (
+    HASH_KEY,
+    WAIT_S,
+    Letters,
+    index_caught_up,
+    read_all,
+    rebuild_index,
+    runner,
+    scalar,
+    wait_for,
+)
 from events.catalog import default_catalog
 from events.codec import Codec
 from events.envelope import Event
@@ -28,28 +35,14 @@ from events.person import MatchReviewRequested, PersonLinked, PersonsMerged
 from events.publisher import Publisher
 from events.topics import Family, event_topic
 from infra.migrate import apply_migrations
-from projections.empi.config import HASH_KEY_VARIABLE, index_config
+from projections.empi.config import HASH_KEY_VARIABLE
 from projections.empi.evaluation import labelled_identities
 from projections.empi.generations import digest
-from projections.empi.rebuild import rebuild
-from projections.frame.records import DeadLetter
 
 KILLS = int(os.environ.get("CONSORTIUM_FAULT_KILLS", "3"))
 AHEAD = 150
-WAIT_S = 180.0
-HASH_KEY = "a test key for the index, not a secret"
 POISON = b"\x00\x00\x00\x00\x01not avro at all"
 CODEC = Codec(default_catalog())
-
-
-class Letters:
-    """A dead-letter sink that keeps what it is given (for the rebuild)."""
-
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    def send(self, letters: Sequence[DeadLetter]) -> None:
-        self.letters.extend(letters)
 
 
 @pytest.fixture
@@ -57,70 +50,6 @@ def migrated_url(scratch_database_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     apply_migrations(scratch_database_url)
     monkeypatch.setenv(HASH_KEY_VARIABLE, HASH_KEY)
     return scratch_database_url
-
-
-@contextmanager
-def runner(bootstrap: str, url: str, cid: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`consortium empi run` in its own process, with small batches."""
-    env = {
-        **os.environ,
-        "CONSORTIUM_ID": cid,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "DATABASE_URL": url,
-        HASH_KEY_VARIABLE: HASH_KEY,
-    }
-    command = [sys.executable, "-m", "consortium.cli", "empi", "run"]
-    child = subprocess.Popen(
-        [*command, "--batch-size", "40", "--within", "0.02"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield child
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
-def scalar(url: str, query: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(query).fetchone()
-    return int(row[0] or 0) if row else 0
-
-
-def log_end(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    total = sum(consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in partitions)
-    consumer.close()
-    return int(total)
-
-
-def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
-    """Every record of a topic: value and headers."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4()}"})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    wanted, found = log_end(bootstrap, topic), list[tuple[bytes, dict[str, bytes]]]()
-    while len(found) < wanted:
-        for message in consumer.consume(500, timeout=1.0):
-            if message.error() is None:
-                raw = message.headers() or []
-                pairs = raw.items() if isinstance(raw, dict) else raw
-                headers = {k: v for k, v in pairs if isinstance(v, bytes)}
-                found.append((message.value() or b"", headers))
-    consumer.close()
-    return found
 
 
 def publish_while(
@@ -176,14 +105,7 @@ def test_the_index_runs_through_sigkills_and_equals_a_clean_rebuild(
         publisher.join(timeout=WAIT_S)
         assert not publisher.is_alive()
 
-        def caught_up() -> bool:
-            read = "SELECT coalesce(sum(next_offset), 0) FROM empi.positions WHERE topic = "
-            unpublished = "SELECT count(*) FROM empi.outbox WHERE published_at IS NULL"
-            return (
-                scalar(url, read + f"'{patient}'") == log_end(kafka_bootstrap, patient)
-                and scalar(url, unpublished) == 0
-                and scalar(url, read + f"'{person}'") == log_end(kafka_bootstrap, person)
-            )
+        caught_up = partial(index_caught_up, kafka_bootstrap, url, cid)
 
         wait_for(caught_up, "the runner to read both topics to their end and relay everything")
         child.send_signal(signal.SIGTERM)
@@ -235,15 +157,7 @@ def test_the_index_runs_through_sigkills_and_equals_a_clean_rebuild(
 
     # A clean rebuild replays the same batches and reaches the same index.
     sink = Letters()
-    rebuilt = rebuild(
-        index_config(),
-        CODEC,
-        bootstrap_servers=kafka_bootstrap,
-        database_url=url,
-        consortium_id=cid,
-        dead_letters=sink,
-        switch=False,
-    )
+    rebuilt = rebuild_index(kafka_bootstrap, url, cid, switch=False, letters=sink)
     assert [letter.record.value for letter in sink.letters] == [POISON]
     with psycopg.connect(url) as conn:
         live = digest(conn)
@@ -253,28 +167,14 @@ def test_the_index_runs_through_sigkills_and_equals_a_clean_rebuild(
     more: list[Event] = list(labelled_identities(300, seed=24).registrations)
     with runner(kafka_bootstrap, url, cid) as child:
         feeding = publish_while(kafka_bootstrap, cid, more, lambda: len(more))  # no brake
-        switched = rebuild(
-            index_config(),
-            CODEC,
-            bootstrap_servers=kafka_bootstrap,
-            database_url=url,
-            consortium_id=cid,
-            dead_letters=Letters(),
-        )
+        switched = rebuild_index(kafka_bootstrap, url, cid)
         feeding.join(timeout=WAIT_S)
         wait_for(caught_up, "the runner to index the later registrations in the new generation")
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=60) == 0
     assert switched.switched and switched.retired is not None
-    clean = rebuild(
-        index_config(),
-        CODEC,
-        bootstrap_servers=kafka_bootstrap,
-        database_url=url,
-        consortium_id=cid,
-        dead_letters=Letters(),
-        switch=False,
-    )
+    assert switched.republished == 0 and switched.stranded == ()  # same logic: nothing to add
+    clean = rebuild_index(kafka_bootstrap, url, cid, switch=False)
     with psycopg.connect(url) as conn:
         assert digest(conn) == digest(conn, clean.schema) != live
         unpublished = conn.execute("SELECT count(*) FROM empi.outbox WHERE published_at IS NULL")

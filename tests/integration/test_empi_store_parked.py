@@ -2,8 +2,8 @@
 
 `empi.parked` held such an update as its event's JSON, resident id (and an insurance number that
 is the id) included. It now holds the update as the index keeps it, hashed; the registration
-applies it as before, whether the index kept running or was reloaded, and rows parked by the old
-code are still read and applied (docs/empi.md, "No resident id in clear").
+applies it as before, whether the index kept running, was reloaded or rebuilt from Kafka, and
+rows parked by the old code are still read and applied (docs/empi.md, "No resident id in clear").
 """
 
 from __future__ import annotations
@@ -16,20 +16,27 @@ from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from consortium.topics import ensure_topics
 from empi_reviews import BORN, FATHER, FATHER_ID, SON, father, first_person, registered, updated
 from events.catalog import default_catalog
 from events.codec import Codec
 from events.envelope import Envelope, Event
 from events.patient import PatientDemographicsUpdated, PatientRegistered
 from events.person import MatchMethod, PersonLinked
+from events.publisher import Publisher
 from infra.migrate import apply_migrations
 from projections.empi import generations
+from projections.empi.batches import IndexBatches
+from projections.empi.config import HASH_KEY_VARIABLE, index_config
 from projections.empi.evaluation import evaluation_config, labelled_identities
 from projections.empi.index import IndexState, apply, new_state
+from projections.empi.rebuild import _Reader, index_topics, partitions_of, rebuild
 from projections.empi.store import EmpiStore, load_state, use_schema
+from projections.frame.records import DeadLetter
 
 CODEC = Codec(default_catalog())
 BARE = dict(resident_id_number=None, medical_insurance_number=None, phone=None, address=None)
@@ -203,3 +210,74 @@ def test_shuffled_updates_and_registrations_decide_alike_running_reloaded_and_re
         assert generations.digest(conn, schema) == generations.digest(conn)
         assert clear_ids(conn, ids) == set()
         assert clear_ids(conn, ids, schema) == set()
+
+
+class _Letters:
+    """A dead-letter sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)
+
+
+def _index_published(bootstrap: str, url: str, cid: str, batches: IndexBatches) -> None:
+    """Read the index's topics up to their ends into the live index, in batches of 50 records
+    (journaled, as the runner's are)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{cid}.probe"})
+    try:
+        partitions = partitions_of(consumer, index_topics(cid))
+        ends = {tp: consumer.get_watermark_offsets(TopicPartition(*tp))[1] for tp in partitions}
+        reader, start = _Reader(consumer, partitions), batches.positions()
+        at = {tp: start.get(tp, 0) for tp in partitions}
+        while at != ends:
+            at = {tp: min(ends[tp], at[tp] + 50) for tp in partitions}
+            batches.process(reader.take(at))
+    finally:
+        consumer.close()
+
+
+def test_a_rebuild_parks_and_applies_early_updates_as_the_live_index_did(
+    kafka_bootstrap: str,
+    scratch_database_url: str,
+    fresh_consortium_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, cid = scratch_database_url, fresh_consortium_id
+    apply_migrations(url)
+    monkeypatch.setenv(HASH_KEY_VARIABLE, "a test key for the index, not a secret")
+    ensure_topics(kafka_bootstrap, cid)
+    rng = random.Random(5)
+    registrations = list(labelled_identities(200, seed=5).registrations)
+    county = registrations + _updates_of(registrations, rng)
+    rng.shuffle(county)
+    # The son's card comes first; a card for a record never registered waits for good.
+    orphan = updated((SON[0], "V017-09999"), "orphan card", 4, resident_id_number=FATHER_ID)
+    first, later = [father(), _early(), orphan, *county], [_late_registration()]
+    ids = [FATHER_ID, *(e.resident_id_number for e in registrations if e.resident_id_number)]
+    live = IndexBatches(EmpiStore(index_config(), CODEC), url, CODEC, _Letters())
+    try:
+        for events in (first, later):
+            with Publisher(kafka_bootstrap, cid) as publisher:
+                publisher.publish(events)
+            _index_published(kafka_bootstrap, url, cid, live)
+    finally:
+        live.close()
+    rebuilt = rebuild(
+        index_config(),
+        CODEC,
+        bootstrap_servers=kafka_bootstrap,
+        database_url=url,
+        consortium_id=cid,
+        dead_letters=_Letters(),
+        switch=False,
+    )
+    assert rebuilt.outcome.dead_lettered == 0
+    with psycopg.connect(url) as conn:
+        assert generations.digest(conn, rebuilt.schema) == generations.digest(conn)
+        for schema in ("empi", rebuilt.schema):
+            parked = sql.SQL("SELECT event_id FROM {}.parked").format(sql.Identifier(schema))
+            assert conn.execute(parked).fetchall() == [(orphan.envelope.event_id,)]
+            assert clear_ids(conn, ids, schema) == set()
+        assert _record(conn, SON)[0] == first_person(FATHER)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from enum import Enum
 from functools import lru_cache
@@ -115,6 +115,40 @@ class Demographics:
 
     def updated(self, event: PatientDemographicsUpdated, hasher: IdHasher) -> Demographics:
         """These demographics with the update's non-null fields applied (null means unchanged)."""
+        return self.changed(DemographicsChange.of(event, hasher), hasher)
+
+    def changed(self, change: DemographicsChange, hasher: IdHasher) -> Demographics:
+        """These demographics with a change's non-null fields applied (null means unchanged)."""
+        changes = {f: getattr(change, f) for f in _CHANGED}
+        updated = replace(self, **{f: v for f, v in changes.items() if v is not None})
+        insurance = _insurance_number(updated.medical_insurance_number, updated.resident_id, hasher)
+        if insurance != updated.medical_insurance_number:  # a resident id, or now the record's own
+            return replace(updated, medical_insurance_number=insurance)
+        return updated
+
+
+@dataclass(frozen=True, slots=True)
+class DemographicsChange:
+    """What an update changes, as the index keeps it: no resident id in clear.
+
+    The resident id is hashed (`HashedId`), an insurance number shaped as one is hashed as
+    `Demographics` keeps it, and the card's birth date and sex fill in what the update leaves
+    unstated. Applying the change (`Demographics.changed`) is applying the update: an update
+    read before its registration is kept in this form (docs/empi.md, "No resident id in clear").
+    """
+
+    name: str | None = None
+    sex: str | None = None
+    birth_date: date | None = None
+    resident_id: HashedId | None = None
+    medical_insurance_number: str | None = None
+    phone: str | None = None
+    address: str | None = None
+    township_division_code: str | None = None
+
+    @classmethod
+    def of(cls, event: PatientDemographicsUpdated, hasher: IdHasher) -> DemographicsChange:
+        """The change an update states."""
         changes = {f: _plain(getattr(event, f)) for f in _DEMOGRAPHICS}
         if event.resident_id_number is not None:
             changes["resident_id"] = hash_resident_id(event.resident_id_number, hasher)
@@ -125,11 +159,14 @@ class Demographics:
             if encoded is not None:
                 changes["birth_date"] = changes["birth_date"] or encoded.birth_date
                 changes["sex"] = changes["sex"] or ("MALE" if encoded.male else "FEMALE")
-        updated = replace(self, **{f: v for f, v in changes.items() if v is not None})
-        insurance = _insurance_number(updated.medical_insurance_number, updated.resident_id, hasher)
-        if insurance != updated.medical_insurance_number:  # a resident id, or now the record's own
-            return replace(updated, medical_insurance_number=insurance)
-        return updated
+        # Hashed now, dropped beside the record's own id when applied (`Demographics.changed`).
+        changes["medical_insurance_number"] = _insurance_number(
+            changes["medical_insurance_number"], None, hasher
+        )
+        return cls(**changes)
+
+
+_CHANGED = tuple(f.name for f in fields(DemographicsChange))
 
 
 # An insurance number that is a resident id, as `Demographics` keeps it: "id:" and the id's keyed

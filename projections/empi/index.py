@@ -26,7 +26,14 @@ from events.person import (
     UnlinkReason,
 )
 from projections.empi.decisions import Decisions, NameUuid
-from projections.empi.identity import Demographics, Identity, IdHasher, RecordKey, identity_of
+from projections.empi.identity import (
+    Demographics,
+    DemographicsChange,
+    Identity,
+    IdHasher,
+    RecordKey,
+    identity_of,
+)
 from projections.empi.matcher import WEIGHTS, Comparison, Thresholds, blocking_keys, compare
 
 PERSON_NAMESPACE = uuid.UUID("5e0f8a7c-2b3d-4c1e-8f9a-0d1e2f3a4b5c")
@@ -71,7 +78,8 @@ class IndexState:
     # The open reviews of each record (of its own, not as a candidate): superseded together.
     open_of: dict[RecordKey, dict[uuid.UUID, None]] = field(default_factory=dict)
     apart: set[tuple[RecordKey, uuid.UUID]] = field(default_factory=set)
-    parked_updates: dict[RecordKey, list[PatientDemographicsUpdated]] = field(default_factory=dict)
+    # Updates read before their registration, as the index keeps them (the resident id hashed).
+    parked_updates: dict[RecordKey, list[DemographicsChange]] = field(default_factory=dict)
     parked_decisions: dict[uuid.UUID, MatchReviewDecided] = field(default_factory=dict)
     # Reviews answered (same or different persons) or superseded: a later answer to one of them
     # is ignored, not parked.
@@ -153,8 +161,8 @@ def _registered(state: IndexState, event: Any, out: Outcome) -> None:
     demographics = Demographics.of(event, state.config.hasher)
     parked = state.parked_updates.pop(key, None)
     if parked is not None:
-        for update in parked:
-            demographics = demographics.updated(update, state.config.hasher)
+        for change in parked:
+            demographics = demographics.changed(change, state.config.hasher)
     if key in state.demographics:
         _restated(state, key, demographics, out)
         return
@@ -184,8 +192,10 @@ def _updated(state: IndexState, event: Any, out: Outcome) -> None:
     key: RecordKey = (event.envelope.source, event.envelope.patient_local_id)
     known = state.demographics.get(key)
     if known is None:
-        # The update overtook its registration (e.g. one was dead-lettered): apply it later.
-        state.parked_updates.setdefault(key, []).append(event)
+        # The update overtook its registration (e.g. one was dead-lettered): apply it later,
+        # kept hashed as it will be applied (no resident id in clear, in memory or in `parked`).
+        change = DemographicsChange.of(event, state.config.hasher)
+        state.parked_updates.setdefault(key, []).append(change)
         return
     _restated(state, key, known.updated(event, state.config.hasher), out)
 

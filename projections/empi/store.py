@@ -33,7 +33,13 @@ from events.person import (
 )
 from events.registry import from_record
 from projections.empi.encoding import encoded
-from projections.empi.identity import Demographics, HashedId, RecordKey, identity_of
+from projections.empi.identity import (
+    Demographics,
+    DemographicsChange,
+    HashedId,
+    RecordKey,
+    identity_of,
+)
 from projections.empi.index import (
     Decided,
     IndexConfig,
@@ -214,14 +220,20 @@ def _write(
         cur.execute(
             "DELETE FROM parked WHERE institution = %s AND local_id = %s", (source, local_id)
         )
-    if isinstance(cause, PatientDemographicsUpdated) and (source, local_id) in state.parked_updates:
-        _park(cur, cause, source, local_id, None)
+    parked_changes = state.parked_updates.get((source, local_id))
+    if isinstance(cause, PatientDemographicsUpdated) and parked_changes:
+        # Parked by this event (a known record's update is applied, never parked): its change,
+        # last in the list, as the index keeps it — the resident id hashed.
+        change = {_CHANGE: _change_json(parked_changes[-1])}
+        _park(cur, cause.envelope.event_id, source, local_id, None, change)
     if isinstance(cause, PatientIdentifiersMerged):
         _partners(cur, source, cause.surviving_local_id, cause.retired_local_id)
         _partners(cur, source, cause.retired_local_id, cause.surviving_local_id)
     waiting = state.parked_decisions  # an answer whose request is still to come
     if isinstance(cause, MatchReviewDecided) and waiting.get(cause.review_id) is cause:
-        _park(cur, cause, None, None, cause.review_id)
+        _park(
+            cur, cause.envelope.event_id, None, None, cause.review_id, cause.model_dump(mode="json")
+        )
     for decision in outcome.events:
         _decision(cur, state, decision, touched)
         later.outbox.append(decision)
@@ -325,21 +337,54 @@ def _partners(cur: Cursor, institution: str, local_id: str, partner: str) -> Non
 
 def _park(
     cur: Cursor,
-    event: Event,
+    event_id: uuid.UUID,
     institution: str | None,
     local_id: str | None,
     review: uuid.UUID | None,
+    data: dict[str, Any],
 ) -> None:
     cur.execute(
         "INSERT INTO parked (event_id, institution, local_id, review_id, event)"
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
-        (
-            event.envelope.event_id,
-            institution,
-            local_id,
-            review,
-            Jsonb(event.model_dump(mode="json")),
-        ),
+        (event_id, institution, local_id, review, Jsonb(data)),
+    )
+
+
+# A parked update's row: {"demographics_change": ...}, the change as the index keeps it. A review
+# answer's row is the answer's JSON; so was an update's before 2026-12-08 (resident id in clear).
+_CHANGE = "demographics_change"
+
+
+def _hashed_json(hashed: HashedId | None) -> dict[str, Any] | None:
+    if hashed is None:
+        return None
+    return {"full": hashed.full, "first17": hashed.first17, "valid": hashed.valid}
+
+
+def _change_json(c: DemographicsChange) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "sex": c.sex,
+        "birth_date": None if c.birth_date is None else c.birth_date.isoformat(),
+        "resident_id": _hashed_json(c.resident_id),
+        "medical_insurance_number": c.medical_insurance_number,
+        "phone": c.phone,
+        "address": c.address,
+        "township_division_code": c.township_division_code,
+    }
+
+
+def _change_of(data: dict[str, Any]) -> DemographicsChange:
+    hashed, born = data["resident_id"], data["birth_date"]
+    return DemographicsChange(
+        name=data["name"],
+        sex=data["sex"],
+        birth_date=None if born is None else date.fromisoformat(born),
+        resident_id=None if hashed is None else HashedId(**hashed),
+        medical_insurance_number=data["medical_insurance_number"],
+        phone=data["phone"],
+        address=data["address"],
+        township_division_code=data["township_division_code"],
     )
 
 
@@ -349,9 +394,7 @@ def _demographics_json(d: Demographics) -> dict[str, Any]:
         "name": d.name,
         "sex": d.sex,
         "birth_date": d.birth_date.isoformat(),
-        "resident_id": None
-        if hashed is None
-        else {"full": hashed.full, "first17": hashed.first17, "valid": hashed.valid},
+        "resident_id": _hashed_json(hashed),
         "medical_insurance_number": d.medical_insurance_number,
         "phone": d.phone,
         "address": d.address,
@@ -414,15 +457,25 @@ def load_state(cur: Cursor, config: IndexConfig) -> IndexState:
         ((institution, local_id), current_person(state, person))
         for institution, local_id, person in apart
     )
-    for (data,) in cur.execute("SELECT event FROM parked ORDER BY seq"):
-        _unpark(state, from_record(data))
+    for institution, local_id, data in cur.execute(
+        "SELECT institution, local_id, event FROM parked ORDER BY seq"
+    ):
+        _unpark(state, (institution, local_id), data)
     return state
 
 
-def _unpark(state: IndexState, event: Event) -> None:
+def _unpark(state: IndexState, key: RecordKey, data: dict[str, Any]) -> None:
+    change = data.get(_CHANGE)
+    if change is not None:
+        state.parked_updates.setdefault(key, []).append(_change_of(change))
+        return
+    event = from_record(data)
     if isinstance(event, PatientDemographicsUpdated):
+        # Parked before 2026-12-08, as the event (resident id in clear): hashed as it is read,
+        # applied as before; its row goes when its registration comes (or a rebuild rewrites it).
         key = (event.envelope.source, event.envelope.patient_local_id or "")
-        state.parked_updates.setdefault(key, []).append(event)
+        change = DemographicsChange.of(event, state.config.hasher)
+        state.parked_updates.setdefault(key, []).append(change)
     elif isinstance(event, MatchReviewDecided):
         state.parked_decisions[event.review_id] = event
 

@@ -179,16 +179,17 @@ class _OutboxFacts:
         self._codec = codec
         self._seq = 0
 
-    def catch_up(self, conn: psycopg.Connection[Any]) -> None:
-        """Fold the generation's link decisions stored since the last call."""
+    def catch_up(self, conn: psycopg.Connection[Any], page: int = 10_000) -> None:
+        """Fold the generation's link decisions stored since the last call (a page at a time)."""
         query = sql.SQL(
             "SELECT seq, payload FROM {}.outbox WHERE seq > %s AND event_type = ANY(%s)"
-            " AND NOT republished ORDER BY seq"
+            " AND NOT republished ORDER BY seq LIMIT %s"
         ).format(sql.Identifier(self.schema))
         kinds = sorted(republish.LINK_DECISIONS)
-        for seq, payload in conn.execute(query, (self._seq, kinds)):
-            self.facts.add(self._codec.decode_event(bytes(payload)))
-            self._seq = int(seq)
+        while rows := conn.execute(query, (self._seq, kinds, page)).fetchall():
+            for seq, payload in rows:
+                self.facts.add(self._codec.decode_event(bytes(payload)))
+                self._seq = int(seq)
 
     def decisions(
         self, conn: psycopg.Connection[Any], ids: list[uuid.UUID]
@@ -266,27 +267,33 @@ class _Republishing:
         return planned
 
     def _read_tail(self) -> None:
-        """Fold the person topic from where the replay's reader stopped to its end."""
-        partitions = [tp for tp in self.reader.partitions if tp[0] == self.topic.topic]
+        """Fold the person topic from where the replay's reader stopped to its end (partitions
+        added since the replay began from offset 0)."""
         tail = Consumer(self.settings)
         try:
             ends = {
                 tp: tail.get_watermark_offsets(TopicPartition(*tp), timeout=10, cached=False)[1]
-                for tp in partitions
+                for tp in partitions_of(tail, [self.topic.topic])
             }
-            due = {tp: end for tp, end in ends.items() if end > self.reader.position(tp)}
+            read = {tp: self.reader.position(tp) for tp in ends}
+            due = {tp: end for tp, end in ends.items() if end > read[tp]}
             if not due:
                 return
-            tail.assign([TopicPartition(t, p, self.reader.position((t, p))) for t, p in due])
-            read = {tp: self.reader.position(tp) for tp in due}
+            tail.assign([TopicPartition(t, p, read[(t, p)]) for t, p in due])
             while any(read[tp] < end for tp, end in due.items()):
-                for message in tail.consume(2_000, timeout=0.5):
+                messages = tail.consume(2_000, timeout=0.5)
+                for message in messages:
                     if message.error() is None:
                         record = record_of(message)
                         tp = (record.topic, record.partition)
                         if record.offset < due[tp]:
                             self.topic.see(record)
                         read[tp] = record.offset + 1
+                if not messages:  # offsets without a record to deliver (none expected): skip
+                    for at in tail.position([TopicPartition(t, p) for t, p in due]):
+                        read[(at.topic, at.partition)] = max(
+                            read[(at.topic, at.partition)], at.offset
+                        )
         finally:
             tail.close()
 

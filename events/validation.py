@@ -80,9 +80,18 @@ def parse_resident_id(value: str) -> ResidentIdentity:
     return ResidentIdentity(division_code=value[:6], birth_date=born, male=int(value[16]) % 2 == 1)
 
 
+# Full-width digits and X, as a clerk's input method in full-width mode types them.
+_HALF_WIDTH = {**{0xFF10 + n: ord("0") + n for n in range(10)}, 0xFF38: ord("X"), 0xFF58: ord("x")}
+
+
 def normalize_resident_id(value: str) -> str:
-    """Upper-case a trailing x and check the number."""
-    value = value.strip().upper()
+    """The number in its one stored form, checked: full-width digits and X folded, a trailing x
+    upper-cased, and a first-generation 15-digit number given as the 18-digit one that replaced
+    it (GB 11643-1999: "19" after the division code, then the check character)."""
+    value = value.strip().translate(_HALF_WIDTH).upper()
+    if len(value) == 15 and value.isascii() and value.isdigit():
+        first17 = f"{value[:6]}19{value[6:]}"
+        value = first17 + resident_id_check_char(first17)
     parse_resident_id(value)
     return value
 

@@ -84,6 +84,32 @@ def test_full_width_digits_are_refused() -> None:
         parse_resident_id(full_width)
 
 
+def test_a_full_width_id_in_an_event_is_stored_in_half_width() -> None:
+    number = resident_id("110105", date(1949, 12, 31), 0, male=False)
+    typed = number.translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789X"})
+    event = parse_event(registered(resident_id_number=typed, sex="FEMALE", birth_date="1949-12-31"))
+    assert isinstance(event, PatientRegistered)
+    assert event.resident_id_number == number
+
+
+def test_a_first_generation_15_digit_id_is_stored_as_the_18_digit_one_that_replaced_it() -> None:
+    number = resident_id("110105", date(1949, 12, 31), 0, male=False)  # 11010519491231002X
+    old = number[:6] + number[8:17]  # the same card's first-generation number
+    event = parse_event(registered(resident_id_number=old, sex="FEMALE", birth_date="1949-12-31"))
+    assert isinstance(event, PatientRegistered)
+    assert len(old) == 15 and event.resident_id_number == number
+
+
+def test_a_15_digit_id_is_checked_like_its_successor() -> None:
+    impossible = "110105" + "491331" + "002"  # 13th month
+    errors = errors_of(registered(resident_id_number=impossible))
+    assert any("no valid birth date" in message for _, message in errors), errors
+    number = resident_id("110105", date(1949, 12, 31), 0, male=False)
+    old = number[:6] + number[8:17]
+    other_sex = errors_of(registered(resident_id_number=old, sex="MALE", birth_date="1949-12-31"))
+    assert [loc for loc, message in other_sex if "sex" in message] == [("sex",)], other_sex
+
+
 def test_trailing_newline_is_refused() -> None:
     with pytest.raises(ValueError, match="17 digits"):
         parse_resident_id(resident_id() + "\n")

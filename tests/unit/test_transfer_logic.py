@@ -342,6 +342,32 @@ def test_the_admissions_own_stay_and_clock_tolerance_do_not_hide_the_stay_it_cam
     assert len(transfers_of(HASH, skewed)) == 1
 
 
+def test_a_discharge_is_the_transfer_of_the_first_stay_begun_after_it_only() -> None:
+    """Township discharge, county admission 5 h later, TCM admission 20 h after the township:
+    the patient came to the TCM hospital from the county stay (its discharge not sent yet, or
+    after the TCM admission), not from the township's — one discharge, one transfer."""
+    county_open = [
+        *stay_at_township_then_county(timedelta(hours=5)),
+        registered(TCM_HOSPITAL, "m1", 1),
+        admitted(TCM_HOSPITAL, "m1", "E3", T0 + timedelta(hours=20)),
+    ]
+    overlapping = [*county_open, discharged(COUNTY_HOSPITAL, "c1", "E2", T0 + timedelta(hours=30))]
+    chained = [*county_open, discharged(COUNTY_HOSPITAL, "c1", "E2", T0 + timedelta(hours=10))]
+    # Re-admitted at the county while its first stay's discharge is missing: not T → C twice.
+    readmitted = [
+        *stay_at_township_then_county(timedelta(hours=5)),
+        admitted(COUNTY_HOSPITAL, "c1", "E4", T0 + timedelta(hours=30)),
+    ]
+    for events, want in (
+        (county_open, [("E1", "E2")]),
+        (overlapping, [("E1", "E2")]),
+        (chained, [("E1", "E2"), ("E2", "E3")]),
+        (readmitted, [("E1", "E2")]),
+    ):
+        got = sorted((t.from_encounter_id, t.to_encounter_id) for t in transfers_of(HASH, events))
+        assert got == want
+
+
 # -- any arrival order --------------------------------------------------------------------
 
 stays = st.lists(
@@ -483,6 +509,41 @@ def test_a_transfer_comes_from_the_latest_discharge_before_the_admission(
             and t.discharged_at < at <= t.admitted_at + timedelta(hours=1)
         ]
         assert between == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(one_persons_stays)
+@example(  # township; the county admits 5 h later (no discharge sent); the village 20 h later
+    [
+        (TOWNSHIP, "a", 0, 0, 10, "HOME", True),
+        (COUNTY_HOSPITAL, "a", 1, 15, 10, "HOME", False),
+        (VILLAGE, "a", 2, 30, 5, "HOME", False),
+    ]
+)
+def test_no_other_stay_began_between_a_transfers_discharge_and_its_admission(
+    stays_: list[tuple[str, str, int, int, int, str, bool]],
+) -> None:
+    """The patient went from a discharge to the first stay begun after it: so a discharge is the
+    transfer of one admission at most."""
+    events = one_person(stays_)
+    began: dict[tuple[str, str], tuple[datetime, uuid.UUID]] = {}
+    for e in events:
+        if isinstance(e, PatientAdmitted):
+            key = (e.envelope.source, e.encounter_id)  # a stay; its earliest admission counts
+            fact = (e.envelope.occurred_at, e.envelope.event_id)
+            if key not in began or fact < began[key]:
+                began[key] = fact
+    transfers = transfers_of(HASH, events)
+    for t in transfers:
+        ends = {(t.from_institution, t.from_encounter_id), (t.to_institution, t.to_encounter_id)}
+        between = [
+            stay
+            for stay, (at, _) in began.items()
+            if stay not in ends and t.discharged_at - timedelta(hours=1) <= at < t.admitted_at
+        ]
+        assert between == []
+    departures = [(t.from_institution, t.from_encounter_id) for t in transfers]
+    assert len(departures) == len(set(departures))
 
 
 def test_the_declared_event_types_cover_every_event_with_a_key() -> None:

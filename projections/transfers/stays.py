@@ -195,9 +195,15 @@ def routes_of(patient: Patient) -> dict[UUID, Route]:
         if f.kind == REFERRAL and f.subject and origin and destination:
             route = Route(UUID(f.subject), origin, destination, f.at, f.event_id)
             known = routes.get(route.referral_id)
-            if known is None or route.event_id < known.event_id:  # one rule for a repeated id
+            if known is None or _first(route) < _first(known):  # one rule for a repeated id
                 routes[route.referral_id] = route
     return routes
+
+
+def _first(route: Route) -> tuple[datetime, UUID]:
+    """Of two requests of one referral id the earliest (occurred_at, then event id) names the
+    route: the request the referrals board applies (projections/referrals/lifecycle.derive)."""
+    return (route.requested_at, route.event_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,12 +337,12 @@ def _transfer(person_id: str, discharge: _Stay, admission: _Stay, routes: list[R
 
 
 def merge_routes(patients: Iterable[Patient]) -> dict[UUID, Route]:
-    """Every known route; a referral id requested twice keeps the smallest event id's route."""
+    """Every known route; a referral id requested twice keeps the earliest request's route."""
     merged: dict[UUID, Route] = {}
     for p in patients:
         for rid, route in routes_of(p).items():
             known = merged.get(rid)
-            if known is None or route.event_id < known.event_id:
+            if known is None or _first(route) < _first(known):
                 merged[rid] = route
     return merged
 

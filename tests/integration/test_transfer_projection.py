@@ -359,3 +359,51 @@ def test_a_cycle_of_merges_stands_for_one_person_and_dead_letters_nothing(
             (transfer.transfer_id,),
         ).fetchone()
     assert row == (str(min(person, other, key=str)),)
+
+
+def _request(to: str, at: datetime, event_id: uuid.UUID) -> Event:
+    """The township's request of one referral id, for its patient t1."""
+    base = examples.referral_requested()
+    envelope = examples.envelope(
+        "ReferralRequested", source=examples.TOWNSHIP, patient_local_id="t1", occurred_at=at
+    ).model_copy(update={"event_id": event_id})
+    update = {
+        "envelope": envelope,
+        "from_institution": examples.TOWNSHIP,
+        "to_institution": to,
+        "direction": "UP",  # both are above the township centre
+    }
+    return type(base).model_validate({**dict(base), **update})  # validated
+
+
+def test_a_referral_requested_twice_keeps_the_earliest_requests_route_in_any_order(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """The township asks the county first, then (a correction, same referral id) the TCM
+    hospital; the first request has the greater event id. The referrals board shows the county
+    route (the earliest request): so the township → county transfer is referred, whichever
+    request the store reads first."""
+    t0, county, township = examples.OCCURRED_AT, examples.COUNTY_HOSPITAL, examples.TOWNSHIP
+    person = examples.PERSON
+    first = _request(county, t0 - timedelta(hours=3), uuid.UUID(int=2**127))
+    again = _request(examples.TCM_HOSPITAL, t0 - timedelta(hours=2), uuid.UUID(int=1))
+    events = [
+        examples.linked_to(person, township, "t1"),
+        examples.linked_to(person, county, "c1"),
+        _stay_event("PatientAdmitted", township, "t1", "E1", t0 - timedelta(days=5)),
+        _stay_event("PatientDischarged", township, "t1", "E1", t0),
+        _stay_event("PatientAdmitted", county, "c1", "E2", t0 + timedelta(hours=3)),
+    ]
+    want = expected([*events, first, again])
+    assert list(want.values()) == [True]
+    letters = KafkaDeadLetters(kafka_bootstrap, topics, "transfers")
+    for order in ([first, again], [again, first]):
+        with psycopg.connect(migrated_url) as conn:
+            generation = generations.create(conn, TRANSFERS, "building")
+        worker = BatchProcessor(
+            TRANSFERS, migrated_url, CODEC, letters, target=fixed_target(generation)
+        )
+        for record in as_records([*events, *order], topics):  # one batch each
+            assert worker.process([record]).applied == 1
+        worker.close()
+        assert stored(migrated_url, generation) == want

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import uuid
@@ -29,6 +30,8 @@ from examples import (
 )
 from examples import resident_id as make_resident_id
 from projections.persons import members, resolve
+from projections.referrals.lifecycle import derive as derive_referral
+from projections.referrals.lifecycle import evolve as evolve_referral
 from projections.transfers.persons import (
     DEVELOPMENT_KEY,
     IndexLinks,
@@ -218,6 +221,45 @@ def test_a_referral_the_other_way_or_long_before_does_not_count() -> None:
     old = requested(TOWNSHIP, "t1", COUNTY_HOSPITAL, T0 - timedelta(days=31), uuid.uuid4())
     [transfer] = transfers_of(HASH, [*stay_at_township_then_county(timedelta(hours=5)), back, old])
     assert not transfer.referred
+
+
+def resent_request(
+    to: str, at: datetime, referral: uuid.UUID, tag: int, local: str = "t1"
+) -> ReferralRequested:
+    """The township's request of `referral`, sent again (a correction): an event id of its own."""
+    ask = requested(TOWNSHIP, local, to, at, referral)
+    envelope = ask.envelope.model_copy(update={"event_id": uuid.uuid5(IDS, f"resent {tag}")})
+    return ask.model_copy(update={"envelope": envelope})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from((COUNTY_HOSPITAL, TCM_HOSPITAL)),
+            st.integers(-24 * 40, 0),  # requested, hours after the township discharge
+            st.integers(0, 10**6),  # the event id
+        ),
+        min_size=2,
+        max_size=3,
+        unique_by=lambda r: r[2],
+    )
+)
+@example([(COUNTY_HOSPITAL, -2, 5), (TCM_HOSPITAL, -1, 2)])
+def test_a_referral_requested_twice_has_the_route_its_board_shows(
+    asks: list[tuple[str, int, int]],
+) -> None:
+    """The referrals board takes the earliest request (by occurred_at, then event id): the
+    transfer is referred by the same route, not by the request with the least event id."""
+    referral = uuid.uuid5(IDS, "asked twice")
+    requests = [resent_request(to, T0 + timedelta(hours=h), referral, n) for to, h, n in asks]
+    board = derive_referral(
+        functools.reduce(evolve_referral, requests, None), T0 + timedelta(days=1)
+    )
+    [transfer] = transfers_of(HASH, [*stay_at_township_then_county(H3), *requests])
+    assert board.requested_at is not None
+    covers = board.requested_at >= T0 + H3 - timedelta(days=30)
+    assert transfer.referred == (board.to_institution == COUNTY_HOSPITAL and covers)
 
 
 def test_the_key_is_refused_outside_development_unless_set() -> None:

@@ -6,7 +6,7 @@ import functools
 import itertools
 import random
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import example, given, settings
@@ -186,6 +186,23 @@ def test_later_than_48_hours_or_at_the_same_member_is_no_transfer() -> None:
         admitted(TOWNSHIP, "t1", "E2", T0 + timedelta(hours=3)),
     ]
     assert transfers_of(HASH, same_member) == []
+
+
+def test_the_windows_edges_hold_to_the_millisecond_whatever_offset_a_member_sends() -> None:
+    """Exactly 48 h after the discharge is a transfer, a millisecond later not; 1 h before it
+    (clock tolerance) is, a millisecond earlier not. A member sending +08:00 times gives the same
+    transfers as one sending UTC (the contracts keep instants, in UTC)."""
+    shanghai = timezone(timedelta(hours=8))
+    ms = timedelta(milliseconds=1)
+    edges = ((timedelta(hours=48), 1), (timedelta(hours=48) + ms, 0))
+    edges += ((-timedelta(hours=1), 1), (-timedelta(hours=1) - ms, 0))
+    for gap, count in edges:
+        events = stay_at_township_then_county(gap)
+        at_home = (T0 + gap).astimezone(shanghai)
+        local_time = [*events[:-1], admitted(COUNTY_HOSPITAL, "c1", "E2", at_home)]
+        assert at_home.utcoffset() == timedelta(hours=8)
+        assert len(transfers_of(HASH, events)) == count
+        assert transfers_of(HASH, local_time) == transfers_of(HASH, events)
 
 
 def test_other_persons_and_unidentified_patients_are_no_transfer() -> None:

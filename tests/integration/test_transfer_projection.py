@@ -407,3 +407,53 @@ def test_a_referral_requested_twice_keeps_the_earliest_requests_route_in_any_ord
             assert worker.process([record]).applied == 1
         worker.close()
         assert stored(migrated_url, generation) == want
+
+
+def _revisions(url: str) -> dict[str, bool]:
+    """The outbox's latest revision per transfer: present or retracted."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT payload FROM transfers_g1.outbox ORDER BY seq").fetchall()
+    revisions = [CODEC.decode_event(bytes(p)) for (p,) in rows]
+    return {str(r.transfer_id): r.present for r in revisions}  # type: ignore[attr-defined]
+
+
+def test_an_unlink_retracts_the_transfer_and_a_merge_brings_it_back_redelivery_included(
+    live: BatchProcessor, migrated_url: str, topics: str
+) -> None:
+    """Linked as one person: a transfer. The index then tells the records apart (unlink): the
+    transfer goes, its retraction is in the outbox. It merges the county record's new person
+    into the first: the transfer is back. Redelivered and retried: the same digest."""
+    t0, county, township = examples.OCCURRED_AT, examples.COUNTY_HOSPITAL, examples.TOWNSHIP
+    person, other = examples.PERSON, examples.OTHER
+    stays_ = [
+        examples.linked_to(person, township, "t1"),
+        examples.linked_to(person, county, "c1"),
+        _stay_event("PatientAdmitted", township, "t1", "E1", t0 - timedelta(days=5)),
+        _stay_event("PatientDischarged", township, "t1", "E1", t0),
+        _stay_event("PatientAdmitted", county, "c1", "E2", t0 + timedelta(hours=3)),
+    ]
+    apart = [
+        examples.unlinked_from(person, county, "c1", t0 + timedelta(days=1)),
+        examples.linked_to(other, county, "c1", t0 + timedelta(days=1)),
+    ]
+    merged = [examples.merged_into(person, other, t0 + timedelta(days=2))]
+    records = as_records([*stays_, *apart, *merged], topics)
+    first, second, third = records[:5], records[5:7], records[7:]
+    live.process(first)
+    [transfer] = stored(migrated_url)
+    assert _revisions(migrated_url) == {transfer: True}
+    live.process(second)
+    assert stored(migrated_url) == {} == expected([*stays_, *apart])
+    assert _revisions(migrated_url) == {transfer: False}
+    live.process(third)
+    assert stored(migrated_url) == {transfer: False} == expected([*stays_, *apart, *merged])
+    assert _revisions(migrated_url) == {transfer: True}
+    with psycopg.connect(migrated_url) as conn:
+        before = digest(conn, TRANSFERS, Generation("transfers", 1))
+        owner = conn.execute("SELECT person_id FROM transfers.transfers").fetchone()
+    assert owner == (str(person),)
+    assert live.process(records).stale == len(records)
+    retried = [replace(r, offset=r.offset + 10_000) for r in records]
+    assert live.process(retried).applied == 0
+    with psycopg.connect(migrated_url) as conn:
+        assert digest(conn, TRANSFERS, Generation("transfers", 1)) == before

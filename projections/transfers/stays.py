@@ -273,7 +273,15 @@ def derive_transfers(
         for s in _first_per_encounter(mine, DISCHARGED)
         if s.fact.detail("disposition") != DischargeDisposition.DECEASED.value
     ]
-    referrals = [routes[r] for p in mine for r in p.referral_ids if r in routes]
+    # A referral counts where one of its parties named it for this person (the sender's request,
+    # the receiver's answers): another member's event naming it is no party's (NOT_A_PARTY).
+    referrals = [
+        route
+        for p in mine
+        for r in p.referral_ids
+        if (route := routes.get(r)) is not None
+        and p.institution in (route.from_institution, route.to_institution)
+    ]
     admissions = _first_per_encounter(mine, ADMITTED)
     transfers: list[Transfer] = []
     for admission in admissions:

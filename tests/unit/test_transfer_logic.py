@@ -240,6 +240,26 @@ def test_a_referral_the_other_way_or_long_before_does_not_count() -> None:
     assert not transfer.referred
 
 
+def test_only_the_referrals_parties_name_it_for_a_transfer() -> None:
+    """The township referred person 2 to the county; the village, no party of that referral,
+    sends an event naming it under person 1's record (a mis-keyed number): person 1's township
+    → county transfer is not referred by it (the board lists that event as NOT_A_PARTY)."""
+    referral = uuid.uuid5(IDS, "another person's")
+    events = [
+        *stay_at_township_then_county(H3),
+        registered(TOWNSHIP, "t2", 2),
+        requested(TOWNSHIP, "t2", COUNTY_HOSPITAL, T0 - timedelta(hours=2), referral),
+        registered(VILLAGE, "v1", 1),
+        accepted(VILLAGE, "v1", T0 - timedelta(hours=1), referral),
+    ]
+    [transfer] = transfers_of(HASH, events)
+    assert not transfer.referred
+    # The receiver naming it for person 1 is a party: referred.
+    by_receiver = [*events[:-2], accepted(COUNTY_HOSPITAL, "c1", T0 - timedelta(hours=1), referral)]
+    [named] = transfers_of(HASH, by_receiver)
+    assert named.referral_id == referral
+
+
 def resent_request(
     to: str, at: datetime, referral: uuid.UUID, tag: int, local: str = "t1"
 ) -> ReferralRequested:

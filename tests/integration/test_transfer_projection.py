@@ -457,3 +457,50 @@ def test_an_unlink_retracts_the_transfer_and_a_merge_brings_it_back_redelivery_i
     assert live.process(retried).applied == 0
     with psycopg.connect(migrated_url) as conn:
         assert digest(conn, TRANSFERS, Generation("transfers", 1)) == before
+
+
+def test_a_late_request_makes_the_transfer_referred_and_a_later_cancellation_changes_nothing(
+    live: BatchProcessor, migrated_url: str, topics: str
+) -> None:
+    """The transfer is derived unreferred; the township's request, read days later, makes it
+    referred (a changed revision in the outbox); the request's cancellation afterwards leaves it
+    referred (the referral's fate is its board's) and announces nothing."""
+    t0, county, township = examples.OCCURRED_AT, examples.COUNTY_HOSPITAL, examples.TOWNSHIP
+    person = examples.PERSON
+    stays_ = [
+        examples.linked_to(person, township, "t1"),
+        examples.linked_to(person, county, "c1"),
+        _stay_event("PatientAdmitted", township, "t1", "E1", t0 - timedelta(days=5)),
+        _stay_event("PatientDischarged", township, "t1", "E1", t0),
+        _stay_event("PatientAdmitted", county, "c1", "E2", t0 + timedelta(hours=3)),
+    ]
+    request = _request(county, t0 - timedelta(hours=2), uuid.uuid5(uuid.NAMESPACE_URL, "late"))
+    base = examples.referral_cancelled()
+    cancelled = type(base).model_validate(
+        {
+            **dict(base),
+            "referral_id": request.referral_id,  # type: ignore[attr-defined]
+            "envelope": examples.envelope(
+                "ReferralCancelled",
+                source=township,
+                patient_local_id="t1",
+                occurred_at=t0 + timedelta(days=1),
+            ),
+        }
+    )
+    records = as_records([*stays_, request, cancelled], topics)
+    live.process(records[:5])
+    [transfer] = stored(migrated_url)
+    assert stored(migrated_url) == {transfer: False}
+    live.process(records[5:6])
+    assert stored(migrated_url) == {transfer: True} == expected([*stays_, request])
+    outbox = "SELECT seq, payload FROM transfers_g1.outbox ORDER BY seq"
+    with psycopg.connect(migrated_url) as conn:
+        announced = conn.execute(outbox).fetchall()  # one row per transfer: its latest revision
+    [(_, payload)] = announced
+    latest = CODEC.decode_event(bytes(payload))
+    assert (latest.referred, latest.present) == (True, True)  # type: ignore[attr-defined]
+    live.process(records[6:])
+    assert stored(migrated_url) == {transfer: True} == expected([*stays_, request, cancelled])
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute(outbox).fetchall() == announced  # no new revision (same sequence)

@@ -12,9 +12,14 @@ from pydantic import BaseModel
 from gateway.cursors import decode_cursor, next_cursor
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
+from gateway.principals import Role
 from gateway.problems import ProblemError
-from gateway.routers.referrals import READERS, audit_parties
+from gateway.routers.referrals import audit_parties
 from projections.transfers import reads
+
+# The desks only: a transfer shows the other member's stay (local id, encounter, discharge), which
+# a clinician may see only with consent, a referral or break-glass (DESIGN.md; the record decides).
+READERS = frozenset({Role.REFERRAL_DESK})
 
 router = APIRouter(
     prefix="/v1/transfers",

@@ -195,9 +195,15 @@ def routes_of(patient: Patient) -> dict[UUID, Route]:
         if f.kind == REFERRAL and f.subject and origin and destination:
             route = Route(UUID(f.subject), origin, destination, f.at, f.event_id)
             known = routes.get(route.referral_id)
-            if known is None or route.event_id < known.event_id:  # one rule for a repeated id
+            if known is None or _first(route) < _first(known):  # one rule for a repeated id
                 routes[route.referral_id] = route
     return routes
+
+
+def _first(route: Route) -> tuple[datetime, UUID]:
+    """Of two requests of one referral id the earliest (occurred_at, then event id) names the
+    route: the request the referrals board applies (projections/referrals/lifecycle.derive)."""
+    return (route.requested_at, route.event_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +257,8 @@ def derive_transfers(
     routes: Mapping[UUID, Route],
     survivors: Mapping[str, str] | None = None,
 ) -> list[Transfer]:
-    """The person's transfers: each admission whose latest earlier discharge is at another member.
+    """The person's transfers: each admission whose latest earlier discharge is at another member
+    and was followed by no other stay before this one.
 
     A function of the person's facts and the known routes, so every arrival order gives the
     same list. Referred when a referral from the discharging to the admitting member, seen by
@@ -266,22 +273,47 @@ def derive_transfers(
         for s in _first_per_encounter(mine, DISCHARGED)
         if s.fact.detail("disposition") != DischargeDisposition.DECEASED.value
     ]
-    referrals = [routes[r] for p in mine for r in p.referral_ids if r in routes]
+    # A referral counts where one of its parties named it for this person (the sender's request,
+    # the receiver's answers): another member's event naming it is no party's (NOT_A_PARTY).
+    referrals = [
+        route
+        for p in mine
+        for r in p.referral_ids
+        if (route := routes.get(r)) is not None
+        and p.institution in (route.from_institution, route.to_institution)
+    ]
+    admissions = _first_per_encounter(mine, ADMITTED)
     transfers: list[Transfer] = []
-    for admission in _first_per_encounter(mine, ADMITTED):
-        at, stay = admission.fact.at, (admission.patient.institution, admission.fact.subject)
+    for admission in admissions:
+        at, stay = admission.fact.at, _stay_of(admission)
         # The stay the patient came from is the latest discharge before the admission at ANY
         # member (the admission's own stay aside); a transfer only when it is at another member.
         earlier = [
             d
             for d in discharges
-            if (d.patient.institution, d.fact.subject) != stay
-            and at - TRANSFER_WINDOW <= d.fact.at <= at + CLOCK_TOLERANCE
+            if _stay_of(d) != stay and at - TRANSFER_WINDOW <= d.fact.at <= at + CLOCK_TOLERANCE
         ]
         came_from = earlier[-1] if earlier else None
-        if came_from and came_from.patient.institution != admission.patient.institution:
+        if came_from is None or came_from.patient.institution == admission.patient.institution:
+            continue
+        # From a discharge the patient went to the first stay begun after it (the clock
+        # tolerance before it included): a stay begun in between, its discharge not (yet) known
+        # or after this admission, is where the patient came from. So a discharge is the
+        # transfer of one admission at most.
+        ends = (_stay_of(came_from), stay)
+        if not any(
+            _stay_of(a) not in ends
+            and came_from.fact.at - CLOCK_TOLERANCE <= a.fact.at
+            and _order(a) < _order(admission)
+            for a in admissions
+        ):
             transfers.append(_transfer(person_id, came_from, admission, referrals))
     return transfers
+
+
+def _stay_of(s: _Stay) -> tuple[str, str | None]:
+    """The stay a fact is about: (member, encounter id)."""
+    return (s.patient.institution, s.fact.subject)
 
 
 def _transfer(person_id: str, discharge: _Stay, admission: _Stay, routes: list[Route]) -> Transfer:
@@ -313,12 +345,12 @@ def _transfer(person_id: str, discharge: _Stay, admission: _Stay, routes: list[R
 
 
 def merge_routes(patients: Iterable[Patient]) -> dict[UUID, Route]:
-    """Every known route; a referral id requested twice keeps the smallest event id's route."""
+    """Every known route; a referral id requested twice keeps the earliest request's route."""
     merged: dict[UUID, Route] = {}
     for p in patients:
         for rid, route in routes_of(p).items():
             known = merged.get(rid)
-            if known is None or route.event_id < known.event_id:
+            if known is None or _first(route) < _first(known):
                 merged[rid] = route
     return merged
 

@@ -190,14 +190,16 @@ def _lock_routes(cur: Cursor[Any], s: sql.Identifier, patients: Iterable[Patient
     routes = sorted(merge_routes(patients).values(), key=lambda r: r.referral_id)
     if not routes:
         return set()
-    # A repeated referral id keeps the request with the smallest event id, in any order.
+    # A repeated referral id keeps the earliest request (requested_at, then event id: the one
+    # the referrals board applies), in any order.
     learnt = cur.execute(
         sql.SQL(
             "UPDATE {0}.referral_routes r SET from_institution = x.f, to_institution = x.t,"
             " requested_at = x.at, event_id = x.e"
             " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::timestamptz[], %s::uuid[])"
             " AS x(id, f, t, at, e)"
-            " WHERE r.referral_id = x.id AND (r.event_id IS NULL OR r.event_id > x.e)"
+            " WHERE r.referral_id = x.id"
+            " AND (r.event_id IS NULL OR (r.requested_at, r.event_id) > (x.at, x.e))"
             " RETURNING r.referral_id"
         ).format(s),
         (

@@ -148,3 +148,19 @@ def test_both_patients_of_every_transfer_on_a_page_are_audited_and_other_roles_g
         other = {"Authorization": f"Bearer {issue_token(board_url, institution, role)}"}
         refused = client.get("/v1/transfers", headers=other)
         assert refused.status_code == 403, refused.text
+
+
+def test_a_clinician_reads_no_transfers_list_of_another_members_stays(
+    client: TestClient, board_url: str
+) -> None:
+    """A transfer shows the other member's stay (local id, encounter, discharge, disposition);
+    a clinician sees another member's data only with consent, a referral or break-glass
+    (DESIGN.md), which a desk's list does not decide: 403, as for the other roles."""
+    members = institutions(board_url)
+    for institution in members:
+        token = issue_token(board_url, institution, Role.CLINICIAN)
+        refused = client.get("/v1/transfers", headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 403, refused.text
+        assert "transfer_id" not in refused.text
+    desk = {"Authorization": f"Bearer {issue_token(board_url, members[0], Role.REFERRAL_DESK)}"}
+    assert client.get("/v1/transfers", headers=desk).status_code == 200

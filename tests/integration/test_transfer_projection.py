@@ -359,3 +359,148 @@ def test_a_cycle_of_merges_stands_for_one_person_and_dead_letters_nothing(
             (transfer.transfer_id,),
         ).fetchone()
     assert row == (str(min(person, other, key=str)),)
+
+
+def _request(to: str, at: datetime, event_id: uuid.UUID) -> Event:
+    """The township's request of one referral id, for its patient t1."""
+    base = examples.referral_requested()
+    envelope = examples.envelope(
+        "ReferralRequested", source=examples.TOWNSHIP, patient_local_id="t1", occurred_at=at
+    ).model_copy(update={"event_id": event_id})
+    update = {
+        "envelope": envelope,
+        "from_institution": examples.TOWNSHIP,
+        "to_institution": to,
+        "direction": "UP",  # both are above the township centre
+    }
+    return type(base).model_validate({**dict(base), **update})  # validated
+
+
+def test_a_referral_requested_twice_keeps_the_earliest_requests_route_in_any_order(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """The township asks the county first, then (a correction, same referral id) the TCM
+    hospital; the first request has the greater event id. The referrals board shows the county
+    route (the earliest request): so the township → county transfer is referred, whichever
+    request the store reads first."""
+    t0, county, township = examples.OCCURRED_AT, examples.COUNTY_HOSPITAL, examples.TOWNSHIP
+    person = examples.PERSON
+    first = _request(county, t0 - timedelta(hours=3), uuid.UUID(int=2**127))
+    again = _request(examples.TCM_HOSPITAL, t0 - timedelta(hours=2), uuid.UUID(int=1))
+    events = [
+        examples.linked_to(person, township, "t1"),
+        examples.linked_to(person, county, "c1"),
+        _stay_event("PatientAdmitted", township, "t1", "E1", t0 - timedelta(days=5)),
+        _stay_event("PatientDischarged", township, "t1", "E1", t0),
+        _stay_event("PatientAdmitted", county, "c1", "E2", t0 + timedelta(hours=3)),
+    ]
+    want = expected([*events, first, again])
+    assert list(want.values()) == [True]
+    letters = KafkaDeadLetters(kafka_bootstrap, topics, "transfers")
+    for order in ([first, again], [again, first]):
+        with psycopg.connect(migrated_url) as conn:
+            generation = generations.create(conn, TRANSFERS, "building")
+        worker = BatchProcessor(
+            TRANSFERS, migrated_url, CODEC, letters, target=fixed_target(generation)
+        )
+        for record in as_records([*events, *order], topics):  # one batch each
+            assert worker.process([record]).applied == 1
+        worker.close()
+        assert stored(migrated_url, generation) == want
+
+
+def _revisions(url: str) -> dict[str, bool]:
+    """The outbox's latest revision per transfer: present or retracted."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT payload FROM transfers_g1.outbox ORDER BY seq").fetchall()
+    revisions = [CODEC.decode_event(bytes(p)) for (p,) in rows]
+    return {str(r.transfer_id): r.present for r in revisions}  # type: ignore[attr-defined]
+
+
+def test_an_unlink_retracts_the_transfer_and_a_merge_brings_it_back_redelivery_included(
+    live: BatchProcessor, migrated_url: str, topics: str
+) -> None:
+    """Linked as one person: a transfer. The index then tells the records apart (unlink): the
+    transfer goes, its retraction is in the outbox. It merges the county record's new person
+    into the first: the transfer is back. Redelivered and retried: the same digest."""
+    t0, county, township = examples.OCCURRED_AT, examples.COUNTY_HOSPITAL, examples.TOWNSHIP
+    person, other = examples.PERSON, examples.OTHER
+    stays_ = [
+        examples.linked_to(person, township, "t1"),
+        examples.linked_to(person, county, "c1"),
+        _stay_event("PatientAdmitted", township, "t1", "E1", t0 - timedelta(days=5)),
+        _stay_event("PatientDischarged", township, "t1", "E1", t0),
+        _stay_event("PatientAdmitted", county, "c1", "E2", t0 + timedelta(hours=3)),
+    ]
+    apart = [
+        examples.unlinked_from(person, county, "c1", t0 + timedelta(days=1)),
+        examples.linked_to(other, county, "c1", t0 + timedelta(days=1)),
+    ]
+    merged = [examples.merged_into(person, other, t0 + timedelta(days=2))]
+    records = as_records([*stays_, *apart, *merged], topics)
+    first, second, third = records[:5], records[5:7], records[7:]
+    live.process(first)
+    [transfer] = stored(migrated_url)
+    assert _revisions(migrated_url) == {transfer: True}
+    live.process(second)
+    assert stored(migrated_url) == {} == expected([*stays_, *apart])
+    assert _revisions(migrated_url) == {transfer: False}
+    live.process(third)
+    assert stored(migrated_url) == {transfer: False} == expected([*stays_, *apart, *merged])
+    assert _revisions(migrated_url) == {transfer: True}
+    with psycopg.connect(migrated_url) as conn:
+        before = digest(conn, TRANSFERS, Generation("transfers", 1))
+        owner = conn.execute("SELECT person_id FROM transfers.transfers").fetchone()
+    assert owner == (str(person),)
+    assert live.process(records).stale == len(records)
+    retried = [replace(r, offset=r.offset + 10_000) for r in records]
+    assert live.process(retried).applied == 0
+    with psycopg.connect(migrated_url) as conn:
+        assert digest(conn, TRANSFERS, Generation("transfers", 1)) == before
+
+
+def test_a_late_request_makes_the_transfer_referred_and_a_later_cancellation_changes_nothing(
+    live: BatchProcessor, migrated_url: str, topics: str
+) -> None:
+    """The transfer is derived unreferred; the township's request, read days later, makes it
+    referred (a changed revision in the outbox); the request's cancellation afterwards leaves it
+    referred (the referral's fate is its board's) and announces nothing."""
+    t0, county, township = examples.OCCURRED_AT, examples.COUNTY_HOSPITAL, examples.TOWNSHIP
+    person = examples.PERSON
+    stays_ = [
+        examples.linked_to(person, township, "t1"),
+        examples.linked_to(person, county, "c1"),
+        _stay_event("PatientAdmitted", township, "t1", "E1", t0 - timedelta(days=5)),
+        _stay_event("PatientDischarged", township, "t1", "E1", t0),
+        _stay_event("PatientAdmitted", county, "c1", "E2", t0 + timedelta(hours=3)),
+    ]
+    request = _request(county, t0 - timedelta(hours=2), uuid.uuid5(uuid.NAMESPACE_URL, "late"))
+    base = examples.referral_cancelled()
+    cancelled = type(base).model_validate(
+        {
+            **dict(base),
+            "referral_id": request.referral_id,  # type: ignore[attr-defined]
+            "envelope": examples.envelope(
+                "ReferralCancelled",
+                source=township,
+                patient_local_id="t1",
+                occurred_at=t0 + timedelta(days=1),
+            ),
+        }
+    )
+    records = as_records([*stays_, request, cancelled], topics)
+    live.process(records[:5])
+    [transfer] = stored(migrated_url)
+    assert stored(migrated_url) == {transfer: False}
+    live.process(records[5:6])
+    assert stored(migrated_url) == {transfer: True} == expected([*stays_, request])
+    outbox = "SELECT seq, payload FROM transfers_g1.outbox ORDER BY seq"
+    with psycopg.connect(migrated_url) as conn:
+        announced = conn.execute(outbox).fetchall()  # one row per transfer: its latest revision
+    [(_, payload)] = announced
+    latest = CODEC.decode_event(bytes(payload))
+    assert (latest.referred, latest.present) == (True, True)  # type: ignore[attr-defined]
+    live.process(records[6:])
+    assert stored(migrated_url) == {transfer: True} == expected([*stays_, request, cancelled])
+    with psycopg.connect(migrated_url) as conn:
+        assert conn.execute(outbox).fetchall() == announced  # no new revision (same sequence)

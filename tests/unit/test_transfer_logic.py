@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import example, given, settings
@@ -29,6 +30,8 @@ from examples import (
 )
 from examples import resident_id as make_resident_id
 from projections.persons import members, resolve
+from projections.referrals.lifecycle import derive as derive_referral
+from projections.referrals.lifecycle import evolve as evolve_referral
 from projections.transfers.persons import (
     DEVELOPMENT_KEY,
     IndexLinks,
@@ -185,6 +188,23 @@ def test_later_than_48_hours_or_at_the_same_member_is_no_transfer() -> None:
     assert transfers_of(HASH, same_member) == []
 
 
+def test_the_windows_edges_hold_to_the_millisecond_whatever_offset_a_member_sends() -> None:
+    """Exactly 48 h after the discharge is a transfer, a millisecond later not; 1 h before it
+    (clock tolerance) is, a millisecond earlier not. A member sending +08:00 times gives the same
+    transfers as one sending UTC (the contracts keep instants, in UTC)."""
+    shanghai = timezone(timedelta(hours=8))
+    ms = timedelta(milliseconds=1)
+    edges = ((timedelta(hours=48), 1), (timedelta(hours=48) + ms, 0))
+    edges += ((-timedelta(hours=1), 1), (-timedelta(hours=1) - ms, 0))
+    for gap, count in edges:
+        events = stay_at_township_then_county(gap)
+        at_home = (T0 + gap).astimezone(shanghai)
+        local_time = [*events[:-1], admitted(COUNTY_HOSPITAL, "c1", "E2", at_home)]
+        assert at_home.utcoffset() == timedelta(hours=8)
+        assert len(transfers_of(HASH, events)) == count
+        assert transfers_of(HASH, local_time) == transfers_of(HASH, events)
+
+
 def test_other_persons_and_unidentified_patients_are_no_transfer() -> None:
     other = [*stay_at_township_then_county(timedelta(hours=3))]
     other[1] = registered(COUNTY_HOSPITAL, "c1", 2)
@@ -218,6 +238,65 @@ def test_a_referral_the_other_way_or_long_before_does_not_count() -> None:
     old = requested(TOWNSHIP, "t1", COUNTY_HOSPITAL, T0 - timedelta(days=31), uuid.uuid4())
     [transfer] = transfers_of(HASH, [*stay_at_township_then_county(timedelta(hours=5)), back, old])
     assert not transfer.referred
+
+
+def test_only_the_referrals_parties_name_it_for_a_transfer() -> None:
+    """The township referred person 2 to the county; the village, no party of that referral,
+    sends an event naming it under person 1's record (a mis-keyed number): person 1's township
+    → county transfer is not referred by it (the board lists that event as NOT_A_PARTY)."""
+    referral = uuid.uuid5(IDS, "another person's")
+    events = [
+        *stay_at_township_then_county(H3),
+        registered(TOWNSHIP, "t2", 2),
+        requested(TOWNSHIP, "t2", COUNTY_HOSPITAL, T0 - timedelta(hours=2), referral),
+        registered(VILLAGE, "v1", 1),
+        accepted(VILLAGE, "v1", T0 - timedelta(hours=1), referral),
+    ]
+    [transfer] = transfers_of(HASH, events)
+    assert not transfer.referred
+    # The receiver naming it for person 1 is a party: referred.
+    by_receiver = [*events[:-2], accepted(COUNTY_HOSPITAL, "c1", T0 - timedelta(hours=1), referral)]
+    [named] = transfers_of(HASH, by_receiver)
+    assert named.referral_id == referral
+
+
+def resent_request(
+    to: str, at: datetime, referral: uuid.UUID, tag: int, local: str = "t1"
+) -> ReferralRequested:
+    """The township's request of `referral`, sent again (a correction): an event id of its own."""
+    ask = requested(TOWNSHIP, local, to, at, referral)
+    envelope = ask.envelope.model_copy(update={"event_id": uuid.uuid5(IDS, f"resent {tag}")})
+    return ask.model_copy(update={"envelope": envelope})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from((COUNTY_HOSPITAL, TCM_HOSPITAL)),
+            st.integers(-24 * 40, 0),  # requested, hours after the township discharge
+            st.integers(0, 10**6),  # the event id
+        ),
+        min_size=2,
+        max_size=3,
+        unique_by=lambda r: r[2],
+    )
+)
+@example([(COUNTY_HOSPITAL, -2, 5), (TCM_HOSPITAL, -1, 2)])
+def test_a_referral_requested_twice_has_the_route_its_board_shows(
+    asks: list[tuple[str, int, int]],
+) -> None:
+    """The referrals board takes the earliest request (by occurred_at, then event id): the
+    transfer is referred by the same route, not by the request with the least event id."""
+    referral = uuid.uuid5(IDS, "asked twice")
+    requests = [resent_request(to, T0 + timedelta(hours=h), referral, n) for to, h, n in asks]
+    board = derive_referral(
+        functools.reduce(evolve_referral, requests, None), T0 + timedelta(days=1)
+    )
+    [transfer] = transfers_of(HASH, [*stay_at_township_then_county(H3), *requests])
+    assert board.requested_at is not None
+    covers = board.requested_at >= T0 + H3 - timedelta(days=30)
+    assert transfer.referred == (board.to_institution == COUNTY_HOSPITAL and covers)
 
 
 def test_the_key_is_refused_outside_development_unless_set() -> None:
@@ -340,6 +419,32 @@ def test_the_admissions_own_stay_and_clock_tolerance_do_not_hide_the_stay_it_cam
     # The county's clock is 30 min behind: admitted "before" the township discharge.
     skewed = stay_at_township_then_county(-timedelta(minutes=30))
     assert len(transfers_of(HASH, skewed)) == 1
+
+
+def test_a_discharge_is_the_transfer_of_the_first_stay_begun_after_it_only() -> None:
+    """Township discharge, county admission 5 h later, TCM admission 20 h after the township:
+    the patient came to the TCM hospital from the county stay (its discharge not sent yet, or
+    after the TCM admission), not from the township's — one discharge, one transfer."""
+    county_open = [
+        *stay_at_township_then_county(timedelta(hours=5)),
+        registered(TCM_HOSPITAL, "m1", 1),
+        admitted(TCM_HOSPITAL, "m1", "E3", T0 + timedelta(hours=20)),
+    ]
+    overlapping = [*county_open, discharged(COUNTY_HOSPITAL, "c1", "E2", T0 + timedelta(hours=30))]
+    chained = [*county_open, discharged(COUNTY_HOSPITAL, "c1", "E2", T0 + timedelta(hours=10))]
+    # Re-admitted at the county while its first stay's discharge is missing: not T → C twice.
+    readmitted = [
+        *stay_at_township_then_county(timedelta(hours=5)),
+        admitted(COUNTY_HOSPITAL, "c1", "E4", T0 + timedelta(hours=30)),
+    ]
+    for events, want in (
+        (county_open, [("E1", "E2")]),
+        (overlapping, [("E1", "E2")]),
+        (chained, [("E1", "E2"), ("E2", "E3")]),
+        (readmitted, [("E1", "E2")]),
+    ):
+        got = sorted((t.from_encounter_id, t.to_encounter_id) for t in transfers_of(HASH, events))
+        assert got == want
 
 
 # -- any arrival order --------------------------------------------------------------------
@@ -483,6 +588,41 @@ def test_a_transfer_comes_from_the_latest_discharge_before_the_admission(
             and t.discharged_at < at <= t.admitted_at + timedelta(hours=1)
         ]
         assert between == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(one_persons_stays)
+@example(  # township; the county admits 5 h later (no discharge sent); the village 20 h later
+    [
+        (TOWNSHIP, "a", 0, 0, 10, "HOME", True),
+        (COUNTY_HOSPITAL, "a", 1, 15, 10, "HOME", False),
+        (VILLAGE, "a", 2, 30, 5, "HOME", False),
+    ]
+)
+def test_no_other_stay_began_between_a_transfers_discharge_and_its_admission(
+    stays_: list[tuple[str, str, int, int, int, str, bool]],
+) -> None:
+    """The patient went from a discharge to the first stay begun after it: so a discharge is the
+    transfer of one admission at most."""
+    events = one_person(stays_)
+    began: dict[tuple[str, str], tuple[datetime, uuid.UUID]] = {}
+    for e in events:
+        if isinstance(e, PatientAdmitted):
+            key = (e.envelope.source, e.encounter_id)  # a stay; its earliest admission counts
+            fact = (e.envelope.occurred_at, e.envelope.event_id)
+            if key not in began or fact < began[key]:
+                began[key] = fact
+    transfers = transfers_of(HASH, events)
+    for t in transfers:
+        ends = {(t.from_institution, t.from_encounter_id), (t.to_institution, t.to_encounter_id)}
+        between = [
+            stay
+            for stay, (at, _) in began.items()
+            if stay not in ends and t.discharged_at - timedelta(hours=1) <= at < t.admitted_at
+        ]
+        assert between == []
+    departures = [(t.from_institution, t.from_encounter_id) for t in transfers]
+    assert len(departures) == len(set(departures))
 
 
 def test_the_declared_event_types_cover_every_event_with_a_key() -> None:

@@ -103,7 +103,7 @@ def rebuild(
     }
     consumer = Consumer(settings)
     topic = _TopicFacts(event_topic(Family.PERSON, consortium_id), codec)
-    total, replayed, retired, planned = Applied(), 0, None, republish.Plan()
+    total, replayed, retired, planned, published = Applied(), 0, None, republish.Plan(), 0
     relay: DecisionRelay | None = None
     try:
         topics = index_topics(consortium_id)
@@ -132,11 +132,11 @@ def rebuild(
                         bootstrap_servers, consortium_id, codec, principal=principal
                     )
                 publishing = _Republishing(
-                    schema, codec, config.index_institution, relay, topic, decided, reader, settings
+                    schema, codec, config.index_institution, relay, topic, decided, settings
                 )
                 switched = _try_switch(live, schema, replayed, publishing)
                 if switched is not None:
-                    retired, planned = switched
+                    retired, planned, published = switched
                     break
     finally:
         consumer.close()
@@ -144,7 +144,7 @@ def rebuild(
         if relay is not None:
             relay.close()
     now = LIVE_SCHEMA if retired else schema
-    return Rebuilt(now, total, retired is not None, retired, len(planned), planned.stranded)
+    return Rebuilt(now, total, retired is not None, retired, published, planned.stranded)
 
 
 class _TopicFacts:
@@ -153,11 +153,16 @@ class _TopicFacts:
     def __init__(self, topic: str, codec: Codec) -> None:
         self.topic = topic
         self.facts = republish.Facts()
+        self.read: dict[Partition, int] = {}  # next offset per partition: each record once
         self._codec = codec
 
     def see(self, record: Record) -> None:
         """Fold a record of the person topic if it is a link decision; other records pass."""
-        if record.topic != self.topic or record.value is None:
+        tp = (record.topic, record.partition)
+        if record.topic != self.topic or record.offset < self.read.get(tp, 0):
+            return
+        self.read[tp] = record.offset + 1
+        if record.value is None:
             return
         named = dict(record.headers).get("event_type")
         if named is not None and named.decode() not in republish.LINK_DECISIONS:
@@ -211,10 +216,9 @@ class _Republishing:
     relay: DecisionRelay
     topic: _TopicFacts
     decided: _OutboxFacts
-    reader: _Reader
     settings: dict[str, Any]
 
-    def prepare(self, conn: psycopg.Connection[Any]) -> republish.Plan:
+    def prepare(self, conn: psycopg.Connection[Any]) -> tuple[republish.Plan, int]:
         """Inside the switch's transaction, the live outbox locked: publish what the live index
         has not published yet (the topic then holds every decision it made), read the topic to
         its end, plan, and leave the plan in the new outbox for the relay; the new generation's
@@ -264,7 +268,7 @@ class _Republishing:
                 ", ".join(planned.stranded[:20]),
             )
         log.info("empi switch: %d decisions published for the change of logic", len(made))
-        return planned
+        return planned, len(made)
 
     def _read_tail(self) -> None:
         """Fold the person topic from where the replay's reader stopped to its end (partitions
@@ -275,7 +279,7 @@ class _Republishing:
                 tp: tail.get_watermark_offsets(TopicPartition(*tp), timeout=10, cached=False)[1]
                 for tp in partitions_of(tail, [self.topic.topic])
             }
-            read = {tp: self.reader.position(tp) for tp in ends}
+            read = {tp: self.topic.read.get(tp, 0) for tp in ends}
             due = {tp: end for tp, end in ends.items() if end > read[tp]}
             if not due:
                 return
@@ -328,15 +332,6 @@ class _Reader:
             self._buffers[tp], self._read[tp] = deque(), 0
         self._consumer.incremental_assign([TopicPartition(t, p, 0) for t, p in added])
 
-    @property
-    def partitions(self) -> list[Partition]:
-        """The partitions read, those added meanwhile included."""
-        return sorted(self._read)
-
-    def position(self, tp: Partition) -> int:
-        """The next offset to read of a partition."""
-        return self._read.get(tp, 0)
-
     def take(self, ends: dict[Partition, int]) -> list[Record]:
         """Every record before each partition's end offset not handed out yet."""
         if unknown := [tp for tp in ends if tp not in self._read]:
@@ -376,9 +371,9 @@ def _journal(conn: psycopg.Connection[Any], after: int) -> Journal:
 
 def _try_switch(
     conn: psycopg.Connection[Any], schema: str, replayed: int, publishing: _Republishing
-) -> tuple[str, republish.Plan] | None:
-    """Switch if the live index wrote no batch since: the retired schema's name and what was
-    published for the change of logic; else None."""
+) -> tuple[str, republish.Plan, int] | None:
+    """Switch if the live index wrote no batch since: the retired schema's name, the plan for
+    the change of logic and how many decisions it published; else None."""
     with conn.transaction(), conn.cursor() as cur:
         # The lock every live batch takes first: none runs until the switch commits.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (generations.BATCH_LOCK,))
@@ -389,5 +384,5 @@ def _try_switch(
         cur.execute(
             sql.SQL("LOCK TABLE {}.outbox IN EXCLUSIVE MODE").format(sql.Identifier(LIVE_SCHEMA))
         )
-        planned = publishing.prepare(conn)
-        return generations.switch(cur, schema), planned
+        planned, published = publishing.prepare(conn)
+        return generations.switch(cur, schema), planned, published

@@ -111,7 +111,7 @@ def rebuild(
             consumer,
             partitions_of(consumer, topics),
             lambda: partitions_of(consumer, topics),
-            seen=topic.see,
+            seen=topic.see if switch else None,  # only a switch needs what the topic holds
         )
         decided = _OutboxFacts(schema, codec)
         with psycopg.connect(database_url, autocommit=True) as live:

@@ -99,8 +99,9 @@ Busy = set[tuple[str, Grain, datetime, str]]  # (level, or "" for the consortium
 def _busy(
     values: Mapping[Scoped, int], members: Membership
 ) -> tuple[dict[str, set[str]], set[tuple[Grain, datetime]], Busy]:
-    """The institutions of each level, the windows, and where a level or the consortium line
-    has a non-zero total or part (the many all-zero lines are then never built)."""
+    """The institutions of each level ("": those of no level, not members), the windows, and
+    where a level or the consortium line has a non-zero total or part (the many all-zero lines
+    are then never built)."""
     by_level: dict[str, set[str]] = defaultdict(set)
     windows: set[tuple[Grain, datetime]] = set()
     busy: Busy = set()
@@ -111,7 +112,10 @@ def _busy(
             by_level[level].add(scope)
             if value:
                 busy.add((level, grain, start, measure))
-        elif kind is not ScopeKind.INSTITUTION and value:
+        elif kind is ScopeKind.INSTITUTION:
+            # Not a member (any more): no level holds it, the consortium does.
+            by_level[""].add(scope)
+        elif value:
             if kind is ScopeKind.LEVEL:
                 busy.add((scope, grain, start, measure))
             busy.add(("", grain, start, measure))
@@ -124,11 +128,13 @@ def lines_of(values: Mapping[Scoped, int], members: Membership, consortium: str)
     levels = [lv.value for lv in InstitutionLevel]
     by_level, windows, busy = _busy(values, members)
     members_of = {lv: sorted(by_level[lv]) for lv in levels}
+    others = sorted(by_level[""])  # counted consortium-wide but in no level: parts of its lines
     for grain, start in sorted(windows):
         for m in PERSON_COUNTS:
             if ("", grain, start, m) in busy:
                 top = (ScopeKind.CONSORTIUM, consortium, grain, start, m)
                 parts = tuple((ScopeKind.LEVEL, lv, grain, start, m) for lv in levels)
+                parts += tuple((ScopeKind.INSTITUTION, i, grain, start, m) for i in others)
                 lines.append(Line(top, parts))
             for lv in levels:
                 if (lv, grain, start, m) in busy:

@@ -191,6 +191,10 @@ def _flow_lines(values: Mapping[Scoped, int], members: Membership, consortium: s
         if kind is ScopeKind.CONSORTIUM:
             parts = tuple((*at, m) for m in DESTINATIONS)
             lines.append(Line((*at, "referrals_received"), parts))
+            # What the senders sent to a level is what that level received (between members).
+            for level in InstitutionLevel:
+                received = (ScopeKind.LEVEL, level.value, grain, start, "referrals_received")
+                lines.append(Line(received, ((*at, f"referrals_to_{level.value}"),)))
             continue
         if kind is ScopeKind.LEVEL:
             level = InstitutionLevel(scope)

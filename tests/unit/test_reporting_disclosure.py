@@ -22,6 +22,9 @@ from fractions import Fraction
 from functools import cache
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from events.membership import load_membership
 from projections.reporting.cells import fold
 from projections.reporting.entities import Contribution
@@ -197,6 +200,23 @@ def _small(cells: Iterable[Cell], events: list[tuple[Atom, int]]) -> list[Cell]:
     return sorted((c for c in cells if 0 < true.get(c, 0) < 5), key=str)
 
 
+def test_a_day_minus_its_published_hour_gives_no_hospitals_count() -> None:
+    # The county hospital's 2 + 2 visits at 00:00 and 02:00 were hidden, and so were both
+    # consortium hours beside them, yet the consortium's day (14) and its 01:00 (10) were
+    # published: 14 - 10 = 4 is the hospital's day, since no one else saw anyone at 00:00 or
+    # 02:00 (no record). Every line on its own was safe.
+    events = [
+        (("outpatient_visits", 1, "439901-T03"), 7),
+        (("outpatient_visits", 1, "439901-S01"), 3),
+        (("outpatient_visits", 0, "439901-C01"), 2),
+        (("outpatient_visits", 2, "439901-C01"), 2),
+    ]
+    records = _records(events)
+    hospital = FigureKey(ScopeKind.INSTITUTION, "439901-C01", Grain.DAY, DAY_START)
+    assert records[hospital]["outpatient_visits"] == {"value": None, "suppressed": True}
+    assert _small(given_away(records, INSTITUTIONS), events) == []
+
+
 def test_a_former_members_count_is_not_the_consortium_minus_the_levels() -> None:
     # Events of an institution the membership no longer holds count for the consortium but
     # in no level: consortium - levels was its hidden 3.
@@ -208,4 +228,52 @@ def test_a_former_members_count_is_not_the_consortium_minus_the_levels() -> None
     records = _records(events)
     former = FigureKey(ScopeKind.INSTITUTION, FORMER, Grain.DAY, DAY_START)
     assert records[former]["outpatient_visits"] == {"value": None, "suppressed": True}
+    assert _small(given_away(records, (*INSTITUTIONS, FORMER)), events) == []
+
+
+@st.composite
+def day_of_events(draw: st.DrawFn) -> list[tuple[Atom, int]]:
+    """Visits, admissions, repeat checks, referrals (every fate) and transfers of one day in a
+    few hours at a few members (and a former member's visits), mostly in small numbers."""
+    found: list[tuple[Atom, int]] = []
+    for _ in range(draw(st.integers(1, 40))):
+        hour = draw(st.integers(0, HOURS - 1))
+        inst = draw(st.sampled_from(INSTITUTIONS))
+        other = draw(st.sampled_from([i for i in INSTITUTIONS if i != inst]))
+        kind = draw(
+            st.sampled_from(("visit", "admission", "repeat", *["referral"] * 4, "transfer"))
+        )
+        if kind == "visit":
+            atom: Atom = ("outpatient_visits", hour, draw(st.sampled_from((*INSTITUTIONS, FORMER))))
+        elif kind == "admission":
+            atom = ("admissions", hour, inst)
+        elif kind == "repeat":
+            atom = ("repeat", hour, inst, draw(st.sampled_from(REPEATS)))
+        elif kind == "referral":
+            atom = (
+                "referral",
+                hour,
+                inst,
+                other,
+                draw(st.sampled_from(FATES)),
+                draw(st.booleans()),
+            )
+        else:
+            atom = (
+                "transfer",
+                hour,
+                inst,
+                other,
+                draw(st.sampled_from(("referred", "unreferred"))),
+            )
+        found.append((atom, draw(st.integers(1, 7))))
+    return found
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(day_of_events())
+def test_no_small_count_follows_from_all_published_counts_of_a_day(
+    events: list[tuple[Atom, int]],
+) -> None:
+    records = _records(events)
     assert _small(given_away(records, (*INSTITUTIONS, FORMER)), events) == []

@@ -254,6 +254,51 @@ def _statistic(
     return _figure(fn(sorted(samples)))
 
 
+def _mean_stays_hidden(
+    values: Mapping[Scoped, int], lines: Iterable[Line], hidden: set[Any]
+) -> set[Scoped]:
+    """The `stays_measured` cells whose mean stay is withheld.
+
+    A mean over n stays and its n give the stays' total, and totals add up along the lines of
+    discharges: a published total's mean beside published parts' means gives the hidden parts'
+    total stay, their mean when their n follows too. So, as for counts, a mean is withheld over
+    fewer than 5 stays and where its discharges are hidden, and then along every line whose total
+    mean is published the hidden parts must hold at least 5 stays together (else the smallest
+    published part's mean is withheld too, or the total's when there is none)."""
+
+    def stays(c: Scoped) -> Scoped:
+        return (*c[:4], "stays_measured")
+
+    lines = [
+        Line(stays(line.total), tuple(stays(p) for p in line.parts))
+        for line in lines
+        if line.total[4] == "discharges"
+    ]
+    withheld = {
+        stays(c)
+        for c in values
+        if c[4] == "discharges" and values.get(stays(c), 0) > 0 and c in hidden
+    }
+    withheld |= {c for c, v in values.items() if c[4] == "stays_measured" and 0 < v < THRESHOLD}
+    changed = True
+    while changed:
+        changed = False
+        for line in lines:
+            if line.total in withheld or not values.get(line.total):
+                continue
+            behind = sum(values.get(p, 0) for p in line.parts if p in withheld)
+            if not behind or behind >= THRESHOLD:
+                continue
+            candidates = sorted(
+                (values.get(p, 0), p)
+                for p in line.parts
+                if p not in withheld and values.get(p, 0) > 0
+            )
+            withheld.add(candidates[0][1] if candidates else line.total)
+            changed = True
+    return withheld
+
+
 def _record(
     key: FigureKey,
     level: str | None,
@@ -274,7 +319,7 @@ def _record(
         _figure(None)
         if not stays
         else _figure(None, True)
-        if stays < THRESHOLD or cell("discharges") in hidden  # as for _statistic
+        if cell("stays_measured") in hidden  # see _mean_stays_hidden
         else _figure(minutes / stays / 1440)
     )
     waits = samples.get(cell("referrals_accepted"), [])
@@ -348,10 +393,9 @@ def figures_of_day(
     published before, which now hold zeros)."""
     mine = {k: c for k, c in cells.items() if k.day == day}
     values, samples = _roll_up(mine, members, consortium)
-    hidden = suppress(
-        {k: v for k, v in values.items() if k[4] in PERSON_COUNTS},
-        lines_of(values, members, consortium),
-    )
+    lines = lines_of(values, members, consortium)
+    hidden = suppress({k: v for k, v in values.items() if k[4] in PERSON_COUNTS}, lines)
+    hidden |= _mean_stays_hidden(values, lines, hidden)  # internal cells: only means withheld
     keys = {FigureKey(kind, scope, grain, start) for kind, scope, grain, start, _ in values}
     keys.update(k for k in also if local_date(k.window_start) == day)
     records: dict[FigureKey, dict[str, Any]] = {}

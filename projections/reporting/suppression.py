@@ -97,6 +97,15 @@ def determined(lines: Iterable[Line], hidden: Iterable[Any]) -> set[Any]:
     order = sorted(hidden)
     index = {cell: i for i, cell in enumerate(order)}
     basis: dict[int, dict[int, int]] = {}  # pivot column -> row; no row has another's pivot
+    holders: dict[int, set[int]] = {}  # column -> the pivots of the rows that hold it
+
+    def put(pivot: int, row: dict[int, int]) -> None:
+        for c in basis.get(pivot, ()):
+            holders[c].discard(pivot)
+        basis[pivot] = row
+        for c in row:
+            holders.setdefault(c, set()).add(pivot)
+
     for line in lines:
         row: dict[int, int] = {}
         for cell, sign in ((line.total, 1), *((p, -1) for p in line.parts)):
@@ -109,9 +118,9 @@ def determined(lines: Iterable[Line], hidden: Iterable[Any]) -> set[Any]:
             continue
         row = _normal(row)
         col = min(row)
-        for other, pivot in basis.items():
-            basis[other] = _eliminate(pivot, col, row)
-        basis[col] = row
+        for other in sorted(holders.get(col, ())):
+            put(other, _eliminate(basis[other], col, row))
+        put(col, row)
     return {order[col] for col, row in basis.items() if len(row) == 1}
 
 
@@ -140,12 +149,13 @@ def suppress(
     primary: set[Any] = {cell for cell, v in values.items() if 0 < v < threshold}
     hidden = set(primary)
     touching: dict[Any, list[Line]] = {}
-    for line in lines:
-        for cell in (line.total, *line.parts):
-            touching.setdefault(cell, []).append(line)
     while True:
         _lines_rule(values, lines, hidden)
         found = sorted(determined(lines, hidden) & primary)
+        if found and not touching:
+            for line in lines:
+                for cell in (line.total, *line.parts):
+                    touching.setdefault(cell, []).append(line)
         more = {_complement(cell, values, touching, hidden) for cell in found} - {None}
         if not more:
             return hidden

@@ -18,7 +18,7 @@ from projections.reporting.measures import (
     PERSON_COUNTS,
     destinations_by_direction,
 )
-from projections.reporting.suppression import Line, suppress
+from projections.reporting.suppression import Line, determined, suppress
 from projections.reporting.windows import Grain, day_start, local_date
 
 MEMBERS = load_membership()
@@ -286,3 +286,22 @@ def test_no_published_mean_stay_leaves_fewer_than_five_stays_behind_hidden_means
             continue
         behind = [stays[p] for p in parts if stays.get(p) and means[p]["value"] is None]
         assert not behind or sum(behind) >= 5, (total, behind)
+
+
+def test_the_audit_finds_what_lines_give_together_and_only_that() -> None:
+    # A 2 x 2 table with its four inner cells hidden: every line has two hidden parts, and the
+    # lines together give only sums.
+    table = [
+        Line("r1", ("a", "b")),
+        Line("r2", ("c", "d")),
+        Line("c1", ("a", "c")),
+        Line("c2", ("b", "d")),
+    ]
+    assert determined(table, {"a", "b", "c", "d"}) == set()
+    # Day = h1 + h2 + h3 with h1 and h3 hidden, and h1 + h3 = a level's day that one member
+    # alone holds: each line has two hidden cells or none published, together they give x.
+    chain = [Line("day", ("h1", "h2", "h3")), Line("x", ("h1", "h3"))]
+    assert determined(chain, {"h1", "h3", "x"}) == {"x"}
+    assert suppress({"day": 14, "h1": 2, "h2": 10, "h3": 2, "x": 4}, chain) >= {"h1", "h3", "x"}
+    hidden = suppress({"day": 14, "h1": 2, "h2": 10, "h3": 2, "x": 4}, chain)
+    assert not determined(chain, hidden) & {"h1", "h3", "x"}

@@ -99,8 +99,9 @@ Busy = set[tuple[str, Grain, datetime, str]]  # (level, or "" for the consortium
 def _busy(
     values: Mapping[Scoped, int], members: Membership
 ) -> tuple[dict[str, set[str]], set[tuple[Grain, datetime]], Busy]:
-    """The institutions of each level, the windows, and where a level or the consortium line
-    has a non-zero total or part (the many all-zero lines are then never built)."""
+    """The institutions of each level ("": those of no level, not members), the windows, and
+    where a level or the consortium line has a non-zero total or part (the many all-zero lines
+    are then never built)."""
     by_level: dict[str, set[str]] = defaultdict(set)
     windows: set[tuple[Grain, datetime]] = set()
     busy: Busy = set()
@@ -111,7 +112,10 @@ def _busy(
             by_level[level].add(scope)
             if value:
                 busy.add((level, grain, start, measure))
-        elif kind is not ScopeKind.INSTITUTION and value:
+        elif kind is ScopeKind.INSTITUTION:
+            # Not a member (any more): no level holds it, the consortium does.
+            by_level[""].add(scope)
+        elif value:
             if kind is ScopeKind.LEVEL:
                 busy.add((scope, grain, start, measure))
             busy.add(("", grain, start, measure))
@@ -124,11 +128,13 @@ def lines_of(values: Mapping[Scoped, int], members: Membership, consortium: str)
     levels = [lv.value for lv in InstitutionLevel]
     by_level, windows, busy = _busy(values, members)
     members_of = {lv: sorted(by_level[lv]) for lv in levels}
+    others = sorted(by_level[""])  # counted consortium-wide but in no level: parts of its lines
     for grain, start in sorted(windows):
         for m in PERSON_COUNTS:
             if ("", grain, start, m) in busy:
                 top = (ScopeKind.CONSORTIUM, consortium, grain, start, m)
                 parts = tuple((ScopeKind.LEVEL, lv, grain, start, m) for lv in levels)
+                parts += tuple((ScopeKind.INSTITUTION, i, grain, start, m) for i in others)
                 lines.append(Line(top, parts))
             for lv in levels:
                 if (lv, grain, start, m) in busy:
@@ -185,6 +191,10 @@ def _flow_lines(values: Mapping[Scoped, int], members: Membership, consortium: s
         if kind is ScopeKind.CONSORTIUM:
             parts = tuple((*at, m) for m in DESTINATIONS)
             lines.append(Line((*at, "referrals_received"), parts))
+            # What the senders sent to a level is what that level received (between members).
+            for level in InstitutionLevel:
+                received = (ScopeKind.LEVEL, level.value, grain, start, "referrals_received")
+                lines.append(Line(received, ((*at, f"referrals_to_{level.value}"),)))
             continue
         if kind is ScopeKind.LEVEL:
             level = InstitutionLevel(scope)
@@ -244,6 +254,51 @@ def _statistic(
     return _figure(fn(sorted(samples)))
 
 
+def _mean_stays_hidden(
+    values: Mapping[Scoped, int], lines: Iterable[Line], hidden: set[Any]
+) -> set[Scoped]:
+    """The `stays_measured` cells whose mean stay is withheld.
+
+    A mean over n stays and its n give the stays' total, and totals add up along the lines of
+    discharges: a published total's mean beside published parts' means gives the hidden parts'
+    total stay, their mean when their n follows too. So, as for counts, a mean is withheld over
+    fewer than 5 stays and where its discharges are hidden, and then along every line whose total
+    mean is published the hidden parts must hold at least 5 stays together (else the smallest
+    published part's mean is withheld too, or the total's when there is none)."""
+
+    def stays(c: Scoped) -> Scoped:
+        return (*c[:4], "stays_measured")
+
+    lines = [
+        Line(stays(line.total), tuple(stays(p) for p in line.parts))
+        for line in lines
+        if line.total[4] == "discharges"
+    ]
+    withheld = {
+        stays(c)
+        for c in values
+        if c[4] == "discharges" and values.get(stays(c), 0) > 0 and c in hidden
+    }
+    withheld |= {c for c, v in values.items() if c[4] == "stays_measured" and 0 < v < THRESHOLD}
+    changed = True
+    while changed:
+        changed = False
+        for line in lines:
+            if line.total in withheld or not values.get(line.total):
+                continue
+            behind = sum(values.get(p, 0) for p in line.parts if p in withheld)
+            if not behind or behind >= THRESHOLD:
+                continue
+            candidates = sorted(
+                (values.get(p, 0), p)
+                for p in line.parts
+                if p not in withheld and values.get(p, 0) > 0
+            )
+            withheld.add(candidates[0][1] if candidates else line.total)
+            changed = True
+    return withheld
+
+
 def _record(
     key: FigureKey,
     level: str | None,
@@ -264,7 +319,7 @@ def _record(
         _figure(None)
         if not stays
         else _figure(None, True)
-        if stays < THRESHOLD or cell("discharges") in hidden  # as for _statistic
+        if cell("stays_measured") in hidden  # see _mean_stays_hidden
         else _figure(minutes / stays / 1440)
     )
     waits = samples.get(cell("referrals_accepted"), [])
@@ -338,10 +393,9 @@ def figures_of_day(
     published before, which now hold zeros)."""
     mine = {k: c for k, c in cells.items() if k.day == day}
     values, samples = _roll_up(mine, members, consortium)
-    hidden = suppress(
-        {k: v for k, v in values.items() if k[4] in PERSON_COUNTS},
-        lines_of(values, members, consortium),
-    )
+    lines = lines_of(values, members, consortium)
+    hidden = suppress({k: v for k, v in values.items() if k[4] in PERSON_COUNTS}, lines)
+    hidden |= _mean_stays_hidden(values, lines, hidden)  # internal cells: only means withheld
     keys = {FigureKey(kind, scope, grain, start) for kind, scope, grain, start, _ in values}
     keys.update(k for k in also if local_date(k.window_start) == day)
     records: dict[FigureKey, dict[str, Any]] = {}

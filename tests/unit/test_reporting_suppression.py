@@ -18,7 +18,7 @@ from projections.reporting.measures import (
     PERSON_COUNTS,
     destinations_by_direction,
 )
-from projections.reporting.suppression import Line, suppress
+from projections.reporting.suppression import Line, determined, suppress
 from projections.reporting.windows import Grain, day_start, local_date
 
 MEMBERS = load_membership()
@@ -194,3 +194,114 @@ def test_no_statistic_is_published_over_a_hidden_count(contributions: list[Contr
             if record[count] is not None and record[count]["suppressed"]:
                 for statistic in statistics:
                     assert record[statistic]["value"] is None, (count, statistic, record)
+
+
+def _stays(inst: str, n: int, days: float, hour: int = 0) -> list[Contribution]:
+    at = DAY_START + timedelta(hours=hour, minutes=5)
+    minutes = int(days * 1440)
+    return [
+        Contribution(inst, "discharges", at, n),
+        Contribution(inst, "stays_measured", at, n),
+        Contribution(inst, "stay_minutes", at, n * minutes),
+    ]
+
+
+def test_no_mean_stay_of_fewer_than_five_follows_from_a_total_minus_published_parts() -> None:
+    # Three townships discharged 5, 1 and 2 people. The 1 and the 2 are hidden (their sum, 3,
+    # exceeds their number), the 5 and the level's 8 are published, and so were both their
+    # mean stays: 8 x level mean - 5 x T01's mean was the total stay of the other three, a
+    # mean over three people (one of them known to a reader gives the other's exact stay).
+    contributions = [
+        *_stays("439901-T01", 5, 4.0),
+        *_stays("439901-T02", 1, 9.0),
+        *_stays("439901-T03", 2, 2.5),
+        *_stays("439901-C01", 20, 6.0),
+    ]
+    records = figures_of_day(local_date(DAY_START), fold(contributions), MEMBERS, "c1")
+
+    def record(kind: ScopeKind, scope: str) -> dict[str, Any]:
+        return records[
+            next(k for k in records if (k.kind, k.scope, k.grain) == (kind, scope, Grain.DAY))
+        ]
+
+    for kind, scope, parts in (
+        (ScopeKind.LEVEL, "township_centre", ("439901-T01", "439901-T02", "439901-T03")),
+        (ScopeKind.CONSORTIUM, "c1", ()),
+    ):
+        total = record(kind, scope)
+        if total["average_length_of_stay_days"]["value"] is None:
+            continue
+        hidden = [
+            p
+            for p in parts
+            if record(ScopeKind.INSTITUTION, p)["average_length_of_stay_days"]["value"] is None
+        ]
+        # The stays behind the hidden means of a published total's parts are at least 5.
+        assert (
+            hidden == []
+            or sum({"439901-T02": 1, "439901-T03": 2, "439901-T01": 5}[p] for p in hidden) >= 5
+        ), (
+            scope,
+            hidden,
+        )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(day_of_acceptances())
+def test_no_published_mean_stay_leaves_fewer_than_five_stays_behind_hidden_means(
+    contributions: list[Contribution],
+) -> None:
+    records = figures_of_day(local_date(DAY_START), fold(contributions), MEMBERS, "c1")
+    stays: dict[tuple[Any, ...], int] = defaultdict(int)
+    for c in contributions:
+        if c.measure == "stays_measured":
+            hour = c.at.replace(minute=0)
+            for kind, scope in (
+                (ScopeKind.INSTITUTION, c.institution),
+                (ScopeKind.LEVEL, MEMBERS.level(c.institution).value),
+                (ScopeKind.CONSORTIUM, "c1"),
+            ):
+                stays[(kind, scope, Grain.HOUR, hour)] += c.value
+                stays[(kind, scope, Grain.DAY, day_start(local_date(hour)))] += c.value
+    means = {
+        (k.kind, k.scope, k.grain, k.window_start): r["average_length_of_stay_days"]
+        for k, r in records.items()
+    }
+    # The lines of discharges, rebuilt from the scopes and windows (a mean and its count give
+    # the stays' total, and totals add up along them).
+    lines = []
+    for kind, scope, grain, start in stays:
+        if kind is ScopeKind.CONSORTIUM:
+            parts = [(ScopeKind.LEVEL, lv.value, grain, start) for lv in InstitutionLevel]
+            lines.append(((kind, scope, grain, start), parts))
+        elif kind is ScopeKind.LEVEL:
+            codes = [i.code for i in MEMBERS if i.level.value == scope]
+            parts = [(ScopeKind.INSTITUTION, c, grain, start) for c in codes]
+            lines.append(((kind, scope, grain, start), parts))
+        if grain is Grain.DAY:
+            hours = [(kind, scope, Grain.HOUR, start + timedelta(hours=h)) for h in range(24)]
+            lines.append(((kind, scope, grain, start), hours))
+    for total, parts in lines:
+        if means[total]["value"] is None:
+            continue
+        behind = [stays[p] for p in parts if stays.get(p) and means[p]["value"] is None]
+        assert not behind or sum(behind) >= 5, (total, behind)
+
+
+def test_the_audit_finds_what_lines_give_together_and_only_that() -> None:
+    # A 2 x 2 table with its four inner cells hidden: every line has two hidden parts, and the
+    # lines together give only sums.
+    table = [
+        Line("r1", ("a", "b")),
+        Line("r2", ("c", "d")),
+        Line("c1", ("a", "c")),
+        Line("c2", ("b", "d")),
+    ]
+    assert determined(table, {"a", "b", "c", "d"}) == set()
+    # Day = h1 + h2 + h3 with h1 and h3 hidden, and h1 + h3 = a level's day that one member
+    # alone holds: each line has two hidden cells or none published, together they give x.
+    chain = [Line("day", ("h1", "h2", "h3")), Line("x", ("h1", "h3"))]
+    assert determined(chain, {"h1", "h3", "x"}) == {"x"}
+    assert suppress({"day": 14, "h1": 2, "h2": 10, "h3": 2, "x": 4}, chain) >= {"h1", "h3", "x"}
+    hidden = suppress({"day": 14, "h1": 2, "h2": 10, "h3": 2, "x": 4}, chain)
+    assert not determined(chain, hidden) & {"h1", "h3", "x"}

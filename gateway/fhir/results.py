@@ -161,7 +161,9 @@ def _panel(
         "performer": [organization(institution)],
         "result": [ref("Observation", observation_id(e)) for e in results],
     }
-    return Mapped(results[-1].at, drop_empty(resource))
+    # Sorted by its first result: a later result of the order must not move the report ahead of
+    # a client's paging cursor (it would be skipped); an earlier one at most repeats it.
+    return Mapped(results[0].at, drop_empty(resource))
 
 
 def _imaging(person_id: str, e: TimelineEntry) -> Mapped:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from gateway.fhir.mapped import Mapped, drop_empty, instant, recorded_by
+from gateway.fhir.mapped import Mapped, blank, drop_empty, instant, recorded_by
 from gateway.fhir.orders import order_id
 from gateway.fhir.systems import (
     DIAGNOSTIC_SERVICE,
@@ -169,7 +169,8 @@ def _panel(
 def _imaging(person_id: str, e: TimelineEntry) -> Mapped:
     d = e.detail
     findings = d.get("findings")
-    title = " ".join(str(d[k]) for k in ("modality", "body_site") if d.get(k)) or "imaging report"
+    title = " ".join(str(d[k]) for k in ("modality", "body_site") if not blank(d.get(k)))
+    title = title or "imaging report"
     code = concept(e.code_system, e.code, e.display) if e.code else {"text": title}
     uid = d.get("study_instance_uid")
     resource = {
@@ -199,7 +200,7 @@ def _imaging(person_id: str, e: TimelineEntry) -> Mapped:
                 "title": "findings",
             }
         ]
-        if findings
+        if not blank(findings)
         else [],
     }
     return Mapped(e.at, drop_empty(resource))

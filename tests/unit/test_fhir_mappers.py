@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -219,6 +220,38 @@ def test_every_resource_made_from_any_rows_is_valid_fhir(drawn: list[TimelineEnt
             assert d["condition"]["reference"] in conditions
     bundle = searchset("https://h/fhir", page(made, None, 500), "https://h/fhir/x", None)
     _check(bundle)
+
+
+# Free text a member may send as white space only: a full-width space (　, U+3000) from a Chinese
+# input method, a no-break space. FHIR's string is `[ \r\n\t\S]+`: such a value is invalid.
+blanks = st.text(st.sampled_from(" \u3000\xa0\u2003\u200a"), min_size=1, max_size=3)
+FREE_TEXT = frozenset(
+    {
+        *("value_string", "chief_complaint", "department_name", "instructions", "findings"),
+        *("impression", "requested_service", "reason", "discharge_summary", "clinical_summary"),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=st.lists(entries(), min_size=1, max_size=12), blank=blanks)
+def test_white_space_only_text_is_left_out_and_resources_stay_valid(
+    drawn: list[TimelineEntry], blank: str
+) -> None:
+    rows = [
+        dataclasses.replace(
+            row,
+            display=blank,
+            detail={
+                **row.detail,
+                **{k: blank for k in FREE_TEXT},
+                "value_numeric": None,  # so value_string is the Observation's value
+            },
+        )
+        for row in as_in_the_record(drawn)
+    ]
+    for m in resources_of(PERSON, rows):
+        _check(m.resource)
 
 
 @pytest.mark.parametrize(

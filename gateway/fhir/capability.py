@@ -7,7 +7,11 @@ from gateway.fhir.systems import Json
 FHIR_VERSION = "4.0.1"
 SEARCHABLE = ("Encounter", "Condition", "ServiceRequest", "Observation", "DiagnosticReport", "Task")
 _PAGING = [
-    {"name": "_count", "type": "number", "documentation": "entries per page (1–500, default 50)"},
+    {
+        "name": "_count",
+        "type": "number",
+        "documentation": "entries per page (default 50; more than 500 is served as 500)",
+    },
     {"name": "_cursor", "type": "string", "documentation": "opaque; follow the Bundle's next link"},
 ]
 _SECURITY = (

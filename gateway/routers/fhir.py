@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.fhir import reads
-from gateway.fhir.access import BadReaderError, Reader, reader_of
+from gateway.fhir.access import BadReaderError, Reader, reader_of, refusal
 from gateway.fhir.audit_event import ReadFacts, audit_event
 from gateway.fhir.bundle import DEFAULT_COUNT, MAX_COUNT, InvalidCursorError, page, searchset
 from gateway.fhir.capability import SEARCHABLE, capability_statement
@@ -297,7 +297,9 @@ async def _read(
         )
         if not read.known:
             raise ProblemError(404, "Not found", f"no record of Patient/{person_id}")
-        raise ProblemError(403, "Forbidden", read.verdict.reason or "access denied")
+        if role is Role.REFERRAL_DESK:  # names only the desk's own member
+            raise ProblemError(403, "Forbidden", read.verdict.reason or "access denied")
+        raise ProblemError(403, "Forbidden", refusal(reader))
     return read
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -647,3 +648,32 @@ def test_everything_of_a_merged_away_id_holds_the_patient_its_entries_reference(
     assert {"other": {"reference": f"Patient/{retired}"}, "type": "replaces"} in resources[0][
         "link"
     ]
+
+
+# --- what a refusal tells the refused -------------------------------------------------------------
+
+
+def test_a_refused_reader_is_not_told_which_members_hold_records_of_the_person(
+    client: TestClient, record_url: str
+) -> None:
+    before = len(audit_rows(record_url))
+    coordination = {"X-Purpose-Of-Use": "COC"}  # SHARED's consent covers treatment only
+    asked = [
+        (PRIVATE, "/fhir/Patient/{p}", None),
+        (PRIVATE, "/fhir/Patient/{p}/$everything", None),
+        (PRIVATE, "/fhir/Observation?patient={p}", None),
+        (SHARED, "/fhir/Encounter?patient={p}", coordination),
+        (PRIVATE, "/v1/persons/{p}/recognizable-results", None),
+        (PRIVATE, "/v1/persons/{p}/possible-repeats", None),
+    ]
+    for person, path, extra in asked:
+        response = client.get(path.format(p=person), headers=auth(record_url, VILLAGE, extra=extra))
+        assert response.status_code == 403, (path, response.text)
+        told = response.text
+        assert TOWNSHIP not in told and COUNTY not in told, (path, told)
+        ids = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", told))
+        assert ids <= {str(person)}, (path, told)  # no consent's nor referral's id
+    rows = audit_rows(record_url, before)
+    assert [r["outcome"] for r in rows] == ["DENIED"] * len(asked)
+    # The audit keeps the whole reason for the reviewers.
+    assert all(TOWNSHIP in r["reason"] and COUNTY in r["reason"] for r in rows)

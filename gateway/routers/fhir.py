@@ -104,15 +104,30 @@ def _media(value: str) -> str:
     return value.split(";", 1)[0].strip().lower().replace(" ", "+")
 
 
-def _quality(media_range: str) -> float:
+def _param(media_range: str, wanted: str) -> str | None:
     for param in media_range.split(";")[1:]:
         name, _, value = param.partition("=")
-        if name.strip().lower() == "q":
-            try:
-                return float(value)
-            except ValueError:
-                return 0.0
-    return 1.0
+        if name.strip().lower() == wanted:
+            return value.strip().strip('"')
+    return None
+
+
+def _quality(media_range: str) -> float:
+    given = _param(media_range, "q")
+    try:
+        return 1.0 if given is None else float(given)
+    except ValueError:
+        return 0.0
+
+
+def _acceptable(media_range: str) -> bool:
+    """A JSON range at q > 0 whose fhirVersion (the R4 MIME parameter), if any, is R4's."""
+    version = _param(media_range, "fhirversion")
+    return (
+        _media(media_range) in _JSON_RANGES
+        and _quality(media_range) > 0
+        and version in (None, "4.0", "4.0.1")
+    )
 
 
 async def json_only(request: Request) -> None:
@@ -130,11 +145,12 @@ async def json_only(request: Request) -> None:
     if not accept:
         return
     ranges = [r for r in accept.split(",") if r.strip()]
-    if not any(_media(r) in _JSON_RANGES and _quality(r) > 0 for r in ranges):
+    if not any(_acceptable(r) for r in ranges):
         raise FhirIssueError(
             406,
             "not-supported",
-            f"Accept {accept!r}: this server serves FHIR JSON only (application/fhir+json)",
+            f"Accept {accept!r}: this server serves FHIR R4 (4.0) JSON only"
+            " (application/fhir+json)",
         )
 
 

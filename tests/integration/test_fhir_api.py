@@ -538,6 +538,8 @@ def test_count_above_the_maximum_is_served_at_the_maximum_and_repeats_are_refuse
         (None, "application/fhir+json", 200),
         ("application/json", None, 200),
         ("application/fhir+json; fhirVersion=4.0", None, 200),
+        ("application/fhir+json; fhirVersion=3.0", None, 406),  # STU3 is not served
+        ("application/fhir+json; fhirVersion=4.3, application/json;q=0.5", None, 200),
         ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", None, 200),
         ("application/fhir+json;q=0, application/fhir+xml", None, 406),
     ],

@@ -679,3 +679,28 @@ def test_a_refused_reader_is_not_told_which_members_hold_records_of_the_person(
     assert [r["outcome"] for r in rows] == ["DENIED"] * len(asked)
     # The audit keeps the whole reason for the reviewers.
     assert all(TOWNSHIP in r["reason"] and COUNTY in r["reason"] for r in rows)
+
+
+def test_the_capability_statement_lists_what_is_served_and_nothing_else(
+    client: TestClient, record_url: str
+) -> None:
+    statement = client.get("/fhir/metadata").json()
+    (rest,) = statement["rest"]
+    offered = {r["type"]: r for r in rest["resource"]}
+    # Every type $everything serves can be found in the statement and searched by patient.
+    served = client.get(
+        f"/fhir/Patient/{SHARED}/$everything?_count=500", headers=auth(record_url, VILLAGE)
+    ).json()
+    for kind in {e["resource"]["resourceType"] for e in served["entry"]} - {"Patient"}:
+        assert [i["code"] for i in offered[kind]["interaction"]] == ["search-type"], kind
+        assert {p["name"] for p in offered[kind]["searchParam"]} == {"patient", "_count", "_cursor"}
+        search = client.get(f"/fhir/{kind}?patient={SHARED}", headers=auth(record_url, VILLAGE))
+        assert search.status_code == 200, (kind, search.text)
+    # Patient is read and $everything, no search: no search parameters claimed for it.
+    assert [i["code"] for i in offered["Patient"]["interaction"]] == ["read"]
+    assert "searchParam" not in offered["Patient"]
+    assert client.get("/fhir/Patient", headers=auth(record_url, VILLAGE)).status_code == 404
+    # No versions are kept: no versionId, no vread, no history.
+    assert {r.get("versioning") for r in offered.values()} == {"no-version"}
+    med = client.get(f"/fhir/MedicationRequest?patient={SHARED}", headers=auth(record_url, VILLAGE))
+    assert med.status_code == 200 and med.json()["type"] == "searchset"

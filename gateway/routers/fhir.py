@@ -7,6 +7,7 @@ with its AuditEvent shape in the audit row. Errors are OperationOutcome (applica
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from gateway.principals import Role
 from gateway.problems import ProblemError
 
 FHIR_JSON = "application/fhir+json"
+log = logging.getLogger(__name__)
 PATIENT_FIRST = datetime(9999, 12, 31, tzinfo=UTC)  # the Patient leads $everything's first page
 
 
@@ -64,6 +66,25 @@ class FhirIssueError(ProblemError):
         self.code = code
 
 
+def _known_error(exc: Exception) -> Response | None:
+    """The OperationOutcome of an error the API expects, None for any other."""
+    if isinstance(exc, ProblemError):
+        code = exc.code if isinstance(exc, FhirIssueError) else None
+        return fhir_error(exc.status, exc.detail or exc.title, exc.headers, code)
+    if isinstance(exc, RequestValidationError):
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return fhir_error(400, where or "invalid request")
+    if isinstance(exc, HTTPException):
+        return fhir_error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return fhir_error(503, "the shared record is not built yet", {"Retry-After": "30"})
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+        return fhir_error(503, "the record database does not answer", {"Retry-After": "5"})
+    return None
+
+
 class FhirRoute(APIRoute):
     """A route whose errors, its dependencies' included, are OperationOutcomes, not problem+json."""
 
@@ -73,21 +94,13 @@ class FhirRoute(APIRoute):
         async def answer(request: Request) -> Response:
             try:
                 return await handler(request)
-            except ProblemError as exc:
-                code = exc.code if isinstance(exc, FhirIssueError) else None
-                return fhir_error(exc.status, exc.detail or exc.title, exc.headers, code)
-            except RequestValidationError as exc:
-                where = "; ".join(
-                    f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-                    for e in exc.errors()
-                )
-                return fhir_error(400, where or "invalid request")
-            except HTTPException as exc:
-                return fhir_error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-            except psycopg.errors.UndefinedTable:
-                return fhir_error(503, "the shared record is not built yet", {"Retry-After": "30"})
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-                return fhir_error(503, "the record database does not answer", {"Retry-After": "5"})
+            except Exception as exc:  # every error is answered as FHIR
+                known = _known_error(exc)
+                if known is not None:
+                    return known
+                # Never echo the exception: it may carry patient data from the request.
+                log.exception("unexpected error answering %s %s", request.method, request.url.path)
+                return fhir_error(500, "internal server error")
 
         return answer
 

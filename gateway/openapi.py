@@ -70,6 +70,7 @@ _FHIR_FAILURES = {
     401: "No valid bearer token.",
     403: "The reader may not see this person's record (audited).",
     404: "No such Patient.",
+    406: "Accept or _format asks for other than FHIR R4 JSON.",
     503: "The record database or the read audit is unavailable; nothing was returned.",
 }
 _V1_FAILURES = {
@@ -95,6 +96,7 @@ def _documented_failures(doc: dict[str, Any]) -> None:
                     response["content"] = dict(_FHIR)
             elif path == "/fhir/metadata":
                 responses["200"]["content"] = dict(_FHIR)
+                responses["406"] = {"description": _FHIR_FAILURES[406], "content": dict(_FHIR)}
             elif path.startswith("/v1/") and not path.startswith("/v1/schemas"):
                 for status, description in _V1_FAILURES.items():
                     response = responses.setdefault(str(status), {"description": description})

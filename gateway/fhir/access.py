@@ -108,9 +108,28 @@ def desk_verdict(reader: Reader, referral_parties: Iterable[tuple[str, frozenset
     return Verdict(frozenset({mine}), grants, "ALLOWED", None)
 
 
+def refusal(reader: Reader) -> str:
+    """What a refused clinician is told: nothing of the person. The verdict's reason (which
+    members hold records of the person, their consents and referrals) is for the audit only;
+    answering it would tell a reader refused everything where the person has been treated."""
+    return (
+        f"no record of this person is open to {reader.principal.institution} for"
+        f" {reader.purpose.value}: no own record, no active consent or referral covering it"
+        " (break-glass: X-Break-Glass, audited and reviewed)"
+    )
+
+
 def denied(reason: str) -> Verdict:
     """A verdict that shows nothing."""
     return Verdict(frozenset(), (), "DENIED", reason)
 
 
-__all__ = ["Basis", "Reader", "Verdict", "clinician_verdict", "desk_verdict", "reader_of"]
+__all__ = [
+    "Basis",
+    "Reader",
+    "Verdict",
+    "clinician_verdict",
+    "desk_verdict",
+    "reader_of",
+    "refusal",
+]

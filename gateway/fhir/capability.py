@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from gateway.fhir.record import RECORD_TYPES
 from gateway.fhir.systems import Json
 
 FHIR_VERSION = "4.0.1"
-SEARCHABLE = ("Encounter", "Condition", "ServiceRequest", "Observation", "DiagnosticReport", "Task")
+# Every type a record yields (what $everything may hold besides Patient), searchable by patient.
+SEARCHABLE = RECORD_TYPES
 _PAGING = [
-    {"name": "_count", "type": "number", "documentation": "entries per page (1–500, default 50)"},
+    {
+        "name": "_count",
+        "type": "number",
+        "documentation": "entries per page (default 50; more than 500 is served as 500)",
+    },
     {"name": "_cursor", "type": "string", "documentation": "opaque; follow the Bundle's next link"},
 ]
 _SECURITY = (
@@ -26,19 +32,22 @@ def capability_statement(base: str, software_version: str, date: str) -> Json:
         {
             "type": "Patient",
             "interaction": [{"code": "read"}],
+            "versioning": "no-version",
             "operation": [
                 {
                     "name": "everything",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": "paged: _count (default 50; more than 500 is served as"
+                    " 500) and _cursor (opaque; follow the Bundle's next link)",
                 }
             ],
-            "searchParam": _PAGING,
         }
     ]
     resources += [
         {
             "type": name,
             "interaction": [{"code": "search-type"}],
+            "versioning": "no-version",
             "searchParam": patient_search + _PAGING,
         }
         for name in SEARCHABLE

@@ -34,8 +34,18 @@ def recorded_by(institution: str) -> Json:
     return {"source": f"{BASE}/institution/{institution}"}
 
 
+def blank(value: object) -> bool:
+    """Whether a value is absent in FHIR JSON: None, empty, or a string of white space only
+    (R4's string pattern needs a non-space character, or an ASCII space, tab or line break: a
+    full-width space alone, 　 from a Chinese input method, is no valid string)."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or value in ({}, [])
+
+
 def drop_empty(resource: Json) -> Json:
-    """The resource without None, empty lists and empty objects (FHIR forbids empty elements)."""
+    """The resource without None, empty lists, empty objects and blank strings (FHIR forbids
+    empty elements)."""
     out: Json = {}
     for name, given in resource.items():
         value = given
@@ -43,7 +53,7 @@ def drop_empty(resource: Json) -> Json:
             value = drop_empty(given)
         elif isinstance(given, list):
             kept = [drop_empty(v) if isinstance(v, dict) else v for v in given]
-            value = [v for v in kept if v not in (None, {}, [])]
-        if value not in (None, {}, [], ""):
+            value = [v for v in kept if not blank(v)]
+        if not blank(value):
             out[name] = value
     return out

@@ -17,15 +17,16 @@ _ISSUE_TYPES = {
 }
 
 
-def operation_outcome(status: int, diagnostics: str) -> Json:
-    """An OperationOutcome with one issue for an HTTP error status."""
+def operation_outcome(status: int, diagnostics: str, code: str | None = None) -> Json:
+    """An OperationOutcome with one issue for an HTTP error status (its issue type unless
+    `code` names another)."""
     severity = "error" if status < 500 else "fatal"
     return {
         "resourceType": "OperationOutcome",
         "issue": [
             {
                 "severity": severity,
-                "code": _ISSUE_TYPES.get(status, "exception"),
+                "code": code or _ISSUE_TYPES.get(status, "exception"),
                 "diagnostics": diagnostics or "error",
             }
         ],

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from events.validation import normalize_resident_id
+from gateway.fhir.mapped import blank
 from gateway.fhir.systems import PERSON_ID, V2_0203, Json, local_identifier, ref
 from projections.record.queries import Person
 
 
+def shown_local_id(local_id: str) -> bool:
+    """Whether a member's patient id may be shown: not blank, and not a resident id number (a
+    member that numbers its patients by 身份证号 would have the Patient show it in clear)."""
+    if blank(local_id):
+        return False
+    try:
+        normalize_resident_id(local_id)
+    except ValueError:
+        return True
+    return False
+
+
 def patient_resource(person: Person, visible: Collection[str]) -> Json:
-    """The person's Patient, showing the local records of the members the reader may see.
+    """The person's Patient, showing the local records of the members the reader may see
+    (their ids, unless an id is a resident id number).
 
     A retired (merged) id reads as an inactive Patient replaced by the survivor.
     """
@@ -30,7 +45,7 @@ def patient_resource(person: Person, visible: Collection[str]) -> Json:
             },
         }
         for institution, local_id in person.local_patients
-        if institution in visible
+        if institution in visible and shown_local_id(local_id)
     ]
     resource: Json = {
         "resourceType": "Patient",

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.fhir.mapped import Mapped, drop_empty, instant, recorded_by
+from gateway.fhir.mapped import Mapped, blank, drop_empty, instant, recorded_by
 from gateway.fhir.orders import PRIORITIES
 from gateway.fhir.systems import (
     REFERRAL_ID,
@@ -137,7 +137,7 @@ def task(person_id: str, referral: Referral) -> Mapped:
         "requester": organization(str(request.detail["from_institution"])) if request else None,
         "owner": organization(str(request.detail["to_institution"])) if request else None,
         "output": [{"type": {"text": "discharge summary"}, "valueString": summary}]
-        if summary
+        if not blank(summary)
         else [],
     }
     return Mapped((request or lines[0]).at, drop_empty(resource))

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from gateway.fhir.mapped import Mapped, drop_empty, instant, recorded_by
+from gateway.fhir.mapped import Mapped, blank, drop_empty, instant, recorded_by
 from gateway.fhir.orders import order_id
 from gateway.fhir.systems import (
     DIAGNOSTIC_SERVICE,
@@ -161,13 +161,16 @@ def _panel(
         "performer": [organization(institution)],
         "result": [ref("Observation", observation_id(e)) for e in results],
     }
-    return Mapped(results[-1].at, drop_empty(resource))
+    # Sorted by its first result: a later result of the order must not move the report ahead of
+    # a client's paging cursor (it would be skipped); an earlier one at most repeats it.
+    return Mapped(results[0].at, drop_empty(resource))
 
 
 def _imaging(person_id: str, e: TimelineEntry) -> Mapped:
     d = e.detail
     findings = d.get("findings")
-    title = " ".join(str(d[k]) for k in ("modality", "body_site") if d.get(k)) or "imaging report"
+    title = " ".join(str(d[k]) for k in ("modality", "body_site") if not blank(d.get(k)))
+    title = title or "imaging report"
     code = concept(e.code_system, e.code, e.display) if e.code else {"text": title}
     uid = d.get("study_instance_uid")
     resource = {
@@ -197,7 +200,7 @@ def _imaging(person_id: str, e: TimelineEntry) -> Mapped:
                 "title": "findings",
             }
         ]
-        if findings
+        if not blank(findings)
         else [],
     }
     return Mapped(e.at, drop_empty(resource))

@@ -71,7 +71,7 @@ def coding(system: str | None, code: str | None, display: str | None = None) -> 
         found["system"] = code_system(system)
     if token := code_token(code):
         found["code"] = token
-    if display:
+    if display and display.strip():
         found["display"] = display
     return found
 
@@ -79,7 +79,7 @@ def coding(system: str | None, code: str | None, display: str | None = None) -> 
 def concept(system: str | None, code: str | None, display: str | None = None) -> Json:
     """A CodeableConcept of one coding, with its display as text."""
     found: Json = {"coding": [coding(system, code, display)]} if code_token(code) else {}
-    if display:
+    if display and display.strip():
         found["text"] = display
     return found or {"text": "unknown"}
 

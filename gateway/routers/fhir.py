@@ -6,11 +6,14 @@ with its AuditEvent shape in the audit row. Errors are OperationOutcome (applica
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import anyio.to_thread
 import psycopg
@@ -24,7 +27,7 @@ from starlette.exceptions import HTTPException
 from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.fhir import reads
-from gateway.fhir.access import BadReaderError, Reader, reader_of
+from gateway.fhir.access import BadReaderError, Reader, reader_of, refusal
 from gateway.fhir.audit_event import ReadFacts, audit_event
 from gateway.fhir.bundle import DEFAULT_COUNT, MAX_COUNT, InvalidCursorError, page, searchset
 from gateway.fhir.capability import SEARCHABLE, capability_statement
@@ -37,6 +40,7 @@ from gateway.principals import Role
 from gateway.problems import ProblemError
 
 FHIR_JSON = "application/fhir+json"
+log = logging.getLogger(__name__)
 PATIENT_FIRST = datetime(9999, 12, 31, tzinfo=UTC)  # the Patient leads $everything's first page
 
 
@@ -46,10 +50,39 @@ class FhirResponse(JSONResponse):
     media_type = FHIR_JSON
 
 
-def fhir_error(status: int, diagnostics: str, headers: dict[str, str] | None = None) -> Response:
+def fhir_error(
+    status: int, diagnostics: str, headers: dict[str, str] | None = None, code: str | None = None
+) -> Response:
     """An OperationOutcome answer."""
-    body = operation_outcome(status, diagnostics)
+    body = operation_outcome(status, diagnostics, code)
     return FhirResponse(body, status_code=status, headers=headers)
+
+
+class FhirIssueError(ProblemError):
+    """An error answered as an OperationOutcome with a given issue code."""
+
+    def __init__(self, status: int, code: str, diagnostics: str) -> None:
+        super().__init__(status, code, diagnostics)
+        self.code = code
+
+
+def _known_error(exc: Exception) -> Response | None:
+    """The OperationOutcome of an error the API expects, None for any other."""
+    if isinstance(exc, ProblemError):
+        code = exc.code if isinstance(exc, FhirIssueError) else None
+        return fhir_error(exc.status, exc.detail or exc.title, exc.headers, code)
+    if isinstance(exc, RequestValidationError):
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return fhir_error(400, where or "invalid request")
+    if isinstance(exc, HTTPException):
+        return fhir_error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return fhir_error(503, "the shared record is not built yet", {"Retry-After": "30"})
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+        return fhir_error(503, "the record database does not answer", {"Retry-After": "5"})
+    return None
 
 
 class FhirRoute(APIRoute):
@@ -61,29 +94,85 @@ class FhirRoute(APIRoute):
         async def answer(request: Request) -> Response:
             try:
                 return await handler(request)
-            except ProblemError as exc:
-                return fhir_error(exc.status, exc.detail or exc.title, exc.headers)
-            except RequestValidationError as exc:
-                where = "; ".join(
-                    f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
-                    for e in exc.errors()
-                )
-                return fhir_error(400, where or "invalid request")
-            except HTTPException as exc:
-                return fhir_error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-            except psycopg.errors.UndefinedTable:
-                return fhir_error(503, "the shared record is not built yet", {"Retry-After": "30"})
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-                return fhir_error(503, "the record database does not answer", {"Retry-After": "5"})
+            except Exception as exc:  # every error is answered as FHIR
+                known = _known_error(exc)
+                if known is not None:
+                    return known
+                # Never echo the exception: it may carry patient data from the request.
+                log.exception("unexpected error answering %s %s", request.method, request.url.path)
+                return fhir_error(500, "internal server error")
 
         return answer
 
 
-router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute)
+# What `_format` and Accept may ask for: FHIR JSON under its names (R4 http.html#mime-type;
+# `application/fhir json` is `application/fhir+json` sent unencoded in a query string).
+_JSON_FORMATS = frozenset(
+    {"json", "application/json", "application/fhir+json", "application/json+fhir", "text/json"}
+)
+_JSON_RANGES = _JSON_FORMATS | {"*/*", "application/*"}
 
-CountQuery = Annotated[
-    int, Query(alias="_count", ge=1, le=MAX_COUNT, description="entries per page")
-]
+
+def _media(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower().replace(" ", "+")
+
+
+def _param(media_range: str, wanted: str) -> str | None:
+    for param in media_range.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == wanted:
+            return value.strip().strip('"')
+    return None
+
+
+def _quality(media_range: str) -> float:
+    given = _param(media_range, "q")
+    try:
+        return 1.0 if given is None else float(given)
+    except ValueError:
+        return 0.0
+
+
+def _acceptable(media_range: str) -> bool:
+    """A JSON range at q > 0 whose fhirVersion (the R4 MIME parameter), if any, is R4's."""
+    version = _param(media_range, "fhirversion")
+    return (
+        _media(media_range) in _JSON_RANGES
+        and _quality(media_range) > 0
+        and version in (None, "4.0", "4.0.1")
+    )
+
+
+async def json_only(request: Request) -> None:
+    """406 unless the request accepts FHIR JSON (`_format` overrides Accept); this server
+    serves no XML, Turtle or HTML."""
+    formats = request.query_params.getlist("_format")
+    if formats:
+        refused = [f for f in formats if _media(f) not in _JSON_FORMATS]
+        if refused:
+            raise FhirIssueError(
+                406, "not-supported", f"_format {refused[0]!r}: this server serves FHIR JSON only"
+            )
+        return
+    accept = request.headers.get("accept", "").strip()
+    if not accept:
+        return
+    ranges = [r for r in accept.split(",") if r.strip()]
+    if not any(_acceptable(r) for r in ranges):
+        raise FhirIssueError(
+            406,
+            "not-supported",
+            f"Accept {accept!r}: this server serves FHIR R4 (4.0) JSON only"
+            " (application/fhir+json)",
+        )
+
+
+router = APIRouter(
+    prefix="/fhir", tags=["fhir"], route_class=FhirRoute, dependencies=[Depends(json_only)]
+)
+
+# More than MAX_COUNT is served as MAX_COUNT ("the server ... cannot return more", R4 search).
+CountQuery = Annotated[int, Query(alias="_count", ge=1, description="entries per page")]
 CursorQuery = Annotated[
     str | None, Query(alias="_cursor", description="opaque: follow the Bundle's next link")
 ]
@@ -122,6 +211,31 @@ def _person_id(value: str) -> str:
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
+
+
+# Parameters every FHIR interaction may carry that are not search parameters.
+_GENERAL = frozenset({"_format"})
+
+
+def _used(request: Request, names: Collection[str]) -> list[tuple[str, str]]:
+    """The query's parameters this search uses, in order (for its links).
+
+    Others are ignored, as R4 search says a server SHOULD, and left out of the links (the self
+    link SHALL say what was used); with `Prefer: handling=strict` they are a 400. A used
+    parameter given twice is a 400. Checked before anything is read or audited."""
+    query = request.query_params
+    twice = sorted({n for n in query if n in names and len(query.getlist(n)) > 1})
+    if twice:
+        raise FhirIssueError(400, "invalid", f"parameter {twice[0]!r} given more than once")
+    unknown = list(dict.fromkeys(n for n in query if n not in names and n not in _GENERAL))
+    prefer = request.headers.get("prefer", "")
+    strict = any(p.strip().replace(" ", "").lower() == "handling=strict" for p in prefer.split(","))
+    if unknown and strict:
+        listed = ", ".join(repr(n) for n in unknown)
+        raise FhirIssueError(
+            400, "not-supported", f"unsupported parameters (Prefer: handling=strict): {listed}"
+        )
+    return [(n, v) for n, v in query.multi_items() if n in names or n in _GENERAL]
 
 
 async def _audit(
@@ -212,7 +326,9 @@ async def _read(
         )
         if not read.known:
             raise ProblemError(404, "Not found", f"no record of Patient/{person_id}")
-        raise ProblemError(403, "Forbidden", read.verdict.reason or "access denied")
+        if role is Role.REFERRAL_DESK:  # names only the desk's own member
+            raise ProblemError(403, "Forbidden", read.verdict.reason or "access denied")
+        raise ProblemError(403, "Forbidden", refusal(reader))
     return read
 
 
@@ -271,35 +387,47 @@ async def everything(
     count: CountQuery = DEFAULT_COUNT,
     cursor: CursorQuery = None,
 ) -> Response:
-    """A searchset Bundle: the Patient, then every resource the reader may see, newest first."""
+    """A searchset Bundle: the Patient, then every resource the reader may see, newest first.
+
+    A merged-away id's Bundle holds the survivor's Patient: the one its entries refer to."""
     person_id = _person_id(patient_id)
+    used = _used(request, ("_count", "_cursor"))
     where = f"Patient/{person_id}/$everything"
     read = await _read(
         request, gateway, reader, person_id, interaction="operation", resource_id=where
     )
+    survivor = dataclasses.replace(read.person, asked=read.person.person_id)
     found = [
-        Mapped(PATIENT_FIRST, patient_resource(read.person, read.verdict.allowed)),
+        Mapped(PATIENT_FIRST, patient_resource(survivor, read.verdict.allowed)),
         *resources_of(read.person.person_id, read.entries),
     ]
-    body, returned = _bundle(request, found, cursor, count)
+    body, returned = _bundle(request, used, found, cursor, count)
     return await _released(
         request, reader, read, body, interaction="operation", resource_id=where, returned=returned
     )
 
 
 def _bundle(
-    request: Request, found: list[Mapped], cursor: str | None, count: int
+    request: Request,
+    used: list[tuple[str, str]],
+    found: list[Mapped],
+    cursor: str | None,
+    count: int,
 ) -> tuple[Json, int]:
+    served = min(count, MAX_COUNT)
     try:
-        chosen = page(found, cursor, count)
+        chosen = page(found, cursor, served)
     except InvalidCursorError as exc:
         raise ProblemError(400, "Bad request", str(exc)) from None
-    next_url = (
-        str(request.url.include_query_params(_cursor=chosen.next_cursor))
-        if chosen.next_cursor
-        else None
-    )
-    body = searchset(_base(request), chosen, str(request.url), next_url)
+    shown = [(n, str(served) if n == "_count" else v) for n, v in used]
+    here = str(request.url.replace(query=""))
+    self_url = f"{here}?{urlencode(shown)}" if shown else here
+    next_url = None
+    if chosen.next_cursor:
+        onward = [(n, v) for n, v in shown if n not in ("_count", "_cursor")]
+        onward += [("_count", str(served)), ("_cursor", chosen.next_cursor)]
+        next_url = f"{here}?{urlencode(onward)}"
+    body = searchset(_base(request), chosen, self_url, next_url)
     return body, len(chosen.items)
 
 
@@ -316,6 +444,7 @@ def _search(resource_type: str) -> Callable[..., Awaitable[Response]]:
         cursor: CursorQuery = None,
     ) -> Response:
         person_id = _person_id(patient)
+        used = _used(request, ("patient", "_count", "_cursor"))
         where = f"{resource_type}?patient={person_id}"
         read = await _read(
             request,
@@ -327,7 +456,7 @@ def _search(resource_type: str) -> Callable[..., Awaitable[Response]]:
             desk=desk,
         )
         found = resources_of(read.person.person_id, read.entries, [resource_type])
-        body, returned = _bundle(request, found, cursor, count)
+        body, returned = _bundle(request, used, found, cursor, count)
         return await _released(
             request,
             reader,
@@ -356,6 +485,18 @@ for _type in SEARCHABLE:
 async def unsupported(rest: str) -> Response:
     """Anything else under /fhir: an OperationOutcome, not a problem+json."""
     return fhir_error(404, f"this server does not serve {rest!r} (see /fhir/metadata)")
+
+
+@router.api_route(
+    "/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
+async def read_only(request: Request, rest: str) -> Response:
+    """A write or a POST search: 405, this server is read-only (an OperationOutcome too)."""
+    return fhir_error(
+        405,
+        f"{request.method} /fhir/{rest}: this server is read-only (GET; see /fhir/metadata)",
+        {"Allow": "GET"},
+    )
 
 
 __all__ = ["FHIR_JSON", "router"]

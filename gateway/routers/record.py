@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.fhir import reads
-from gateway.fhir.access import BadReaderError, Reader, reader_of
+from gateway.fhir.access import BadReaderError, Reader, reader_of, refusal
 from gateway.fhir.orders import order_id
 from gateway.fhir.systems import resource_id
 from gateway.openapi import PROBLEM_RESPONSES
@@ -121,8 +121,8 @@ async def _recognition_read(
     )
     if not done.known:
         raise ProblemError(404, "Not found", f"no record of person {person_id}")
-    if verdict.outcome == "DENIED":
-        raise ProblemError(403, "Forbidden", verdict.reason or "access denied")
+    if verdict.outcome == "DENIED":  # the reason (members, consents) is the audit's only
+        raise ProblemError(403, "Forbidden", refusal(reader))
     return found
 
 

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.fhir import _env, accepted, consent, linked, load_record, referral, visits
 from consortium.topics import ensure_topics
 from events.consent import ConsentRevoked
 from events.envelope import Event
+from events.person import MatchMethod, PersonsMerged
 from events.referral import ReferralCancelled
+from events.result import LabResultReported
 from events.topics import READ_AUDIT_TOPIC
 from fhir_r4 import r4_errors
 from gateway.config import GatewayConfig
+from gateway.fhir.bundle import MAX_COUNT
 from gateway.principals import Role
 from gateway.testing import gateway_client, issue_token
 from own_databases import own_database
@@ -446,3 +452,255 @@ def test_every_resource_served_is_valid_fhir_r4_4_0_1(client: TestClient, record
     assert r4_errors(
         [{"resourceType": "Bundle", "type": "searchset", "entries": []}]
     )  # it can fail
+
+
+# --- conformance: parameters, formats, methods --------------------------------------------------
+
+USED = {"patient", "_count", "_cursor"}
+UNKNOWN_NAMES = st.text(
+    st.characters(codec="ascii", categories=("Ll", "Lu", "Nd"), include_characters="_-:."),
+    min_size=1,
+    max_size=12,
+).filter(lambda n: n not in USED | {"_format"})
+
+
+def _links(bundle: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+    return {
+        link["relation"]: parse_qs(urlsplit(link["url"]).query, keep_blank_values=True)
+        for link in bundle["link"]
+    }
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    unknown=st.dictionaries(UNKNOWN_NAMES, st.text(max_size=8), min_size=1, max_size=3),
+    strict=st.booleans(),
+)
+def test_unsupported_search_parameters_are_ignored_and_not_claimed_or_refused_when_strict(
+    client: TestClient, record_url: str, unknown: dict[str, str], strict: bool
+) -> None:
+    headers = auth(record_url, VILLAGE, extra={"Prefer": "handling=strict"} if strict else None)
+    plain = client.get(
+        "/fhir/Observation", params={"patient": str(SHARED)}, headers=auth(record_url, VILLAGE)
+    ).json()
+    before = len(audit_rows(record_url))
+    response = client.get(
+        "/fhir/Observation", params={"patient": str(SHARED), **unknown}, headers=headers
+    )
+    if strict:
+        assert response.status_code == 400, response.text
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["code"] == "not-supported"
+        assert all(repr(name) in outcome["issue"][0]["diagnostics"] for name in unknown)
+        assert len(audit_rows(record_url)) == before  # refused before anything is read
+        return
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    assert bundle["entry"] == plain["entry"] and bundle["total"] == plain["total"]
+    # The self link names the parameters used, so a client sees `code=` was not applied.
+    assert _links(bundle)["self"] == {"patient": [str(SHARED)]}
+
+
+def test_count_above_the_maximum_is_served_at_the_maximum_and_repeats_are_refused(
+    client: TestClient, record_url: str
+) -> None:
+    headers = auth(record_url, TOWNSHIP)
+    path = f"/fhir/Patient/{BUSY}/$everything"
+    bundle = client.get(path, params={"_count": 10_000}, headers=headers)
+    assert bundle.status_code == 200, bundle.text  # "the server ... cannot return more"
+    assert len(bundle.json()["entry"]) == min(MAX_COUNT, bundle.json()["total"])
+    assert _links(bundle.json())["self"] == {"_count": [str(MAX_COUNT)]}
+    before = len(audit_rows(record_url))
+    for query in (
+        f"patient={SHARED}&patient={PRIVATE}",
+        f"patient={SHARED}&_count=5&_count=6",
+    ):
+        twice = client.get(f"/fhir/Observation?{query}", headers=auth(record_url, COUNTY))
+        assert twice.status_code == 400 and "more than once" in twice.text
+        assert twice.json()["resourceType"] == "OperationOutcome"
+    assert client.get(f"{path}?_count=0", headers=headers).status_code == 400
+    assert len(audit_rows(record_url)) == before
+
+
+@pytest.mark.parametrize(
+    ("accept", "fmt", "status"),
+    [
+        ("application/fhir+xml", None, 406),
+        ("application/xml", None, 406),
+        ("text/html", None, 406),
+        (None, "xml", 406),
+        (None, "application/fhir+xml", 406),
+        ("application/fhir+json", "text/xml", 406),
+        ("application/fhir+xml", "json", 200),  # _format overrides Accept
+        (None, "application/fhir+json", 200),
+        ("application/json", None, 200),
+        ("application/fhir+json; fhirVersion=4.0", None, 200),
+        ("application/fhir+json; fhirVersion=3.0", None, 406),  # STU3 is not served
+        ("application/fhir+json; fhirVersion=4.3, application/json;q=0.5", None, 200),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", None, 200),
+        ("application/fhir+json;q=0, application/fhir+xml", None, 406),
+    ],
+)
+def test_only_json_is_served_and_anything_else_is_406(
+    client: TestClient, record_url: str, accept: str | None, fmt: str | None, status: int
+) -> None:
+    headers = auth(record_url, COUNTY, extra={"Accept": accept} if accept else None)
+    params = {"_format": fmt} if fmt else {}
+    before = len(audit_rows(record_url))
+    for path in ("/fhir/metadata", f"/fhir/Patient/{PRIVATE}"):
+        response = client.get(path, params=params, headers=headers)
+        assert response.status_code == status, (path, response.text)
+        assert response.headers["content-type"].startswith("application/fhir+json")
+        if status == 406:
+            assert response.json()["issue"][0]["code"] == "not-supported"
+    assert len(audit_rows(record_url)) == before + (status == 200)
+
+
+def test_other_methods_are_405_operation_outcomes(client: TestClient, record_url: str) -> None:
+    headers = auth(record_url, COUNTY)
+    for method, path in (
+        ("POST", "/fhir/Patient"),
+        ("PUT", f"/fhir/Patient/{PRIVATE}"),
+        ("DELETE", f"/fhir/Observation?patient={PRIVATE}"),
+        ("POST", "/fhir/metadata"),
+    ):
+        response = client.request(method, path, headers=headers, json={"resourceType": "Patient"})
+        assert response.status_code == 405, (method, path, response.text)
+        assert response.headers["content-type"].startswith("application/fhir+json")
+        assert response.json()["issue"][0]["code"] == "not-supported"
+        assert response.headers["allow"] == "GET"
+
+
+# --- paging under concurrent writes, merged ids ---------------------------------------------------
+
+
+def _walk(client: TestClient, url: str | None, headers: dict[str, str]) -> Iterator[list[str]]:
+    while url is not None:
+        bundle = client.get(url, headers=headers).json()
+        yield [e["fullUrl"] for e in bundle.get("entry", [])]
+        url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+
+
+def test_a_result_added_to_an_old_order_mid_walk_does_not_hide_its_report(
+    client: TestClient, record_url: str
+) -> None:
+    person, tag = uuid.uuid4(), uuid.uuid4().hex[:6]
+    made = [linked(person, TOWNSHIP, "TW"), *visits(TOWNSHIP, "TW", 6)]
+    load_record(record_url, made, consortium_id=f"walk{tag}")
+    headers = auth(record_url, TOWNSHIP)
+    start = f"/fhir/Patient/{person}/$everything"
+    present = [e["fullUrl"] for e in client.get(start, headers=headers).json()["entry"]]
+    walk = _walk(client, f"{start}?_count=4", headers)
+    seen = next(walk)
+    # Meanwhile the oldest visit's blood count gets a second analyte, observed just now.
+    oldest = next(e for e in made if isinstance(e, LabResultReported))
+    late = oldest.model_copy(
+        update={
+            "envelope": oldest.envelope.model_copy(
+                update={"event_id": uuid.uuid4(), "occurred_at": datetime.now(UTC)}
+            ),
+            "result_id": f"{oldest.result_id}-PLT",
+            "observed_at": datetime.now(UTC) - timedelta(minutes=5),
+        }
+    )
+    load_record(record_url, [late], consortium_id=f"late{tag}")
+    for page_urls in walk:
+        seen += page_urls
+    missed = [u for u in present if u not in seen]
+    assert missed == [], "resources present for the whole walk must be served at least once"
+
+
+def test_everything_of_a_merged_away_id_holds_the_patient_its_entries_reference(
+    client: TestClient, record_url: str
+) -> None:
+    retired, survivor, tag = uuid.uuid4(), uuid.uuid4(), uuid.uuid4().hex[:6]
+    made = [
+        linked(retired, TOWNSHIP, "TM"),
+        *visits(TOWNSHIP, "TM", 1),
+        linked(survivor, COUNTY, "CM"),
+        PersonsMerged(
+            envelope=_env("PersonsMerged", COUNTY, str(survivor), datetime.now(UTC)),
+            person_id=survivor,
+            retired_person_id=retired,
+            method=MatchMethod.REVIEW,
+        ),
+    ]
+    load_record(record_url, made, consortium_id=f"merge{tag}")
+    headers = auth(record_url, TOWNSHIP)
+    # The retired id reads as an inactive Patient replaced by the survivor (not 404 nor 410).
+    old = client.get(f"/fhir/Patient/{retired}", headers=headers)
+    assert old.status_code == 200
+    assert old.json()["link"] == [
+        {"other": {"reference": f"Patient/{survivor}"}, "type": "replaced-by"}
+    ]
+    bundle = client.get(f"/fhir/Patient/{retired}/$everything", headers=headers).json()
+    resources = [e["resource"] for e in bundle["entry"]]
+    patients = {f"Patient/{r['id']}" for r in resources if r["resourceType"] == "Patient"}
+    subjects = {
+        (r.get("subject") or r.get("for"))["reference"]
+        for r in resources
+        if r["resourceType"] != "Patient"
+    }
+    assert subjects == {f"Patient/{survivor}"}
+    assert subjects <= patients, "the entries' Patient must be in the Bundle"
+    assert resources[0]["id"] == str(survivor) and resources[0]["active"] is True
+    assert {"other": {"reference": f"Patient/{retired}"}, "type": "replaces"} in resources[0][
+        "link"
+    ]
+
+
+# --- what a refusal tells the refused -------------------------------------------------------------
+
+
+def test_a_refused_reader_is_not_told_which_members_hold_records_of_the_person(
+    client: TestClient, record_url: str
+) -> None:
+    before = len(audit_rows(record_url))
+    coordination = {"X-Purpose-Of-Use": "COC"}  # SHARED's consent covers treatment only
+    asked = [
+        (PRIVATE, "/fhir/Patient/{p}", None),
+        (PRIVATE, "/fhir/Patient/{p}/$everything", None),
+        (PRIVATE, "/fhir/Observation?patient={p}", None),
+        (SHARED, "/fhir/Encounter?patient={p}", coordination),
+        (PRIVATE, "/v1/persons/{p}/recognizable-results", None),
+        (PRIVATE, "/v1/persons/{p}/possible-repeats", None),
+    ]
+    for person, path, extra in asked:
+        response = client.get(path.format(p=person), headers=auth(record_url, VILLAGE, extra=extra))
+        assert response.status_code == 403, (path, response.text)
+        told = response.text
+        assert TOWNSHIP not in told and COUNTY not in told, (path, told)
+        ids = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", told))
+        assert ids <= {str(person)}, (path, told)  # no consent's nor referral's id
+    rows = audit_rows(record_url, before)
+    assert [r["outcome"] for r in rows] == ["DENIED"] * len(asked)
+    # The audit keeps the whole reason for the reviewers.
+    assert all(TOWNSHIP in r["reason"] and COUNTY in r["reason"] for r in rows)
+
+
+def test_the_capability_statement_lists_what_is_served_and_nothing_else(
+    client: TestClient, record_url: str
+) -> None:
+    statement = client.get("/fhir/metadata").json()
+    (rest,) = statement["rest"]
+    offered = {r["type"]: r for r in rest["resource"]}
+    # Every type $everything serves can be found in the statement and searched by patient.
+    served = client.get(
+        f"/fhir/Patient/{SHARED}/$everything?_count=500", headers=auth(record_url, VILLAGE)
+    ).json()
+    for kind in {e["resource"]["resourceType"] for e in served["entry"]} - {"Patient"}:
+        assert [i["code"] for i in offered[kind]["interaction"]] == ["search-type"], kind
+        assert {p["name"] for p in offered[kind]["searchParam"]} == {"patient", "_count", "_cursor"}
+        search = client.get(f"/fhir/{kind}?patient={SHARED}", headers=auth(record_url, VILLAGE))
+        assert search.status_code == 200, (kind, search.text)
+    # Patient is read and $everything, no search: no search parameters claimed for it.
+    assert [i["code"] for i in offered["Patient"]["interaction"]] == ["read"]
+    assert "searchParam" not in offered["Patient"]
+    assert client.get("/fhir/Patient", headers=auth(record_url, VILLAGE)).status_code == 404
+    # No versions are kept: no versionId, no vread, no history.
+    assert {r.get("versioning") for r in offered.values()} == {"no-version"}
+    med = client.get(f"/fhir/MedicationRequest?patient={SHARED}", headers=auth(record_url, VILLAGE))
+    assert med.status_code == 200 and med.json()["type"] == "searchset"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from events.validation import normalize_resident_id, resident_id_check_char
 from gateway.fhir.access import BadReaderError, reader_of
 from gateway.fhir.audit_event import Grant, ReadFacts, audit_event
 from gateway.fhir.bundle import InvalidCursorError, decode_cursor, page, searchset
@@ -221,6 +223,38 @@ def test_every_resource_made_from_any_rows_is_valid_fhir(drawn: list[TimelineEnt
     _check(bundle)
 
 
+# Free text a member may send as white space only: a full-width space (　, U+3000) from a Chinese
+# input method, a no-break space. FHIR's string is `[ \r\n\t\S]+`: such a value is invalid.
+blanks = st.text(st.sampled_from(" \u3000\xa0\u2003\u200a"), min_size=1, max_size=3)
+FREE_TEXT = frozenset(
+    {
+        *("value_string", "chief_complaint", "department_name", "instructions", "findings"),
+        *("impression", "requested_service", "reason", "discharge_summary", "clinical_summary"),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=st.lists(entries(), min_size=1, max_size=12), blank=blanks)
+def test_white_space_only_text_is_left_out_and_resources_stay_valid(
+    drawn: list[TimelineEntry], blank: str
+) -> None:
+    rows = [
+        dataclasses.replace(
+            row,
+            display=blank,
+            detail={
+                **row.detail,
+                **{k: blank for k in FREE_TEXT},
+                "value_numeric": None,  # so value_string is the Observation's value
+            },
+        )
+        for row in as_in_the_record(drawn)
+    ]
+    for m in resources_of(PERSON, rows):
+        _check(m.resource)
+
+
 @pytest.mark.parametrize(
     ("raw", "token"),
     [(" ", None), ("", None), (None, None), (" A01 ", "A01"), ("内科  门诊", "内科 门诊")],
@@ -245,11 +279,48 @@ def test_patients_show_only_visible_local_records(
     patient = patient_resource(person, visible)
     _check(patient)
     shown = {i["system"].rsplit("/", 1)[1] for i in patient["identifier"][1:]}
-    assert shown == {i for i, _ in locals_} & visible
+    assert shown == {i for i, local in locals_ if local.strip()} & visible
     old = patient_resource(Person(retired, PERSON, (PERSON, retired), tuple(locals_)), visible)
     _check(old)
     assert old["id"] == retired and old["link"][0]["type"] == "replaced-by"
     assert len(old["identifier"]) == 1  # a retired id shows no record
+
+
+@st.composite
+def resident_ids(draw: st.DrawFn) -> str:
+    """A valid resident id number (GB 11643-1999), as a member might use it as its patient id."""
+    born = draw(st.dates(min_value=date(1900, 1, 1), max_value=date(2025, 12, 31)))
+    first17 = f"{draw(st.sampled_from(['110101', '439901', '650102']))}{born:%Y%m%d}"
+    first17 += f"{draw(st.integers(0, 999)):03d}"
+    number = first17 + resident_id_check_char(first17)
+    return draw(st.sampled_from([number, number.lower(), f" {number} "]))
+
+
+@given(
+    numbered=st.lists(st.tuples(st.sampled_from(MEMBERS), resident_ids()), max_size=3),
+    others=st.lists(st.tuples(st.sampled_from(MEMBERS), local_ids), max_size=3),
+)
+def test_a_local_id_that_is_a_resident_id_is_not_shown(
+    numbered: list[tuple[str, str]], others: list[tuple[str, str]]
+) -> None:
+    # Members that number patients by 身份证号: the Patient would show the resident id in clear.
+    locals_ = tuple(dict.fromkeys(numbered + others))
+    patient = patient_resource(Person(PERSON, PERSON, (PERSON,), locals_), set(MEMBERS))
+    _check(patient)
+    shown = [i["value"] for i in patient["identifier"]]
+    for _, number in numbered:
+        assert all(number.strip().upper() not in value.upper() for value in shown)
+    for local in others:
+        if local not in numbered and not _is_resident_id(local[1]) and local[1].strip():
+            assert local[1] in shown
+
+
+def _is_resident_id(value: str) -> bool:
+    try:
+        normalize_resident_id(value)
+    except ValueError:
+        return False
+    return True
 
 
 @given(size=st.integers(0, 60), count=st.integers(1, 9), ties=st.integers(1, 5))

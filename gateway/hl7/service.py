@@ -15,7 +15,7 @@ from events.validation import Checks
 from gateway.config import INLINE_BYTES
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
 from gateway.hl7.er7 import Message, ParseError, header, parse
-from gateway.hl7.mapping import UnsupportedMessage, map_message
+from gateway.hl7.mapping import Namespaces, UnsupportedMessage, map_message
 from gateway.hl7.values import Hl7ValueError, text
 from gateway.ingest import Known
 from gateway.parsing import parse_one, request_checks
@@ -95,7 +95,7 @@ def _parse(er7: str) -> Message:
 
 
 def _prepare(
-    er7: str, checks: Checks | None = None
+    er7: str, checks: Checks | None = None, namespaces: Namespaces | None = None
 ) -> tuple[Message | None, list[dict[str, Any]] | Answer]:
     """Parse and map in one step (CPU work, run in a thread)."""
     try:
@@ -105,25 +105,27 @@ def _prepare(
         # A readable MSH still names the message in the ACK (MSA-2), though nothing is mapped.
         readable = header(er7)
         return None, _answer(readable, AckCode.REJECT, [Hl7Error("102", reason)], 400)
-    return message, _map(message, (checks or {}).get("membership"))
+    return message, _map(message, (checks or {}).get("membership"), namespaces)
 
 
 def prepare_bytes(
-    raw: bytes, checks: Checks | None = None
+    raw: bytes, checks: Checks | None = None, namespaces: Namespaces | None = None
 ) -> tuple[Message | None, list[dict[str, Any]] | Answer]:
     """Decode, parse and map: bytes that no character set reads are AE 102 on MSH-18."""
     er7, undecodable = decode_strictly(raw)
-    message, prepared = _prepare(er7, checks)
+    message, prepared = _prepare(er7, checks, namespaces)
     if undecodable is not None and message is not None:
         error = Hl7Error("102", undecodable, "MSH-18")
         return message, _answer(message, AckCode.ERROR, [error], 422)
     return message, prepared
 
 
-def _map(message: Any, membership: Membership | None = None) -> list[dict[str, Any]] | Answer:
+def _map(
+    message: Any, membership: Membership | None = None, namespaces: Namespaces | None = None
+) -> list[dict[str, Any]] | Answer:
     """The event drafts of a parsed message, or the ACK that refuses it."""
     try:
-        return map_message(message, membership or load_membership())
+        return map_message(message, membership or load_membership(), namespaces)
     except UnsupportedMessage as exc:
         return _answer(message, AckCode.REJECT, [Hl7Error(exc.code, str(exc), exc.where)], 422)
     except Hl7ValueError as exc:
@@ -181,10 +183,12 @@ async def handle(
     checks = request_checks()  # one membership lookup and clock reading for the message
     # Parsing and mapping a usual message takes ~0.1 ms, less than a hop to a worker thread;
     # only a large one leaves the event loop.
+    # The ids are derived in the deployment's keyed namespaces (mapping.Namespaces).
+    namespaces = gateway.hl7_namespaces
     if len(raw) <= INLINE_BYTES:
-        message, prepared = prepare_bytes(raw, checks)
+        message, prepared = prepare_bytes(raw, checks, namespaces)
     else:
-        message, prepared = await anyio.to_thread.run_sync(prepare_bytes, raw, checks)
+        message, prepared = await anyio.to_thread.run_sync(prepare_bytes, raw, checks, namespaces)
     known: Known | None = None
     # Over MLLP the credential is checked before any mapping error is told; a text that is not
     # HL7 (no message) is refused first, since MSH-8 cannot be read from it.

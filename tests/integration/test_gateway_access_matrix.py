@@ -290,3 +290,25 @@ def test_hl7_publishing_by_role_over_http_and_mllp(
     control = uuid.uuid4().hex[:12]
     ack = _exchange(port, frame(ADMIT.replace("{token}", token).format(control=control)))
     assert f"\rMSA|{expected}|{control}" in ack
+
+
+def test_no_route_grants_another_origin_a_cross_origin_read(
+    gateway: tuple[str, int, dict[tuple[str, Role], str]],
+) -> None:
+    """No CORS: a page of another origin cannot send the token (no preflight passes) nor read
+    an answer; the dashboard is served from the gateway's own origin."""
+    base, _, tokens = gateway
+    evil = {"Origin": "https://evil.example"}
+    preflight = httpx.options(
+        f"{base}/v1/reports/members",
+        headers={
+            **evil,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert not any(h.lower().startswith("access-control-") for h in preflight.headers)
+    token = tokens[(TOWNSHIP, R.BUREAU_ANALYST)]
+    for path in ("/v1/reports/members", "/dashboard", "/openapi.json", "/subjects"):
+        answer = httpx.get(base + path, headers={**evil, "Authorization": f"Bearer {token}"})
+        assert not any(h.lower().startswith("access-control-") for h in answer.headers), path

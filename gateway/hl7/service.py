@@ -161,6 +161,11 @@ def _validate(message: Any, drafts: list[dict[str, Any]], checks: Checks) -> lis
     return events
 
 
+def _no_credential(message: Message) -> Answer:
+    reason = "MSH-8 (Security) carries no valid gateway credential"
+    return _answer(message, AckCode.REJECT, [Hl7Error("207", reason, "MSH-8")], 401)
+
+
 async def _mllp_credential(
     gateway: Gateway, message: Message, prepared: list[dict[str, Any]] | Answer
 ) -> tuple[Principal, Known] | Answer:
@@ -171,9 +176,16 @@ async def _mllp_credential(
     ids = [] if isinstance(prepared, Answer) else _draft_ids(prepared)
     principal, known = await gateway.authenticate_and_look_up(token, ids)
     if principal is None:
-        reason = "MSH-8 (Security) carries no valid gateway credential"
-        return _answer(message, AckCode.REJECT, [Hl7Error("207", reason, "MSH-8")], 401)
+        return _no_credential(message)
     return principal, known
+
+
+def _msh_alone(raw: bytes) -> Message | None:
+    """The MSH segment read from the message's first line of bytes (ASCII in UTF-8 and GB 18030
+    alike), without decoding or parsing the rest; None when it cannot be read alone."""
+    head = raw.removeprefix(_BOM).lstrip(b"\r\n\x00 \t")
+    line = head.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    return header(decode(line))
 
 
 async def handle(
@@ -185,6 +197,15 @@ async def handle(
     # only a large one leaves the event loop.
     # The ids are derived in the deployment's keyed namespaces (mapping.Namespaces).
     namespaces = gateway.hl7_namespaces
+    if principal is None and len(raw) > INLINE_BYTES:
+        # A large message is parsed and mapped only for a valid credential: MSH-8 is read from
+        # the MSH line alone first (the ids are then looked up by `submit`). A message whose
+        # MSH cannot be read alone goes on, and is refused as unparseable or checked below.
+        head = _msh_alone(raw)
+        if head is not None:
+            principal = await gateway.authenticate(text(head.msh.msh_8) or "")
+            if principal is None:
+                return _no_credential(head)
     if len(raw) <= INLINE_BYTES:
         message, prepared = prepare_bytes(raw, checks, namespaces)
     else:
@@ -200,6 +221,19 @@ async def handle(
     if isinstance(prepared, Answer):
         return prepared
     assert message is not None and principal is not None
+    return await _publish(gateway, message, prepared, principal, known, checks, client)
+
+
+async def _publish(
+    gateway: Gateway,
+    message: Message,
+    prepared: list[dict[str, Any]],
+    principal: Principal,
+    known: Known | None,
+    checks: Checks,
+    client: str | None,
+) -> Answer:
+    """Validate a mapped message's events and publish them: AA, AE or AR."""
     validated = _validate(message, prepared, checks)
     if isinstance(validated, Answer):
         return validated

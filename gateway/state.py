@@ -14,6 +14,7 @@ from gateway import credentials
 from gateway.config import GatewayConfig
 from gateway.delivery import AsyncPublisher
 from gateway.grouped import Grouped
+from gateway.hl7.mapping import Namespaces
 from gateway.ingest import RECORDED_ROWS, Ingest, Known, all_ids, recorded_of
 from gateway.principals import Principal
 
@@ -34,6 +35,8 @@ class Gateway:
     publisher: AsyncPublisher
     pool: AsyncConnectionPool
     ingest: Ingest
+    # The keyed namespaces of the ids derived from HL7 v2 (migration 0016, `gateway_id_key`).
+    hl7_namespaces: Namespaces
     _principals: Grouped[str, Principal | None] = field(init=False, repr=False)
     _reads: Grouped[tuple[str, list[UUID]], tuple[Principal | None, Known]] = field(
         init=False, repr=False
@@ -111,13 +114,19 @@ class Gateway:
             open=False,
         )
         await pool.open()
+        async with pool.connection() as conn:
+            cursor = await conn.execute("SELECT id_key FROM gateway_id_key")
+            row = await cursor.fetchone()
+        if row is None:  # the migration inserts it: a deleted row must not fall back to public ids
+            await pool.close()
+            raise RuntimeError("gateway_id_key holds no key: apply migration 0016 again")
         ingest = Ingest(
             publisher,
             pool,
             publish_timeout_s=config.publish_timeout_s,
             retry_after_s=config.retry_after_s,
         )
-        return cls(config, catalog, publisher, pool, ingest)
+        return cls(config, catalog, publisher, pool, ingest, Namespaces.keyed(bytes(row[0])))
 
     async def stop(self) -> None:
         """Deliver what is queued and close the pool."""

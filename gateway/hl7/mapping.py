@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,11 +13,29 @@ from events.membership import Membership
 from gateway.hl7 import patient as p
 from gateway.hl7.values import Hl7ValueError, coded, component, text, timestamp
 
-# event_id = uuid5(HL7_EVENTS, "<source>|<MSH-3.1>|<MSH-10>|<n>") ("<source>|<MSH-10>|<n>"
+# event_id = uuid5(events namespace, "<source>|<MSH-3.1>|<MSH-10>|<n>") ("<source>|<MSH-10>|<n>"
 # without MSH-3): a resent message gets the same ids, so the gateway's idempotency answers it
 # without publishing again; another application's message with the same MSH-10 gets others.
+# The namespaces are keyed with the deployment's secret (`gateway_id_key`, see `Namespaces`):
+# with public ones any member could compute another's next ids and publish under them first.
 HL7_EVENTS = uuid.UUID("6c1d8f1e-3b1e-4c55-9a7e-2f0c1b7d9e41")
 HL7_REFERRALS = uuid.UUID("0b6f3f2a-5d2c-4a8e-8f64-7e3d2c1b0a95")
+
+
+@dataclass(frozen=True)
+class Namespaces:
+    """The uuid5 namespaces of the event ids and referral ids one deployment derives."""
+
+    events: uuid.UUID = HL7_EVENTS
+    referrals: uuid.UUID = HL7_REFERRALS
+
+    @classmethod
+    def keyed(cls, key: bytes) -> Namespaces:
+        """Namespaces that only a holder of `key` (the gateway's secret) can compute: a member
+        that knows another's sender code, control ids and referral numbers cannot derive its ids.
+        Without a key (`Namespaces()`, tests and tools) the ids are public."""
+        return cls(uuid.uuid5(HL7_EVENTS, key.hex()), uuid.uuid5(HL7_REFERRALS, key.hex()))
+
 
 ADMISSION_TYPE = {"E": "EMERGENCY", "U": "URGENT", "R": "ELECTIVE", "C": "ELECTIVE", "N": "NEWBORN"}
 ADMISSION_SOURCE = {
@@ -72,9 +91,12 @@ class UnsupportedMessage(ValueError):  # noqa: N818 - an HL7 condition, answered
 class Context:
     """What every event of one message shares: source, control id, times, patient."""
 
-    def __init__(self, message: Any, membership: Membership) -> None:
+    def __init__(
+        self, message: Any, membership: Membership, namespaces: Namespaces | None = None
+    ) -> None:
         self.message = message
         self.membership = membership
+        self.namespaces = namespaces or Namespaces()
         msh = message.msh
         self.source = component(msh.msh_4, 1) or ""
         # MSH-10 is unique per sending application (MSH-3), not per hospital: a HIS and a LIS
@@ -124,7 +146,7 @@ class Context:
         first PID); None values are left out."""
         self._count += 1
         sender = f"{self.source}|{self.application}" if self.application else self.source
-        event_id = uuid.uuid5(HL7_EVENTS, f"{sender}|{self.control_id}|{self._count}")
+        event_id = uuid.uuid5(self.namespaces.events, f"{sender}|{self.control_id}|{self._count}")
         head = {
             "event_id": str(event_id),
             "event_type": event_type,
@@ -432,7 +454,7 @@ def _referral_id(ctx: Context, referrer: str | None) -> str:
         return str(uuid.UUID(given))
     except ValueError:
         # Both ends derive the same id from the referrer's code and its referral number.
-        return str(uuid.uuid5(HL7_REFERRALS, f"{referrer or ctx.source}|{given}"))
+        return str(uuid.uuid5(ctx.namespaces.referrals, f"{referrer or ctx.source}|{given}"))
 
 
 def _provider(ctx: Context, role: str) -> str | None:
@@ -511,8 +533,11 @@ MAPPERS: dict[tuple[str, str], Callable[[Context], list[dict[str, Any]]]] = {
 }
 
 
-def map_message(message: Any, membership: Membership) -> list[dict[str, Any]]:
-    """The event dicts of one parsed message (validated later by the event models)."""
+def map_message(
+    message: Any, membership: Membership, namespaces: Namespaces | None = None
+) -> list[dict[str, Any]]:
+    """The event dicts of one parsed message (validated later by the event models); its ids in
+    `namespaces` (the gateway's keyed ones; public ones without)."""
     kind = (
         (component(message.msh.msh_9, 1) or "").upper(),
         (component(message.msh.msh_9, 2) or "").upper(),
@@ -526,4 +551,4 @@ def map_message(message: Any, membership: Membership) -> list[dict[str, Any]]:
     if processing != "P":
         detail = f"MSH-11 processing id {processing!r} is not accepted: only P (production)"
         raise UnsupportedMessage(detail, "202", "MSH-11")
-    return mapper(Context(message, membership))
+    return mapper(Context(message, membership, namespaces))

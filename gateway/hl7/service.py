@@ -15,7 +15,7 @@ from events.validation import Checks
 from gateway.config import INLINE_BYTES
 from gateway.hl7.ack import AckCode, Hl7Error, build_ack
 from gateway.hl7.er7 import Message, ParseError, header, parse
-from gateway.hl7.mapping import UnsupportedMessage, map_message
+from gateway.hl7.mapping import Namespaces, UnsupportedMessage, map_message
 from gateway.hl7.values import Hl7ValueError, text
 from gateway.ingest import Known
 from gateway.parsing import parse_one, request_checks
@@ -95,7 +95,7 @@ def _parse(er7: str) -> Message:
 
 
 def _prepare(
-    er7: str, checks: Checks | None = None
+    er7: str, checks: Checks | None = None, namespaces: Namespaces | None = None
 ) -> tuple[Message | None, list[dict[str, Any]] | Answer]:
     """Parse and map in one step (CPU work, run in a thread)."""
     try:
@@ -105,25 +105,27 @@ def _prepare(
         # A readable MSH still names the message in the ACK (MSA-2), though nothing is mapped.
         readable = header(er7)
         return None, _answer(readable, AckCode.REJECT, [Hl7Error("102", reason)], 400)
-    return message, _map(message, (checks or {}).get("membership"))
+    return message, _map(message, (checks or {}).get("membership"), namespaces)
 
 
 def prepare_bytes(
-    raw: bytes, checks: Checks | None = None
+    raw: bytes, checks: Checks | None = None, namespaces: Namespaces | None = None
 ) -> tuple[Message | None, list[dict[str, Any]] | Answer]:
     """Decode, parse and map: bytes that no character set reads are AE 102 on MSH-18."""
     er7, undecodable = decode_strictly(raw)
-    message, prepared = _prepare(er7, checks)
+    message, prepared = _prepare(er7, checks, namespaces)
     if undecodable is not None and message is not None:
         error = Hl7Error("102", undecodable, "MSH-18")
         return message, _answer(message, AckCode.ERROR, [error], 422)
     return message, prepared
 
 
-def _map(message: Any, membership: Membership | None = None) -> list[dict[str, Any]] | Answer:
+def _map(
+    message: Any, membership: Membership | None = None, namespaces: Namespaces | None = None
+) -> list[dict[str, Any]] | Answer:
     """The event drafts of a parsed message, or the ACK that refuses it."""
     try:
-        return map_message(message, membership or load_membership())
+        return map_message(message, membership or load_membership(), namespaces)
     except UnsupportedMessage as exc:
         return _answer(message, AckCode.REJECT, [Hl7Error(exc.code, str(exc), exc.where)], 422)
     except Hl7ValueError as exc:
@@ -159,6 +161,11 @@ def _validate(message: Any, drafts: list[dict[str, Any]], checks: Checks) -> lis
     return events
 
 
+def _no_credential(message: Message) -> Answer:
+    reason = "MSH-8 (Security) carries no valid gateway credential"
+    return _answer(message, AckCode.REJECT, [Hl7Error("207", reason, "MSH-8")], 401)
+
+
 async def _mllp_credential(
     gateway: Gateway, message: Message, prepared: list[dict[str, Any]] | Answer
 ) -> tuple[Principal, Known] | Answer:
@@ -169,9 +176,16 @@ async def _mllp_credential(
     ids = [] if isinstance(prepared, Answer) else _draft_ids(prepared)
     principal, known = await gateway.authenticate_and_look_up(token, ids)
     if principal is None:
-        reason = "MSH-8 (Security) carries no valid gateway credential"
-        return _answer(message, AckCode.REJECT, [Hl7Error("207", reason, "MSH-8")], 401)
+        return _no_credential(message)
     return principal, known
+
+
+def _msh_alone(raw: bytes) -> Message | None:
+    """The MSH segment read from the message's first line of bytes (ASCII in UTF-8 and GB 18030
+    alike), without decoding or parsing the rest; None when it cannot be read alone."""
+    head = raw.removeprefix(_BOM).lstrip(b"\r\n\x00 \t")
+    line = head.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    return header(decode(line))
 
 
 async def handle(
@@ -181,10 +195,21 @@ async def handle(
     checks = request_checks()  # one membership lookup and clock reading for the message
     # Parsing and mapping a usual message takes ~0.1 ms, less than a hop to a worker thread;
     # only a large one leaves the event loop.
+    # The ids are derived in the deployment's keyed namespaces (mapping.Namespaces).
+    namespaces = gateway.hl7_namespaces
+    if principal is None and len(raw) > INLINE_BYTES:
+        # A large message is parsed and mapped only for a valid credential: MSH-8 is read from
+        # the MSH line alone first (the ids are then looked up by `submit`). A message whose
+        # MSH cannot be read alone goes on, and is refused as unparseable or checked below.
+        head = _msh_alone(raw)
+        if head is not None:
+            principal = await gateway.authenticate(text(head.msh.msh_8) or "")
+            if principal is None:
+                return _no_credential(head)
     if len(raw) <= INLINE_BYTES:
-        message, prepared = prepare_bytes(raw, checks)
+        message, prepared = prepare_bytes(raw, checks, namespaces)
     else:
-        message, prepared = await anyio.to_thread.run_sync(prepare_bytes, raw, checks)
+        message, prepared = await anyio.to_thread.run_sync(prepare_bytes, raw, checks, namespaces)
     known: Known | None = None
     # Over MLLP the credential is checked before any mapping error is told; a text that is not
     # HL7 (no message) is refused first, since MSH-8 cannot be read from it.
@@ -196,6 +221,19 @@ async def handle(
     if isinstance(prepared, Answer):
         return prepared
     assert message is not None and principal is not None
+    return await _publish(gateway, message, prepared, principal, known, checks, client)
+
+
+async def _publish(
+    gateway: Gateway,
+    message: Message,
+    prepared: list[dict[str, Any]],
+    principal: Principal,
+    known: Known | None,
+    checks: Checks,
+    client: str | None,
+) -> Answer:
+    """Validate a mapped message's events and publish them: AA, AE or AR."""
     validated = _validate(message, prepared, checks)
     if isinstance(validated, Answer):
         return validated

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import psycopg
@@ -15,7 +16,7 @@ from consortium.topics import ensure_topics
 from events.topics import EVENT_TOPICS, Family
 from examples import COUNTY_HOSPITAL, TOWNSHIP
 from gateway.app import create_app
-from gateway.config import GatewayConfig
+from gateway.config import INLINE_BYTES, GatewayConfig
 from gateway.hl7.mllp import END_BLOCK, frame
 from gateway.testing import free_port, issue_token, serving
 
@@ -193,3 +194,47 @@ def test_a_frame_cut_off_by_a_new_start_block_is_dropped_not_glued_to_the_next(
     payload = b"\x0b" + cut[: cut.index("PV1|") + 12].encode() + frame(whole)
     answer = exchange(port, payload)
     assert "\rMSA|AA|C2" in answer, answer
+
+
+def large_result(token: str, control: str) -> bytes:
+    """An ORU of ~40 KiB (above the 16 KiB mapped on the event loop), in UTF-8."""
+    text = "\r".join(
+        [
+            f"MSH|^~\\&|LIS|{TOWNSHIP}|CONSORTIUM|439901|20240501093015+0800|{token}|"
+            f"ORU^R01^ORU_R01|{control}|P|2.5|||AL|NE|CHN|UNICODE UTF-8",
+            f"PID|1||P0001234^^^{TOWNSHIP}^MR||张^三丰||19680312|M",
+            "OBR|1|JY20240501-0310|LIS-7781|1558-6^空腹血糖^LN|||20240501070000+0800",
+            "OBX|1|ST|GLU-COMMENT^备注^L||" + "溶" * 13_000 + "|||N|||F",
+        ]
+    )
+    return text.encode()
+
+
+def test_a_large_mllp_message_without_a_valid_credential_is_not_parsed_or_mapped(
+    served: tuple[str, int], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over MLLP the credential is in MSH-8: for a large message it is read from the MSH line
+    alone and checked before the message is parsed and mapped (CPU, up to 1 MiB in a worker
+    thread), so a sender without one costs no mapping; a valid one is answered as before."""
+    from gateway.hl7 import service
+
+    prepared: list[int] = []
+    real = service.prepare_bytes
+
+    def counted(raw: bytes, *args: Any) -> Any:  # the real parse and mapping, counted
+        prepared.append(len(raw))
+        return real(raw, *args)
+
+    monkeypatch.setattr(service, "prepare_bytes", counted)
+    _, port = served
+    bogus = "cbt_" + "0" * 32 + "_" + "A" * 43
+    for token in (bogus, ""):
+        ack = exchange(port, b"\x0b" + large_result(token, "L1") + END_BLOCK)
+        assert "\rMSA|AR|L1" in ack and "MSH-8" in ack, ack[:300]
+    assert prepared == []
+    token = issue_token(database_url, TOWNSHIP)
+    message = large_result(token, "L2")
+    assert len(message) > INLINE_BYTES
+    ack = exchange(port, b"\x0b" + message + END_BLOCK)
+    assert "\rMSA|AA|L2" in ack, ack[:300]
+    assert prepared == [len(message)]

@@ -612,3 +612,35 @@ def test_a_utf8_byte_order_mark_before_msh_is_read_as_utf8_not_refused() -> None
     _, drafts = prepare_bytes(raw)
     assert not isinstance(drafts, Answer), drafts.ack
     assert drafts == mapped(*ADMIT)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+def test_derived_ids_are_keyed_stable_under_one_key_and_unknowable_without_it(
+    key: bytes, other: bytes
+) -> None:
+    """A resend maps to the same ids under the deployment's key; another key, or the public
+    namespaces a member could compute, give other event and referral ids."""
+    from gateway.hl7.mapping import Namespaces
+
+    request = "\r".join(
+        [
+            msh("REF^I12^REF_I12", "REF1", source=VILLAGE, to=TOWNSHIP),
+            "RF1|P^待处理|R^常规|全科门诊^全科门诊 血压管理|||V017-R0088",
+            "PID|1||V017-0088^^^^PI||刘^芳||19700101|F",
+            "DG1|1||I10.x00^高血压^I10",
+        ]
+    )
+
+    def ids(namespaces: Namespaces) -> tuple[str, str]:
+        _, drafts = _prepare(request, None, namespaces)
+        assert not isinstance(drafts, Answer), drafts.ack
+        return str(drafts[0]["envelope"]["event_id"]), str(drafts[0]["referral_id"])
+
+    mine = ids(Namespaces.keyed(key))
+    assert ids(Namespaces.keyed(key)) == mine
+    public = ids(Namespaces())
+    assert mine[0] != public[0] and mine[1] != public[1]
+    if other != key:
+        theirs = ids(Namespaces.keyed(other))
+        assert theirs[0] != mine[0] and theirs[1] != mine[1]

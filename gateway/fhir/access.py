@@ -103,9 +103,13 @@ def desk_verdict(reader: Reader, referral_parties: Iterable[tuple[str, frozenset
     shown = [(rid, parties) for rid, parties in referral_parties if mine in parties]
     grants = tuple(Grant(mine, "REFERRAL_DESK", referral_id=rid) for rid, _ in shown)
     if not shown:
-        reason = f"{mine} is party to none of this person's referrals"
-        return Verdict(frozenset(), grants, "DENIED", reason)
+        return Verdict(frozenset(), grants, "DENIED", desk_refusal(reader))
     return Verdict(frozenset({mine}), grants, "ALLOWED", None)
+
+
+def desk_refusal(reader: Reader) -> str:
+    """What a refused referral desk is told (an unknown person's refusal reads the same)."""
+    return f"{reader.principal.institution} is party to none of this person's referrals"
 
 
 def refusal(reader: Reader) -> str:

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from gateway.audit import Outcome, Subject, audit
 from gateway.deps import GatewayDep, PrincipalDep
 from gateway.fhir import reads
-from gateway.fhir.access import BadReaderError, Reader, reader_of, refusal
+from gateway.fhir.access import BadReaderError, Reader, desk_refusal, reader_of, refusal
 from gateway.fhir.audit_event import ReadFacts, audit_event
 from gateway.fhir.bundle import DEFAULT_COUNT, MAX_COUNT, InvalidCursorError, page, searchset
 from gateway.fhir.capability import SEARCHABLE, capability_statement
@@ -290,7 +290,8 @@ async def _read(
     resource_id: str,
     desk: bool = False,
 ) -> reads.RecordRead:
-    """What the reader may see of the person; a refusal is audited, then answered 403 or 404."""
+    """What the reader may see of the person; a refusal (an unknown person's too) is audited,
+    then answered 403."""
     role = reader.principal.role
     if role is not Role.CLINICIAN and not (desk and role is Role.REFERRAL_DESK):
         reason = f"role {role.value} reads no clinical records here"
@@ -324,10 +325,10 @@ async def _read(
             outcome="DENIED",
             reason=read.verdict.reason,
         )
-        if not read.known:
-            raise ProblemError(404, "Not found", f"no record of Patient/{person_id}")
+        # A person the record does not know is refused like one the reader may not see: person
+        # ids are uuid5 of a member's local id, so a 404 told a prober who is a patient where.
         if role is Role.REFERRAL_DESK:  # names only the desk's own member
-            raise ProblemError(403, "Forbidden", read.verdict.reason or "access denied")
+            raise ProblemError(403, "Forbidden", desk_refusal(reader))
         raise ProblemError(403, "Forbidden", refusal(reader))
     return read
 

@@ -35,7 +35,10 @@ router = APIRouter(
             **PROBLEM_RESPONSES[400],
             "description": "A purpose or break-glass header we cannot read.",
         },
-        404: {**PROBLEM_RESPONSES[401], "description": "No record of this person."},
+        403: {
+            **PROBLEM_RESPONSES[401],
+            "description": "No record of this person open to the reader (an unknown person too).",
+        },
     },
 )
 
@@ -119,9 +122,8 @@ async def _recognition_read(
         if verdict.grants
         else None,
     )
-    if not done.known:
-        raise ProblemError(404, "Not found", f"no record of person {person_id}")
-    if verdict.outcome == "DENIED":  # the reason (members, consents) is the audit's only
+    # An unknown person is refused like one the reader may not see (docs/fhir.md, "Audit").
+    if not done.known or verdict.outcome == "DENIED":  # the reason is the audit's only
         raise ProblemError(403, "Forbidden", refusal(reader))
     return found
 

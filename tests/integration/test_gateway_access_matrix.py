@@ -105,7 +105,14 @@ READS: list[tuple[str, str, str, frozenset[Role]]] = [
     ),
     *[
         ("GET", f"/fhir/{kind}", f"/fhir/{kind}?patient={PERSON}", frozenset({R.CLINICIAN}))
-        for kind in ("Encounter", "Condition", "ServiceRequest", "Observation", "DiagnosticReport")
+        for kind in (
+            "Encounter",
+            "Condition",
+            "ServiceRequest",
+            "MedicationRequest",
+            "Observation",
+            "DiagnosticReport",
+        )
     ],
     (
         "GET",
@@ -136,6 +143,11 @@ READS: list[tuple[str, str, str, frozenset[Role]]] = [
             ("/fhir/{rest:path}", "/fhir/Medication"),  # 404 OperationOutcome
             ("/healthz", "/healthz"),
         )
+    ],
+    # A write to the read-only FHIR server: 405 OperationOutcome to anyone, nothing read.
+    *[
+        (method, "/fhir/{rest:path}", "/fhir/Patient", PUBLIC)
+        for method in ("POST", "PUT", "PATCH", "DELETE")
     ],
 ]
 # Streams: the allowed roles' streams are tested where they are built (they never end alone).

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from consortium.settings import get_settings
 from events.catalog import Catalog, default_catalog
-from gateway import openapi, problems
+from gateway import docs_pages, openapi, problems
 from gateway.config import GatewayConfig
 from gateway.routers import (
     asyncapi,
@@ -110,6 +110,8 @@ def create_app(
         # A server span per request (continuing an incoming traceparent), but no span per
         # dependency, endpoint and serialization: those were a tenth of a small request's CPU.
         telemetry={"operation_spans": False},
+        docs_url=None,  # served pinned, with Subresource Integrity (gateway/docs_pages.py)
+        redoc_url=None,
     )
     app.state.catalog = catalog
     app.state.consortium_id = config.consortium_id if config else get_settings().consortium_id
@@ -132,6 +134,7 @@ def create_app(
         app.include_router(module.router)
     problems.install(app)
     openapi.install(app)
+    docs_pages.install(app)
 
     def unavailable(detail: str, kind: str, retry_after_s: int) -> Handler:
         async def answer(request: Request, exc: Exception) -> JSONResponse:

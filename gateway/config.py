@@ -34,6 +34,10 @@ class GatewayConfig:
     linger_ms: float = 0.0
     # Kafka client settings (security); None: the environment's, as the gateway's principal.
     kafka: Mapping[str, Any] | None = None
+    # Open server-sent event streams per worker process, and per credential in it: each holds a
+    # database poll (referrals) or a Kafka consumer and a thread (reports) (docs/gateway.md).
+    max_streams: int = 200
+    max_streams_per_credential: int = 4
 
     def kafka_config(self) -> dict[str, Any]:
         """The settings every Kafka client of the gateway adds to its bootstrap servers."""

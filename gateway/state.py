@@ -17,6 +17,7 @@ from gateway.grouped import Grouped
 from gateway.hl7.mapping import Namespaces
 from gateway.ingest import RECORDED_ROWS, Ingest, Known, all_ids, recorded_of
 from gateway.principals import Principal
+from gateway.streams import StreamSlots
 
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
@@ -37,12 +38,17 @@ class Gateway:
     ingest: Ingest
     # The keyed namespaces of the ids derived from HL7 v2 (migration 0016, `gateway_id_key`).
     hl7_namespaces: Namespaces
+    streams: StreamSlots = field(init=False, repr=False)
     _principals: Grouped[str, Principal | None] = field(init=False, repr=False)
     _reads: Grouped[tuple[str, list[UUID]], tuple[Principal | None, Known]] = field(
         init=False, repr=False
     )
 
     def __post_init__(self) -> None:
+        config = self.config
+        self.streams = StreamSlots(
+            config.max_streams, config.max_streams_per_credential, config.retry_after_s
+        )
         self._principals = Grouped(self._authenticate_all)
         self._reads = Grouped(self._authenticate_and_look_up_all)
 

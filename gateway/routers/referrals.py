@@ -20,6 +20,7 @@ from gateway.deps import GatewayDep, PrincipalDep
 from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
 from gateway.problems import ProblemError
+from gateway.streams import TOO_MANY_STREAMS
 from projections.referrals import reads
 from projections.referrals.lifecycle import ReferralState
 
@@ -160,7 +161,7 @@ async def list_referrals(
     "/stream",
     summary="Server-sent events: the caller's referrals as they change",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, 429: TOO_MANY_STREAMS},
 )
 async def stream_referrals(
     request: Request,
@@ -180,11 +181,16 @@ async def stream_referrals(
             since = aware(datetime.fromisoformat(last_event_id))
         except ValueError as exc:
             raise ProblemError(400, "Bad request", "Last-Event-ID is not a cursor") from exc
-    if since is None:
-        async with gateway.pool.connection() as conn:
-            since = await reads.change_horizon(conn)
+    slot = gateway.streams.take(principal)  # 429 when the gateway or the credential is full
+    try:
+        if since is None:
+            async with gateway.pool.connection() as conn:
+                since = await reads.change_horizon(conn)
+    except BaseException:
+        slot.release()
+        raise
     return StreamingResponse(
-        _changes(request, gateway, principal, since),
+        slot.around(_changes(request, gateway, principal, since)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -31,6 +31,7 @@ from gateway.openapi import PROBLEM_RESPONSES
 from gateway.principals import Principal, Role
 from gateway.problems import ProblemError
 from gateway.state import Gateway
+from gateway.streams import TOO_MANY_STREAMS
 from projections.reporting import queries
 from projections.reporting.windows import DAY, day_start, local_date
 
@@ -492,7 +493,10 @@ async def _changes(tail: _Tail, gateway: Gateway, principal: Principal) -> Async
     "/stream",
     summary="Every change of a figure as it lands (server-sent events)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        429: TOO_MANY_STREAMS,
+    },
 )
 async def stream(
     gateway: GatewayDep,
@@ -502,11 +506,15 @@ async def stream(
     """`ready`, then one `figures` event per changed record (`{view, record}`); each id holds
     the stream's positions, so a reconnect with Last-Event-ID misses nothing. A revoked
     credential ends the stream with an `error` event (a 401 problem body), nothing after it."""
+    slot = gateway.streams.take(principal)  # 429 when the gateway or the credential is full
     tail = _Tail(gateway, last_event_id)
     try:
         await asyncio.wait_for(asyncio.shield(tail.started), 30)
-    except Exception as exc:
+    except BaseException as exc:
         tail.stop.set()
+        slot.release()
+        if not isinstance(exc, Exception):
+            raise
         raise ProblemError(
             503,
             "Service unavailable",
@@ -514,7 +522,7 @@ async def stream(
             headers={"Retry-After": "5"},
         ) from exc
     return StreamingResponse(
-        _changes(tail, gateway, principal),
+        slot.around(_changes(tail, gateway, principal)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import random
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -554,3 +556,52 @@ def test_a_writer_not_yet_in_pg_stat_activity_is_not_skipped_by_the_stream(
     assert str(rid) not in seen  # not committed during the polls while it waited
     _, later = asyncio.run(_poll(board_url, institution, cursor))
     assert str(rid) in later  # the next poll, from the cursor the stream moved on to
+
+
+def test_open_streams_are_bounded_per_credential_and_a_closed_one_frees_its_place(
+    config: GatewayConfig, board_url: str
+) -> None:
+    """Each stream holds a poll of the database every half second for as long as its client
+    keeps it: one credential opened as many as it liked. Now the fifth of one credential (and
+    any beyond the process's bound) is a 429 with Retry-After, before anything starts."""
+    app = create_app(dataclasses.replace(config, max_streams=6, max_streams_per_credential=4))
+    desk, other = (bearer(board_url, TOWNSHIP, Role.REFERRAL_DESK) for _ in range(2))
+    third = bearer(board_url, COUNTY, Role.REFERRAL_DESK)
+
+    readers = []  # a line iterator dropped closes its response: keep them
+
+    def opened(http: httpx.Client, headers: dict[str, str]) -> Any:
+        response = http.send(
+            http.build_request("GET", "/v1/referrals/stream", headers=headers), stream=True
+        )
+        if response.status_code == 200:
+            readers.append(stream := response.iter_lines())
+            while not next(stream).startswith("id: "):  # one poll went by: it is open
+                pass
+        return response
+
+    try:
+        with serving(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+            open_ = [opened(http, desk) for _ in range(4)]
+            assert [r.status_code for r in open_] == [200] * 4
+            refused = opened(http, desk)
+            assert refused.status_code == 429 and refused.headers["Retry-After"] == "5"
+            refused.read()
+            assert refused.json()["type"].endswith("/too-many-streams")
+            # Another credential of the same desk has its own four, up to the process's six.
+            more = [opened(http, other) for _ in range(2)]
+            assert [r.status_code for r in more] == [200, 200]
+            full = opened(http, third)
+            assert full.status_code == 429 and "most open streams" in full.read().decode()
+            # A stream the client closes gives its place back.
+            open_.pop().close()
+            deadline = time.monotonic() + 30
+            while (again := opened(http, third)).status_code == 429:
+                again.read()
+                assert time.monotonic() < deadline, "the closed stream's place was not freed"
+                time.sleep(0.2)
+            assert again.status_code == 200
+            for response in [*open_, *more, again]:
+                response.close()
+    finally:
+        close_audit_log(app)

@@ -1,0 +1,252 @@
+"""Review of the frame (2026-12-08): dead letters once per failure, the clock only from events
+that were not dead-lettered, a rebuild of a partition whose log no longer starts at 0."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consortium.topics import ensure_topics
+from events.catalog import Catalog
+from events.codec import Codec
+from events.envelope import Event
+from events.topics import DEAD_LETTER_TOPICS, Family, event_topic, patient_key
+from infra.migrate import apply_migrations
+from kafka_reads import read_dead_letters
+from projections.frame import generations
+from projections.frame.batch import BatchProcessor, SweepError, fixed_target
+from projections.frame.deadletters import KafkaDeadLetters
+from projections.frame.records import DeadLetter, Record
+from projections.referrals.projection import REFERRALS
+from projections.referrals.synthetic import referral_flows
+
+CODEC = Codec(Catalog.load())
+FAR = datetime(2999, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def migrated_url(scratch_database_url: str) -> str:
+    apply_migrations(scratch_database_url)
+    return scratch_database_url
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, fresh_consortium_id: str) -> str:
+    ensure_topics(kafka_bootstrap, fresh_consortium_id)
+    return fresh_consortium_id
+
+
+def events_of(seed: int, flows: int) -> list[Event]:
+    events = [e for flow in referral_flows(seed, flows) for e in flow]
+    random.Random(seed).shuffle(events)
+    return events
+
+
+def as_records(events: Sequence[Event], topic: str) -> list[Record]:
+    """Records of the referral topic, six partitions, offsets from 0 on."""
+    nexts = [0] * 6
+    records = []
+    for event in events:
+        key = patient_key(event.envelope.source, event.envelope.patient_local_id)
+        partition = hash(key) % 6
+        records.append(Record(topic, partition, nexts[partition], key, CODEC.encode_event(event)))
+        nexts[partition] += 1
+    return records
+
+
+def interleaved(records: Sequence[Record], rng: random.Random) -> list[Record]:
+    """The partitions' records merged in a random order, each partition's in offset order (as
+    a consumer receives them)."""
+    queues: dict[int, list[Record]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset), reverse=True):
+        queues.setdefault(r.partition, []).append(r)
+    merged = []
+    while queues:
+        partition = rng.choice(sorted(queues))
+        merged.append(queues[partition].pop())
+        if not queues[partition]:
+            del queues[partition]
+    return merged
+
+
+def dead_letters_stored(bootstrap: str, consortium_id: str) -> int:
+    """How many dead letters the referral family's topic holds (every send was confirmed)."""
+    topic = DEAD_LETTER_TOPICS[Family.REFERRAL].name(consortium_id)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
+def dead_letters_from(bootstrap: str, consortium_id: str, start: int) -> list[tuple[int, int]]:
+    """(partition, offset) of the source record of each dead letter from `start` on."""
+    topic = DEAD_LETTER_TOPICS[Family.REFERRAL].name(consortium_id)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
+    found: list[tuple[int, int]] = []
+    try:
+        end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+        consumer.assign([TopicPartition(topic, 0, start)])
+        while start + len(found) < end:
+            message = consumer.poll(10)
+            assert message is not None and message.error() is None
+            headers = dict(message.headers() or [])
+            found.append((int(headers["partition"]), int(headers["offset"])))
+    finally:
+        consumer.close()
+    return found
+
+
+def far_dated(event: Event, at: datetime) -> Event:
+    return event.model_copy(
+        update={"envelope": event.envelope.model_copy(update={"occurred_at": at})}
+    )
+
+
+# -- dead letters: one per failed record, however often the batch is tried ----------------
+
+
+def test_a_batch_that_is_isolated_sends_its_dead_letters_once(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """An undecodable record in a batch that the store then refuses (a request dated
+    9999-12-30 overflows its deadline in save): the batch rolls back and is re-run record by
+    record. The undecodable record's letter was sent by the rolled-back attempt too."""
+    topic = event_topic(Family.REFERRAL, topics)
+    events = events_of(21, 8)
+    at = next(i for i, e in enumerate(events) if e.event_type == "ReferralRequested")
+    events[at] = far_dated(events[at], datetime(9999, 12, 30, tzinfo=UTC))
+    junk = Record(topic, 5, 900, b"k", b"\x00\x00\x00\x00\x07junk")
+    with psycopg.connect(migrated_url) as conn:
+        generations.ensure_live(conn, REFERRALS)
+    processor = BatchProcessor(
+        REFERRALS, migrated_url, CODEC, KafkaDeadLetters(kafka_bootstrap, topics, "referrals")
+    )
+    outcome = processor.process([*as_records(events, topic), junk])
+    processor.close()
+    assert outcome.dead_lettered == 2
+    assert dead_letters_stored(kafka_bootstrap, topics) == 2
+    letters = read_dead_letters(kafka_bootstrap, Family.REFERRAL, topics, 2)
+    offsets = sorted(dict(m.headers())["offset"] for m in letters)
+    assert len(set(offsets)) == 2
+
+
+def test_a_batch_retried_for_its_sweep_sends_no_dead_letters_until_it_commits(
+    migrated_url: str, topics: str
+) -> None:
+    """A failing sweep is retried forever by the agent; every attempt used to send the batch's
+    dead letters again before the sweep failed."""
+
+    class BrokenSweep:
+        def __init__(self, inner: Any) -> None:
+            self.lock, self.save = inner.lock, inner.save
+
+        def sweep(self, *_args: Any) -> int:
+            raise ValueError("a sweep bug")
+
+    projection = replace(REFERRALS, store=BrokenSweep(REFERRALS.store))
+    with psycopg.connect(migrated_url) as conn:
+        generations.ensure_live(conn, projection)
+    sent: list[DeadLetter] = []
+
+    class Sink:
+        def send(self, letters: Sequence[DeadLetter]) -> None:
+            sent.extend(letters)
+
+    topic = event_topic(Family.REFERRAL, topics)
+    records = [*as_records(events_of(22, 4), topic), Record(topic, 1, 50, b"k", b"\x00junk")]
+    processor = BatchProcessor(projection, migrated_url, CODEC, Sink())
+    for _ in range(3):
+        with pytest.raises(SweepError):
+            processor.process(records)
+    processor.close()
+    assert sent == []
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    poison=st.lists(st.sampled_from(["junk", "tombstone", "bug", "unsavable"]), max_size=5),
+    cuts=st.lists(st.integers(1, 40), min_size=1, max_size=5),
+)
+def test_every_failed_record_is_dead_lettered_exactly_once(
+    migrated_url: str,
+    kafka_bootstrap: str,
+    topics: str,
+    seed: int,
+    poison: list[str],
+    cuts: list[int],
+) -> None:
+    """Any mix of records that fail (undecodable, tombstone, a handler bug, a value the store
+    refuses), cut into batches anywhere: each failed record lands on the dead-letter topic once,
+    and nothing else does."""
+    topic = event_topic(Family.REFERRAL, topics)
+    events = events_of(seed, 5)
+    rng = random.Random(seed)
+    bugs: set[uuid.UUID] = set()
+    bad: set[int] = set()  # indexes of the events that fail
+    extra: list[Record] = []
+    for i, kind in enumerate(poison):
+        offset = 500 + i
+        if kind == "junk":
+            extra.append(Record(topic, i % 6, offset, b"k", b"\x00\x00\x00\x00\x07junk"))
+        elif kind == "tombstone":
+            extra.append(Record(topic, i % 6, offset, b"k", None))
+        elif kind == "bug":
+            at = rng.randrange(len(events))
+            bugs.add(events[at].envelope.event_id)
+            bad.add(at)
+        else:  # a request dated 9999-12-30: its deadline overflows in the store's save
+            requests = [i for i, e in enumerate(events) if e.event_type == "ReferralRequested"]
+            at = rng.choice(requests)
+            events[at] = far_dated(events[at], datetime(9999, 12, 30, tzinfo=UTC))
+            bad.add(at)
+    records = as_records(events, topic)
+    poisoned = {(r.partition, r.offset) for r in extra}
+    poisoned |= {(records[at].partition, records[at].offset) for at in bad}
+    records = interleaved([*records, *extra], rng)
+
+    def evolve(state: Any, event: Event) -> Any:
+        if event.envelope.event_id in bugs:
+            raise ValueError("a handler bug")
+        return REFERRALS.evolve(state, event)
+
+    projection = replace(REFERRALS, evolve=evolve)
+    with psycopg.connect(migrated_url) as conn:  # a generation of its own for each example
+        generation = generations.create(conn, projection, "building")
+    before = dead_letters_stored(kafka_bootstrap, topics)
+    processor = BatchProcessor(
+        projection,
+        migrated_url,
+        CODEC,
+        KafkaDeadLetters(kafka_bootstrap, topics, "referrals"),
+        target=fixed_target(generation),
+    )
+    start = 0
+    for cut in itertools.cycle(cuts):
+        if start >= len(records):
+            break
+        processor.process(records[start : start + cut])
+        start += cut
+    processor.close()
+    letters = dead_letters_from(kafka_bootstrap, topics, before)
+    assert sorted(letters) == sorted(poisoned)

@@ -240,7 +240,11 @@ class BatchProcessor:
                     continue
                 states[item.key] = changed[item.key] = state
                 outcome.applied += 1
-            clock = _advance_clock(cur, generation, decoded)
+            # The clock moves with the events taken, not with those sent to the dead letters
+            # (a reused id, a handler bug): one dated years ahead expired every waiting row.
+            refused = {id(letter.record) for letter in letters}
+            taken = [d for d in decoded if id(d.record) not in refused]
+            clock = _advance_clock(cur, generation, taken)
             store.save(cur, generation.schema, changed, clock)
             if failed:
                 cur.execute(

@@ -8,7 +8,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -27,6 +27,7 @@ from kafka_reads import read_dead_letters
 from projections.frame import generations
 from projections.frame.batch import BatchProcessor, SweepError, fixed_target
 from projections.frame.deadletters import KafkaDeadLetters
+from projections.frame.digest import digest
 from projections.frame.records import DeadLetter, Record
 from projections.referrals.projection import REFERRALS
 from projections.referrals.synthetic import referral_flows
@@ -250,3 +251,63 @@ def test_every_failed_record_is_dead_lettered_exactly_once(
     processor.close()
     letters = dead_letters_from(kafka_bootstrap, topics, before)
     assert sorted(letters) == sorted(poisoned)
+
+
+# -- the event clock moves only with events that were not dead-lettered -------------------
+
+
+def live_state(url: str) -> tuple[str, Any]:
+    with psycopg.connect(url) as conn:
+        with conn.cursor() as cur:
+            live = generations.live(cur, REFERRALS.name)
+        assert live is not None
+        row = conn.execute(
+            "SELECT max(clock) FROM projection_clocks WHERE projection = %s", (live.key,)
+        ).fetchone()
+        assert row is not None
+        return digest(conn, REFERRALS, live), row[0]
+
+
+@pytest.mark.parametrize("failure", ["reused event id", "handler bug"])
+def test_a_dead_lettered_event_does_not_move_the_event_clock(
+    migrated_url: str, topics: str, failure: str
+) -> None:
+    """The clock is the largest occurred_at the projection applied (docs/processing.md): a
+    record that went to the dead letters instead, dated far ahead, made every waiting referral
+    overdue and expired."""
+    topic = event_topic(Family.REFERRAL, topics)
+    events = events_of(23, 30)
+    later = far_dated(events[0], FAR)  # the same event id, other content
+    if failure == "handler bug":
+        envelope = later.envelope.model_copy(update={"event_id": uuid.uuid4()})
+        later = later.model_copy(update={"envelope": envelope})
+
+    def evolve(state: Any, event: Event) -> Any:
+        if event.envelope.occurred_at == FAR:
+            raise ValueError("a handler bug")
+        return REFERRALS.evolve(state, event)
+
+    projection = replace(REFERRALS, evolve=evolve)
+    with psycopg.connect(migrated_url) as conn:
+        generations.ensure_live(conn, projection)
+    sent: list[DeadLetter] = []
+
+    class Sink:
+        def send(self, letters: Sequence[DeadLetter]) -> None:
+            sent.extend(letters)
+
+    processor = BatchProcessor(projection, migrated_url, CODEC, Sink())
+    processor.process(as_records(events, topic))
+    with psycopg.connect(migrated_url) as conn:
+        waiting = conn.execute(
+            "SELECT count(*) FROM referrals.referrals WHERE state = 'REQUESTED'"
+        ).fetchone()
+    assert waiting is not None and waiting[0] > 0  # what a clock in 2999 would expire
+    before = live_state(migrated_url)
+    key = patient_key(later.envelope.source, later.envelope.patient_local_id)
+    outcome = processor.process([Record(topic, 0, 10_000, key, CODEC.encode_event(later))])
+    processor.tick()
+    processor.close()
+    assert outcome.dead_lettered == 1 and len(sent) == 1
+    assert live_state(migrated_url) == before
+    assert before[1] < FAR - timedelta(days=365)

@@ -311,3 +311,77 @@ def test_a_dead_lettered_event_does_not_move_the_event_clock(
     assert outcome.dead_lettered == 1 and len(sent) == 1
     assert live_state(migrated_url) == before
     assert before[1] < FAR - timedelta(days=365)
+
+
+# -- a rebuild of partitions whose log no longer starts at offset 0 ----------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_rebuild_replays_partitions_whose_first_records_were_deleted(
+    migrated_url: str,
+    kafka_bootstrap: str,
+    topics: str,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+) -> None:
+    """Records deleted from the head of a partition (an operator's delete-records, a retention
+    set on the topic): offset 0 is out of range, and the rebuild's consumer, left at
+    librdkafka's `auto.offset.reset` (latest), jumped to the partition's end and waited there
+    for ever — or, once a new record came, switched readers to a generation without the
+    partition's remaining records. A partition emptied so never got a position at all (and a
+    parallel replay process waited for its records for ever)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    import processors.rebuild as rebuild_module
+    from events.publisher import SAFE_PRODUCER_CONFIG
+
+    topic = event_topic(Family.REFERRAL, topics)
+    events = events_of(24, 12)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, **SAFE_PRODUCER_CONFIG})
+    for i, event in enumerate(events):
+        partition = 0 if i < 20 else 1 if i < 24 else 2  # 20 on p0, 4 on p1, the rest on p2
+        key = patient_key(event.envelope.source, event.envelope.patient_local_id)
+        value = CODEC.encode_event(event)
+        producer.produce(topic, key=key, value=value, partition=partition)
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": uuid.uuid4().hex})
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(6)
+    }
+    consumer.close()
+    assert ends[0] == 20 and ends[1] == 4 and ends[2] > 0
+    # Nobody reads the partitions' heads any more: p0 loses its first 5 records, p1 all four.
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    deleted = [TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 4)]
+    for future in admin.delete_records(deleted).values():
+        future.result(30)
+    calls = 0
+    real = rebuild_module._stored
+
+    def stored(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        assert calls < 80, "the rebuild stands still short of the log end"
+        return real(*args)
+
+    monkeypatch.setattr(rebuild_module, "_stored", stored)
+    built = rebuild_module.rebuild(
+        REFERRALS,
+        bootstrap_servers=kafka_bootstrap,
+        database_url=migrated_url,
+        consortium_id=topics,
+        dead_letters=KafkaDeadLetters(kafka_bootstrap, topics, "referrals"),
+        workers=workers,
+    )
+    assert built.switched
+    assert built.outcome.applied == len(events) - 5 - 4
+    assert built.outcome.gaps == 2  # the two partitions that lost records, reported
+    with psycopg.connect(migrated_url) as conn:
+        positions = dict(
+            conn.execute(
+                "SELECT partition, next_offset FROM consumer_offsets WHERE projection = %s",
+                (built.generation.key,),
+            ).fetchall()
+        )
+    assert {p: n for p, n in positions.items() if n} == {p: n for p, n in ends.items() if n}

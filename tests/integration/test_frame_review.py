@@ -385,3 +385,97 @@ def test_a_rebuild_replays_partitions_whose_first_records_were_deleted(
             ).fetchall()
         )
     assert {p: n for p, n in positions.items() if n} == {p: n for p, n in ends.items() if n}
+
+
+# -- two workers briefly own one partition (not a bug: the positions' row locks) ------------
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    handed_over_after=st.integers(0, 6),
+    still_running=st.integers(1, 6),
+    cut_a=st.integers(1, 30),
+    cut_b=st.integers(1, 30),
+)
+def test_two_workers_that_briefly_own_the_same_partitions_apply_each_event_once(
+    migrated_url: str,
+    topics: str,
+    seed: int,
+    handed_over_after: int,
+    still_running: int,
+    cut_a: int,
+    cut_b: int,
+) -> None:
+    """A rebalance moves every partition from worker A to worker B while A still works through
+    batches it had (A does not know yet): B resumes at the PostgreSQL positions of that moment
+    and reads to the end, A goes on for a few batches at the same time. Each event is applied
+    once and the content is the one of a single in-order worker."""
+    import threading
+
+    topic = event_topic(Family.REFERRAL, topics)
+    events = events_of(seed, 25)
+    records = interleaved(as_records(events, topic), random.Random(seed))
+    sink = _NoLetters()
+    with psycopg.connect(migrated_url) as conn:
+        shared = generations.create(conn, REFERRALS, "building")
+        alone = generations.create(conn, REFERRALS, "building")
+    single = BatchProcessor(REFERRALS, migrated_url, CODEC, sink, target=fixed_target(alone))
+    single.process(records)
+    single.close()
+    a = BatchProcessor(REFERRALS, migrated_url, CODEC, sink, target=fixed_target(shared))
+    b = BatchProcessor(REFERRALS, migrated_url, CODEC, sink, target=fixed_target(shared))
+    a_batches = [records[i : i + cut_a] for i in range(0, len(records), cut_a)]
+    handed_over = threading.Event()
+    applied = [0, 0]
+    failures: list[BaseException] = []
+
+    def worker_a() -> None:
+        try:
+            for n, batch in enumerate(a_batches[: handed_over_after + still_running]):
+                if n == handed_over_after:
+                    handed_over.set()
+                applied[0] += a.process(batch).applied
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            handed_over.set()
+
+    def worker_b() -> None:
+        try:
+            handed_over.wait()
+            with psycopg.connect(migrated_url) as conn:
+                at = dict(
+                    ((t, p), n)
+                    for t, p, n in conn.execute(
+                        "SELECT topic, partition, next_offset FROM consumer_offsets"
+                        " WHERE projection = %s",
+                        (shared.key,),
+                    ).fetchall()
+                )
+            mine = [r for r in records if r.offset >= at.get((r.topic, r.partition), 0)]
+            for i in range(0, len(mine), cut_b):
+                applied[1] += b.process(mine[i : i + cut_b]).applied
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    a.close()
+    b.close()
+    assert failures == []
+    assert sum(applied) == len({e.envelope.event_id for e in events})
+    with psycopg.connect(migrated_url) as conn:
+        assert digest(conn, REFERRALS, shared) == digest(conn, REFERRALS, alone)
+
+
+class _NoLetters:
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        assert not letters, letters

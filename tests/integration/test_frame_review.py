@@ -479,3 +479,39 @@ def test_two_workers_that_briefly_own_the_same_partitions_apply_each_event_once(
 class _NoLetters:
     def send(self, letters: Sequence[DeadLetter]) -> None:
         assert not letters, letters
+
+
+def test_a_dead_letter_kafka_does_not_confirm_moves_nothing_and_is_sent_on_the_retry(
+    migrated_url: str, kafka_bootstrap: str, topics: str
+) -> None:
+    """Not a bug: the dead-letter producer gets no confirmation (its broker is unreachable, so
+    the send times out): the batch raises and commits nothing — no rows, no position, no claim
+    — and the agent's retry with Kafka back sends the letter and applies the rest."""
+    from projections.frame.deadletters import DeadLetterError
+
+    topic = event_topic(Family.REFERRAL, topics)
+    events = events_of(25, 6)
+    junk = Record(topic, 2, 40, b"k", b"\x00\x00\x00\x00\x07junk")
+    records = [*as_records(events, topic), junk]
+    with psycopg.connect(migrated_url) as conn:
+        generations.ensure_live(conn, REFERRALS)
+    unreachable = KafkaDeadLetters(
+        "127.0.0.1:9", topics, "referrals", timeout=2.0, config={"delivery.timeout.ms": 3_000}
+    )
+    refused = BatchProcessor(REFERRALS, migrated_url, CODEC, unreachable)
+    with pytest.raises(DeadLetterError, match="0 of 1 dead letters acknowledged"):
+        refused.process(records)
+    refused.close()
+    unreachable.close(timeout=0)
+    with psycopg.connect(migrated_url) as conn:
+        for table in ("consumer_offsets WHERE next_offset > 0", "consumed_events"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM referrals.referrals").fetchone() == (0,)
+    before = dead_letters_stored(kafka_bootstrap, topics)
+    retry = BatchProcessor(
+        REFERRALS, migrated_url, CODEC, KafkaDeadLetters(kafka_bootstrap, topics, "referrals")
+    )
+    outcome = retry.process(records)
+    retry.close()
+    assert outcome.dead_lettered == 1 and outcome.applied == len(events)
+    assert dead_letters_from(kafka_bootstrap, topics, before) == [(2, 40)]

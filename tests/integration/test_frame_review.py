@@ -476,6 +476,17 @@ def test_two_workers_that_briefly_own_the_same_partitions_apply_each_event_once(
         assert digest(conn, REFERRALS, shared) == digest(conn, REFERRALS, alone)
 
 
+def waiting(conn: psycopg.Connection[Any]) -> int:
+    """How many backends of this database wait for a lock (read outside any transaction, whose
+    snapshot of the activity would stand still)."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 class _NoLetters:
     def send(self, letters: Sequence[DeadLetter]) -> None:
         assert not letters, letters
@@ -515,3 +526,71 @@ def test_a_dead_letter_kafka_does_not_confirm_moves_nothing_and_is_sent_on_the_r
     retry.close()
     assert outcome.dead_lettered == 1 and outcome.applied == len(events)
     assert dead_letters_from(kafka_bootstrap, topics, before) == [(2, 40)]
+
+
+def test_a_live_batch_waiting_on_a_switch_never_writes_into_the_retired_generation(
+    migrated_url: str, topics: str
+) -> None:
+    """Not a bug: a live batch that waits for a switch (the rebuild holds the live row FOR
+    UPDATE) does not go on into the generation the switch retires. Its FOR SHARE read finds no
+    live row once the switch commits (the row it waited for is retired; the new live row was not
+    live in its snapshot), so it raises NoLiveGenerationError and commits nothing; the agent's
+    retry writes into the new generation."""
+    import threading
+    import time
+
+    from projections.frame.batch import NoLiveGenerationError
+
+    topic = event_topic(Family.REFERRAL, topics)
+    records = as_records(events_of(26, 20), topic)
+    first, second = records[: len(records) // 2], records[len(records) // 2 :]
+    sink = _NoLetters()
+    with psycopg.connect(migrated_url) as conn:
+        old = generations.ensure_live(conn, REFERRALS)
+    live = BatchProcessor(REFERRALS, migrated_url, CODEC, sink)
+    live.process(first)
+    with psycopg.connect(migrated_url) as conn:
+        new = generations.create(conn, REFERRALS, "building")
+    rebuilt = BatchProcessor(REFERRALS, migrated_url, CODEC, sink, target=fixed_target(new))
+    rebuilt.process(first)
+    rebuilt.close()
+    raised: list[BaseException] = []
+
+    def batch() -> None:
+        try:
+            live.process(second)
+        except BaseException as exc:
+            raised.append(exc)
+
+    with psycopg.connect(migrated_url) as conn:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                "SELECT 1 FROM projection_generations"
+                " WHERE projection = %s AND status = 'live' FOR UPDATE",
+                (REFERRALS.name,),
+            )
+            worker = threading.Thread(target=batch)
+            worker.start()
+            with psycopg.connect(migrated_url, autocommit=True) as watcher:
+                while waiting(watcher) == 0:  # until the live batch waits for the switch's lock
+                    time.sleep(0.05)
+            generations.switch(cur, REFERRALS, new)
+        worker.join()
+    assert len(raised) == 1 and isinstance(raised[0], NoLiveGenerationError)
+    with psycopg.connect(migrated_url) as conn:
+        old_positions = conn.execute(
+            "SELECT sum(next_offset) FROM consumer_offsets WHERE projection = %s", (old.key,)
+        ).fetchone()
+    ends_first: dict[int, int] = {}
+    for r in first:
+        ends_first[r.partition] = max(ends_first.get(r.partition, 0), r.offset + 1)
+    assert old_positions == (sum(ends_first.values()),)  # the retired one took nothing more
+    live.process(second)  # the agent's retry
+    live.close()
+    with psycopg.connect(migrated_url) as conn:
+        reference = generations.create(conn, REFERRALS, "building")
+    alone = BatchProcessor(REFERRALS, migrated_url, CODEC, sink, target=fixed_target(reference))
+    alone.process(records)
+    alone.close()
+    with psycopg.connect(migrated_url) as conn:
+        assert digest(conn, REFERRALS, new) == digest(conn, REFERRALS, reference)

@@ -196,6 +196,7 @@ def rebuild_command(
     typer.echo(
         f"{result.generation.schema} {state}: {o.records:,} records, {o.applied:,} applied,"
         f" {o.ignored:,} ignored, {o.duplicates:,} duplicates, {o.dead_lettered:,} dead letters"
+        + (f", {o.gaps:,} partitions began past their position (records missing)" if o.gaps else "")
     )
 
 

@@ -42,7 +42,7 @@ class Rebuilt:
     switched: bool
 
 
-def rebuild(
+def rebuild(  # noqa: PLR0915 - one loop: replay, catch up, switch, read on
     projection: Projection[Any, Any],
     *,
     bootstrap_servers: str,
@@ -92,8 +92,9 @@ def rebuild(
         # The watermarks are asked again only once the replay has reached them: ListOffsets took
         # ~8 ms per partition (0.05 s for a 6-partition topic), asked before every batch.
         ends = _ends(watermarks, partitions)
-        read: dict[tuple[str, int], int] = {}  # the next offset consumed, per partition
-        shares = _shares(ends, workers)
+        # the next offset consumed, per partition: where the log starts now
+        read = _skip_deleted(processor, generation, watermarks, partitions, total, {})
+        shares = _shares({tp: n for tp, n in ends.items() if n > read.get(tp, 0)}, workers)
         if len(shares) > 1:
             job = _Job(
                 projection.name,
@@ -106,7 +107,7 @@ def rebuild(
                 dict(kafka or {}),
             )
             total += _in_parallel(job, shares, sum(ends.values()), progress)
-            read = _stored(processor, generation)
+            read.update(_stored(processor, generation))
         consumer.assign([TopicPartition(t, p, read.get((t, p), 0)) for t, p in partitions])
         done = total.records
         loaded = False
@@ -126,6 +127,7 @@ def rebuild(
                 partitions, ends = _take_new(
                     consumer, watermarks, partitions, projection, consortium_id
                 )
+                _skip_deleted(processor, generation, watermarks, partitions, total, read)
                 continue
             # At most what is still due before the watermarks: asked for more than the log
             # holds, consume() waits out its whole timeout before returning the tail.
@@ -297,6 +299,9 @@ def _consumer(bootstrap_servers: str, label: str, security: Mapping[str, Any]) -
             "group.id": f"{label}.{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            # Offset 0 out of range (the partition's first records were deleted): from where the
+            # log starts now. librdkafka's default (latest) skipped the partition's whole log.
+            "auto.offset.reset": "earliest",
             **security,
         }
     )
@@ -332,6 +337,47 @@ def _take_new(
         for topic in sorted({t for t, _ in added}):  # its metadata must know them too
             watermarks.list_topics(topic, timeout=10)
     return now, _ends(watermarks, now)
+
+
+def _skip_deleted(
+    processor: BatchProcessor,
+    generation: Generation,
+    watermarks: Consumer,
+    partitions: list[Partition],
+    total: Outcome,
+    read: dict[Partition, int],
+) -> dict[Partition, int]:
+    """`read` moved to where each partition's log starts now, when after offset 0 (its first
+    records were deleted); stored as the generation's position there too, so that a partition
+    emptied so is caught up. Each such partition counts as a gap of the replay, with a warning.
+    """
+    starts: dict[Partition, int] = {}
+    for t, p in partitions:
+        low, _high = watermarks.get_watermark_offsets(TopicPartition(t, p), timeout=10)
+        if low > read.get((t, p), 0):
+            starts[(t, p)] = read[(t, p)] = int(low)
+    if not starts:
+        return read
+    tps = sorted(starts)
+    with processor.conn.transaction(), processor.conn.cursor() as cur:
+        moved = cur.execute(
+            "INSERT INTO consumer_offsets AS o (projection, topic, partition, next_offset)"
+            " SELECT %s, t, p, n FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS x(t, p, n)"
+            " ON CONFLICT (projection, topic, partition)"
+            " DO UPDATE SET next_offset = excluded.next_offset"
+            " WHERE o.next_offset < excluded.next_offset RETURNING topic, partition",
+            (generation.key, [t for t, _ in tps], [p for _, p in tps], [starts[tp] for tp in tps]),
+        ).fetchall()
+    if moved:
+        total.gaps += len(moved)
+        log.warning(
+            "%s: the log of %s no longer starts at offset 0: their records before %s cannot be"
+            " replayed",
+            generation.key,
+            [(t, p) for t, p in moved],
+            {f"{t}[{p}]": starts[(t, p)] for t, p in moved},
+        )
+    return read
 
 
 def _ends(consumer: Consumer, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:

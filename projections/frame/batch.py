@@ -240,11 +240,11 @@ class BatchProcessor:
                     continue
                 states[item.key] = changed[item.key] = state
                 outcome.applied += 1
-            clock = _advance_clock(cur, generation, decoded)
-            # Dead letters are stored before the batch commits: a crash in between repeats
-            # them (duplicates carry the same topic/partition/offset), never loses them.
-            self._dead_letters.send(letters)
-            outcome.dead_lettered = len(letters)
+            # The clock moves with the events taken, not with those sent to the dead letters
+            # (a reused id, a handler bug): one dated years ahead expired every waiting row.
+            refused = {id(letter.record) for letter in letters}
+            taken = [d for d in decoded if id(d.record) not in refused]
+            clock = _advance_clock(cur, generation, taken)
             store.save(cur, generation.schema, changed, clock)
             if failed:
                 cur.execute(
@@ -254,6 +254,12 @@ class BatchProcessor:
             _advance_positions(cur, generation, fresh)
             if clock is not None and self._should_sweep(generation, clock):
                 swept = (generation.key, clock, _sweep(store, cur, generation.schema, clock))
+            # Dead letters are stored last before the batch commits: an attempt that fails
+            # before (a value the store refuses, a sweep, a lost race) sends none, so a retry
+            # or the record-by-record re-run sends each once. A crash between the
+            # confirmation and the commit repeats them (same topic/partition/offset).
+            self._dead_letters.send(letters)
+            outcome.dead_lettered = len(letters)
         if swept is not None:
             self._remember_sweep(*swept)
         if outcome.gaps:

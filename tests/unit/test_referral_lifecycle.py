@@ -313,3 +313,35 @@ def test_an_outsiders_answer_before_the_request_is_parked_then_not_applied() -> 
     board = derive(evolve(alone, examples.referral_requested()), None)
     assert board.state is ReferralState.REQUESTED
     assert [e.status for e in board.timeline] == [EntryStatus.APPLIED, EntryStatus.NOT_A_PARTY]
+
+
+def test_a_second_request_of_the_id_is_ignored_and_its_receiver_is_no_party() -> None:
+    """Why the gateway answers a changed request of a referral id 409 (docs/referrals.md): the
+    board keeps the earliest request, so a re-referral under the same id to another member is
+    IGNORED and that member's acceptance NOT_A_PARTY, in any order."""
+    requested = examples.referral_requested()  # village -> township
+    again = requested.model_copy(
+        update={
+            "to_institution": examples.COUNTY_HOSPITAL,
+            "envelope": requested.envelope.model_copy(
+                update={
+                    "event_id": uuid.uuid4(),
+                    "occurred_at": requested.envelope.occurred_at + timedelta(hours=1),
+                }
+            ),
+        }
+    )
+    answer = _from(
+        _moved(examples.referral_accepted(), timedelta(hours=2)), examples.COUNTY_HOSPITAL, "C-1"
+    )
+    for order in ([requested, again, answer], [answer, again, requested]):
+        board = _final(order)
+        assert (board.state, board.to_institution) == (
+            ReferralState.REQUESTED,
+            examples.TOWNSHIP,
+        )
+        assert [e.status for e in board.timeline] == [
+            EntryStatus.APPLIED,
+            EntryStatus.IGNORED,
+            EntryStatus.NOT_A_PARTY,
+        ]

@@ -156,6 +156,67 @@ async def list_referrals(
     )
 
 
+class AwaitingEvent(BaseModel):
+    """One of the caller's own events of a referral whose request has not arrived."""
+
+    at: datetime
+    kind: str
+    event_id: UUID
+    patient_local_id: str | None
+
+
+class AwaitingReferral(BaseModel):
+    """A referral id the caller sent events of, still awaiting its request (all PARKED)."""
+
+    referral_id: UUID
+    waiting_since: datetime
+    events: list[AwaitingEvent]
+
+
+class AwaitingPage(BaseModel):
+    """One page of the caller's referrals awaiting their request, and the cursor of the next."""
+
+    items: list[AwaitingReferral]
+    next: str | None
+
+
+@router.get(
+    "/awaiting-request",
+    summary="The caller's own events of referrals whose request has not arrived",
+)
+async def list_awaiting_request(
+    request: Request,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: Annotated[str | None, Query(description="`next` of the previous page")] = None,
+) -> AwaitingPage:
+    """Longest waiting first; the caller's patients on the page are audited before it is
+    returned. A referral leaves the list when its request arrives (it is then on the board)."""
+    _may_read(principal)
+    cursor = decode_cursor(after) if after else None
+    async with gateway.pool.connection() as conn:
+        rows = await reads.awaiting_request_page(
+            conn, principal.institution, after=cursor, limit=limit
+        )
+    subjects = {
+        (principal.institution, e["patient_local_id"])
+        for r in rows
+        for e in r["events"]
+        if e["patient_local_id"] is not None
+    }
+    await audit(
+        request,
+        principal,
+        [Subject(None, i, local) for i, local in sorted(subjects)],
+        purpose=PURPOSE,
+    )
+    return AwaitingPage(
+        items=[AwaitingReferral.model_validate(r) for r in rows],
+        next=next_cursor(rows, limit, "waiting_since", "referral_id"),
+    )
+
+
 @router.get(
     "/stream",
     summary="Server-sent events: the caller's referrals as they change",

@@ -62,6 +62,46 @@ async def referral_page(
         return await cur.fetchall()
 
 
+# A referral still awaiting its request has no parties yet; each institution that sent events
+# of it sees those events (its own patient, its own ids), and nothing of anyone else's.
+_AWAITING = """
+SELECT r.referral_id, min(e.at) AS waiting_since,
+       jsonb_agg(jsonb_build_object(
+           'at', e.at, 'kind', e.fact->>'kind', 'event_id', e.fact->>'event_id',
+           'patient_local_id', e.fact->>'patient_local_id'
+       ) ORDER BY e.at, e.fact->>'event_id') AS events
+FROM referrals.referrals r
+CROSS JOIN LATERAL (
+    SELECT f AS fact, (f->>'occurred_at')::timestamptz AS at
+    FROM jsonb_array_elements(r.facts) AS f
+) e
+WHERE r.state = 'AWAITING_REQUEST' AND r.facts @> jsonb_build_array(
+          jsonb_build_object('source', %(inst)s::text))
+  AND e.fact->>'source' = %(inst)s
+GROUP BY r.referral_id
+"""
+
+
+async def awaiting_request_page(
+    conn: AsyncConnection[Any],
+    institution: str,
+    *,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """One page of the referrals still awaiting their request that the institution sent events
+    of, with those events only; the longest waiting first."""
+    query = "SELECT * FROM (" + _AWAITING + ") w"
+    params: dict[str, Any] = {"inst": institution, "limit": limit}
+    if after is not None:
+        query += " WHERE (w.waiting_since, w.referral_id) > (%(at)s, %(id)s)"
+        params["at"], params["id"] = after
+    query += " ORDER BY w.waiting_since, w.referral_id LIMIT %(limit)s"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
 async def referral(
     conn: AsyncConnection[Any], referral_id: UUID, *, timeline_for: str | None
 ) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import examples
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
@@ -554,3 +555,60 @@ def test_a_writer_not_yet_in_pg_stat_activity_is_not_skipped_by_the_stream(
     assert str(rid) not in seen  # not committed during the polls while it waited
     _, later = asyncio.run(_poll(board_url, institution, cursor))
     assert str(rid) in later  # the next poll, from the cursor the stream moved on to
+
+
+def _orphan(
+    event: Event, referral_id: uuid.UUID, source: str, local_id: str, hours: int = 0
+) -> Event:
+    """The example event for another referral, published by `source` `hours` later, with a new
+    event id."""
+    env = event.envelope.model_copy(
+        update={
+            "event_id": uuid.uuid4(),
+            "source": source,
+            "patient_local_id": local_id,
+            "occurred_at": event.envelope.occurred_at + timedelta(hours=hours),
+        }
+    )
+    return event.model_copy(update={"envelope": env, "referral_id": referral_id})
+
+
+def test_a_desk_sees_its_own_events_of_a_referral_whose_request_never_arrived(
+    client: TestClient, board_url: str
+) -> None:
+    """A receiver's acceptance and arrival of a referral whose request is missing (a paper
+    referral, a request never sent) were parked on a row no read showed: nobody saw that the
+    patient came. The institution that sent them sees them, its own events only, until the
+    request arrives; then the referral is on the board as any other."""
+    missing, shared = uuid.uuid4(), uuid.uuid4()
+    accepted = _orphan(examples.referral_accepted(), missing, TOWNSHIP, "T-LOST-1")
+    arrived = _orphan(examples.referral_patient_arrived(), missing, TOWNSHIP, "T-LOST-1", 20)
+    # Two members' events on one id still awaiting its request: each sees only its own.
+    ours = _orphan(examples.referral_accepted(), shared, TOWNSHIP, "T-LOST-2")
+    theirs = _orphan(examples.referral_accepted(), shared, COUNTY, "C-LOST-9")
+    project(board_url, [accepted, arrived, ours, theirs], first_offset=30_000)
+    township = bearer(board_url, TOWNSHIP, Role.REFERRAL_DESK)
+    items = all_pages(client, "/v1/referrals/awaiting-request", township, limit=1)
+    assert items == sorted(items, key=lambda i: (i["waiting_since"], i["referral_id"]))
+    assert {
+        i["referral_id"]: [(e["kind"], e["patient_local_id"]) for e in i["events"]] for i in items
+    } == {
+        str(missing): [("ReferralAccepted", "T-LOST-1"), ("ReferralPatientArrived", "T-LOST-1")],
+        str(shared): [("ReferralAccepted", "T-LOST-2")],
+    }
+    assert {i["referral_id"] for i in items} == {str(missing), str(shared)}
+    assert all(e["event_id"] != str(theirs.envelope.event_id) for i in items for e in i["events"])
+    county = bearer(board_url, COUNTY, Role.CLINICIAN)
+    [mine] = all_pages(client, "/v1/referrals/awaiting-request", county)
+    assert [e["patient_local_id"] for e in mine["events"]] == ["C-LOST-9"]
+    village = bearer(board_url, VILLAGE, Role.REFERRAL_DESK)
+    assert all_pages(client, "/v1/referrals/awaiting-request", village) == []
+    publisher = bearer(board_url, TOWNSHIP, Role.PUBLISHER)
+    assert client.get("/v1/referrals/awaiting-request", headers=publisher).status_code == 403
+    # The request arrives: the referral leaves this list and is on the board.
+    request = _orphan(examples.referral_requested(), missing, VILLAGE, "V-1")
+    project(board_url, [request], first_offset=40_000)
+    left = all_pages(client, "/v1/referrals/awaiting-request", township)
+    assert [i["referral_id"] for i in left] == [str(shared)]
+    found = client.get(f"/v1/referrals/{missing}", headers=township)
+    assert found.status_code == 200 and found.json()["state"] == "ARRIVED", found.text

@@ -156,8 +156,8 @@ async def list_referrals(
     )
 
 
-class AwaitingEvent(BaseModel):
-    """One of the caller's own events of a referral whose request has not arrived."""
+class UnmatchedEvent(BaseModel):
+    """One of the caller's own events of a referral id that is not on its board."""
 
     at: datetime
     kind: str
@@ -165,40 +165,40 @@ class AwaitingEvent(BaseModel):
     patient_local_id: str | None
 
 
-class AwaitingReferral(BaseModel):
-    """A referral id the caller sent events of, still awaiting its request (all PARKED)."""
+class UnmatchedReferral(BaseModel):
+    """A referral id the caller sent events of that is not on its board: its request has not
+    arrived, or names other institutions (the two are not told apart)."""
 
     referral_id: UUID
     waiting_since: datetime
-    events: list[AwaitingEvent]
+    events: list[UnmatchedEvent]
 
 
-class AwaitingPage(BaseModel):
-    """One page of the caller's referrals awaiting their request, and the cursor of the next."""
+class UnmatchedPage(BaseModel):
+    """One page of the caller's unmatched referral ids, and the cursor of the next."""
 
-    items: list[AwaitingReferral]
+    items: list[UnmatchedReferral]
     next: str | None
 
 
 @router.get(
-    "/awaiting-request",
-    summary="The caller's own events of referrals whose request has not arrived",
+    "/unmatched",
+    summary="The caller's own events of referral ids that are not on its board",
 )
-async def list_awaiting_request(
+async def list_unmatched(
     request: Request,
     gateway: GatewayDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     after: Annotated[str | None, Query(description="`next` of the previous page")] = None,
-) -> AwaitingPage:
+) -> UnmatchedPage:
     """Longest waiting first; the caller's patients on the page are audited before it is
-    returned. A referral leaves the list when its request arrives (it is then on the board)."""
+    returned. A referral leaves the list when a request naming the caller arrives (it is then on
+    the board); a request naming others leaves it here."""
     _may_read(principal)
     cursor = decode_cursor(after) if after else None
     async with gateway.pool.connection() as conn:
-        rows = await reads.awaiting_request_page(
-            conn, principal.institution, after=cursor, limit=limit
-        )
+        rows = await reads.unmatched_page(conn, principal.institution, after=cursor, limit=limit)
     subjects = {
         (principal.institution, e["patient_local_id"])
         for r in rows
@@ -211,8 +211,8 @@ async def list_awaiting_request(
         [Subject(None, i, local) for i, local in sorted(subjects)],
         purpose=PURPOSE,
     )
-    return AwaitingPage(
-        items=[AwaitingReferral.model_validate(r) for r in rows],
+    return UnmatchedPage(
+        items=[UnmatchedReferral.model_validate(r) for r in rows],
         next=next_cursor(rows, limit, "waiting_since", "referral_id"),
     )
 

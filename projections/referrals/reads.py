@@ -62,9 +62,11 @@ async def referral_page(
         return await cur.fetchall()
 
 
-# A referral still awaiting its request has no parties yet; each institution that sent events
-# of it sees those events (its own patient, its own ids), and nothing of anyone else's.
-_AWAITING = """
+# The caller's events of referral ids that are not on its board: their request has not
+# arrived (the row has no parties yet), or it names other institutions (the caller's events are
+# NOT_A_PARTY: a mistyped referral number). Both are listed alike, so the list does not tell
+# whether another member's referral has that id; only the caller's own events are shown.
+_UNMATCHED = """
 SELECT r.referral_id, min(e.at) AS waiting_since,
        jsonb_agg(jsonb_build_object(
            'at', e.at, 'kind', e.fact->>'kind', 'event_id', e.fact->>'event_id',
@@ -75,23 +77,24 @@ CROSS JOIN LATERAL (
     SELECT f AS fact, (f->>'occurred_at')::timestamptz AS at
     FROM jsonb_array_elements(r.facts) AS f
 ) e
-WHERE r.state = 'AWAITING_REQUEST' AND r.facts @> jsonb_build_array(
-          jsonb_build_object('source', %(inst)s::text))
+WHERE jsonb_path_query_array(r.facts, '$[*].source') @> jsonb_build_array(%(inst)s::text)
+  AND (r.state = 'AWAITING_REQUEST'
+       OR %(inst)s::text NOT IN (r.from_institution, r.to_institution))
   AND e.fact->>'source' = %(inst)s
 GROUP BY r.referral_id
 """
 
 
-async def awaiting_request_page(
+async def unmatched_page(
     conn: AsyncConnection[Any],
     institution: str,
     *,
     after: tuple[datetime, UUID] | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """One page of the referrals still awaiting their request that the institution sent events
-    of, with those events only; the longest waiting first."""
-    query = "SELECT * FROM (" + _AWAITING + ") w"
+    """One page of the referral ids the institution sent events of that are not on its board,
+    with those events only; the longest waiting first."""
+    query = "SELECT * FROM (" + _UNMATCHED + ") w"
     params: dict[str, Any] = {"inst": institution, "limit": limit}
     if after is not None:
         query += " WHERE (w.waiting_since, w.referral_id) > (%(at)s, %(id)s)"

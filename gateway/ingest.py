@@ -20,7 +20,7 @@ from gateway.delivery import INLINE_EVENTS, AsyncPublisher
 from gateway.grouped import Grouped
 from gateway.principals import Principal
 from gateway.problems import FieldError, ProblemError, jsonpath, pointer
-from gateway.referral_claims import requested_by_others
+from gateway.referral_claims import claim_requests, request_digest
 
 log = logging.getLogger(__name__)
 Recorded = dict[UUID, tuple[bytes, Delivery]]
@@ -277,27 +277,40 @@ class Ingest:
     async def _claim_referrals(
         self, principal: Principal, events: Sequence[Event], fresh: list[Event], batch: bool
     ) -> None:
-        """409 for a new request of a referral id another institution requested first."""
-        requested = [e.referral_id for e in fresh if isinstance(e, ReferralRequested)]
-        if not requested:
+        """409 for a new request of a referral id another institution requested first, or that
+        was requested already with other content (the board applies the first request only)."""
+        requests: dict[UUID, set[bytes]] = {}
+        claimed = {id(e) for e in fresh if isinstance(e, ReferralRequested)}
+        for e in fresh:
+            if isinstance(e, ReferralRequested):
+                requests.setdefault(e.referral_id, set()).add(request_digest(e))
+        if not requests:
             return
-        taken = await requested_by_others(self._pool, principal.institution, requested)
-        if taken:
-            raise ProblemError(
-                409,
-                "Conflict",
-                "another institution requested these referral ids first; nothing was published",
-                kind="referral-of-another-institution",
-                errors=[
-                    _located(
-                        i if batch else None,
-                        "this referral id was requested by another institution",
-                        "referral_id",
-                    )
-                    for i, e in enumerate(events)
-                    if isinstance(e, ReferralRequested) and e.referral_id in taken
-                ],
+        refused = await claim_requests(self._pool, principal.institution, requests)
+        if refused.of_others:
+            taken, kind = refused.of_others, "referral-of-another-institution"
+            detail = "another institution requested these referral ids first"
+            why = "this referral id was requested by another institution"
+        elif refused.changed:
+            taken, kind = refused.changed, "referral-already-requested"
+            detail = (
+                "these referral ids were requested already with other content; a request is"
+                " never changed: cancel the referral and request a new referral id"
             )
+            why = "this referral id was requested with other content (receiver, urgency, …)"
+        else:
+            return
+        raise ProblemError(
+            409,
+            "Conflict",
+            f"{detail}; nothing was published",
+            kind=kind,
+            errors=[
+                _located(i if batch else None, why, "referral_id")
+                for i, e in enumerate(events)
+                if id(e) in claimed and e.referral_id in taken  # type: ignore[attr-defined]
+            ],
+        )
 
     async def _reserve(
         self,

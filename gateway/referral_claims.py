@@ -1,45 +1,84 @@
-"""A referral id belongs to the institution that first requested it through the gateway.
+"""A referral id belongs to the institution that first requested it through the gateway, and
+names the request it first asked.
 
 A referral's parties are its earliest request's (projections/referrals/lifecycle.py): the only
 order a projection that must give one board for any arrival order can use. So a member that
 learnt another's referral id could publish an earlier-dated request with it and become the
 referrer. The gateway keeps who requested each id first and refuses another institution's
-request of it (409); a retry or a corrected request from the same institution passes.
+request of it (409). The board applies that one request only, so a later request of the id
+with other content (a re-referral to another receiver, another urgency) would be published and
+then ignored: it is refused too (409); the same request again (a resend under a new event id)
+passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
+from events.referral import ReferralRequested
 from projections.frame.claims import array_literal
 
 _CLAIM = (
-    "INSERT INTO gateway_referral_requesters (referral_id, institution)"
-    " SELECT id, %s FROM unnest(%s::uuid[]) AS x(id) ORDER BY id"
+    "INSERT INTO gateway_referral_requesters (referral_id, institution, request_sha256)"
+    " SELECT id, %s, sha FROM unnest(%s::uuid[], %s::bytea[]) AS x(id, sha) ORDER BY id"
     " ON CONFLICT DO NOTHING RETURNING referral_id"
 )
 # A statement of its own: it sees a concurrent claim the insert waited for and found taken.
 _HOLDERS = (
-    "SELECT referral_id FROM gateway_referral_requesters"
-    " WHERE referral_id = ANY(%s::uuid[]) AND institution <> %s"
+    "SELECT referral_id, institution, request_sha256 FROM gateway_referral_requesters"
+    " WHERE referral_id = ANY(%s::uuid[])"
 )
 
 
-async def requested_by_others(
-    pool: AsyncConnectionPool, institution: str, referral_ids: Sequence[UUID]
-) -> set[UUID]:
-    """Claim the referral ids for the institution; those another institution claimed first."""
-    wanted = set(referral_ids)
-    if not wanted:
-        return set()
+def request_digest(event: ReferralRequested) -> bytes:
+    """SHA-256 of what a request asks: its body, sender and patient, not its envelope's ids or
+    times (a resend under a new event id, or stamped again, is the same request)."""
+    body = event.model_dump(mode="json", exclude={"envelope"})
+    asked = {
+        "body": body,
+        "source": event.envelope.source,
+        "patient_local_id": event.envelope.patient_local_id,
+    }
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The referral ids a request may not publish: held by another institution, or requested
+    already with other content (by the caller earlier, or twice in one request)."""
+
+    of_others: frozenset[UUID]
+    changed: frozenset[UUID]
+
+
+async def claim_requests(
+    pool: AsyncConnectionPool, institution: str, requests: Mapping[UUID, set[bytes]]
+) -> Refused:
+    """Claim the referral ids for the institution with their requests' digests; the refused."""
+    changed = {rid for rid, digests in requests.items() if len(digests) != 1}
+    wanted = {rid: next(iter(d)) for rid, d in requests.items() if len(d) == 1}
+    others: set[UUID] = set()
     async with pool.connection() as conn:
-        # In any order: the statement inserts in id order (no two claims wait on each other).
-        cur = await conn.execute(_CLAIM, (institution, array_literal(wanted)))
-        taken = wanted - {row[0] for row in await cur.fetchall()}
-        if not taken:
-            return set()
-        cur = await conn.execute(_HOLDERS, (array_literal(taken), institution))
-        return {row[0] for row in await cur.fetchall()}
+        claimed: set[UUID] = set()
+        if wanted:
+            # In any order: the statement inserts in id order (no two claims wait on each other).
+            ids = sorted(wanted)
+            cur = await conn.execute(
+                _CLAIM, (institution, array_literal(ids), [wanted[i] for i in ids])
+            )
+            claimed = {row[0] for row in await cur.fetchall()}
+        taken = set(requests) - claimed
+        if taken:
+            cur = await conn.execute(_HOLDERS, (array_literal(taken),))
+            for rid, holder, digest in await cur.fetchall():
+                if holder != institution:
+                    others.add(rid)
+                elif rid in wanted and digest is not None and bytes(digest) != wanted[rid]:
+                    changed.add(rid)
+    return Refused(frozenset(others), frozenset(changed - others))

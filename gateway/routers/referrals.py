@@ -157,6 +157,67 @@ async def list_referrals(
     )
 
 
+class UnmatchedEvent(BaseModel):
+    """One of the caller's own events of a referral id that is not on its board."""
+
+    at: datetime
+    kind: str
+    event_id: UUID
+    patient_local_id: str | None
+
+
+class UnmatchedReferral(BaseModel):
+    """A referral id the caller sent events of that is not on its board: its request has not
+    arrived, or names other institutions (the two are not told apart)."""
+
+    referral_id: UUID
+    waiting_since: datetime
+    events: list[UnmatchedEvent]
+
+
+class UnmatchedPage(BaseModel):
+    """One page of the caller's unmatched referral ids, and the cursor of the next."""
+
+    items: list[UnmatchedReferral]
+    next: str | None
+
+
+@router.get(
+    "/unmatched",
+    summary="The caller's own events of referral ids that are not on its board",
+)
+async def list_unmatched(
+    request: Request,
+    gateway: GatewayDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: Annotated[str | None, Query(description="`next` of the previous page")] = None,
+) -> UnmatchedPage:
+    """Longest waiting first; the caller's patients on the page are audited before it is
+    returned. A referral leaves the list when a request naming the caller arrives (it is then on
+    the board); a request naming others leaves it here."""
+    _may_read(principal)
+    cursor = decode_cursor(after) if after else None
+    async with gateway.pool.connection() as conn:
+        rows = await reads.unmatched_page(conn, principal.institution, after=cursor, limit=limit)
+    subjects = {
+        (principal.institution, e["patient_local_id"])
+        for r in rows
+        for e in r["events"]
+        if e["patient_local_id"] is not None
+    }
+    await audit(
+        request,
+        principal,
+        [Subject(None, i, local) for i, local in sorted(subjects)],
+        purpose=PURPOSE,
+    )
+    return UnmatchedPage(
+        items=[UnmatchedReferral.model_validate(r) for r in rows],
+        next=next_cursor(rows, limit, "waiting_since", "referral_id"),
+    )
+
+
 @router.get(
     "/stream",
     summary="Server-sent events: the caller's referrals as they change",

@@ -62,6 +62,49 @@ async def referral_page(
         return await cur.fetchall()
 
 
+# The caller's events of referral ids that are not on its board: their request has not
+# arrived (the row has no parties yet), or it names other institutions (the caller's events are
+# NOT_A_PARTY: a mistyped referral number). Both are listed alike, so the list does not tell
+# whether another member's referral has that id; only the caller's own events are shown.
+_UNMATCHED = """
+SELECT r.referral_id, min(e.at) AS waiting_since,
+       jsonb_agg(jsonb_build_object(
+           'at', e.at, 'kind', e.fact->>'kind', 'event_id', e.fact->>'event_id',
+           'patient_local_id', e.fact->>'patient_local_id'
+       ) ORDER BY e.at, e.fact->>'event_id') AS events
+FROM referrals.referrals r
+CROSS JOIN LATERAL (
+    SELECT f AS fact, (f->>'occurred_at')::timestamptz AS at
+    FROM jsonb_array_elements(r.facts) AS f
+) e
+WHERE jsonb_path_query_array(r.facts, '$[*].source') @> jsonb_build_array(%(inst)s::text)
+  AND (r.state = 'AWAITING_REQUEST'
+       OR %(inst)s::text NOT IN (r.from_institution, r.to_institution))
+  AND e.fact->>'source' = %(inst)s
+GROUP BY r.referral_id
+"""
+
+
+async def unmatched_page(
+    conn: AsyncConnection[Any],
+    institution: str,
+    *,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """One page of the referral ids the institution sent events of that are not on its board,
+    with those events only; the longest waiting first."""
+    query = "SELECT * FROM (" + _UNMATCHED + ") w"
+    params: dict[str, Any] = {"inst": institution, "limit": limit}
+    if after is not None:
+        query += " WHERE (w.waiting_since, w.referral_id) > (%(at)s, %(id)s)"
+        params["at"], params["id"] = after
+    query += " ORDER BY w.waiting_since, w.referral_id LIMIT %(limit)s"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
 async def referral(
     conn: AsyncConnection[Any], referral_id: UUID, *, timeline_for: str | None
 ) -> dict[str, Any] | None:

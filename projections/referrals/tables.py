@@ -38,6 +38,8 @@ CREATE INDEX ON {schema}.referrals (to_institution, state);
 -- The sweep's work list: unanswered requests, by the limit the clock passes next.
 CREATE INDEX ON {schema}.referrals (accept_deadline) WHERE state = 'REQUESTED' AND NOT overdue;
 CREATE INDEX ON {schema}.referrals (expires_at) WHERE state = 'REQUESTED';
+-- Who sent a referral's events: each sender lists its events not on its board (reads.py).
+CREATE INDEX ON {schema}.referrals USING gin (jsonb_path_query_array(facts, '$[*].source'));
 """,
     digest_columns=(
         "referral_id",

@@ -238,7 +238,7 @@ def test_a_rebuild_loads_then_builds_its_indexes_and_equals_the_live_rows(
                 "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND tablename = 'referrals'",
                 (result.generation.schema,),
             ).fetchone()
-            assert indexes == (5,)  # the primary key and the four after_load indexes
+            assert indexes == (6,)  # the primary key and the five after_load indexes
             retired = generations.Generation(REFERRALS.name, 1)
             assert digest(conn, REFERRALS, result.generation) == digest(conn, REFERRALS, retired)
 

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from consortium.topics import ensure_topics
 from events.topics import EVENT_TOPICS, Family
-from examples import COUNTY_HOSPITAL, TOWNSHIP
+from examples import COUNTY_HOSPITAL, TOWNSHIP, VILLAGE
 from gateway.app import create_app
 from gateway.config import INLINE_BYTES, GatewayConfig
 from gateway.hl7.mllp import END_BLOCK, frame
@@ -238,3 +238,36 @@ def test_a_large_mllp_message_without_a_valid_credential_is_not_parsed_or_mapped
     ack = exchange(port, b"\x0b" + message + END_BLOCK)
     assert "\rMSA|AA|L2" in ack, ack[:300]
     assert prepared == [len(message)]
+
+
+def test_a_referral_number_sent_again_to_another_receiver_is_ae_and_a_resend_aa(
+    served: tuple[str, int], database_url: str
+) -> None:
+    """The board applies a referral's first request only: the same RF1-6 sent to another
+    receiver (MSH-6) was acknowledged and then ignored; it is AE (ERR 205). The first message
+    resent under a new control id is the same request and passes."""
+    url, _ = served
+    number = f"V017-R{uuid.uuid4().hex[:8]}"
+    headers = {
+        "Authorization": f"Bearer {issue_token(database_url, VILLAGE)}",
+        "Content-Type": "x-application/hl7-v2+er7",
+    }
+
+    def refer(control: str, to: str) -> str:
+        message = "\r".join(
+            [
+                f"MSH|^~\\&|HIS|{VILLAGE}|CONSORTIUM|{to}|20240501093015+0800||REF^I12^REF_I12"
+                f"|{control}|P|2.5|||AL|NE|CHN|UNICODE UTF-8",
+                f"RF1|P^待处理|R^常规|全科门诊^全科门诊 血压管理|||{number}",
+                "PRD|RP|赵^医生|||||V017-D001",
+                "PID|1||V017-0088^^^^PI||刘^芳||19700101|F",
+                "DG1|1||I10.x00^高血压^I10",
+            ]
+        )
+        answer = httpx.post(f"{url}/v1/hl7v2", content=message.encode(), headers=headers)
+        return answer.text
+
+    assert f"\rMSA|AA|{number}-1" in refer(f"{number}-1", TOWNSHIP)
+    elsewhere = refer(f"{number}-2", COUNTY_HOSPITAL)
+    assert f"\rMSA|AE|{number}-2" in elsewhere and "|205" in elsewhere
+    assert f"\rMSA|AA|{number}-3" in refer(f"{number}-3", TOWNSHIP)

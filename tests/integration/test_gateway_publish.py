@@ -442,3 +442,37 @@ def test_a_large_body_without_a_valid_credential_is_not_validated(
     )
     assert accepted.status_code == 202, accepted.text
     assert parsed == [len(body)]
+
+
+def test_a_second_request_of_a_referral_id_with_other_content_is_409_and_not_published(
+    client: TestClient, config: GatewayConfig, database_url: str
+) -> None:
+    """The board applies a referral's earliest request only (docs/referrals.md): a second one
+    naming another receiver (a re-referral under the same id) or another urgency was published
+    and then ignored, so the second receiver never saw its referral. It is refused instead; the
+    same request again under a new event id (a resend) still passes."""
+    referral_id = str(uuid.uuid4())
+    village = bearer(database_url, VILLAGE)
+    first = request_of(referral_id, VILLAGE)
+    assert client.post("/v1/events", json=first, headers=village).status_code == 202
+    stored = end_offsets(config.bootstrap_servers, config.consortium_id)
+    elsewhere = {**request_of(referral_id, VILLAGE), "to_institution": COUNTY_HOSPITAL}
+    sooner = {**request_of(referral_id, VILLAGE), "urgency": "URGENT"}
+    for changed in (elsewhere, sooner):
+        answer = client.post(
+            "/v1/events", json=[request_of(str(uuid.uuid4()), VILLAGE), changed], headers=village
+        )
+        assert answer.status_code == 409, answer.text
+        body = answer.json()
+        assert body["type"].endswith("referral-already-requested")
+        assert [e["path"] for e in body["errors"]] == ["$[1].referral_id"]
+        assert end_offsets(config.bootstrap_servers, config.consortium_id) == stored
+    # Two different requests of one new id in one batch: neither is the referral's.
+    new_id = str(uuid.uuid4())
+    both = [request_of(new_id, VILLAGE), {**request_of(new_id, VILLAGE), "urgency": "URGENT"}]
+    answer = client.post("/v1/events", json=both, headers=village)
+    assert answer.status_code == 409, answer.text
+    assert [e["path"] for e in answer.json()["errors"]] == ["$[0].referral_id", "$[1].referral_id"]
+    assert end_offsets(config.bootstrap_servers, config.consortium_id) == stored
+    resent = request_of(referral_id, VILLAGE)  # a new event id, the same request
+    assert client.post("/v1/events", json=resent, headers=village).status_code == 202

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import examples
 from consortium.topics import ensure_topics
 from events.catalog import Catalog
 from events.codec import Codec
@@ -605,3 +606,71 @@ def test_open_streams_are_bounded_per_credential_and_a_closed_one_frees_its_plac
                 response.close()
     finally:
         close_audit_log(app)
+
+
+def _orphan(
+    event: Event, referral_id: uuid.UUID, source: str, local_id: str, hours: int = 0
+) -> Event:
+    """The example event for another referral, published by `source` `hours` later, with a new
+    event id."""
+    env = event.envelope.model_copy(
+        update={
+            "event_id": uuid.uuid4(),
+            "source": source,
+            "patient_local_id": local_id,
+            "occurred_at": event.envelope.occurred_at + timedelta(hours=hours),
+        }
+    )
+    return event.model_copy(update={"envelope": env, "referral_id": referral_id})
+
+
+def test_a_desk_sees_its_own_events_of_a_referral_whose_request_never_arrived(
+    client: TestClient, board_url: str
+) -> None:
+    """A receiver's acceptance and arrival of a referral whose request is missing (a paper
+    referral, a request never sent) were parked on a row no read showed: nobody saw that the
+    patient came. The institution that sent them lists them, its own events only, until a
+    request naming it arrives; then the referral is on its board. A request naming others
+    (the caller's number was mistyped) leaves them listed alike: the list does not tell that
+    another member's referral has the id."""
+    missing, shared, mistyped = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    accepted = _orphan(examples.referral_accepted(), missing, TOWNSHIP, "T-LOST-1")
+    arrived = _orphan(examples.referral_patient_arrived(), missing, TOWNSHIP, "T-LOST-1", 20)
+    # Two members' events on one id still awaiting its request: each sees only its own.
+    ours = _orphan(examples.referral_accepted(), shared, TOWNSHIP, "T-LOST-2")
+    theirs = _orphan(examples.referral_accepted(), shared, COUNTY, "C-LOST-9")
+    wrong = _orphan(examples.referral_accepted(), mistyped, TOWNSHIP, "T-LOST-3", 1)
+    project(board_url, [accepted, arrived, ours, theirs, wrong], first_offset=30_000)
+    township = bearer(board_url, TOWNSHIP, Role.REFERRAL_DESK)
+
+    def listed(headers: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+        items = all_pages(client, "/v1/referrals/unmatched", headers, limit=1)
+        assert items == sorted(items, key=lambda i: (i["waiting_since"], i["referral_id"]))
+        return {
+            i["referral_id"]: [(e["kind"], e["patient_local_id"]) for e in i["events"]]
+            for i in items
+        }
+
+    before = listed(township)
+    assert before == {
+        str(missing): [("ReferralAccepted", "T-LOST-1"), ("ReferralPatientArrived", "T-LOST-1")],
+        str(shared): [("ReferralAccepted", "T-LOST-2")],
+        str(mistyped): [("ReferralAccepted", "T-LOST-3")],
+    }
+    county = bearer(board_url, COUNTY, Role.CLINICIAN)
+    assert listed(county) == {str(shared): [("ReferralAccepted", "C-LOST-9")]}
+    village = bearer(board_url, VILLAGE, Role.REFERRAL_DESK)
+    assert listed(village) == {}
+    publisher = bearer(board_url, TOWNSHIP, Role.PUBLISHER)
+    assert client.get("/v1/referrals/unmatched", headers=publisher).status_code == 403
+    # The request naming the township arrives: the referral leaves the list for its board. The
+    # mistyped id's request (village -> county) arrives too: the list does not change for it.
+    request = _orphan(examples.referral_requested(), missing, VILLAGE, "V-1")
+    other = _orphan(examples.referral_requested(), mistyped, VILLAGE, "V-2").model_copy(
+        update={"to_institution": COUNTY}
+    )
+    project(board_url, [request, other], first_offset=40_000)
+    assert listed(township) == {k: v for k, v in before.items() if k != str(missing)}
+    found = client.get(f"/v1/referrals/{missing}", headers=township)
+    assert found.status_code == 200 and found.json()["state"] == "ARRIVED", found.text
+    assert client.get(f"/v1/referrals/{mistyped}", headers=township).status_code == 404

@@ -313,3 +313,100 @@ def test_an_outsiders_answer_before_the_request_is_parked_then_not_applied() -> 
     board = derive(evolve(alone, examples.referral_requested()), None)
     assert board.state is ReferralState.REQUESTED
     assert [e.status for e in board.timeline] == [EntryStatus.APPLIED, EntryStatus.NOT_A_PARTY]
+
+
+def test_a_second_request_of_the_id_is_ignored_and_its_receiver_is_no_party() -> None:
+    """Why the gateway answers a changed request of a referral id 409 (docs/referrals.md): the
+    board keeps the earliest request, so a re-referral under the same id to another member is
+    IGNORED and that member's acceptance NOT_A_PARTY, in any order."""
+    requested = examples.referral_requested()  # village -> township
+    again = requested.model_copy(
+        update={
+            "to_institution": examples.COUNTY_HOSPITAL,
+            "envelope": requested.envelope.model_copy(
+                update={
+                    "event_id": uuid.uuid4(),
+                    "occurred_at": requested.envelope.occurred_at + timedelta(hours=1),
+                }
+            ),
+        }
+    )
+    answer = _from(
+        _moved(examples.referral_accepted(), timedelta(hours=2)), examples.COUNTY_HOSPITAL, "C-1"
+    )
+    for order in ([requested, again, answer], [answer, again, requested]):
+        board = _final(order)
+        assert (board.state, board.to_institution) == (
+            ReferralState.REQUESTED,
+            examples.TOWNSHIP,
+        )
+        assert [e.status for e in board.timeline] == [
+            EntryStatus.APPLIED,
+            EntryStatus.IGNORED,
+            EntryStatus.NOT_A_PARTY,
+        ]
+
+
+def _re_referral(rng: random.Random, rejected: list[Event], fate: str) -> list[Event]:
+    """The same patient referred again by the same sender after the rejection: a new referral
+    id (its own flow, `fate`), requested after the rejection."""
+    request = rejected[0]
+    assert isinstance(request, ReferralRequested)
+    later = rejected[-1].envelope.occurred_at + timedelta(minutes=rng.randrange(1, 600))
+    flow = referral_flow(rng, fate, start=later)
+    first = flow[0]
+    assert isinstance(first, ReferralRequested)
+    same_patient = first.envelope.model_copy(
+        update={
+            "source": request.from_institution,
+            "patient_local_id": request.envelope.patient_local_id,
+        }
+    )
+    again = first.model_copy(
+        update={
+            "envelope": same_patient,
+            "from_institution": request.from_institution,
+            "direction": request.direction,
+            "to_institution": request.to_institution,
+        }
+    )
+    # The receiver's events come from the request's receiver.
+    rest = [
+        e.model_copy(
+            update={"envelope": e.envelope.model_copy(update={"source": request.to_institution})}
+        )
+        if e.envelope.source == first.to_institution
+        else e.model_copy(
+            update={"envelope": e.envelope.model_copy(update={"source": request.from_institution})}
+        )
+        for e in flow[1:]
+    ]
+    return [again, *rest]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    fates=st.lists(st.sampled_from(FATES), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_a_re_referral_of_the_same_patient_is_its_own_board_in_any_order(
+    seed: int, fates: list[str], data: st.DataObject
+) -> None:
+    """Rejected, then referred again (a new id) with any fate: shuffled with repeats, every
+    board equals the one of its own events alone; the first stays REJECTED."""
+    rng = random.Random(seed)
+    rejected = referral_flow(rng, "rejected")
+    flows = [rejected, *(_re_referral(rng, rejected, fate) for fate in fates)]
+    events = [e for f in flows for e in f]
+    stream = data.draw(st.permutations([*events, *data.draw(st.lists(st.sampled_from(events)))]))
+    clock = max(e.envelope.occurred_at for e in events)
+    referrals: dict[object, Referral] = {}
+    for event in stream:
+        rid = event.referral_id  # type: ignore[attr-defined]
+        referrals[rid] = evolve(referrals.get(rid), event)
+    for flow in flows:
+        rid = flow[0].referral_id  # type: ignore[attr-defined]
+        alone = derive(reduce(evolve, flow, None), clock)  # type: ignore[arg-type]
+        assert derive(referrals[rid], clock) == alone
+    assert derive(referrals[rejected[0].referral_id], clock).state is ReferralState.REJECTED  # type: ignore[attr-defined]

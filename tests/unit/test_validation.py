@@ -291,6 +291,14 @@ def test_referral_direction_must_agree_with_the_levels() -> None:
     assert "village_clinic" in errors[0][1] and "that is UP" in errors[0][1]
 
 
+def test_an_unknown_direction_between_members_of_known_levels_is_refused() -> None:
+    """UNKNOWN passed, and the desks' UP/DOWN/LATERAL filters never showed the referral."""
+    data = example_data("ReferralRequested") | {"direction": "UNKNOWN"}
+    errors = errors_of(data)
+    assert errors[0][0] == ("to_institution",)
+    assert "UNKNOWN" in errors[0][1] and "that is UP" in errors[0][1]
+
+
 def test_event_type_mismatch_is_refused() -> None:
     data = example_data("OrderCancelled")
     with pytest.raises(ValidationError) as caught:

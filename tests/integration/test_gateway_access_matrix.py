@@ -68,6 +68,12 @@ READS: list[tuple[str, str, str, frozenset[Role]]] = [
     ("GET", "/v1/referrals", "/v1/referrals", frozenset({R.REFERRAL_DESK, R.CLINICIAN})),
     (
         "GET",
+        "/v1/referrals/unmatched",
+        "/v1/referrals/unmatched",
+        frozenset({R.REFERRAL_DESK, R.CLINICIAN}),
+    ),
+    (
+        "GET",
         "/v1/referrals/{referral_id}",
         f"/v1/referrals/{SOME_ID}",
         frozenset({R.REFERRAL_DESK, R.CLINICIAN}),

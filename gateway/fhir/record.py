@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from gateway.fhir.encounters import conditions, encounters
 from gateway.fhir.mapped import Mapped
@@ -28,14 +29,19 @@ RECORD_TYPES = (
 
 
 def resources_of(
-    person_id: str, entries: Iterable[TimelineEntry], types: Iterable[str] | None = None
+    person_id: str,
+    entries: Iterable[TimelineEntry],
+    types: Iterable[str] | None = None,
+    now: datetime | None = None,
 ) -> list[Mapped]:
-    """The resources the entries make (of the given types), in searchset order."""
+    """The resources the entries make (of the given types), in searchset order; referrals in
+    their board's state at `now` (the read's time)."""
     lines = list(entries)
     wanted = None if types is None else frozenset(types)
+    mappers = [partial(referrals, now=now) if m is referrals else m for m in MAPPERS]
     found = [
         m
-        for mapper in MAPPERS
+        for mapper in mappers
         for m in mapper(person_id, lines)
         if wanted is None or m.resource["resourceType"] in wanted
     ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from gateway.fhir.mapped import Mapped, blank, drop_empty, instant, recorded_by
 from gateway.fhir.orders import PRIORITIES
@@ -20,18 +22,37 @@ from gateway.fhir.systems import (
 )
 from projections.record.entries import EntryKind
 from projections.record.queries import TimelineEntry
-from projections.referrals.lifecycle import may_send
+from projections.record.referrals import board_fact
+from projections.referrals.lifecycle import (
+    TRANSITIONS,
+    Board,
+    EntryStatus,
+    Fact,
+    ReferralState,
+    derive,
+    may_send,
+    referral_of,
+)
 
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
+# The board's state (projections/referrals/lifecycle.derive) as a Task's status. An unanswered
+# request past its expiry `failed` (no answer came); businessStatus keeps the state's own name.
 _STATUS = {
-    "REQUESTED": "requested",
-    "ACCEPTED": "accepted",
-    "REJECTED": "rejected",
-    "CANCELLED": "cancelled",
-    "ARRIVED": "in-progress",
-    "COMPLETED": "completed",
+    ReferralState.AWAITING_REQUEST: "requested",
+    ReferralState.REQUESTED: "requested",
+    ReferralState.ACCEPTED: "accepted",
+    ReferralState.REJECTED: "rejected",
+    ReferralState.CANCELLED: "cancelled",
+    ReferralState.EXPIRED: "failed",
+    ReferralState.ARRIVED: "in-progress",
+    ReferralState.COMPLETED: "completed",
 }
-_REQUEST_STATUS = {"REJECTED": "revoked", "CANCELLED": "revoked", "COMPLETED": "completed"}
+_REQUEST_STATUS = {
+    ReferralState.REJECTED: "revoked",
+    ReferralState.CANCELLED: "revoked",
+    ReferralState.EXPIRED: "revoked",
+    ReferralState.COMPLETED: "completed",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +109,52 @@ def referral_request_id(referral_id: str) -> str:
     return resource_id("ServiceRequest", "referral", referral_id)
 
 
-def referrals(person_id: str, entries: Iterable[TimelineEntry]) -> list[Mapped]:
-    """A Task per referral, and a ServiceRequest for each referral whose request is visible."""
+def board_of(referral: Referral, now: datetime | None) -> Board:
+    """The referral as the desks' board derives it from these lines, at `now` (the read's
+    time: an unanswered request past its expiry has expired), so the Task says what the board
+    says — not the state of the latest line (a late acceptance after a rejection is ignored)."""
+    facts = [_fact(line) for line in referral.lines if line.event_type in TRANSITIONS]
+    return derive(referral_of(_uuid(referral.referral_id), facts), now)
+
+
+def _fact(line: TimelineEntry) -> Fact:
+    code = line.code if line.status == "REQUESTED" else None
+    return board_fact(
+        line.event_type,
+        event_id_of(line),
+        line.at,
+        line.institution,
+        line.local_id,
+        code,
+        line.detail,
+    )
+
+
+def event_id_of(line: TimelineEntry) -> UUID:
+    """The event a line comes from (the record's entry ids are "<event id>:<seq>"; another
+    form names itself)."""
+    return _uuid(line.entry_id.split(":", 1)[0])
+
+
+def _uuid(text: str) -> UUID:
+    """The UUID a text is, or one derived from it (ids the record did not write as UUIDs)."""
+    try:
+        return UUID(text)
+    except ValueError:
+        return uuid5(NAMESPACE_URL, text)
+
+
+def referrals(
+    person_id: str, entries: Iterable[TimelineEntry], now: datetime | None = None
+) -> list[Mapped]:
+    """A Task per referral, and a ServiceRequest for each referral whose request is visible;
+    their status is the board's at `now`."""
     found = []
     for referral in referrals_of(entries):
-        found.append(task(person_id, referral))
+        board = board_of(referral, now)
+        found.append(task(person_id, referral, board))
         if referral.request is not None:
-            found.append(_request(person_id, referral, referral.request))
+            found.append(_request(person_id, referral, referral.request, board))
     return found
 
 
@@ -102,13 +162,17 @@ def _identifier(referral_id: str) -> Json:
     return {"system": REFERRAL_ID, "value": f"urn:uuid:{referral_id}"}
 
 
-def task(person_id: str, referral: Referral) -> Mapped:
+def task(person_id: str, referral: Referral, board: Board) -> Mapped:
     """The Task that tracks a referral from request to completion (or its end)."""
     lines, request = referral.lines, referral.request
     last = lines[-1]
-    ended = next((e for e in reversed(lines) if e.status in ("REJECTED", "CANCELLED")), None)
-    arrived = next((e for e in lines if e.status == "ARRIVED"), None)
-    completed = next((e for e in lines if e.status == "COMPLETED"), None)
+    # Only what the board applied: a late acceptance after a rejection, a second completion or
+    # an outsider's line is on the timeline but does not make the Task.
+    done = {e.event_id for e in board.timeline if e.status is EntryStatus.APPLIED}
+    kept = [e for e in lines if event_id_of(e) in done]
+    ended = next((e for e in reversed(kept) if e.status in ("REJECTED", "CANCELLED")), None)
+    arrived = next((e for e in kept if e.status == "ARRIVED"), None)
+    completed = next((e for e in kept if e.status == "COMPLETED"), None)
     summary = completed.detail.get("discharge_summary") if completed else None
     resource = {
         "resourceType": "Task",
@@ -117,11 +181,9 @@ def task(person_id: str, referral: Referral) -> Mapped:
         "basedOn": [ref("ServiceRequest", referral_request_id(referral.referral_id))]
         if request
         else [],
-        "status": _STATUS.get(last.status or "", "requested"),
-        "statusReason": {"text": ended.detail["reason"]}
-        if ended and ended.detail.get("reason")
-        else None,
-        "businessStatus": {"text": last.status},
+        "status": _STATUS[board.state],
+        "statusReason": _status_reason(board, ended),
+        "businessStatus": {"text": board.state.value},
         "intent": "order",
         "code": {"coding": [{"system": TASK_CODE, "code": "fulfill"}], "text": "转诊 referral"},
         "focus": ref("ServiceRequest", referral_request_id(referral.referral_id))
@@ -143,8 +205,17 @@ def task(person_id: str, referral: Referral) -> Mapped:
     return Mapped((request or lines[0]).at, drop_empty(resource))
 
 
-def _request(person_id: str, referral: Referral, request: TimelineEntry) -> Mapped:
-    status = _REQUEST_STATUS.get(referral.lines[-1].status or "", "active")
+def _status_reason(board: Board, ended: TimelineEntry | None) -> Json | None:
+    if board.state is ReferralState.EXPIRED:
+        return {"text": "no answer before the request lapsed"}
+    closing = board.state in (ReferralState.REJECTED, ReferralState.CANCELLED)
+    if closing and ended is not None and ended.detail.get("reason"):
+        return {"text": ended.detail["reason"]}
+    return None
+
+
+def _request(person_id: str, referral: Referral, request: TimelineEntry, board: Board) -> Mapped:
+    status = _REQUEST_STATUS.get(board.state, "active")
     detail = request.detail
     resource = {
         "resourceType": "ServiceRequest",

@@ -400,7 +400,7 @@ async def everything(
     survivor = dataclasses.replace(read.person, asked=read.person.person_id)
     found = [
         Mapped(PATIENT_FIRST, patient_resource(survivor, read.verdict.allowed)),
-        *resources_of(read.person.person_id, read.entries),
+        *resources_of(read.person.person_id, read.entries, now=datetime.now(UTC)),
     ]
     body, returned = _bundle(request, used, found, cursor, count)
     return await _released(
@@ -456,7 +456,8 @@ def _search(resource_type: str) -> Callable[..., Awaitable[Response]]:
             resource_id=where,
             desk=desk,
         )
-        found = resources_of(read.person.person_id, read.entries, [resource_type])
+        now = datetime.now(UTC)
+        found = resources_of(read.person.person_id, read.entries, [resource_type], now)
         body, returned = _bundle(request, used, found, cursor, count)
         return await _released(
             request,

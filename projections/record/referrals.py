@@ -9,9 +9,10 @@ of an unanswered request and the arrival-order independence are the board's own 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from projections.record.entries import Entry, EntryKind
@@ -27,7 +28,7 @@ from projections.referrals.lifecycle import (
 # discharge summary comes back and the sender follows the patient up (docs/record.md).
 ACCESS_AFTER_COMPLETION = timedelta(days=30)
 # The request's fields the board folds (lifecycle._apply), as the record's entry keeps them.
-_REQUEST_FIELDS = (
+REQUEST_FIELDS = (
     "direction",
     "from_institution",
     "to_institution",
@@ -78,18 +79,33 @@ class ReferralLink:
         return "EXPIRED" if self.status == "REQUESTED" and lapsed else self.status
 
 
+def board_fact(
+    kind: str,
+    event_id: UUID,
+    at: datetime,
+    institution: str,
+    local_id: str,
+    request_code: str | None,
+    detail: Mapping[str, Any],
+) -> Fact:
+    """The board's fact of one referral entry (what the board kept of its event): for access
+    here and for the FHIR Task's state (gateway/fhir/referrals.py)."""
+    details = {k: str(v) for k in REQUEST_FIELDS if (v := detail.get(k)) is not None}
+    if request_code is not None:
+        details["reason_code"] = request_code
+    return Fact(kind, event_id, at, institution, local_id, tuple(sorted(details.items())))
+
+
 def _fact(entry: Entry) -> Fact:
-    """The board's fact of one referral entry (what the board would have kept of its event)."""
-    details = {k: str(v) for k in _REQUEST_FIELDS if (v := entry.detail.get(k)) is not None}
-    if entry.status == "REQUESTED" and entry.code is not None:
-        details["reason_code"] = entry.code.code
-    return Fact(
+    code = entry.code.code if entry.status == "REQUESTED" and entry.code is not None else None
+    return board_fact(
         entry.event_type,
         entry.event_id,
         entry.occurred_at,
         entry.institution,
         entry.local_id,
-        tuple(sorted(details.items())),
+        code,
+        entry.detail,
     )
 
 

@@ -61,3 +61,30 @@ def test_a_non_partys_line_is_left_out_of_what_the_parties_are_served() -> None:
 def test_without_the_request_no_member_is_a_party() -> None:
     (referral,) = referrals_of([ACCEPTED, STRAY])
     assert referral.parties == frozenset()
+
+
+def test_the_tasks_status_is_the_boards_not_the_latest_lines() -> None:
+    """A late acceptance after a rejection is on the timeline, but the board ignores it: the
+    Task said `accepted` (the latest line's state); it says what the desks' board says."""
+    rejected = line("REJECTED", 1, COUNTY, reason="床位已满")
+    late = line("ACCEPTED", 2, COUNTY)
+    t = task([REQUEST, rejected, late])
+    assert t["status"] == "rejected" and t["businessStatus"]["text"] == "REJECTED"
+    assert t["statusReason"]["text"] == "床位已满"
+    request = next(
+        m.resource for m in referrals("p", [REQUEST, rejected, late])
+        if m.resource["resourceType"] == "ServiceRequest"
+    )  # fmt: skip
+    assert request["status"] == "revoked"
+
+
+def test_an_unanswered_request_past_its_expiry_is_a_failed_task_at_the_reads_time() -> None:
+    week_later = T0 + timedelta(days=8)
+    made = referrals("p", [REQUEST], now=week_later)
+    t = next(m.resource for m in made if m.resource["resourceType"] == "Task")
+    assert t["status"] == "failed" and t["businessStatus"]["text"] == "EXPIRED"
+    assert "lapsed" in t["statusReason"]["text"]
+    soon = referrals("p", [REQUEST], now=T0 + timedelta(hours=1))
+    assert next(m.resource for m in soon if m.resource["resourceType"] == "Task")["status"] == (
+        "requested"
+    )

@@ -20,7 +20,7 @@ from gateway.delivery import INLINE_EVENTS, AsyncPublisher
 from gateway.grouped import Grouped
 from gateway.principals import Principal
 from gateway.problems import FieldError, ProblemError, jsonpath, pointer
-from gateway.referral_claims import claim_requests, request_digest
+from gateway.referral_claims import claim_requests, forget_requests, request_digest
 
 log = logging.getLogger(__name__)
 Recorded = dict[UUID, tuple[bytes, Delivery]]
@@ -260,23 +260,44 @@ class Ingest:
         if conflicts:
             raise _id_conflict(conflicts)
         fresh = [events[i] for i in first.values() if events[i].envelope.event_id not in known]
-        await self._claim_referrals(principal, events, fresh, batch)
-        if fresh:
-            # Concurrent requests with these ids (any process) may have published them since.
-            fresh, others = await self._reserve(fresh, digests, first, batch, known)
-            known = {**known, **others}
-        by_id = {eid: rec[1] for eid, rec in known.items()}
-        if fresh:
-            stored = await self._publish(fresh, digests, first, by_id, batch)
-            by_id.update({d.event_id: d for d in stored})
+        claimed = await self._claim_referrals(principal, events, fresh, batch)
+        try:
+            if fresh:
+                # Concurrent requests with these ids (any process) may have published them since.
+                fresh, others = await self._reserve(fresh, digests, first, batch, known)
+                known = {**known, **others}
+            by_id = {eid: rec[1] for eid, rec in known.items()}
+            if fresh:
+                stored = await self._publish(fresh, digests, first, by_id, batch)
+                by_id.update({d.event_id: d for d in stored})
+        except BaseException as exc:
+            await self._forget_unpublished(principal, claimed, exc)
+            raise
         return Outcome(
             [by_id[e.envelope.event_id] for e in events],
             replayed=sum(1 for e in events if e.envelope.event_id in known),
         )
 
+    async def _forget_unpublished(
+        self,
+        principal: Principal,
+        claimed: Mapping[UUID, tuple[frozenset[UUID], bytes]],
+        exc: BaseException | None,
+    ) -> None:
+        """After a failure (or a refusal: `exc` None), forget the request digests this call set
+        whose request event did not reach Kafka: a 503 is final, so the member may send the
+        request otherwise."""
+        cause = exc.__cause__ if isinstance(exc, ProblemError) else exc
+        stored = {d.event_id for d in cause.stored} if isinstance(cause, PublishError) else set()
+        unsent = {rid: sha for rid, (ids, sha) in claimed.items() if not ids & stored}
+        try:
+            await forget_requests(self._pool, principal.institution, unsent)
+        except Exception:
+            log.exception("could not forget %d referral requests", len(unsent))
+
     async def _claim_referrals(
         self, principal: Principal, events: Sequence[Event], fresh: list[Event], batch: bool
-    ) -> None:
+    ) -> dict[UUID, tuple[frozenset[UUID], bytes]]:
         """409 for a new request of a referral id another institution requested first, or that
         was requested already with other content (the board applies the first request only)."""
         requests: dict[UUID, set[bytes]] = {}
@@ -285,7 +306,7 @@ class Ingest:
             if isinstance(e, ReferralRequested):
                 requests.setdefault(e.referral_id, set()).add(request_digest(e))
         if not requests:
-            return
+            return {}
         refused = await claim_requests(self._pool, principal.institution, requests)
         if refused.of_others:
             taken, kind = refused.of_others, "referral-of-another-institution"
@@ -298,8 +319,22 @@ class Ingest:
                 " never changed: cancel the referral and request a new referral id"
             )
             why = "this referral id was requested with other content (receiver, urgency, …)"
-        else:
-            return
+        else:  # the events of each id this call claimed, and its request's digest
+            return {
+                rid: (
+                    frozenset(
+                        e.envelope.event_id
+                        for e in fresh
+                        if isinstance(e, ReferralRequested) and e.referral_id == rid
+                    ),
+                    sha,
+                )
+                for rid, sha in refused.claimed.items()
+            }
+        # Nothing is published: the ids this call claimed asked nothing either.
+        await self._forget_unpublished(
+            principal, {rid: (frozenset(), sha) for rid, sha in refused.claimed.items()}, None
+        )
         raise ProblemError(
             409,
             "Conflict",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
@@ -24,10 +24,20 @@ from psycopg_pool import AsyncConnectionPool
 from events.referral import ReferralRequested
 from projections.frame.claims import array_literal
 
+# A holder's row without a digest (claimed before 0017, or forgotten after a failed publish)
+# takes the digest of its holder's next request.
 _CLAIM = (
-    "INSERT INTO gateway_referral_requesters (referral_id, institution, request_sha256)"
+    "INSERT INTO gateway_referral_requesters AS r (referral_id, institution, request_sha256)"
     " SELECT id, %s, sha FROM unnest(%s::uuid[], %s::bytea[]) AS x(id, sha) ORDER BY id"
-    " ON CONFLICT DO NOTHING RETURNING referral_id"
+    " ON CONFLICT (referral_id) DO UPDATE SET request_sha256 = EXCLUDED.request_sha256"
+    " WHERE r.request_sha256 IS NULL AND r.institution = EXCLUDED.institution"
+    " RETURNING referral_id"
+)
+# A request none of whose events reached Kafka asked nothing: its holder may ask otherwise.
+_FORGET = (
+    "UPDATE gateway_referral_requesters r SET request_sha256 = NULL"
+    " FROM unnest(%s::uuid[], %s::bytea[]) AS x(id, sha)"
+    " WHERE r.referral_id = x.id AND r.institution = %s AND r.request_sha256 = x.sha"
 )
 # A statement of its own: it sees a concurrent claim the insert waited for and found taken.
 _HOLDERS = (
@@ -55,6 +65,7 @@ class Refused:
 
     of_others: frozenset[UUID]
     changed: frozenset[UUID]
+    claimed: Mapping[UUID, bytes] = field(default_factory=dict)  # digests this call set
 
 
 async def claim_requests(
@@ -81,4 +92,18 @@ async def claim_requests(
                     others.add(rid)
                 elif rid in wanted and digest is not None and bytes(digest) != wanted[rid]:
                     changed.add(rid)
-    return Refused(frozenset(others), frozenset(changed - others))
+    mine = {rid: wanted[rid] for rid in claimed}
+    return Refused(frozenset(others), frozenset(changed - others), mine)
+
+
+async def forget_requests(
+    pool: AsyncConnectionPool, institution: str, digests: Mapping[UUID, bytes]
+) -> None:
+    """Drop the digests a request set when none of its requests was published (a final 503, a
+    refusal by Kafka), so that its holder may send another request of the id; the id stays the
+    holder's. If this fails, the holder must resend the same request (the 409 says so)."""
+    if not digests:
+        return
+    ids = sorted(digests)
+    async with pool.connection() as conn:
+        await conn.execute(_FORGET, (array_literal(ids), [digests[i] for i in ids], institution))

@@ -476,3 +476,39 @@ def test_a_second_request_of_a_referral_id_with_other_content_is_409_and_not_pub
     assert end_offsets(config.bootstrap_servers, config.consortium_id) == stored
     resent = request_of(referral_id, VILLAGE)  # a new event id, the same request
     assert client.post("/v1/events", json=resent, headers=village).status_code == 202
+
+
+def test_a_request_kafka_never_stored_or_refused_leaves_its_referral_id_free_to_ask_otherwise(
+    client: TestClient, config: GatewayConfig, database_url: str
+) -> None:
+    """The id's first request is claimed before publishing. A 503 (final: nothing of it reaches
+    Kafka later) or a 409 for another event of the call left that request's content claimed,
+    so the clinician's corrected request (another urgency) was 409 for good, although no
+    request of the id had ever been published."""
+    from gateway.testing import free_port
+
+    village = bearer(database_url, VILLAGE)
+    unreached = GatewayConfig(
+        config.consortium_id, f"127.0.0.1:{free_port()}", database_url, publish_timeout_s=1.0
+    )
+    referral_id = str(uuid.uuid4())
+    with TestClient(create_app(unreached)) as down:
+        answer = down.post("/v1/events", json=request_of(referral_id, VILLAGE), headers=village)
+    assert answer.status_code == 503, answer.text
+    corrected = {**request_of(referral_id, VILLAGE), "urgency": "URGENT"}
+    answer = client.post("/v1/events", json=corrected, headers=village)
+    assert answer.status_code == 202, answer.text
+    # It is the holder's now with the corrected content: another one is refused again.
+    other = {**request_of(referral_id, VILLAGE), "urgency": "EMERGENCY"}
+    assert client.post("/v1/events", json=other, headers=village).status_code == 409
+    # A batch refused for one of its requests claims nothing of the others.
+    taken, free = str(uuid.uuid4()), str(uuid.uuid4())
+    assert (
+        client.post("/v1/events", json=request_of(taken, VILLAGE), headers=village).status_code
+        == 202
+    )
+    changed = {**request_of(taken, VILLAGE), "urgency": "URGENT"}
+    batch = [request_of(free, VILLAGE), changed]
+    assert client.post("/v1/events", json=batch, headers=village).status_code == 409
+    later = {**request_of(free, VILLAGE), "urgency": "URGENT"}
+    assert client.post("/v1/events", json=later, headers=village).status_code == 202

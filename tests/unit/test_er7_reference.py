@@ -85,6 +85,17 @@ def refused_structure(er7: str) -> bool:
     )
 
 
+def _as_backslash(out: Any, escape: str) -> Any:
+    """An ACK outcome with the message's escape character written as `\\` (MSH-2 aside): for
+    an escape character hl7apy does not take (a byte made U+FFFD, seed 6432 of the test
+    below) the reference's message gives the ACK the standard one, ours the message's own
+    (HL7 v2.5 2.9: the ACK escapes with the message's escape character)."""
+    code, fields = out
+    if not escape or escape == "\\":
+        return out
+    return code, [f if i == 1 else f.replace(escape, "\\") for i, f in enumerate(fields)]
+
+
 def compare(er7: str) -> str:
     """Map through both parsers; fail unless they agree or differ as documented."""
     try:
@@ -105,6 +116,8 @@ def compare(er7: str) -> str:
         return kind
     if _LONE_ESCAPE.search(er7):
         return "escape"
+    if kind == their_kind == "ack" and _as_backslash(ours_out, er7[6:7]) == their_out:
+        return "escape-character"
     assert kind == "ack" and _BAD_TIMESTAMP.search(ours_out[1][-1]), (er7, ours_out, their_out)
     return "timestamp"
 

@@ -114,10 +114,10 @@ def compare(er7: str) -> str:
         return "reference-crashed"  # e.g. hl7apy's ChildNotValid on a field access
     if (kind, ours_out) == (their_kind, their_out):
         return kind
-    if _LONE_ESCAPE.search(er7):
+    if _LONE_ESCAPE.search(er7) or (
+        kind == their_kind == "ack" and _as_backslash(ours_out, er7[6:7]) == their_out
+    ):
         return "escape"
-    if kind == their_kind == "ack" and _as_backslash(ours_out, er7[6:7]) == their_out:
-        return "escape-character"
     assert kind == "ack" and _BAD_TIMESTAMP.search(ours_out[1][-1]), (er7, ours_out, their_out)
     return "timestamp"
 
